@@ -1,0 +1,420 @@
+import { and, desc, eq, isNull, or, type SQL, sql } from 'drizzle-orm'
+import { type Executor, queryRows } from '../client'
+import { apiKeys, users } from '../schema'
+import type { ApiKeyTier } from '../schema/constants'
+
+export type ApiKeyRow = typeof apiKeys.$inferSelect
+
+/** The columns every read returns: never the hash. */
+const PUBLIC_COLUMNS = {
+  id: apiKeys.id,
+  prefix: apiKeys.prefix,
+  last4: apiKeys.last4,
+  name: apiKeys.name,
+  ownerUserId: apiKeys.ownerUserId,
+  tenantId: apiKeys.tenantId,
+  tier: apiKeys.tier,
+  scopes: apiKeys.scopes,
+  metadata: apiKeys.metadata,
+  rateLimit: apiKeys.rateLimit,
+  rateLimitWindowSeconds: apiKeys.rateLimitWindowSeconds,
+  expiresAt: apiKeys.expiresAt,
+  revokedAt: apiKeys.revokedAt,
+  rotatedFrom: apiKeys.rotatedFrom,
+  graceUntil: apiKeys.graceUntil,
+  createdAt: apiKeys.createdAt,
+  lastUsedAt: apiKeys.lastUsedAt,
+}
+
+export type ApiKeyRecord = Omit<ApiKeyRow, 'keyHash'>
+
+export interface NewApiKey {
+  keyHash: string
+  prefix: string
+  last4: string
+  name: string
+  tier: ApiKeyTier
+  scopes: readonly string[]
+  metadata: Record<string, unknown>
+  rateLimit: number | null
+  rateLimitWindowSeconds: number
+  expiresAt: Date | null
+  createdAt: Date
+}
+
+/** Inserts a key for a known owner and tenant (the caller's own). One round trip. */
+export async function insertApiKey(
+  x: Executor,
+  owner: { userId: string; tenantId: string },
+  key: NewApiKey,
+): Promise<ApiKeyRecord> {
+  const [row] = await x
+    .insert(apiKeys)
+    .values({ ...key, scopes: [...key.scopes], ownerUserId: owner.userId, tenantId: owner.tenantId })
+    .returning(PUBLIC_COLUMNS)
+  if (row === undefined) {
+    throw new Error('insert into api_keys returned no row')
+  }
+  return row
+}
+
+/**
+ * Inserts a key owned by `ownerUserId`, taking the tenant from the user row in the same
+ * statement. Undefined when no such user exists. One round trip.
+ */
+export async function insertApiKeyForUser(
+  x: Executor,
+  ownerUserId: string,
+  key: NewApiKey,
+): Promise<ApiKeyRecord | undefined> {
+  const [row] = await queryRows<{ record: RawApiKey }>(
+    x,
+    sql`insert into ${apiKeys} (key_hash, prefix, last4, name, owner_user_id, tenant_id, tier, scopes,
+          metadata, rate_limit, rate_limit_window_seconds, expires_at, created_at)
+        select ${key.keyHash}, ${key.prefix}, ${key.last4}, ${key.name}, ${users.id}, ${users.tenantId},
+          ${key.tier}, ${textArray(key.scopes)}, ${JSON.stringify(key.metadata)}::jsonb, ${key.rateLimit}::int,
+          ${key.rateLimitWindowSeconds}::int, ${key.expiresAt?.toISOString() ?? null}::timestamptz,
+          ${key.createdAt.toISOString()}::timestamptz
+        from ${users} where ${users.id} = ${ownerUserId}
+        returning ${RECORD_JSON} as record`,
+  )
+  return row === undefined ? undefined : fromRaw(row.record)
+}
+
+/** A key by id, restricted to `ownerUserId` unless that is undefined (admin). One round trip. */
+export async function findApiKey(
+  x: Executor,
+  id: string,
+  ownerUserId: string | undefined,
+): Promise<ApiKeyRecord | undefined> {
+  const [row] = await x
+    .select(PUBLIC_COLUMNS)
+    .from(apiKeys)
+    .where(and(eq(apiKeys.id, id), ownerFilter(ownerUserId)))
+    .limit(1)
+  return row
+}
+
+export interface ApiKeyListOptions {
+  /** Undefined lists every owner's keys (admin). */
+  ownerUserId: string | undefined
+  limit: number
+  /** Keyset position: the last row of the previous page. */
+  after: { createdAt: string; id: string } | undefined
+  includeRevoked: boolean
+  now: Date
+}
+
+export interface ApiKeyListPage {
+  rows: (ApiKeyRecord & { cursorCreatedAt: string })[]
+  hasMore: boolean
+}
+
+/**
+ * Newest first, keyset-paginated on (created_at, id) through `api_keys_owner_created_idx`.
+ * Revoked keys and rotated keys past their grace period are left out unless asked for.
+ * One round trip.
+ */
+export async function listApiKeys(x: Executor, options: ApiKeyListOptions): Promise<ApiKeyListPage> {
+  const conditions: (SQL | undefined)[] = [ownerFilter(options.ownerUserId)]
+  if (!options.includeRevoked) {
+    conditions.push(
+      isNull(apiKeys.revokedAt),
+      or(isNull(apiKeys.graceUntil), sql`${apiKeys.graceUntil} > ${options.now.toISOString()}::timestamptz`),
+    )
+  }
+  if (options.after !== undefined) {
+    conditions.push(
+      sql`(${apiKeys.createdAt}, ${apiKeys.id}) < (${options.after.createdAt}::timestamptz, ${options.after.id}::uuid)`,
+    )
+  }
+  const rows = await x
+    .select({ ...PUBLIC_COLUMNS, cursorCreatedAt: sql<string>`${apiKeys.createdAt}::text` })
+    .from(apiKeys)
+    .where(and(...conditions))
+    .orderBy(desc(apiKeys.createdAt), desc(apiKeys.id))
+    .limit(options.limit + 1)
+  return { rows: rows.slice(0, options.limit), hasMore: rows.length > options.limit }
+}
+
+/**
+ * Revokes a key (the row stays as a tombstone so it verifies as REVOKED). Idempotent: a key
+ * already revoked keeps its first revocation time. Undefined when the caller cannot see the key.
+ * One round trip.
+ */
+export async function revokeApiKey(
+  x: Executor,
+  id: string,
+  ownerUserId: string | undefined,
+  now: Date,
+): Promise<{ record: ApiKeyRecord; revokedNow: boolean } | undefined> {
+  const [record] = await x
+    .update(apiKeys)
+    .set({ revokedAt: sql`coalesce(${apiKeys.revokedAt}, ${now.toISOString()}::timestamptz)` })
+    .where(and(eq(apiKeys.id, id), ownerFilter(ownerUserId)))
+    .returning(PUBLIC_COLUMNS)
+  if (record === undefined) {
+    return undefined
+  }
+  return { record, revokedNow: record.revokedAt?.getTime() === now.getTime() }
+}
+
+export type RotateOutcome =
+  | { kind: 'rotated'; old: ApiKeyRecord; created: ApiKeyRecord }
+  | { kind: 'not_found' }
+  | { kind: 'not_rotatable'; reason: 'revoked' | 'expired' | 'already_rotated' }
+
+/**
+ * Rotates a live key in one statement: the old key gets `grace_until` (it keeps verifying until
+ * then) and a new key copies its owner, name, tier, scopes, metadata, limits and expiry.
+ * The new key's `rotated_from` names the first key of the rotation lineage, whose quota and
+ * rate-limit counters every key of the lineage shares, so rotating never resets a quota.
+ * One round trip (two when the key cannot be rotated, to say why).
+ */
+export async function rotateApiKey(
+  x: Executor,
+  id: string,
+  ownerUserId: string | undefined,
+  replacement: { keyHash: string; prefix: string; last4: string },
+  now: Date,
+  graceUntil: Date,
+): Promise<RotateOutcome> {
+  const nowIso = now.toISOString()
+  const [row] = await queryRows<{ old: RawApiKey; created: RawApiKey }>(
+    x,
+    sql`with old as (
+          update ${apiKeys} set grace_until = ${graceUntil.toISOString()}::timestamptz
+          where ${and(eq(apiKeys.id, id), ownerFilter(ownerUserId))}
+            and revoked_at is null and grace_until is null
+            and (expires_at is null or expires_at > ${nowIso}::timestamptz)
+          returning *
+        ), created as (
+          insert into ${apiKeys} (key_hash, prefix, last4, name, owner_user_id, tenant_id, tier, scopes,
+            metadata, rate_limit, rate_limit_window_seconds, expires_at, rotated_from, created_at)
+          select ${replacement.keyHash}, ${replacement.prefix}, ${replacement.last4}, name, owner_user_id,
+            tenant_id, tier, scopes, metadata, rate_limit, rate_limit_window_seconds, expires_at,
+            coalesce(rotated_from, id), ${nowIso}::timestamptz
+          from old
+          returning *
+        )
+        select to_jsonb(old.*) - 'key_hash' as old, to_jsonb(created.*) - 'key_hash' as created
+        from old, created`,
+  )
+  if (row !== undefined) {
+    return { kind: 'rotated', old: fromRaw(row.old), created: fromRaw(row.created) }
+  }
+  const existing = await findApiKey(x, id, ownerUserId)
+  if (existing === undefined) {
+    return { kind: 'not_found' }
+  }
+  const reason =
+    existing.revokedAt !== null ? 'revoked' : existing.graceUntil !== null ? 'already_rotated' : 'expired'
+  return { kind: 'not_rotatable', reason }
+}
+
+function ownerFilter(ownerUserId: string | undefined): SQL | undefined {
+  return ownerUserId === undefined ? undefined : eq(apiKeys.ownerUserId, ownerUserId)
+}
+
+// A text[] parameter: drizzle would expand a JS array into a row constructor.
+function textArray(values: readonly string[]): SQL {
+  return sql`array(select jsonb_array_elements_text(${JSON.stringify(values)}::jsonb))`
+}
+
+const RECORD_JSON = sql.raw(`to_jsonb(api_keys.*) - 'key_hash'`)
+
+/** A row as `to_jsonb` renders it: snake_case keys, timestamps as ISO 8601 strings. */
+interface RawApiKey {
+  id: string
+  prefix: string
+  last4: string
+  name: string
+  owner_user_id: string
+  tenant_id: string
+  tier: ApiKeyTier
+  scopes: string[]
+  metadata: Record<string, unknown>
+  rate_limit: number | null
+  rate_limit_window_seconds: number
+  expires_at: string | null
+  revoked_at: string | null
+  rotated_from: string | null
+  grace_until: string | null
+  created_at: string
+  last_used_at: string | null
+}
+
+function fromRaw(raw: RawApiKey): ApiKeyRecord {
+  const date = (value: string | null): Date | null => (value === null ? null : new Date(value))
+  return {
+    id: raw.id,
+    prefix: raw.prefix,
+    last4: raw.last4,
+    name: raw.name,
+    ownerUserId: raw.owner_user_id,
+    tenantId: raw.tenant_id,
+    tier: raw.tier,
+    scopes: raw.scopes,
+    metadata: raw.metadata,
+    rateLimit: raw.rate_limit,
+    rateLimitWindowSeconds: raw.rate_limit_window_seconds,
+    expiresAt: date(raw.expires_at),
+    revokedAt: date(raw.revoked_at),
+    rotatedFrom: raw.rotated_from,
+    graceUntil: date(raw.grace_until),
+    createdAt: new Date(raw.created_at),
+    lastUsedAt: date(raw.last_used_at),
+  }
+}
+
+export interface KeyCheckInput {
+  keyHash: string
+  now: Date
+  /** Start of the current UTC month: the quota period. */
+  periodStart: Date
+  /** Monthly quota per tier; null is unlimited. */
+  tierQuotas: Readonly<Record<ApiKeyTier, number | null>>
+  /**
+   * The database half of the caller's own credential check (e.g. "this access token is not
+   * revoked"), folded into the same statement so verify stays one round trip. When it is false
+   * nothing is counted and the outcome is `callerRefused`.
+   */
+  callerGuard?: SQL
+}
+
+export type KeyCheckOutcome = { callerRefused: true } | { callerRefused: false; row: KeyCheckRow | undefined }
+
+/** What the verify statement saw and did; absent when no key has this hash. */
+export interface KeyCheckRow {
+  id: string
+  ownerUserId: string
+  tenantId: string
+  tier: ApiKeyTier
+  scopes: string[]
+  metadata: Record<string, unknown>
+  /** 'REVOKED' / 'EXPIRED' when the key cannot be used at all; null when it is live. */
+  dead: 'REVOKED' | 'EXPIRED' | null
+  quotaLimit: number | null
+  /** Counter value in the statement's snapshot, before this call (0 when no row yet). */
+  quotaUsedBefore: number
+  /** Counter value after this call's increment; null when this call was not counted. */
+  quotaUsedAfter: number | null
+  rateLimit: number | null
+  /** Window count in the statement's snapshot, before this call. */
+  windowCountBefore: number
+  /** Window count after this call's increment; null when not counted (or no rate limit). */
+  windowCountAfter: number | null
+  /** End of the rate-limit window this call fell in, epoch milliseconds. */
+  windowResetAtMs: number
+}
+
+interface RawKeyCheckRow {
+  caller_ok: boolean
+  id: string | null
+  owner_user_id: string
+  tenant_id: string
+  tier: ApiKeyTier
+  scopes: string[]
+  metadata: Record<string, unknown>
+  dead: 'REVOKED' | 'EXPIRED' | null
+  quota_limit: string | number | null
+  used_before: string | number | null
+  used_after: string | number | null
+  rate_limit: number | null
+  window_count_before: number
+  window_count_after: number | null
+  window_reset_at_ms: string | number
+}
+
+/**
+ * The whole of verify in ONE statement (one round trip on the HTTP driver): finds the key by
+ * hash, decides whether it is live (revoked, rotated past its grace period, expired), then
+ * counts the call against the rate-limit window and the monthly quota with conditional
+ * upserts, so concurrent calls can never overshoot either limit.
+ *
+ * Order, and why: the rate window is charged first and the quota only when the window admitted
+ * the call, so a RATE_LIMITED call never spends quota (quota is what customers pay for). The
+ * window is not charged when the quota was already spent in the statement's snapshot; only a
+ * call racing the very last unit of quota can spend a window slot and still be refused.
+ * Counters live under the lineage's first key (`coalesce(rotated_from, id)`), so a rotated key
+ * and its replacement share one quota. A new UTC month is a new counter row: no reset job.
+ */
+export async function checkAndChargeKey(x: Executor, input: KeyCheckInput): Promise<KeyCheckOutcome> {
+  const guard = input.callerGuard ?? sql`true`
+  const now = input.now.toISOString()
+  const period = input.periodStart.toISOString()
+  const [row] = await queryRows<RawKeyCheckRow & Record<string, unknown>>(
+    x,
+    sql`with k as (
+          select id, owner_user_id, tenant_id, tier, scopes, metadata, rate_limit,
+            coalesce(rotated_from, id) as account_id,
+            case
+              when revoked_at is not null then 'REVOKED'
+              when grace_until is not null and grace_until <= ${now}::timestamptz then 'REVOKED'
+              when expires_at is not null and expires_at <= ${now}::timestamptz then 'EXPIRED'
+            end as dead,
+            (${JSON.stringify(input.tierQuotas)}::jsonb ->> tier)::bigint as quota_limit,
+            to_timestamp(floor(extract(epoch from ${now}::timestamptz) / rate_limit_window_seconds)
+              * rate_limit_window_seconds) as window_start,
+            rate_limit_window_seconds
+          from api_keys where key_hash = ${input.keyHash} and ${guard}
+        ), seen as (
+          select coalesce((select c.used from api_key_quota_counters c
+              where c.key_id = k.account_id and c.period_start = ${period}::timestamptz), 0) as used,
+            coalesce((select w.count from api_key_rate_windows w
+              where w.key_id = k.account_id and w.window_start = k.window_start), 0) as window_count
+          from k
+        ), rate as (
+          insert into api_key_rate_windows as r (key_id, window_start, count)
+          select k.account_id, k.window_start, 1 from k, seen
+          where k.dead is null and k.rate_limit is not null
+            and (k.quota_limit is null or seen.used < k.quota_limit)
+          on conflict (key_id) do update set
+            window_start = greatest(r.window_start, excluded.window_start),
+            count = case when r.window_start < excluded.window_start then 1 else r.count + 1 end
+          where r.window_start < excluded.window_start or r.count < (select rate_limit from k)
+          returning r.window_start, r.count
+        ), quota as (
+          insert into api_key_quota_counters as q (key_id, period_start, used)
+          select k.account_id, ${period}::timestamptz, 1 from k
+          where k.dead is null and (k.quota_limit is null or k.quota_limit > 0)
+            and (k.rate_limit is null or exists (select 1 from rate))
+          on conflict (key_id, period_start) do update set used = q.used + 1
+          where (select quota_limit from k) is null or q.used < (select quota_limit from k)
+          returning q.used
+        )
+        select ${guard} as caller_ok, k.id, k.owner_user_id, k.tenant_id, k.tier, k.scopes, k.metadata, k.dead, k.quota_limit,
+          seen.used as used_before, (select used from quota) as used_after, k.rate_limit,
+          seen.window_count as window_count_before, (select count from rate) as window_count_after,
+          floor(extract(epoch from coalesce((select window_start from rate), k.window_start)) * 1000
+            + k.rate_limit_window_seconds * 1000)::float8 as window_reset_at_ms
+        from (select 1) as one left join k on true left join seen on true`,
+  )
+  if (row === undefined || row.caller_ok !== true) {
+    return { callerRefused: true }
+  }
+  if (row.id === null) {
+    return { callerRefused: false, row: undefined }
+  }
+  const count = (value: string | number | null): number | null => (value === null ? null : Number(value))
+  const id = row.id
+  return {
+    callerRefused: false,
+    row: {
+      id,
+      ownerUserId: row.owner_user_id,
+      tenantId: row.tenant_id,
+      tier: row.tier,
+      scopes: row.scopes,
+      metadata: row.metadata,
+      dead: row.dead,
+      quotaLimit: count(row.quota_limit),
+      quotaUsedBefore: count(row.used_before) ?? 0,
+      quotaUsedAfter: count(row.used_after),
+      rateLimit: row.rate_limit,
+      windowCountBefore: Number(row.window_count_before),
+      windowCountAfter: count(row.window_count_after),
+      windowResetAtMs: Number(row.window_reset_at_ms),
+    },
+  }
+}

@@ -1,0 +1,98 @@
+import { and, desc, eq, isNull, lt, or, sql } from 'drizzle-orm'
+import type { Executor } from '../client'
+import { oauthClients } from '../schema'
+import type { OAuthClientRow } from './oauth-tokens'
+
+export type NewOAuthClient = typeof oauthClients.$inferInsert
+
+export async function insertClient(x: Executor, client: NewOAuthClient): Promise<OAuthClientRow> {
+  const [row] = await x.insert(oauthClients).values(client).returning()
+  if (row === undefined) {
+    throw new Error('insert into oauth_clients returned nothing')
+  }
+  return row
+}
+
+/** The client with this public client_id (disabled ones included). One round trip. */
+export async function findClient(x: Executor, clientId: string): Promise<OAuthClientRow | undefined> {
+  const [row] = await x.select().from(oauthClients).where(eq(oauthClients.clientId, clientId)).limit(1)
+  return row
+}
+
+/** RFC 7592: the enabled client this registration access token manages. One round trip. */
+export async function findClientForManagement(
+  x: Executor,
+  clientId: string,
+  registrationAccessTokenHash: string,
+): Promise<OAuthClientRow | undefined> {
+  const [row] = await x
+    .select()
+    .from(oauthClients)
+    .where(
+      and(
+        eq(oauthClients.clientId, clientId),
+        eq(oauthClients.registrationAccessTokenHash, registrationAccessTokenHash),
+        isNull(oauthClients.disabledAt),
+      ),
+    )
+    .limit(1)
+  return row
+}
+
+export async function updateClient(
+  x: Executor,
+  id: string,
+  fields: Partial<NewOAuthClient>,
+): Promise<OAuthClientRow | undefined> {
+  const [row] = await x
+    .update(oauthClients)
+    .set({ ...fields, updatedAt: sql`now()` })
+    .where(eq(oauthClients.id, id))
+    .returning()
+  return row
+}
+
+export async function deleteClient(x: Executor, id: string): Promise<boolean> {
+  const rows = await x.delete(oauthClients).where(eq(oauthClients.id, id)).returning({ id: oauthClients.id })
+  return rows.length > 0
+}
+
+/** Disables a client: its tokens stop verifying and it can no longer authenticate. */
+export async function disableClient(
+  x: Executor,
+  clientId: string,
+  now: Date,
+): Promise<OAuthClientRow | undefined> {
+  const [row] = await x
+    .update(oauthClients)
+    .set({ disabledAt: sql`coalesce(${oauthClients.disabledAt}, ${now})`, updatedAt: now })
+    .where(eq(oauthClients.clientId, clientId))
+    .returning()
+  return row
+}
+
+export interface ClientCursor {
+  createdAt: Date
+  id: string
+}
+
+/** Newest first, keyset-paginated on (created_at, id). */
+export async function listClients(
+  x: Executor,
+  limit: number,
+  cursor: ClientCursor | undefined,
+): Promise<OAuthClientRow[]> {
+  return x
+    .select()
+    .from(oauthClients)
+    .where(
+      cursor === undefined
+        ? undefined
+        : or(
+            lt(oauthClients.createdAt, cursor.createdAt),
+            and(eq(oauthClients.createdAt, cursor.createdAt), lt(oauthClients.id, cursor.id)),
+          ),
+    )
+    .orderBy(desc(oauthClients.createdAt), desc(oauthClients.id))
+    .limit(limit)
+}

@@ -1,0 +1,435 @@
+import { and, eq, gt, sql } from 'drizzle-orm'
+import { type Executor, queryRows } from '../client'
+import { authorizationCodes, deviceCodes, oauthConsents } from '../schema'
+
+/** The user behind a grant, as the token response needs it (id_token claims). */
+export interface Grantee {
+  userId: string
+  status: string
+  email: string
+  displayName: string | null
+  emailVerified: boolean
+  /** Seconds since the epoch. */
+  authTime: number | null
+}
+
+export interface NewRefreshToken {
+  id: string
+  tokenHash: string
+  expiresAt: Date
+}
+
+export type NewAuthorizationCode = typeof authorizationCodes.$inferInsert
+
+export async function insertAuthorizationCode(x: Executor, code: NewAuthorizationCode): Promise<void> {
+  await x.insert(authorizationCodes).values(code)
+}
+
+export interface ConsumedCode extends Grantee {
+  codeId: string
+  redirectUri: string
+  scope: string
+  resource: string | null
+  nonce: string | null
+  codeChallenge: string
+  refreshIssued: boolean
+}
+
+/**
+ * RFC 6749 §4.1.3 in ONE statement: consumes the unexpired, unused code of this client and, when
+ * PKCE, redirect URI and user status all hold, starts a refresh-token family. Concurrent calls
+ * serialise on the row: exactly one sees `consumed_at is null`.
+ */
+export async function consumeAuthorizationCode(
+  x: Executor,
+  input: {
+    codeHash: string
+    clientUuid: string
+    codeChallenge: string
+    redirectUri: string | null
+    refresh: NewRefreshToken | null
+    now: Date
+  },
+): Promise<ConsumedCode | undefined> {
+  const refresh = input.refresh
+  const [row] = await queryRows<Record<string, unknown>>(
+    x,
+    sql`with consumed as (
+      update authorization_codes set consumed_at = ${input.now}
+      where code_hash = ${input.codeHash} and client_id = ${input.clientUuid}
+        and consumed_at is null and expires_at > ${input.now}
+      returning id, user_id, redirect_uri, scope, resource, nonce, code_challenge, auth_time
+    ), grantee as (
+      select c.*, u.status, u.email, u.display_name, u.email_verified_at
+      from consumed c join users u on u.id = c.user_id
+    ), issued as (
+      insert into refresh_tokens (id, token_hash, family_id, authorization_code_id, client_id, user_id, scope, resource, auth_time, expires_at)
+      select ${refresh?.id ?? null}::uuid, ${refresh?.tokenHash ?? null}, ${refresh?.id ?? null}::uuid, g.id, ${input.clientUuid}::uuid,
+             g.user_id, g.scope, g.resource, g.auth_time, ${refresh?.expiresAt ?? null}::timestamptz
+      from grantee g
+      where ${refresh !== null} and g.status = 'active' and g.code_challenge = ${input.codeChallenge}
+        and g.redirect_uri = coalesce(${input.redirectUri}, g.redirect_uri)
+      returning id
+    )
+    select g.id::text as code_id, g.user_id::text as user_id, g.redirect_uri, g.scope, g.resource, g.nonce,
+           g.code_challenge, g.status, g.email, g.display_name, g.email_verified_at is not null as email_verified,
+           floor(extract(epoch from g.auth_time))::int as auth_time, (select count(*) from issued)::int as refresh_issued
+    from grantee g`,
+  )
+  if (row === undefined) {
+    return undefined
+  }
+  return {
+    codeId: String(row.code_id),
+    userId: String(row.user_id),
+    redirectUri: String(row.redirect_uri),
+    scope: String(row.scope),
+    resource: row.resource === null ? null : String(row.resource),
+    nonce: row.nonce === null ? null : String(row.nonce),
+    codeChallenge: String(row.code_challenge),
+    status: String(row.status),
+    email: String(row.email),
+    displayName: row.display_name === null ? null : String(row.display_name),
+    emailVerified: row.email_verified === true,
+    authTime: row.auth_time === null ? null : Number(row.auth_time),
+    refreshIssued: Number(row.refresh_issued) > 0,
+  }
+}
+
+/**
+ * RFC 6749 §10.5 / RFC 9700 §4.5: a code presented again revokes what its first exchange
+ * issued (the refresh family and the access tokens named by the code and family ids). One
+ * statement; returns whether the code had been used.
+ */
+export async function revokeReplayedCode(
+  x: Executor,
+  codeHash: string,
+  now: Date,
+  accessTokensExpireBy: Date,
+): Promise<{ replayed: boolean; codeId: string | null; revokedRefreshTokens: number }> {
+  const [row] = await queryRows<{ code_id: string | null; revoked: number }>(
+    x,
+    sql`with code as (
+      select id from authorization_codes where code_hash = ${codeHash} and consumed_at is not null
+    ), family as (
+      update refresh_tokens set revoked_at = ${now}
+      where authorization_code_id in (select id from code) and revoked_at is null
+      returning id
+    ), revoked as (
+      insert into revoked_access_tokens (jti, expires_at)
+      select id::text, ${accessTokensExpireBy}::timestamptz from code
+      union all select id::text, ${accessTokensExpireBy}::timestamptz from family
+      on conflict (jti) do nothing
+      returning jti
+    )
+    select (select id::text from code) as code_id, (select count(*) from family)::int as revoked,
+           (select count(*) from revoked)::int as revoked_access`,
+  )
+  return {
+    replayed: row?.code_id !== null && row?.code_id !== undefined,
+    codeId: row?.code_id ?? null,
+    revokedRefreshTokens: Number(row?.revoked ?? 0),
+  }
+}
+
+export interface RotatedRefresh extends Grantee {
+  previousId: string
+  familyId: string
+  scope: string
+  resource: string | null
+}
+
+/**
+ * Refresh rotation in ONE statement: marks the live token (of this client, active user, scope
+ * not widened) replaced and inserts its successor in the same family. Concurrent uses serialise
+ * on the row: exactly one finds `replaced_by is null`.
+ */
+export async function rotateRefreshToken(
+  x: Executor,
+  input: { tokenHash: string; clientUuid: string; requestedScope: string; next: NewRefreshToken; now: Date },
+): Promise<RotatedRefresh | undefined> {
+  const [row] = await queryRows<Record<string, unknown>>(
+    x,
+    sql`with rotated as (
+      update refresh_tokens r set replaced_by = ${input.next.id}::uuid
+      from users u
+      where r.token_hash = ${input.tokenHash} and r.client_id = ${input.clientUuid}
+        and r.revoked_at is null and r.replaced_by is null and r.expires_at > ${input.now}
+        and u.id = r.user_id and u.status = 'active'
+        and string_to_array(${input.requestedScope}, ' ') <@ string_to_array(r.scope, ' ')
+      returning r.id, r.family_id, r.authorization_code_id, r.user_id, r.scope, r.resource, r.auth_time,
+                u.status, u.email, u.display_name, u.email_verified_at
+    ), issued as (
+      insert into refresh_tokens (id, token_hash, family_id, parent_id, authorization_code_id, client_id, user_id, scope, resource, auth_time, expires_at)
+      select ${input.next.id}::uuid, ${input.next.tokenHash}, family_id, id, authorization_code_id, ${input.clientUuid}::uuid,
+             user_id, scope, resource, auth_time, ${input.next.expiresAt}::timestamptz
+      from rotated
+      returning id
+    )
+    select r.id::text as previous_id, r.family_id::text as family_id, r.user_id::text as user_id, r.scope, r.resource,
+           r.status, r.email, r.display_name, r.email_verified_at is not null as email_verified,
+           floor(extract(epoch from r.auth_time))::int as auth_time
+    from rotated r where exists (select 1 from issued)`,
+  )
+  if (row === undefined) {
+    return undefined
+  }
+  return {
+    previousId: String(row.previous_id),
+    familyId: String(row.family_id),
+    userId: String(row.user_id),
+    scope: String(row.scope),
+    resource: row.resource === null ? null : String(row.resource),
+    status: String(row.status),
+    email: String(row.email),
+    displayName: row.display_name === null ? null : String(row.display_name),
+    emailVerified: row.email_verified === true,
+    authTime: row.auth_time === null ? null : Number(row.auth_time),
+  }
+}
+
+export type RefreshFailure = 'unknown' | 'reused' | 'revoked' | 'expired' | 'user_inactive' | 'scope_widened'
+
+/**
+ * Why a refresh token did not rotate. A rotated token presented again means it leaked: the
+ * whole family and its access tokens are revoked in the same statement (RFC 9700 §4.14.2).
+ */
+export async function explainRefreshFailure(
+  x: Executor,
+  input: { tokenHash: string; clientUuid: string; now: Date; accessTokensExpireBy: Date },
+): Promise<{ failure: RefreshFailure; familyId: string | null; userId: string | null; revoked: number }> {
+  const [row] = await queryRows<Record<string, unknown>>(
+    x,
+    sql`with tok as (
+      select r.family_id, r.user_id, r.replaced_by, r.revoked_at, r.expires_at > ${input.now} as live, u.status
+      from refresh_tokens r join users u on u.id = r.user_id
+      where r.token_hash = ${input.tokenHash} and r.client_id = ${input.clientUuid}
+    ), family as (
+      update refresh_tokens set revoked_at = ${input.now}
+      where family_id in (select family_id from tok where replaced_by is not null) and revoked_at is null
+      returning id, authorization_code_id
+    ), revoked as (
+      insert into revoked_access_tokens (jti, expires_at)
+      select id::text, ${input.accessTokensExpireBy}::timestamptz from family
+      union select authorization_code_id::text, ${input.accessTokensExpireBy}::timestamptz from family where authorization_code_id is not null
+      on conflict (jti) do nothing
+      returning jti
+    )
+    select tok.family_id::text as family_id, tok.user_id::text as user_id, tok.replaced_by is not null as replaced,
+           tok.revoked_at is not null as revoked_before, tok.live, tok.status,
+           (select count(*) from family)::int as revoked, (select count(*) from revoked)::int as revoked_access
+    from tok`,
+  )
+  if (row === undefined) {
+    return { failure: 'unknown', familyId: null, userId: null, revoked: 0 }
+  }
+  const failure: RefreshFailure =
+    row.replaced === true
+      ? 'reused'
+      : row.revoked_before === true
+        ? 'revoked'
+        : row.live !== true
+          ? 'expired'
+          : row.status !== 'active'
+            ? 'user_inactive'
+            : 'scope_widened'
+  return {
+    failure,
+    familyId: String(row.family_id),
+    userId: String(row.user_id),
+    revoked: Number(row.revoked),
+  }
+}
+
+/**
+ * RFC 7009 for refresh tokens: revokes the token's family (every token of the grant) and the
+ * access tokens it minted. Only the owning client may. One statement.
+ */
+export async function revokeRefreshFamily(
+  x: Executor,
+  tokenHash: string,
+  clientUuid: string,
+  now: Date,
+  accessTokensExpireBy: Date,
+): Promise<number> {
+  const [row] = await queryRows<{ revoked: number }>(
+    x,
+    sql`with tok as (
+      select family_id from refresh_tokens where token_hash = ${tokenHash} and client_id = ${clientUuid}
+    ), family as (
+      update refresh_tokens set revoked_at = ${now}
+      where family_id in (select family_id from tok) and revoked_at is null
+      returning id, authorization_code_id
+    ), revoked as (
+      insert into revoked_access_tokens (jti, expires_at)
+      select id::text, ${accessTokensExpireBy}::timestamptz from family
+      union select authorization_code_id::text, ${accessTokensExpireBy}::timestamptz from family where authorization_code_id is not null
+      on conflict (jti) do nothing
+      returning jti
+    )
+    select (select count(*) from family)::int as revoked`,
+  )
+  return Number(row?.revoked ?? 0)
+}
+
+/** RFC 7662 for refresh tokens: the live token of this client, with its user's status. */
+export async function findLiveRefreshToken(x: Executor, tokenHash: string, clientUuid: string, now: Date) {
+  const [row] = await queryRows<Record<string, unknown>>(
+    x,
+    sql`select r.id::text as id, r.user_id::text as user_id, r.scope, r.resource,
+               floor(extract(epoch from r.expires_at))::int as exp, floor(extract(epoch from r.created_at))::int as iat
+        from refresh_tokens r join users u on u.id = r.user_id
+        where r.token_hash = ${tokenHash} and r.client_id = ${clientUuid} and r.revoked_at is null
+          and r.replaced_by is null and r.expires_at > ${now} and u.status = 'active'`,
+  )
+  return row
+}
+
+/** Scopes the user already granted this client (remembered consent). */
+export async function findConsent(
+  x: Executor,
+  userId: string,
+  clientUuid: string,
+): Promise<string[] | undefined> {
+  const [row] = await x
+    .select({ scopes: oauthConsents.scopes })
+    .from(oauthConsents)
+    .where(and(eq(oauthConsents.userId, userId), eq(oauthConsents.clientId, clientUuid)))
+    .limit(1)
+  return row?.scopes
+}
+
+/** Remembers consent, merged with what was granted before. One round trip. */
+export async function upsertConsent(
+  x: Executor,
+  userId: string,
+  clientUuid: string,
+  scopes: string[],
+): Promise<void> {
+  await x
+    .insert(oauthConsents)
+    .values({ userId, clientId: clientUuid, scopes })
+    .onConflictDoUpdate({
+      target: [oauthConsents.userId, oauthConsents.clientId],
+      set: {
+        scopes: sql`array(select distinct unnest(${oauthConsents.scopes} || excluded.scopes))`,
+        updatedAt: sql`now()`,
+      },
+    })
+}
+
+export type NewDeviceCode = typeof deviceCodes.$inferInsert
+
+export async function insertDeviceCode(x: Executor, code: NewDeviceCode): Promise<void> {
+  await x.insert(deviceCodes).values(code)
+}
+
+/** The pending, unexpired device request behind a user code, with its client's name. */
+export async function findPendingDeviceCode(x: Executor, userCodeHash: string, now: Date) {
+  const [row] = await queryRows<{ id: string; scope: string; client_name: string | null; client_id: string }>(
+    x,
+    sql`select d.id::text as id, d.scope, c.client_name, c.client_id
+        from device_codes d join oauth_clients c on c.id = d.client_id
+        where d.user_code_hash = ${userCodeHash} and d.status = 'pending' and d.expires_at > ${now}
+          and c.disabled_at is null`,
+  )
+  return row
+}
+
+/** RFC 8628 §3.3: the user's decision on a pending, unexpired request. One statement. */
+export async function decideDeviceCode(
+  x: Executor,
+  userCodeHash: string,
+  userId: string,
+  approve: boolean,
+  now: Date,
+): Promise<{ id: string; clientUuid: string } | undefined> {
+  const [row] = await x
+    .update(deviceCodes)
+    .set({ status: approve ? 'approved' : 'denied', userId })
+    .where(
+      and(
+        eq(deviceCodes.userCodeHash, userCodeHash),
+        eq(deviceCodes.status, 'pending'),
+        gt(deviceCodes.expiresAt, now),
+      ),
+    )
+    .returning({ id: deviceCodes.id, clientUuid: deviceCodes.clientId })
+  return row
+}
+
+export interface DevicePoll extends Grantee {
+  deviceId: string
+  previousStatus: string
+  expired: boolean
+  slowDown: boolean
+  intervalSeconds: number
+  scope: string
+  resource: string | null
+  refreshIssued: boolean
+}
+
+/**
+ * RFC 8628 §3.4-3.5 in ONE statement: records the poll, grows the interval by 5 s when polled
+ * too fast, and consumes an approved code (starting a refresh family when asked).
+ */
+export async function pollDeviceCode(
+  x: Executor,
+  input: { deviceCodeHash: string; clientUuid: string; refresh: NewRefreshToken | null; now: Date },
+): Promise<DevicePoll | undefined> {
+  const refresh = input.refresh
+  const [row] = await queryRows<Record<string, unknown>>(
+    x,
+    sql`with prev as (
+      select id, status, user_id, scope, resource, interval_seconds, last_polled_at, expires_at
+      from device_codes where device_code_hash = ${input.deviceCodeHash} and client_id = ${input.clientUuid}
+      for update
+    ), polled as (
+      update device_codes d set
+        last_polled_at = ${input.now},
+        status = case when p.status = 'approved' and p.expires_at > ${input.now} then 'consumed' else d.status end,
+        interval_seconds = case
+          when p.status = 'pending' and p.last_polled_at is not null
+               and p.last_polled_at + make_interval(secs => p.interval_seconds) > ${input.now}
+          then d.interval_seconds + 5 else d.interval_seconds end
+      from prev p where d.id = p.id
+      returning d.id, p.status as prev_status, d.interval_seconds, d.user_id, d.scope, d.resource,
+        p.expires_at <= ${input.now} as expired,
+        (p.status = 'pending' and p.last_polled_at is not null
+          and p.last_polled_at + make_interval(secs => p.interval_seconds) > ${input.now}) as slow_down
+    ), grantee as (
+      select p.*, u.status as user_status, u.email, u.display_name, u.email_verified_at
+      from polled p left join users u on u.id = p.user_id
+    ), issued as (
+      insert into refresh_tokens (id, token_hash, family_id, client_id, user_id, scope, resource, auth_time, expires_at)
+      select ${refresh?.id ?? null}::uuid, ${refresh?.tokenHash ?? null}, ${refresh?.id ?? null}::uuid, ${input.clientUuid}::uuid,
+             g.user_id, g.scope, g.resource, ${input.now}, ${refresh?.expiresAt ?? null}::timestamptz
+      from grantee g
+      where ${refresh !== null} and g.prev_status = 'approved' and not g.expired and g.user_status = 'active'
+      returning id
+    )
+    select g.id::text as device_id, g.prev_status, g.interval_seconds, g.user_id::text as user_id, g.scope, g.resource,
+           g.expired, g.slow_down, g.user_status, g.email, g.display_name, g.email_verified_at is not null as email_verified,
+           (select count(*) from issued)::int as refresh_issued
+    from grantee g`,
+  )
+  if (row === undefined) {
+    return undefined
+  }
+  return {
+    deviceId: String(row.device_id),
+    previousStatus: String(row.prev_status),
+    expired: row.expired === true,
+    slowDown: row.slow_down === true,
+    intervalSeconds: Number(row.interval_seconds),
+    scope: String(row.scope),
+    resource: row.resource === null ? null : String(row.resource),
+    userId: row.user_id === null ? '' : String(row.user_id),
+    status: row.user_status === null ? 'none' : String(row.user_status),
+    email: row.email === null ? '' : String(row.email),
+    displayName: row.display_name === null ? null : String(row.display_name),
+    emailVerified: row.email_verified === true,
+    authTime: null,
+    refreshIssued: Number(row.refresh_issued) > 0,
+  }
+}

@@ -1,0 +1,80 @@
+import { eq, getTableColumns, type SQL, sql } from 'drizzle-orm'
+import type { Executor } from '../client'
+import { oauthClients, revokedAccessTokens, users } from '../schema'
+
+export type OAuthClientRow = typeof oauthClients.$inferSelect
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+
+export interface AccessTokenState {
+  /** The client row named by `clientId` (the caller for introspection, else the token's own). */
+  client: OAuthClientRow
+  revoked: boolean
+  userStatus: string | null
+  userTenantId: string | null
+  userIsAdmin: boolean | null
+  /** The token's client (may differ from `client` during introspection). */
+  tokenClientDisabled: boolean | null
+  tokenClientTenantId: string | null
+}
+
+/**
+ * Everything an access-token check needs, in ONE round trip: a client row, whether the jti is
+ * revoked, the user's status (a suspended user's tokens stop working) and the token's client.
+ */
+export async function readAccessTokenState(
+  x: Executor,
+  input: { clientId: string; jti: string; userId: string | null; tokenClientId: string },
+): Promise<AccessTokenState | undefined> {
+  const userId = input.userId !== null && UUID.test(input.userId) ? input.userId : null
+  const [row] = await x
+    .select({
+      client: getTableColumns(oauthClients),
+      revoked: sql<boolean>`exists(select 1 from ${revokedAccessTokens} where ${revokedAccessTokens.jti} = ${input.jti})`,
+      userStatus: sql<
+        string | null
+      >`(select ${users.status} from ${users} where ${users.id} = ${userId}::uuid)`,
+      userTenantId: sql<
+        string | null
+      >`(select ${users.tenantId}::text from ${users} where ${users.id} = ${userId}::uuid)`,
+      userIsAdmin: sql<
+        boolean | null
+      >`(select ${users.isAdmin} from ${users} where ${users.id} = ${userId}::uuid)`,
+      tokenClientDisabled: sql<
+        boolean | null
+      >`(select c2.disabled_at is not null from oauth_clients c2 where c2.client_id = ${input.tokenClientId})`,
+      tokenClientTenantId: sql<
+        string | null
+      >`(select c2.tenant_id::text from oauth_clients c2 where c2.client_id = ${input.tokenClientId})`,
+    })
+    .from(oauthClients)
+    .where(eq(oauthClients.clientId, input.clientId))
+    .limit(1)
+  return row
+}
+
+/**
+ * The database half of an access-token check as one SQL predicate, for folding into a hot-path
+ * statement: the jti is not revoked, the token's client is enabled, and (user tokens) the user
+ * is active. Same rules as `readAccessTokenState` + `principalFromState`.
+ */
+export function accessTokenStillValid(input: {
+  jti: string
+  tokenClientId: string
+  userId: string | null
+}): SQL {
+  const userId = input.userId !== null && UUID.test(input.userId) ? input.userId : null
+  const userActive =
+    input.userId === null
+      ? sql`true`
+      : sql`exists(select 1 from ${users} where ${users.id} = ${userId}::uuid and ${users.status} = 'active')`
+  return sql`(not exists(select 1 from ${revokedAccessTokens} where ${revokedAccessTokens.jti} = ${input.jti})
+    and exists(select 1 from ${oauthClients} where ${oauthClients.clientId} = ${input.tokenClientId}
+      and ${oauthClients.disabledAt} is null)
+    and ${userActive})`
+}
+
+/** Remembers a revoked access token until it would have expired anyway. One round trip. */
+export async function revokeAccessToken(x: Executor, jti: string, expiresAt: Date): Promise<void> {
+  await x.insert(revokedAccessTokens).values({ jti, expiresAt }).onConflictDoNothing()
+}

@@ -1,0 +1,7 @@
+export * from './apikeys'
+export * from './audit'
+export * from './constants'
+export * from './email'
+export * from './oauth'
+export * from './tenants'
+export * from './users'

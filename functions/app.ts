@@ -1,0 +1,60 @@
+import { Hono } from 'hono'
+import { auditAdmin } from './admin/audit'
+import { clientsAdmin } from './admin/clients'
+import { purgeRoute } from './admin/purge'
+import { signingKeysAdmin } from './admin/signing-keys'
+import { usersAdmin } from './admin/users'
+import { apiKeys } from './apikeys/routes'
+import { auth } from './auth/routes'
+import type { AppEnv } from './env'
+import { ProblemError } from './errors/problem'
+import { renderError } from './errors/render'
+import { healthz } from './health/healthz'
+import { allowedMethodsFinder } from './method-not-allowed'
+import { bodyLimit } from './middleware/body-limit'
+import { requestContext } from './middleware/request-context'
+import { oauth } from './oauth'
+import { openapiJson } from './openapi/route'
+import { devicePages } from './pages/device'
+import { homePage } from './pages/home'
+import { loginPage } from './pages/login'
+import { wellKnown } from './wellknown'
+
+/**
+ * The Hono app. Middleware order: request context (id, config, db) → body limit → routes;
+ * `onError` is the one renderer for every failure.
+ */
+export function createApp(): Hono<AppEnv> {
+  const app = new Hono<AppEnv>()
+  app.use(requestContext())
+  app.use(bodyLimit())
+
+  app.route('/healthz', healthz)
+  app.route('/openapi.json', openapiJson)
+  app.route('/admin/purge', purgeRoute)
+  app.route('/api-keys', apiKeys)
+  app.route('/auth', auth)
+  app.route('/admin/users', usersAdmin)
+  app.route('/admin/audit', auditAdmin)
+  app.route('/login', loginPage)
+  app.route('/', homePage)
+  app.route('/.well-known', wellKnown)
+  app.route('/oauth', oauth)
+  app.route('/admin/clients', clientsAdmin)
+  app.route('/admin/signing-keys', signingKeysAdmin)
+  app.route('/device', devicePages)
+
+  const allowedMethods = allowedMethodsFinder(app as unknown as Hono<never>)
+  app.notFound((c) => {
+    const allowed = allowedMethods(c.req.path)
+    if (allowed.length > 0) {
+      throw new ProblemError('method_not_allowed', {
+        detail: `${c.req.method} is not allowed here; use ${allowed.join(', ')}`,
+        headers: { allow: allowed.join(', ') },
+      })
+    }
+    throw new ProblemError('not_found', { detail: `No route for ${c.req.method} ${c.req.path}` })
+  })
+  app.onError(renderError)
+  return app
+}

@@ -1,0 +1,95 @@
+import type { Context } from 'hono'
+import type { Executor } from '../../db/client'
+import { insertAuditEvents, type NewAuditEvent } from '../../db/queries/audit'
+import type { AppEnv } from '../env'
+import { log } from '../log'
+
+export const AUDIT_EVENT_TYPES = [
+  'user_registered',
+  'user_login',
+  'user_login_failed',
+  'user_logout',
+  'user_approved',
+  'user_suspended',
+  'user_reinstated',
+  'user_updated',
+  'password_changed',
+  'password_reset_requested',
+  'password_reset_completed',
+  'email_verified',
+  'client_registered',
+  'client_updated',
+  'client_deleted',
+  'client_disabled',
+  'consent_granted',
+  'token_issued',
+  'token_revoked',
+  'refresh_token_reuse_detected',
+  'code_replay_detected',
+  'device_code_approved',
+  'device_code_denied',
+  'api_key_created',
+  'api_key_revoked',
+  'api_key_rotated',
+  'signing_key_rotated',
+  'tenant_created',
+  'admin_action',
+  'purge_completed',
+] as const
+
+export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number]
+
+export interface AuditEvent {
+  type: AuditEventType
+  /** `user:<id>`, `client:<client_id>`, `admin`, `system`. */
+  actor: string
+  userId?: string | null
+  tenantId?: string | null
+  clientId?: string | null
+  /** Identifiers and outcomes only: never a token, password, key or secret. */
+  metadata?: Record<string, unknown>
+}
+
+/** The caller's address as Cloudflare reports it (absent locally). */
+export function clientIp(c: Context<AppEnv>): string | null {
+  return c.req.header('cf-connecting-ip') ?? c.req.header('x-real-ip') ?? null
+}
+
+function toRow(event: AuditEvent, ip: string | null): NewAuditEvent {
+  return {
+    type: event.type,
+    actor: event.actor,
+    userId: event.userId ?? null,
+    tenantId: event.tenantId ?? null,
+    clientId: event.clientId ?? null,
+    ip,
+    metadata: event.metadata ?? {},
+  }
+}
+
+/**
+ * Records audit events without delaying the response (`waitUntil`); a failed write is logged,
+ * never surfaced to the caller.
+ */
+export function recordAudit(c: Context<AppEnv>, ...events: AuditEvent[]): void {
+  const ip = clientIp(c)
+  const write = insertAuditEvents(
+    c.var.db.http,
+    events.map((e) => toRow(e, ip)),
+  ).catch((error: unknown) => {
+    log('error', 'audit_write_failed', {
+      requestId: c.var.requestId,
+      types: events.map((e) => e.type),
+      reason: error instanceof Error ? error.message : String(error),
+    })
+  })
+  c.executionCtx.waitUntil(write)
+}
+
+/** Writes audit events inside the caller's transaction, for events that must commit with it. */
+export async function writeAudit(x: Executor, ip: string | null, ...events: AuditEvent[]): Promise<void> {
+  await insertAuditEvents(
+    x,
+    events.map((e) => toRow(e, ip)),
+  )
+}

@@ -1,0 +1,272 @@
+import { API_KEY_TIERS, type ApiKeyTier } from '../db/schema/constants'
+import { fromBase64Url } from './crypto/encoding'
+import type { Bindings } from './env'
+
+export const BUILTIN_SCOPES = [
+  'openid',
+  'profile',
+  'email',
+  'offline_access',
+  'apikeys:write',
+  'apikeys:verify',
+  'admin',
+] as const
+
+export interface MasterKey {
+  id: string
+  /** 32 raw bytes for AES-256-GCM. */
+  bytes: Uint8Array
+}
+
+export interface Argon2Params {
+  memoryKib: number
+  iterations: number
+  parallelism: number
+}
+
+/** Typed, validated configuration. Durations are in seconds unless the name says otherwise. */
+export interface Config {
+  /** Public base URL without a trailing slash; the `iss` of every token. */
+  issuer: string
+  databaseUrl: string
+  dbGatewayUrl: string | undefined
+  /** The first key encrypts; every key listed can decrypt (rotation). */
+  masterKeys: readonly [MasterKey, ...MasterKey[]]
+  adminToken: string
+  apiKeyEnv: 'live' | 'test'
+  defaultAudience: string | undefined
+  scopesSupported: readonly string[]
+  accessTokenTtlSeconds: number
+  refreshTokenTtlSeconds: number
+  authCodeTtlSeconds: number
+  sessionTtlSeconds: number
+  rememberTtlSeconds: number
+  passwordResetTtlSeconds: number
+  emailVerificationTtlSeconds: number
+  deviceCodeTtlSeconds: number
+  requireApproval: boolean
+  requireEmailVerification: boolean
+  registrationPolicy: 'open' | 'token'
+  loginMaxFailuresPerAccount: number
+  loginMaxFailuresPerIp: number
+  loginFailureWindowSeconds: number
+  defaultApiKeyTier: ApiKeyTier
+  /** Monthly verify quota per tier; null is unlimited. */
+  tierQuotas: Readonly<Record<ApiKeyTier, number | null>>
+  usageRetentionDays: number
+  auditRetentionDays: number
+  argon2: Argon2Params
+  mailWebhookUrl: string | undefined
+  mailFrom: string
+}
+
+/** A configuration variable that is missing or invalid; names the variable, never its value. */
+export class ConfigError extends Error {
+  override name = this.constructor.name
+  readonly code = 'invalid_config'
+  constructor(
+    readonly variable: string,
+    reason: string,
+  ) {
+    super(`${variable} ${reason}`)
+  }
+}
+
+const cache = new WeakMap<object, Config | ConfigError>()
+
+/**
+ * Parses and validates the bindings once per isolate (cached per bindings object); throws
+ * the same ConfigError on every request while the configuration stays wrong.
+ */
+export function loadConfig(env: Bindings): Config {
+  let entry = cache.get(env)
+  if (entry === undefined) {
+    try {
+      entry = parseConfig(env)
+    } catch (error) {
+      if (!(error instanceof ConfigError)) {
+        throw error
+      }
+      entry = error
+    }
+    cache.set(env, entry)
+  }
+  if (entry instanceof ConfigError) {
+    throw entry
+  }
+  return entry
+}
+
+export function parseConfig(env: Bindings): Config {
+  const read = reader(env)
+  const issuer = read.url('ISSUER', 'http://127.0.0.1:8787').replace(/\/+$/, '')
+  return {
+    issuer,
+    databaseUrl: read.postgresUrl('DATABASE_URL'),
+    dbGatewayUrl: read.optionalUrl('DB_GATEWAY_URL'),
+    masterKeys: parseMasterKeys(read.secret('MASTER_KEY')),
+    adminToken: read.secret('ADMIN_TOKEN', 32),
+    apiKeyEnv: read.oneOf('API_KEY_ENV', ['live', 'test'] as const, 'test'),
+    defaultAudience: read.optionalUrl('DEFAULT_AUDIENCE'),
+    scopesSupported: [...new Set([...BUILTIN_SCOPES, ...read.scopes('SCOPES')])],
+    accessTokenTtlSeconds: read.seconds('ACCESS_TOKEN_TTL', 3600),
+    refreshTokenTtlSeconds: read.seconds('REFRESH_TOKEN_TTL', 2_592_000),
+    authCodeTtlSeconds: read.seconds('AUTH_CODE_TTL', 600),
+    sessionTtlSeconds: read.seconds('SESSION_TTL', 7200),
+    rememberTtlSeconds: read.seconds('REMEMBER_TTL', 2_592_000),
+    passwordResetTtlSeconds: read.seconds('PASSWORD_RESET_TTL', 3600),
+    emailVerificationTtlSeconds: read.seconds('EMAIL_VERIFICATION_TTL', 86_400),
+    deviceCodeTtlSeconds: read.seconds('DEVICE_CODE_TTL', 600),
+    requireApproval: read.flag('REQUIRE_APPROVAL', false),
+    requireEmailVerification: read.flag('REQUIRE_EMAIL_VERIFICATION', false),
+    registrationPolicy: read.oneOf('REGISTRATION_POLICY', ['open', 'token'] as const, 'open'),
+    loginMaxFailuresPerAccount: read.integer('LOGIN_MAX_FAILURES_PER_ACCOUNT', 5, 1),
+    loginMaxFailuresPerIp: read.integer('LOGIN_MAX_FAILURES_PER_IP', 50, 1),
+    loginFailureWindowSeconds: read.seconds('LOGIN_FAILURE_WINDOW', 900),
+    defaultApiKeyTier: read.oneOf('DEFAULT_API_KEY_TIER', API_KEY_TIERS, 'trial'),
+    tierQuotas: parseTierQuotas(env.TIER_QUOTAS),
+    usageRetentionDays: read.integer('USAGE_RETENTION_DAYS', 90, 1),
+    auditRetentionDays: read.integer('AUDIT_RETENTION_DAYS', 365, 1),
+    argon2: {
+      memoryKib: read.integer('ARGON2_MEMORY_KIB', 19_456, 8),
+      iterations: read.integer('ARGON2_ITERATIONS', 2, 1),
+      parallelism: read.integer('ARGON2_PARALLELISM', 1, 1),
+    },
+    mailWebhookUrl: read.optionalUrl('MAIL_WEBHOOK_URL'),
+    mailFrom: env.MAIL_FROM?.trim() || 'Portcullis <no-reply@localhost>',
+  }
+}
+
+function reader(env: Bindings) {
+  const value = (name: string): string | undefined => {
+    const raw = env[name]?.trim()
+    return raw === undefined || raw === '' ? undefined : raw
+  }
+  return {
+    secret(name: string, minLength = 1): string {
+      const raw = value(name)
+      if (raw === undefined) {
+        throw new ConfigError(name, 'is required (a secret: wrangler secret put, or .dev.vars locally)')
+      }
+      if (raw.length < minLength) {
+        throw new ConfigError(name, `must be at least ${minLength} characters`)
+      }
+      return raw
+    },
+    postgresUrl(name: string): string {
+      const raw = this.secret(name)
+      if (!/^postgres(ql)?:\/\//.test(raw) || !URL.canParse(raw)) {
+        throw new ConfigError(name, 'must be a postgres:// connection string')
+      }
+      return raw
+    },
+    url(name: string, fallback: string): string {
+      return this.optionalUrl(name) ?? fallback
+    },
+    optionalUrl(name: string): string | undefined {
+      const raw = value(name)
+      if (raw === undefined) {
+        return undefined
+      }
+      if (!URL.canParse(raw) || !/^https?:$/.test(new URL(raw).protocol)) {
+        throw new ConfigError(name, 'must be an http(s) URL')
+      }
+      return raw
+    },
+    integer(name: string, fallback: number, min: number): number {
+      const raw = value(name)
+      if (raw === undefined) {
+        return fallback
+      }
+      if (!/^\d+$/.test(raw) || Number(raw) < min || !Number.isSafeInteger(Number(raw))) {
+        throw new ConfigError(name, `must be an integer >= ${min}`)
+      }
+      return Number(raw)
+    },
+    seconds(name: string, fallback: number): number {
+      return this.integer(name, fallback, 1)
+    },
+    flag(name: string, fallback: boolean): boolean {
+      const raw = value(name)?.toLowerCase()
+      if (raw === undefined) {
+        return fallback
+      }
+      if (raw === 'true' || raw === '1') {
+        return true
+      }
+      if (raw === 'false' || raw === '0') {
+        return false
+      }
+      throw new ConfigError(name, 'must be true or false')
+    },
+    oneOf<T extends string>(name: string, allowed: readonly T[], fallback: T): T {
+      const raw = value(name)
+      if (raw === undefined) {
+        return fallback
+      }
+      const found = allowed.find((a) => a === raw)
+      if (found === undefined) {
+        throw new ConfigError(name, `must be one of ${allowed.join(', ')}`)
+      }
+      return found
+    },
+    scopes(name: string): string[] {
+      const raw = value(name)
+      if (raw === undefined) {
+        return []
+      }
+      const scopes = raw.split(/[\s,]+/).filter(Boolean)
+      // RFC 6749 §3.3 scope-token: printable ASCII except space, quote and backslash.
+      if (scopes.some((s) => !/^[\x21\x23-\x5B\x5D-\x7E]+$/.test(s))) {
+        throw new ConfigError(name, 'must be a space-separated list of RFC 6749 scope tokens')
+      }
+      return scopes
+    },
+  }
+}
+
+const DEFAULT_TIER_QUOTAS: Record<ApiKeyTier, number | null> = {
+  trial: 10_000,
+  starter: 50_000,
+  professional: 500_000,
+  enterprise: null,
+}
+
+/** `trial=10000,starter=50000,...,enterprise=unlimited`; tiers left out keep their default. */
+function parseTierQuotas(raw: string | undefined): Record<ApiKeyTier, number | null> {
+  const quotas = { ...DEFAULT_TIER_QUOTAS }
+  for (const part of (raw ?? '')
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)) {
+    const [tier, limit] = part.split('=').map((s) => s.trim())
+    const known = API_KEY_TIERS.find((t) => t === tier)
+    if (known === undefined || limit === undefined || !/^(\d+|unlimited)$/.test(limit)) {
+      throw new ConfigError('TIER_QUOTAS', 'must look like trial=10000,enterprise=unlimited')
+    }
+    quotas[known] = limit === 'unlimited' ? null : Number(limit)
+  }
+  return quotas
+}
+
+/**
+ * MASTER_KEY is `id:base64url` entries separated by commas, newest first, each 32 bytes,
+ * e.g. `k2:...,k1:...`. A bare base64url value is accepted as key id `k1`.
+ */
+function parseMasterKeys(raw: string): readonly [MasterKey, ...MasterKey[]] {
+  const keys = raw.split(',').map((entry, index) => {
+    const separator = entry.indexOf(':')
+    const id = separator === -1 ? 'k1' : entry.slice(0, separator).trim()
+    const encoded = (separator === -1 ? entry : entry.slice(separator + 1)).trim()
+    const bytes = fromBase64Url(encoded)
+    if (!/^[A-Za-z0-9_-]{1,32}$/.test(id) || bytes?.length !== 32) {
+      throw new ConfigError('MASTER_KEY', `entry ${index + 1} must be id:base64url of 32 random bytes`)
+    }
+    return { id, bytes }
+  })
+  const [first, ...rest] = keys
+  if (first === undefined || new Set(keys.map((k) => k.id)).size !== keys.length) {
+    throw new ConfigError('MASTER_KEY', 'must list distinct key ids')
+  }
+  return [first, ...rest]
+}

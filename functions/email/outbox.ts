@@ -1,0 +1,25 @@
+import type { Context } from 'hono'
+import type { AppEnv } from '../env'
+import { log } from '../log'
+import { deliverPendingEmail } from './deliver'
+
+/** Delivers just-queued messages after the response; the cron retries whatever fails. */
+export function deliverSoon(c: Context<AppEnv>, ids: readonly string[]): void {
+  if (ids.length === 0) {
+    return
+  }
+  const work = deliverPendingEmail(c.var.db.http, c.var.config, new Date(), { ids }).catch(
+    (error: unknown) => {
+      log('error', 'email_delivery_crashed', {
+        requestId: c.var.requestId,
+        reason: error instanceof Error ? error.message : String(error),
+      })
+    },
+  )
+  c.executionCtx.waitUntil(work)
+}
+
+/** The link a message carries: ISSUER + path + the raw token. */
+export function accountLink(issuer: string, path: string, token: string): string {
+  return `${issuer}${path}?token=${encodeURIComponent(token)}`
+}

@@ -1,0 +1,73 @@
+export type EmailTemplate = 'verify_email' | 'password_reset'
+
+export interface RenderedEmail {
+  template: EmailTemplate
+  subject: string
+  text: string
+  html: string
+}
+
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`)
+}
+
+function describeDuration(seconds: number): string {
+  if (seconds % 86_400 === 0) {
+    const days = seconds / 86_400
+    return days === 1 ? '24 hours' : `${days} days`
+  }
+  if (seconds % 3600 === 0) {
+    const hours = seconds / 3600
+    return hours === 1 ? '1 hour' : `${hours} hours`
+  }
+  const minutes = Math.max(1, Math.round(seconds / 60))
+  return minutes === 1 ? '1 minute' : `${minutes} minutes`
+}
+
+function htmlBody(heading: string, intro: string, link: string, action: string, footer: string): string {
+  const safeLink = escapeHtml(link)
+  return `<!doctype html><html><body style="margin:0;background:#f3f4f6;font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;color:#111827">
+<table role="presentation" width="100%" cellpadding="0" cellspacing="0"><tr><td align="center" style="padding:32px 12px">
+<table role="presentation" width="480" cellpadding="0" cellspacing="0" style="background:#fff;border-radius:12px;padding:32px">
+<tr><td style="font-weight:700;font-size:18px;padding-bottom:16px">Portcullis</td></tr>
+<tr><td><h1 style="font-size:20px;margin:0 0 12px">${escapeHtml(heading)}</h1>
+<p style="margin:0 0 20px;line-height:1.5">${escapeHtml(intro)}</p>
+<p style="margin:0 0 20px"><a href="${safeLink}" style="display:inline-block;background:#4f46e5;color:#fff;text-decoration:none;padding:11px 18px;border-radius:8px;font-weight:600">${escapeHtml(action)}</a></p>
+<p style="margin:0 0 8px;font-size:13px;color:#6b7280">Or paste this link into your browser:<br><span style="word-break:break-all">${safeLink}</span></p>
+<p style="margin:16px 0 0;font-size:13px;color:#6b7280">${escapeHtml(footer)}</p></td></tr>
+</table></td></tr></table></body></html>`
+}
+
+/** The message asking a new user to confirm their address; `link` carries the raw token. */
+export function renderVerificationEmail(link: string, ttlSeconds: number): RenderedEmail {
+  const expires = `The link expires in ${describeDuration(ttlSeconds)}. If you did not create an account, ignore this message.`
+  return {
+    template: 'verify_email',
+    subject: 'Confirm your email address',
+    text: `Confirm your email address\n\nOpen this link to confirm the address for your Portcullis account:\n\n${link}\n\n${expires}\n`,
+    html: htmlBody(
+      'Confirm your email address',
+      'Confirm the address for your Portcullis account.',
+      link,
+      'Confirm email address',
+      expires,
+    ),
+  }
+}
+
+/** The password-reset message; `link` carries the raw token. */
+export function renderPasswordResetEmail(link: string, ttlSeconds: number): RenderedEmail {
+  const expires = `The link expires in ${describeDuration(ttlSeconds)} and works once. If you did not ask for a reset, ignore this message: your password stays as it is.`
+  return {
+    template: 'password_reset',
+    subject: 'Reset your password',
+    text: `Reset your password\n\nSomeone (hopefully you) asked to reset the password of your Portcullis account. Open this link to choose a new one:\n\n${link}\n\n${expires}\n`,
+    html: htmlBody(
+      'Reset your password',
+      'Someone (hopefully you) asked to reset the password of your Portcullis account.',
+      link,
+      'Choose a new password',
+      expires,
+    ),
+  }
+}

@@ -1,0 +1,100 @@
+import type { Context, MiddlewareHandler } from 'hono'
+import { getCookie } from 'hono/cookie'
+import { findLiveSession } from '../../db/queries/sessions'
+import { type Principal, SESSION_SCOPES } from '../auth/principal'
+import { slideSession } from '../auth/session-cookie'
+import { secretsEqual } from '../crypto/compare'
+import { sha256Hex } from '../crypto/hash'
+import type { AppEnv } from '../env'
+import { OAuthError } from '../errors/oauth'
+import { ProblemError } from '../errors/problem'
+import { verifyAccessToken } from '../tokens/verify-access-token'
+
+export const SESSION_COOKIE = 'portcullis_session'
+
+export type CredentialKind = 'session' | 'access_token' | 'admin_token'
+
+export interface AuthenticateOptions {
+  /** Which credentials this route accepts. */
+  accept: readonly CredentialKind[]
+}
+
+/** The credential in `Authorization: Bearer …`, or undefined when there is none. */
+export function bearerToken(header: string | undefined): string | undefined {
+  const match = header?.match(/^Bearer[ ]+([\x21-\x7E]+)[ ]*$/i)
+  return match?.[1]
+}
+
+/**
+ * Establishes `c.var.principal` from the first credential present that the route accepts:
+ * a bearer token (the admin token, else an access token), else the session cookie.
+ * No credential → 401 `unauthenticated`; a bad one → 401 as well; suspended/pending users → 403.
+ */
+export function authenticate(options: AuthenticateOptions): MiddlewareHandler<AppEnv> {
+  if (options.accept.length === 0) {
+    throw new TypeError('authenticate: accept at least one credential kind')
+  }
+  const accepts = new Set(options.accept)
+  return async function authenticate(c, next) {
+    c.set('principal', await resolvePrincipal(c, accepts))
+    await next()
+  }
+}
+
+async function resolvePrincipal(
+  c: Context<AppEnv>,
+  accepts: ReadonlySet<CredentialKind>,
+): Promise<Principal> {
+  const token = bearerToken(c.req.header('authorization'))
+  if (token !== undefined && (accepts.has('admin_token') || accepts.has('access_token'))) {
+    if (accepts.has('admin_token') && (await secretsEqual(token, c.var.config.adminToken))) {
+      return { kind: 'admin' }
+    }
+    if (accepts.has('access_token')) {
+      try {
+        return await verifyAccessToken(c.var.db, c.var.config, token)
+      } catch (error) {
+        if (error instanceof OAuthError) {
+          throw unauthenticated('The bearer token is not valid', 'invalid_token')
+        }
+        throw error
+      }
+    }
+    throw unauthenticated('The bearer token is not valid', 'invalid_token')
+  }
+  const cookie = accepts.has('session') ? getCookie(c, SESSION_COOKIE) : undefined
+  if (cookie !== undefined && cookie.length > 0 && cookie.length <= 128) {
+    const now = new Date()
+    const session = await findLiveSession(c.var.db.http, await sha256Hex(cookie), now)
+    if (session !== undefined) {
+      slideSession(
+        c,
+        { id: session.sessionId, lastSeenAt: session.lastSeenAt, remember: session.remember },
+        now,
+      )
+      if (session.status === 'suspended') {
+        throw new ProblemError('account_suspended')
+      }
+      if (session.status === 'pending') {
+        throw new ProblemError('account_pending')
+      }
+      return {
+        kind: 'user',
+        userId: session.userId,
+        tenantId: session.tenantId,
+        isAdmin: session.isAdmin,
+        via: 'session',
+        scopes: SESSION_SCOPES,
+        sessionId: session.sessionId,
+      }
+    }
+  }
+  throw unauthenticated('Sign in, or send a bearer token', undefined)
+}
+
+/** 401 with the Bearer challenge of RFC 6750 §3. */
+export function unauthenticated(detail: string, error: 'invalid_token' | undefined): ProblemError {
+  const challenge =
+    error === undefined ? 'Bearer realm="portcullis"' : `Bearer realm="portcullis", error="${error}"`
+  return new ProblemError('unauthenticated', { detail, headers: { 'www-authenticate': challenge } })
+}

@@ -1,0 +1,34 @@
+import { createDb } from '../db/client'
+import { loadConfig } from '../functions/config'
+import { deliverPendingEmail } from '../functions/email/deliver'
+import type { Bindings } from '../functions/env'
+import { log } from '../functions/log'
+import { runPurge } from './run'
+
+/** The cron trigger: purge what has expired. Errors are logged, never thrown into the void. */
+export async function scheduled(
+  controller: ScheduledController,
+  env: Bindings,
+  ctx: ExecutionContext,
+): Promise<void> {
+  try {
+    const config = loadConfig(env)
+    const db = createDb({
+      databaseUrl: config.databaseUrl,
+      gatewayUrl: config.dbGatewayUrl,
+      waitUntil: (promise) => ctx.waitUntil(promise),
+    })
+    await runPurge(db.http, config, new Date(controller.scheduledTime))
+    // Retries outbox messages whose first delivery failed (backoff per message).
+    const email = await deliverPendingEmail(db.http, config, new Date())
+    if (email.sent + email.failed > 0) {
+      log('info', 'email_delivery_completed', { ...email })
+    }
+  } catch (error) {
+    log('error', 'purge_failed', {
+      cron: controller.cron,
+      reason: error instanceof Error ? { name: error.name, message: error.message } : typeof error,
+    })
+    throw error
+  }
+}

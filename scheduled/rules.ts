@@ -1,0 +1,58 @@
+import { type SQL, sql } from 'drizzle-orm'
+
+export interface PurgeWindow {
+  now: Date
+  usageRetentionDays: number
+  auditRetentionDays: number
+}
+
+export interface PurgeRule {
+  table: string
+  /** Rows matching this are expired and may go. Uses an index on the column it filters. */
+  expired(window: PurgeWindow): SQL
+}
+
+const DAY_MS = 86_400_000
+
+/** Revoked refresh tokens stay this long so reuse of a family member is still recognised. */
+export const REFRESH_TOKEN_PURGE_GRACE_DAYS = 1
+/** Delivered mail rows (bodies already cleared) stay this long for support questions. */
+export const DELIVERED_EMAIL_RETENTION_DAYS = 7
+
+function daysBefore(now: Date, days: number): Date {
+  return new Date(now.getTime() - days * DAY_MS)
+}
+
+/**
+ * What the purge deletes, table by table. Consumed authorization codes stay until they expire
+ * so a replay within their lifetime is still detected (RFC 6749 §4.1.2); rotated refresh
+ * tokens stay until they expire or their family is revoked, for the same reason (RFC 9700 §4.14.2).
+ */
+export const PURGE_RULES: readonly PurgeRule[] = [
+  { table: 'authorization_codes', expired: ({ now }) => sql`expires_at < ${now}` },
+  { table: 'sessions', expired: ({ now }) => sql`expires_at < ${now}` },
+  {
+    table: 'refresh_tokens',
+    expired: ({ now }) => {
+      const cutoff = daysBefore(now, REFRESH_TOKEN_PURGE_GRACE_DAYS)
+      return sql`(expires_at < ${cutoff} or revoked_at < ${cutoff})`
+    },
+  },
+  { table: 'device_codes', expired: ({ now }) => sql`expires_at < ${now}` },
+  { table: 'email_verifications', expired: ({ now }) => sql`expires_at < ${now}` },
+  { table: 'password_resets', expired: ({ now }) => sql`expires_at < ${now}` },
+  { table: 'revoked_access_tokens', expired: ({ now }) => sql`expires_at < ${now}` },
+  { table: 'login_throttles', expired: ({ now }) => sql`expires_at < ${now}` },
+  {
+    table: 'api_key_usage',
+    expired: ({ now, usageRetentionDays }) => sql`created_at < ${daysBefore(now, usageRetentionDays)}`,
+  },
+  {
+    table: 'audit_events',
+    expired: ({ now, auditRetentionDays }) => sql`created_at < ${daysBefore(now, auditRetentionDays)}`,
+  },
+  {
+    table: 'email_outbox',
+    expired: ({ now }) => sql`sent_at < ${daysBefore(now, DELIVERED_EMAIL_RETENTION_DAYS)}`,
+  },
+]

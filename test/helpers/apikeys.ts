@@ -1,0 +1,158 @@
+import { env } from 'cloudflare:test'
+import { and, eq } from 'drizzle-orm'
+import { expect } from 'vitest'
+import { apiKeyQuotaCounters, apiKeys, apiKeyUsage, sessions, users } from '../../db/schema'
+import { sha256Hex } from '../../functions/crypto/hash'
+import { testDb, unique } from './db'
+import { adminHeaders, call, describeResponse, postJson } from './worker'
+
+export interface SeededUser {
+  id: string
+  tenantId: string
+  email: string
+  /** Request headers carrying this user's session cookie. */
+  headers: Record<string, string>
+}
+
+/** A user with a live session, inserted directly (no dependency on the accounts endpoints). */
+export async function seedUser(options: { isAdmin?: boolean } = {}): Promise<SeededUser> {
+  const db = testDb()
+  const email = `${unique('apikeys')}@example.test`
+  const [user] = await db
+    .insert(users)
+    .values({ email, passwordHash: 'x', isAdmin: options.isAdmin ?? false })
+    .returning({ id: users.id, tenantId: users.tenantId })
+  if (user === undefined) {
+    throw new Error('seedUser: no row')
+  }
+  const token = `${unique('session')}-${crypto.randomUUID()}`
+  await db.insert(sessions).values({
+    tokenHash: await sha256Hex(token),
+    userId: user.id,
+    expiresAt: new Date(Date.now() + 3_600_000),
+  })
+  return { ...user, email, headers: { cookie: `portcullis_session=${token}` } }
+}
+
+export interface CreatedKey {
+  id: string
+  key: string
+  prefix: string
+  last4: string
+  name: string
+  tier: string
+  scopes: string[]
+  metadata: Record<string, unknown>
+  expires_at: string | null
+  created_at: string
+  owner_id: string
+  status: string
+  rotated_from: string | null
+  grace_until: string | null
+}
+
+/** Creates a key through the API as `headers` (a user's session, or the admin token). */
+export async function createKey(headers: Record<string, string>, body: Record<string, unknown> = {}) {
+  const res = await postJson('/api-keys', { name: unique('key'), ...body }, headers)
+  expect(res.status, await describeResponse(res)).toBe(201)
+  return (await res.json()) as CreatedKey
+}
+
+/** An admin-created key for a fresh user (tier and rate limit settable). */
+export async function createKeyAsAdmin(body: Record<string, unknown> = {}) {
+  const owner = body.owner_id === undefined ? await seedUser() : undefined
+  return createKey(adminHeaders(), { owner_id: owner?.id, ...body })
+}
+
+export interface VerifyAnswer {
+  valid: boolean
+  code: string
+  key_id: string | null
+  owner_id: string | null
+  tenant_id: string | null
+  tier: string | null
+  scopes: string[] | null
+  metadata: Record<string, unknown> | null
+  quota: { limit: number | null; remaining: number | null; reset_at: string | null } | null
+  ratelimit: { limit: number | null; remaining: number | null; reset_at: string | null } | null
+}
+
+export async function verify(body: unknown, headers: Record<string, string> = adminHeaders()) {
+  const res = await postJson('/api-keys/verify', body, headers)
+  return res
+}
+
+export async function verifyKey(key: string, endpoint?: string): Promise<VerifyAnswer> {
+  const res = await verify(endpoint === undefined ? { key } : { key, endpoint })
+  expect(res.status, await describeResponse(res)).toBe(200)
+  return (await res.json()) as VerifyAnswer
+}
+
+export function getJson(path: string, headers: Record<string, string>) {
+  return call(path, { headers })
+}
+
+export interface RoundTrips {
+  httpRequests: number
+  httpQueries: number
+  wsConnections: number
+  wsClientMessages: number
+}
+
+/** Database round trips the gateway counted for one Worker request (by its x-request-id). */
+export async function roundTrips(res: Response): Promise<RoundTrips> {
+  const requestId = res.headers.get('x-request-id')
+  if (requestId === null) {
+    throw new Error('response has no x-request-id')
+  }
+  const stats = await fetch(`${env.DB_GATEWAY_URL}/__stats?request_id=${encodeURIComponent(requestId)}`)
+  return (await stats.json()) as RoundTrips
+}
+
+/** Polls until `probe` returns a value `done` accepts (waitUntil work lands after the response). */
+export async function eventually<T>(
+  probe: () => Promise<T>,
+  done: (value: T) => boolean,
+  timeoutMs = 10_000,
+) {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const value = await probe()
+    if (done(value) || Date.now() > deadline) {
+      return value
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
+export async function usageRows(keyId: string) {
+  return testDb().select().from(apiKeyUsage).where(eq(apiKeyUsage.keyId, keyId))
+}
+
+export async function keyRow(keyId: string) {
+  const [row] = await testDb().select().from(apiKeys).where(eq(apiKeys.id, keyId))
+  return row
+}
+
+export function startOfUtcMonth(now = new Date()): Date {
+  return new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1))
+}
+
+/** Sets this month's quota counter of a key (as if it had been used `used` times). */
+export async function setQuotaUsed(keyId: string, used: number, periodStart = startOfUtcMonth()) {
+  await testDb()
+    .insert(apiKeyQuotaCounters)
+    .values({ keyId, periodStart, used })
+    .onConflictDoUpdate({
+      target: [apiKeyQuotaCounters.keyId, apiKeyQuotaCounters.periodStart],
+      set: { used },
+    })
+}
+
+export async function quotaUsed(keyId: string, periodStart = startOfUtcMonth()): Promise<number | undefined> {
+  const [row] = await testDb()
+    .select({ used: apiKeyQuotaCounters.used })
+    .from(apiKeyQuotaCounters)
+    .where(and(eq(apiKeyQuotaCounters.keyId, keyId), eq(apiKeyQuotaCounters.periodStart, periodStart)))
+  return row?.used
+}

@@ -1,0 +1,19 @@
+import { env } from 'cloudflare:test'
+import { createDb, type HttpDb } from '../../db/client'
+
+/**
+ * The database the Worker under test uses, for seeding rows and asserting on what was
+ * written. Same driver and gateway as the Worker.
+ */
+export function testDb(): HttpDb {
+  return createDb({
+    databaseUrl: env.DATABASE_URL,
+    gatewayUrl: env.DB_GATEWAY_URL,
+    waitUntil: () => {},
+  }).http
+}
+
+/** A value unique to this test, for emails, names and client ids. */
+export function unique(prefix = 't'): string {
+  return `${prefix}-${crypto.randomUUID().slice(0, 12)}`
+}

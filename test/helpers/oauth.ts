@@ -1,0 +1,247 @@
+import { SELF } from 'cloudflare:test'
+import { sql } from 'drizzle-orm'
+import { sessions, users } from '../../db/schema'
+import { sha256Hex } from '../../functions/crypto/hash'
+import { randomToken } from '../../functions/crypto/random'
+import { s256Challenge } from '../../functions/oauth/pkce'
+import { testDb, unique } from './db'
+import { adminHeaders, BASE, call, postJson } from './worker'
+
+/** The issuer the Worker under test uses (wrangler.toml default); requests reach SELF whatever the host. */
+export const ISSUER = 'http://127.0.0.1:8787'
+export const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code'
+
+export interface SeededUser {
+  id: string
+  email: string
+  /** `portcullis_session=<token>` */
+  cookie: string
+}
+
+/** A user row plus a live session, written directly (independent of the accounts endpoints). */
+export async function seedUser(
+  options: { isAdmin?: boolean; status?: 'active' | 'pending' | 'suspended' } = {},
+): Promise<SeededUser> {
+  const db = testDb()
+  const email = `${unique('user')}@example.com`
+  const [user] = await db
+    .insert(users)
+    .values({
+      email,
+      passwordHash: '$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA',
+      displayName: 'Test User',
+      status: options.status ?? 'active',
+      isAdmin: options.isAdmin ?? false,
+      emailVerifiedAt: new Date(),
+    })
+    .returning({ id: users.id })
+  if (user === undefined) {
+    throw new Error('user insert failed')
+  }
+  const token = randomToken(32)
+  await db.insert(sessions).values({
+    tokenHash: await sha256Hex(token),
+    userId: user.id,
+    expiresAt: new Date(Date.now() + 3_600_000),
+  })
+  return { id: user.id, email, cookie: `portcullis_session=${token}` }
+}
+
+export async function setUserStatus(userId: string, status: 'active' | 'suspended'): Promise<void> {
+  await testDb().execute(sql`update users set status = ${status} where id = ${userId}`)
+}
+
+export interface TestClient {
+  client_id: string
+  client_secret?: string
+  redirect_uris: string[]
+  registration_access_token?: string
+  registration_client_uri?: string
+}
+
+/** A client created through POST /admin/clients (may be first-party or privileged). */
+export async function adminClient(metadata: Record<string, unknown>): Promise<TestClient> {
+  const res = await postJson('/admin/clients', metadata, adminHeaders())
+  if (res.status !== 201) {
+    throw new Error(`admin client: ${res.status} ${await res.text()}`)
+  }
+  return (await res.json()) as TestClient
+}
+
+/** A confidential web client for the code flow, with refresh tokens. */
+export function webClient(extra: Record<string, unknown> = {}): Promise<TestClient> {
+  return adminClient({
+    client_name: 'Test web app',
+    redirect_uris: ['https://app.example.com/callback'],
+    grant_types: ['authorization_code', 'refresh_token'],
+    scope: 'openid profile email offline_access apikeys:write',
+    ...extra,
+  })
+}
+
+export function basicAuth(client: TestClient): Record<string, string> {
+  const id = encodeURIComponent(client.client_id)
+  const secret = encodeURIComponent(client.client_secret ?? '')
+  return { authorization: `Basic ${btoa(`${id}:${secret}`)}` }
+}
+
+/** POST an x-www-form-urlencoded body. */
+export function postForm(
+  path: string,
+  form: Record<string, string>,
+  headers: Record<string, string> = {},
+): Promise<Response> {
+  return call(path, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
+    body: new URLSearchParams(form).toString(),
+  })
+}
+
+export async function clientCredentialsToken(client: TestClient, scope?: string): Promise<string> {
+  const res = await postForm(
+    '/oauth/token',
+    { grant_type: 'client_credentials', ...(scope === undefined ? {} : { scope }) },
+    basicAuth(client),
+  )
+  if (res.status !== 200) {
+    throw new Error(`client_credentials: ${res.status} ${await res.text()}`)
+  }
+  return ((await res.json()) as { access_token: string }).access_token
+}
+
+export interface Pkce {
+  verifier: string
+  challenge: string
+}
+
+export async function pkce(): Promise<Pkce> {
+  const verifier = randomToken(32)
+  return { verifier, challenge: await s256Challenge(verifier) }
+}
+
+/** GET /oauth/authorize without following redirects. */
+export function authorize(params: Record<string, string>, cookie?: string): Promise<Response> {
+  const query = new URLSearchParams(params).toString()
+  return call(`/oauth/authorize?${query}`, {
+    redirect: 'manual',
+    headers: cookie === undefined ? {} : { cookie },
+  })
+}
+
+export interface CodeResult {
+  code: string
+  pkce: Pkce
+  redirectUri: string
+}
+
+/** Runs /oauth/authorize for a user who already consented or a first-party client: the code. */
+export async function obtainCode(
+  client: TestClient,
+  user: SeededUser,
+  extra: Record<string, string> = {},
+): Promise<CodeResult> {
+  const p = await pkce()
+  const redirectUri = client.redirect_uris[0] ?? ''
+  const res = await authorize(
+    {
+      response_type: 'code',
+      client_id: client.client_id,
+      redirect_uri: redirectUri,
+      code_challenge: p.challenge,
+      code_challenge_method: 'S256',
+      scope: 'openid email offline_access',
+      state: 'st',
+      ...extra,
+    },
+    user.cookie,
+  )
+  let location = res.headers.get('location')
+  if (res.status === 200) {
+    // Consent page: approve it.
+    location = await approveConsent(res, user)
+  }
+  if (location === null) {
+    throw new Error(`authorize: ${res.status} ${await res.text()}`)
+  }
+  const code = new URL(location).searchParams.get('code')
+  if (code === null) {
+    throw new Error(`authorize gave no code: ${location}`)
+  }
+  return { code, pkce: p, redirectUri }
+}
+
+/** Submits the consent form of a consent page: the Location it redirects to. */
+export async function approveConsent(
+  page: Response,
+  user: SeededUser,
+  decision = 'approve',
+): Promise<string | null> {
+  const html = await page.text()
+  const fields = new URLSearchParams()
+  for (const match of html.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)"/g)) {
+    fields.set(match[1] ?? '', decodeHtml(match[2] ?? ''))
+  }
+  fields.set('decision', decision)
+  const csrf = page.headers.get('set-cookie')?.match(/portcullis_csrf=([^;]+)/)?.[1]
+  const res = await SELF.fetch(`${BASE}/oauth/consent`, {
+    method: 'POST',
+    redirect: 'manual',
+    headers: {
+      'content-type': 'application/x-www-form-urlencoded',
+      cookie: `${user.cookie}; portcullis_csrf=${csrf ?? ''}`,
+    },
+    body: fields.toString(),
+  })
+  return res.headers.get('location')
+}
+
+function decodeHtml(text: string): string {
+  return text
+    .replace(/&quot;/g, '"')
+    .replace(/&#39;/g, "'")
+    .replace(/&lt;/g, '<')
+    .replace(/&gt;/g, '>')
+    .replace(/&amp;/g, '&')
+}
+
+export function exchangeCode(
+  client: TestClient,
+  result: CodeResult,
+  overrides: Record<string, string> = {},
+): Promise<Response> {
+  return postForm(
+    '/oauth/token',
+    {
+      grant_type: 'authorization_code',
+      code: result.code,
+      code_verifier: result.pkce.verifier,
+      redirect_uri: result.redirectUri,
+      ...overrides,
+    },
+    basicAuth(client),
+  )
+}
+
+export interface TokenSet {
+  access_token: string
+  refresh_token?: string
+  id_token?: string
+  scope: string
+  expires_in: number
+  token_type: string
+}
+
+export function refresh(
+  client: TestClient,
+  refreshToken: string,
+  extra: Record<string, string> = {},
+): Promise<Response> {
+  return postForm(
+    '/oauth/token',
+    { grant_type: 'refresh_token', refresh_token: refreshToken, ...extra },
+    basicAuth(client),
+  )
+}
+
+export { randomToken }

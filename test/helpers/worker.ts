@@ -1,0 +1,32 @@
+import { env, SELF } from 'cloudflare:test'
+
+export const BASE = 'http://portcullis.test'
+
+/** A request to the Worker under test, the way a client on the network would send it. */
+export function call(path: string, init: RequestInit = {}): Promise<Response> {
+  return SELF.fetch(`${BASE}${path}`, init)
+}
+
+export function postJson(
+  path: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Promise<Response> {
+  return call(path, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify(body),
+  })
+}
+
+export function adminHeaders(): Record<string, string> {
+  return { authorization: `Bearer ${env.ADMIN_TOKEN}` }
+}
+
+/** The body for a failure message: status plus text, so a red test says what came back. */
+export async function describeResponse(res: Response): Promise<string> {
+  return `${res.status} ${await res.clone().text()}`
+}
+
+/** True when the suite runs against a real Postgres server (races and locks can be tested). */
+export const realPostgres = env.TEST_REAL_POSTGRES === 'true'

@@ -1,0 +1,359 @@
+import {
+  createExecutionContext,
+  createScheduledController,
+  env,
+  waitOnExecutionContext,
+} from 'cloudflare:test'
+import { eq, inArray, sql } from 'drizzle-orm'
+import { describe, expect, it } from 'vitest'
+import { queryRows } from '../../db/client'
+import * as s from '../../db/schema'
+import worker from '../../functions/index'
+import { purgeExpired } from '../../scheduled/purge'
+import { PURGE_RULES } from '../../scheduled/rules'
+import { testDb, unique } from '../helpers/db'
+import { adminHeaders, call, describeResponse, realPostgres } from '../helpers/worker'
+
+// The purge deletes by comparing with the `now` it is given. Seeding around an instant in
+// 2001 keeps these tests away from rows other suites create around the real clock.
+const NOW = new Date('2001-06-01T00:00:00Z')
+const DAY = 86_400_000
+const at = (offsetDays: number) => new Date(NOW.getTime() + offsetDays * DAY)
+const WINDOW = { now: NOW, usageRetentionDays: 90, auditRetentionDays: 365 }
+const hash = () => `${unique('h')}-${crypto.randomUUID()}`
+
+interface Seeded {
+  /** Ids (or keys) of rows that must survive, per table. */
+  live: Record<string, string[]>
+  expired: Record<string, number>
+}
+
+/** One user, client and key, then expired and live rows in every table the purge touches. */
+async function seedEveryTarget(): Promise<Seeded> {
+  const db = testDb()
+  const [user] = await db
+    .insert(s.users)
+    .values({ email: `${unique('purge')}@example.com`, passwordHash: 'x', createdAt: at(-900) })
+    .returning({ id: s.users.id })
+  const [client] = await db
+    .insert(s.oauthClients)
+    .values({
+      clientId: unique('client'),
+      tokenEndpointAuthMethod: 'none',
+      redirectUris: ['https://a.example/cb'],
+    })
+    .returning({ id: s.oauthClients.id })
+  const [key] = await db
+    .insert(s.apiKeys)
+    .values({
+      keyHash: hash(),
+      prefix: 'pk_test_x',
+      last4: 'abcd',
+      name: 'purge',
+      ownerUserId: user?.id ?? '',
+    })
+    .returning({ id: s.apiKeys.id })
+  if (user === undefined || client === undefined || key === undefined) {
+    throw new Error('seed failed')
+  }
+  const live: Record<string, string[]> = {}
+  const keep = (table: string, id: string | undefined) => {
+    live[table] = [...(live[table] ?? []), id ?? '']
+  }
+  const codes = await db
+    .insert(s.authorizationCodes)
+    .values(
+      [at(-1), at(-1), at(1)].map((expiresAt, i) => ({
+        codeHash: hash(),
+        clientId: client.id,
+        userId: user.id,
+        redirectUri: 'https://a.example/cb',
+        codeChallenge: 'c'.repeat(43),
+        authTime: at(-2),
+        expiresAt,
+        // A consumed code that has not expired stays, so a replay is still recognised.
+        consumedAt: i === 2 ? at(-0.5) : null,
+      })),
+    )
+    .returning({ id: s.authorizationCodes.id, expiresAt: s.authorizationCodes.expiresAt })
+  keep('authorization_codes', codes.find((c) => c.expiresAt > NOW)?.id)
+
+  const sessions = await db
+    .insert(s.sessions)
+    .values([at(-0.01), at(0.01)].map((expiresAt) => ({ tokenHash: hash(), userId: user.id, expiresAt })))
+    .returning({ id: s.sessions.id, expiresAt: s.sessions.expiresAt })
+  keep('sessions', sessions.find((r) => r.expiresAt > NOW)?.id)
+
+  const family = crypto.randomUUID()
+  const refresh = await db
+    .insert(s.refreshTokens)
+    .values(
+      [
+        // expired past the grace period
+        { expiresAt: at(-2), revokedAt: null },
+        // revoked past the grace period
+        { expiresAt: at(20), revokedAt: at(-3) },
+        // expired, but within the grace period
+        { expiresAt: at(-0.5), revokedAt: null },
+        // revoked recently
+        { expiresAt: at(20), revokedAt: at(-0.5) },
+        // live
+        { expiresAt: at(20), revokedAt: null },
+      ].map((r) => ({ ...r, tokenHash: hash(), familyId: family, clientId: client.id, userId: user.id })),
+    )
+    .returning({ id: s.refreshTokens.id })
+  for (const r of refresh.slice(2)) {
+    keep('refresh_tokens', r.id)
+  }
+
+  const devices = await db
+    .insert(s.deviceCodes)
+    .values(
+      [at(-1), at(1)].map((expiresAt) => ({
+        deviceCodeHash: hash(),
+        userCodeHash: hash(),
+        clientId: client.id,
+        expiresAt,
+      })),
+    )
+    .returning({ id: s.deviceCodes.id, expiresAt: s.deviceCodes.expiresAt })
+  keep('device_codes', devices.find((r) => r.expiresAt > NOW)?.id)
+
+  const verifications = await db
+    .insert(s.emailVerifications)
+    .values(
+      [at(-1), at(1)].map((expiresAt) => ({ tokenHash: hash(), userId: user.id, email: 'a@b.c', expiresAt })),
+    )
+    .returning({ id: s.emailVerifications.id, expiresAt: s.emailVerifications.expiresAt })
+  keep('email_verifications', verifications.find((r) => r.expiresAt > NOW)?.id)
+
+  const resets = await db
+    .insert(s.passwordResets)
+    .values([at(-1), at(1)].map((expiresAt) => ({ tokenHash: hash(), userId: user.id, expiresAt })))
+    .returning({ id: s.passwordResets.id, expiresAt: s.passwordResets.expiresAt })
+  keep('password_resets', resets.find((r) => r.expiresAt > NOW)?.id)
+
+  const jtiLive = unique('jti')
+  await db.insert(s.revokedAccessTokens).values([
+    { jti: unique('jti'), expiresAt: at(-0.1) },
+    { jti: jtiLive, expiresAt: at(0.1) },
+  ])
+  keep('revoked_access_tokens', jtiLive)
+
+  const throttleLive = unique('ip:')
+  await db.insert(s.loginThrottles).values([
+    { subject: unique('ip:'), failures: 3, windowStartedAt: at(-1), expiresAt: at(-0.5) },
+    { subject: throttleLive, failures: 3, windowStartedAt: at(0), expiresAt: at(0.01) },
+  ])
+  keep('login_throttles', throttleLive)
+
+  const usage = await db
+    .insert(s.apiKeyUsage)
+    .values(
+      [at(-91), at(-91), at(-89)].map((createdAt) => ({
+        keyId: key.id,
+        createdAt,
+        success: true,
+        code: 'VALID',
+      })),
+    )
+    .returning({ id: s.apiKeyUsage.id, createdAt: s.apiKeyUsage.createdAt })
+  keep('api_key_usage', usage.find((r) => r.createdAt > at(-90))?.id)
+
+  const audit = await db
+    .insert(s.auditEvents)
+    .values(
+      [at(-366), at(-364)].map((createdAt) => ({
+        type: 'user_login',
+        actor: 'system',
+        userId: user.id,
+        createdAt,
+      })),
+    )
+    .returning({ id: s.auditEvents.id, createdAt: s.auditEvents.createdAt })
+  keep('audit_events', audit.find((r) => r.createdAt > at(-365))?.id)
+
+  const mail = await db
+    .insert(s.emailOutbox)
+    .values(
+      [
+        { sentAt: at(-8) },
+        // delivered recently, and not delivered yet: both stay
+        { sentAt: at(-6) },
+        { sentAt: null },
+      ].map((r) => ({ ...r, toAddress: 'a@b.c', template: 'verify', subject: 'Hi', createdAt: at(-10) })),
+    )
+    .returning({ id: s.emailOutbox.id })
+  for (const m of mail.slice(1)) {
+    keep('email_outbox', m.id)
+  }
+
+  return {
+    live,
+    expired: {
+      authorization_codes: 2,
+      sessions: 1,
+      refresh_tokens: 2,
+      device_codes: 1,
+      email_verifications: 1,
+      password_resets: 1,
+      revoked_access_tokens: 1,
+      login_throttles: 1,
+      api_key_usage: 2,
+      audit_events: 1,
+      email_outbox: 1,
+    },
+  }
+}
+
+const KEY_COLUMN: Record<string, string> = { revoked_access_tokens: 'jti', login_throttles: 'subject' }
+
+async function surviving(table: string, keys: string[]): Promise<number> {
+  const column = KEY_COLUMN[table] ?? 'id'
+  const [row] = await queryRows<{ n: number }>(
+    testDb(),
+    sql`select count(*)::int as n from ${sql.identifier(table)} where ${sql.identifier(column)}::text in (${sql.join(
+      keys.map((k) => sql`${k}`),
+      sql`, `,
+    )})`,
+  )
+  return row?.n ?? 0
+}
+
+async function leftExpired(): Promise<number> {
+  let total = 0
+  for (const rule of PURGE_RULES) {
+    const [row] = await queryRows<{ n: number }>(
+      testDb(),
+      sql`select count(*)::int as n from ${sql.identifier(rule.table)} where ${rule.expired(WINDOW)}`,
+    )
+    total += row?.n ?? 0
+  }
+  return total
+}
+
+describe('purge', () => {
+  it('covers every target table of DESIGN.md', () => {
+    expect(PURGE_RULES.map((r) => r.table).sort()).toEqual(
+      [
+        'api_key_usage',
+        'audit_events',
+        'authorization_codes',
+        'device_codes',
+        'email_outbox',
+        'email_verifications',
+        'login_throttles',
+        'password_resets',
+        'refresh_tokens',
+        'revoked_access_tokens',
+        'sessions',
+      ].sort(),
+    )
+  })
+
+  it('deletes exactly the expired rows of every table and keeps the live ones', async () => {
+    const seeded = await seedEveryTarget()
+    const report = await purgeExpired(testDb(), WINDOW)
+    expect(report.done).toBe(true)
+    expect(report.deleted).toEqual(seeded.expired)
+    for (const [table, keys] of Object.entries(seeded.live)) {
+      expect(await surviving(table, keys), table).toBe(keys.length)
+    }
+    expect(await leftExpired()).toBe(0)
+  })
+
+  it('is a no-op when nothing has expired, and idempotent', async () => {
+    const before = new Date('1990-01-01T00:00:00Z')
+    const report = await purgeExpired(testDb(), { ...WINDOW, now: before })
+    expect(Object.values(report.deleted).every((n) => n === 0)).toBe(true)
+    expect(report.done).toBe(true)
+    await seedEveryTarget()
+    await purgeExpired(testDb(), WINDOW)
+    const again = await purgeExpired(testDb(), WINDOW)
+    expect(Object.values(again.deleted).every((n) => n === 0)).toBe(true)
+  })
+
+  it('works in bounded batches and stops at its time budget', async () => {
+    const db = testDb()
+    const [user] = await db
+      .insert(s.users)
+      .values({ email: `${unique('batch')}@example.com`, passwordHash: 'x' })
+      .returning({ id: s.users.id })
+    const userId = user?.id ?? ''
+    await db
+      .insert(s.sessions)
+      .values(Array.from({ length: 10 }, () => ({ tokenHash: hash(), userId, expiresAt: at(-1) })))
+    let statements = 0
+    // Each call of the clock is one loop turn; the budget of 2 ticks allows two batches.
+    const clock = () => statements++
+    const partial = await purgeExpired(db, { ...WINDOW, batchRows: 3, timeBudgetMs: 3, clock })
+    expect(partial.done).toBe(false)
+    const left = await db.select({ id: s.sessions.id }).from(s.sessions).where(eq(s.sessions.userId, userId))
+    expect(left.length).toBeGreaterThan(0)
+    expect(left.length).toBeLessThan(10)
+    const rest = await purgeExpired(db, { ...WINDOW, batchRows: 3 })
+    expect(rest.done).toBe(true)
+    expect(await db.select().from(s.sessions).where(eq(s.sessions.userId, userId))).toHaveLength(0)
+  })
+
+  it.skipIf(!realPostgres)(
+    'two concurrent runs neither fail nor count a row twice (real Postgres)',
+    async () => {
+      const db = testDb()
+      const [user] = await db
+        .insert(s.users)
+        .values({ email: `${unique('race')}@example.com`, passwordHash: 'x' })
+        .returning({ id: s.users.id })
+      const userId = user?.id ?? ''
+      const expiredIds = await db
+        .insert(s.sessions)
+        .values(Array.from({ length: 200 }, () => ({ tokenHash: hash(), userId, expiresAt: at(-1) })))
+        .returning({ id: s.sessions.id })
+      const runs = await Promise.all([
+        purgeExpired(db, { ...WINDOW, batchRows: 7 }),
+        purgeExpired(db, { ...WINDOW, batchRows: 7 }),
+      ])
+      const deleted = runs.reduce((sum, r) => sum + (r.deleted.sessions ?? 0), 0)
+      expect(deleted).toBe(200)
+      const left = await db
+        .select({ id: s.sessions.id })
+        .from(s.sessions)
+        .where(
+          inArray(
+            s.sessions.id,
+            expiredIds.map((r) => r.id),
+          ),
+        )
+      expect(left).toHaveLength(0)
+    },
+  )
+})
+
+describe('cron trigger', () => {
+  it('runs the purge at the scheduled time', async () => {
+    const seeded = await seedEveryTarget()
+    const ctx = createExecutionContext()
+    await worker.scheduled(createScheduledController({ scheduledTime: NOW, cron: '*/15 * * * *' }), env, ctx)
+    await waitOnExecutionContext(ctx)
+    expect(await leftExpired()).toBe(0)
+    for (const [table, keys] of Object.entries(seeded.live)) {
+      expect(await surviving(table, keys), table).toBe(keys.length)
+    }
+  })
+})
+
+describe('POST /admin/purge', () => {
+  it('runs the purge and reports counts per table', async () => {
+    const res = await call('/admin/purge', { method: 'POST', headers: adminHeaders() })
+    expect(res.status, await describeResponse(res)).toBe(200)
+    const body = (await res.json()) as { deleted: Record<string, number>; duration_ms: number; done: boolean }
+    expect(Object.keys(body.deleted).sort()).toEqual(PURGE_RULES.map((r) => r.table).sort())
+    expect(body.done).toBe(true)
+    expect(body.duration_ms).toBeGreaterThanOrEqual(0)
+  })
+
+  it('refuses callers without the admin token', async () => {
+    const res = await call('/admin/purge', { method: 'POST', headers: { authorization: 'Bearer nope' } })
+    expect(res.status).toBe(401)
+  })
+})

@@ -1,0 +1,55 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import pg from 'pg'
+import type { TestProject } from 'vitest/node'
+import { launchLocalDatabase } from '../../db/local/launch'
+import { migrateDatabase } from '../../db/migrate'
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    databaseUrl: string
+    gatewayUrl: string
+    realPostgres: boolean
+  }
+}
+
+/**
+ * Brings up the database for the suite: the real Postgres named by TEST_DATABASE_URL (its
+ * schema reset, then migrated), else an embedded one in a temporary directory; then the
+ * local gateway the Worker reaches it through. Tests isolate by seeding their own rows.
+ */
+export async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const realUrl = process.env.TEST_DATABASE_URL?.trim() || undefined
+  const dataDir = mkdtempSync(join(tmpdir(), 'portcullis-test-'))
+  if (realUrl !== undefined) {
+    await resetSchema(realUrl)
+  }
+  const database = await launchLocalDatabase({ databaseUrl: realUrl, dataDir })
+  await migrateDatabase(database.databaseUrl)
+  project.provide('databaseUrl', database.databaseUrl)
+  project.provide('gatewayUrl', database.gateway.url)
+  project.provide('realPostgres', !database.embedded)
+  if (database.embedded) {
+    console.warn(
+      '[portcullis] TEST_DATABASE_URL is not set: using the embedded database. ' +
+        'Race and lock tests need a real Postgres server and are reported as skipped.',
+    )
+  }
+  return async () => {
+    await database.close()
+    rmSync(dataDir, { recursive: true, force: true })
+  }
+}
+
+async function resetSchema(databaseUrl: string): Promise<void> {
+  const client = new pg.Client({ connectionString: databaseUrl })
+  await client.connect()
+  try {
+    await client.query(
+      'drop schema if exists drizzle cascade; drop schema if exists public cascade; create schema public',
+    )
+  } finally {
+    await client.end()
+  }
+}
