@@ -1,0 +1,126 @@
+import { type Context, Hono } from 'hono'
+import * as v from 'valibot'
+import { findUserById, listUsers, transitionUserStatus, type UserRow } from '../../db/queries/users'
+import { USER_STATUSES, type UserStatus } from '../../db/schema/constants'
+import { type AuditEventType, recordAudit } from '../audit/record'
+import { decodeCursor, isUuid, PageLimit, paginate } from '../auth/cursor'
+import { endUserAccess } from '../auth/end-user-access'
+import { UserJsonSchema } from '../auth/schemas'
+import { toUserJson } from '../auth/user-view'
+import type { AppEnv } from '../env'
+import { ProblemError } from '../errors/problem'
+import { requireAdmin } from '../middleware/require-admin'
+import { documentRoute } from '../openapi/registry'
+import { queryParams } from '../validation/json-body'
+
+const NO_STORE = { 'cache-control': 'no-store' }
+
+const UserListQuery = v.object({
+  status: v.optional(v.picklist(USER_STATUSES, `must be one of ${USER_STATUSES.join(', ')}`)),
+  q: v.optional(v.pipe(v.string(), v.trim(), v.maxLength(254, 'must be at most 254 characters'))),
+  limit: PageLimit,
+  cursor: v.optional(v.string()),
+})
+const UserList = v.object({ data: v.array(UserJsonSchema), next_cursor: v.nullable(v.string()) })
+const UserResponse = v.object({ user: UserJsonSchema })
+
+documentRoute({
+  method: 'get',
+  path: '/admin/users',
+  summary: 'List users (filter by status, search email and name)',
+  tags: ['admin'],
+  security: ['adminToken'],
+  query: UserListQuery,
+  responses: { 200: { description: 'A page of users', schema: UserList } },
+})
+for (const action of ['approve', 'suspend', 'reinstate'] as const) {
+  documentRoute({
+    method: 'post',
+    path: `/admin/users/{id}/${action}`,
+    summary: `${action[0]?.toUpperCase()}${action.slice(1)} a user`,
+    tags: ['admin'],
+    security: ['adminToken'],
+    responses: { 200: { description: 'The user', schema: UserResponse } },
+  })
+}
+
+function actorOf(c: Context<AppEnv>): string {
+  const principal = c.var.principal
+  return principal.kind === 'user'
+    ? `user:${principal.userId}`
+    : principal.kind === 'client'
+      ? `client:${principal.clientId}`
+      : 'admin'
+}
+
+interface Transition {
+  from: readonly UserStatus[]
+  to: UserStatus
+  audit: AuditEventType
+}
+
+// Each action is one atomic status change; repeating it on a user already there answers 200
+// with the user unchanged (idempotent), any other starting status is a 409.
+const TRANSITIONS: Record<'approve' | 'suspend' | 'reinstate', Transition> = {
+  approve: { from: ['pending'], to: 'active', audit: 'user_approved' },
+  suspend: { from: ['pending', 'active'], to: 'suspended', audit: 'user_suspended' },
+  reinstate: { from: ['suspended'], to: 'active', audit: 'user_reinstated' },
+}
+
+async function applyTransition(c: Context<AppEnv>, action: keyof typeof TRANSITIONS): Promise<Response> {
+  const id = c.req.param('id') ?? ''
+  if (!isUuid(id)) {
+    throw new ProblemError('not_found', { detail: 'No such user' })
+  }
+  const transition = TRANSITIONS[action]
+  const db = c.var.db.http
+  const now = new Date()
+  let user: UserRow | undefined = await transitionUserStatus(db, id, transition.from, transition.to, now)
+  const changed = user !== undefined
+  if (user === undefined) {
+    user = await findUserById(db, id)
+    if (user === undefined) {
+      throw new ProblemError('not_found', { detail: 'No such user' })
+    }
+    if (user.status !== transition.to) {
+      throw new ProblemError('conflict', { detail: `A ${user.status} user cannot be sent to ${action}` })
+    }
+  }
+  // DESIGN.md: suspension ends sessions and refresh tokens at once (also when repeated, so a
+  // retry after a failed first attempt still ends them).
+  const ended = transition.to === 'suspended' ? await endUserAccess(db, id, now) : undefined
+  if (changed) {
+    recordAudit(c, {
+      type: transition.audit,
+      actor: actorOf(c),
+      userId: user.id,
+      tenantId: user.tenantId,
+      metadata:
+        ended === undefined
+          ? {}
+          : { sessions_ended: ended.sessions, refresh_tokens_revoked: ended.refreshTokens },
+    })
+  }
+  return c.json({ user: toUserJson(user) }, 200, NO_STORE)
+}
+
+/** `/admin/users`: list and moderate accounts (ADMIN_TOKEN or an admin-scoped token). */
+export const usersAdmin = new Hono<AppEnv>()
+  .use(requireAdmin())
+  .get('/', queryParams(UserListQuery), async (c) => {
+    const query = c.req.valid('query')
+    const rows = await listUsers(c.var.db.http, {
+      status: query.status,
+      q: query.q,
+      limit: query.limit,
+      after: decodeCursor(query.cursor),
+    })
+    const { page, nextCursor } = paginate(rows, query.limit, (row) => ({
+      createdAt: row.cursorAt,
+      id: row.user.id,
+    }))
+    return c.json({ data: page.map((row) => toUserJson(row.user)), next_cursor: nextCursor }, 200, NO_STORE)
+  })
+  .post('/:id/approve', (c) => applyTransition(c, 'approve'))
+  .post('/:id/suspend', (c) => applyTransition(c, 'suspend'))
+  .post('/:id/reinstate', (c) => applyTransition(c, 'reinstate'))

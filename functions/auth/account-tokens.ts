@@ -1,0 +1,79 @@
+import type { Context } from 'hono'
+import {
+  consumeAllPasswordResets,
+  consumeEmailVerificationStatement,
+  consumePasswordReset,
+  markVerifiedByTokenStatement,
+  type UserRow,
+  updatePasswordStatement,
+} from '../../db/queries/users'
+import { recordAudit } from '../audit/record'
+import { sha256Hex } from '../crypto/hash'
+import { hashPassword } from '../crypto/password'
+import type { AppEnv } from '../env'
+import { ProblemError } from '../errors/problem'
+import { endUserAccess } from './end-user-access'
+import { assertStrongPassword } from './password-policy'
+
+/**
+ * Consumes an email-verification token (single use, unexpired) and marks the address verified.
+ * One batch, one round trip. Undefined for a forged, expired or used token.
+ */
+export async function verifyEmailToken(c: Context<AppEnv>, token: string): Promise<UserRow | undefined> {
+  const db = c.var.db.http
+  const tokenHash = await sha256Hex(token)
+  const now = new Date()
+  const [consumed, verified] = await db.batch([
+    consumeEmailVerificationStatement(db, tokenHash, now),
+    markVerifiedByTokenStatement(db, tokenHash, now),
+  ])
+  const user = verified[0]
+  if (consumed.length === 0 || user === undefined) {
+    return undefined
+  }
+  recordAudit(c, {
+    type: 'email_verified',
+    actor: `user:${user.id}`,
+    userId: user.id,
+    tenantId: user.tenantId,
+  })
+  return user
+}
+
+/**
+ * Sets a new password with a reset token. Atomic (one interactive transaction): the token is
+ * consumed, the password set, other reset links voided and every session and refresh token
+ * ended, or nothing happens. Throws `weak_password` (token untouched) or `invalid_token`.
+ */
+export async function confirmPasswordReset(
+  c: Context<AppEnv>,
+  token: string,
+  password: string,
+): Promise<UserRow> {
+  assertStrongPassword(password)
+  const tokenHash = await sha256Hex(token)
+  const passwordHash = hashPassword(password, c.var.config.argon2)
+  const now = new Date()
+  const result = await c.var.db.transaction(async (tx) => {
+    const userId = await consumePasswordReset(tx, tokenHash, now)
+    if (userId === undefined) {
+      return undefined
+    }
+    const [user] = await updatePasswordStatement(tx, userId, passwordHash, now)
+    await consumeAllPasswordResets(tx, userId, now)
+    const ended = await endUserAccess(tx, userId, now)
+    return user === undefined ? undefined : { user, ended }
+  })
+  if (result === undefined) {
+    throw new ProblemError('invalid_token', { detail: 'The reset link is invalid, expired or already used' })
+  }
+  const { user, ended } = result
+  recordAudit(c, {
+    type: 'password_reset_completed',
+    actor: `user:${user.id}`,
+    userId: user.id,
+    tenantId: user.tenantId,
+    metadata: { sessions_ended: ended.sessions, refresh_tokens_revoked: ended.refreshTokens },
+  })
+  return user
+}

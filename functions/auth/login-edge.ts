@@ -1,0 +1,82 @@
+import type { Context } from 'hono'
+import { DEFAULT_TENANT_ID } from '../../db/schema/constants'
+import { recordAudit } from '../audit/record'
+import type { AppEnv } from '../env'
+import { ProblemError } from '../errors/problem'
+import { attemptLogin, type LoginOutcome } from './login'
+import { setSessionCookie } from './session-cookie'
+
+/** Client address as Cloudflare reports it; null locally. */
+export function requestIp(c: Context<AppEnv>): string | null {
+  return c.req.header('cf-connecting-ip') ?? null
+}
+
+/**
+ * Runs a password sign-in for the JSON API and the HTML form alike: sets the session cookie on
+ * success and records the audit event either way (off the critical path).
+ */
+export async function signIn(
+  c: Context<AppEnv>,
+  input: { email: string; password: string; remember: boolean },
+  via: 'api' | 'form',
+): Promise<LoginOutcome> {
+  const outcome = await attemptLogin(
+    c.var.db.http,
+    c.var.config,
+    {
+      tenantId: DEFAULT_TENANT_ID,
+      email: input.email,
+      password: input.password,
+      remember: input.remember,
+      ip: requestIp(c),
+      userAgent: c.req.header('user-agent') ?? null,
+    },
+    new Date(),
+  )
+  if (outcome.kind === 'ok') {
+    setSessionCookie(c, outcome.session)
+    recordAudit(c, {
+      type: 'user_login',
+      actor: `user:${outcome.user.id}`,
+      userId: outcome.user.id,
+      tenantId: outcome.user.tenantId,
+      metadata: { via, remember: outcome.session.remember, password_upgraded: outcome.upgradedHash },
+    })
+  } else {
+    const userId =
+      outcome.kind === 'invalid_credentials' || outcome.kind === 'throttled'
+        ? outcome.userId
+        : outcome.user.id
+    recordAudit(c, {
+      type: 'user_login_failed',
+      actor: userId === undefined ? 'anonymous' : `user:${userId}`,
+      userId: userId ?? null,
+      tenantId: DEFAULT_TENANT_ID,
+      metadata: { via, reason: outcome.kind },
+    })
+  }
+  return outcome
+}
+
+/** The problem for a failed sign-in. Unknown email and wrong password are the same answer. */
+export function loginProblem(outcome: Exclude<LoginOutcome, { kind: 'ok' }>): ProblemError {
+  switch (outcome.kind) {
+    case 'invalid_credentials':
+      return new ProblemError('invalid_credentials', { detail: 'The email or password is incorrect' })
+    case 'throttled':
+      return new ProblemError('rate_limited', {
+        detail: 'Too many failed sign-in attempts; try again later',
+        retryAfterSeconds: outcome.retryAfterSeconds,
+      })
+    case 'account_pending':
+      return new ProblemError('account_pending', {
+        detail: 'The account is waiting for an administrator to approve it',
+      })
+    case 'account_suspended':
+      return new ProblemError('account_suspended', { detail: 'The account is suspended' })
+    case 'email_unverified':
+      return new ProblemError('email_unverified', {
+        detail: 'Confirm your email address first; POST /auth/verify-email/resend sends a new link',
+      })
+  }
+}

@@ -1,0 +1,446 @@
+import { type Context, Hono } from 'hono'
+import * as v from 'valibot'
+import { sqlState, UNIQUE_VIOLATION } from '../../db/errors'
+import { insertOutboxStatement } from '../../db/queries/email-outbox'
+import {
+  deleteSessionByHash,
+  findLiveSessionWithUser,
+  insertSessionStatement,
+} from '../../db/queries/sessions'
+import {
+  insertEmailVerificationStatement,
+  insertUserStatement,
+  issueEmailVerificationForEmail,
+  issuePasswordResetForEmail,
+  type UserRow,
+  updateDisplayName,
+  updatePasswordStatement,
+} from '../../db/queries/users'
+import { DEFAULT_TENANT_ID } from '../../db/schema/constants'
+import { recordAudit } from '../audit/record'
+import { sha256Hex } from '../crypto/hash'
+import { hashPassword, verifyPassword } from '../crypto/password'
+import { randomToken } from '../crypto/random'
+import { accountLink, deliverSoon } from '../email/outbox'
+import { renderPasswordResetEmail, renderVerificationEmail } from '../email/templates'
+import type { AppEnv } from '../env'
+import { ProblemError } from '../errors/problem'
+import { authenticate } from '../middleware/authenticate'
+import { documentRoute } from '../openapi/registry'
+import { jsonBody } from '../validation/json-body'
+import { confirmPasswordReset, verifyEmailToken } from './account-tokens'
+import { endUserAccess } from './end-user-access'
+import { resetPasswordForm, resetPasswordPage, verifyEmailForm, verifyEmailPage } from './link-pages'
+import { sessionTtlSeconds } from './login'
+import { loginProblem, requestIp, signIn } from './login-edge'
+import { assertStrongPassword } from './password-policy'
+import {
+  ChangePasswordBody,
+  EmailOnlyBody,
+  LoginBody,
+  RegisterBody,
+  ResetConfirmBody,
+  SessionResponse,
+  UpdateMeBody,
+  UserResponse,
+  VerifyEmailBody,
+} from './schemas'
+import {
+  clearSessionCookie,
+  readSessionToken,
+  sameOriginOnly,
+  setSessionCookie,
+  slideSession,
+} from './session-cookie'
+import { toUserJson } from './user-view'
+
+const NO_STORE = { 'cache-control': 'no-store' }
+/** At most one verification or reset message per user per minute. */
+const ACCOUNT_MAIL_COOLDOWN_SECONDS = 60
+export const VERIFY_EMAIL_PATH = '/auth/verify-email'
+export const RESET_PASSWORD_PATH = '/auth/password-reset/confirm'
+
+const sessionOnly = authenticate({ accept: ['session'] })
+
+function principalUserId(c: Context<AppEnv>): string {
+  const principal = c.var.principal
+  if (principal.kind !== 'user') {
+    throw new ProblemError('forbidden', { detail: 'This endpoint acts on a signed-in user' })
+  }
+  return principal.userId
+}
+
+function sessionJson(session: { expiresAt: Date; remember: boolean; createdAt: Date }) {
+  return {
+    expires_at: session.expiresAt.toISOString(),
+    remember: session.remember,
+    created_at: session.createdAt.toISOString(),
+  }
+}
+
+const POST_DOCS: {
+  path: string
+  summary: string
+  body?: v.GenericSchema
+  ok: number
+  response?: v.GenericSchema
+}[] = [
+  {
+    path: '/auth/register',
+    summary: 'Create an account',
+    body: RegisterBody,
+    ok: 201,
+    response: UserResponse,
+  },
+  {
+    path: '/auth/login',
+    summary: 'Sign in with email and password',
+    body: LoginBody,
+    ok: 200,
+    response: SessionResponse,
+  },
+  { path: '/auth/logout', summary: 'End this session', ok: 204 },
+  { path: '/auth/logout-all', summary: 'End every session and refresh token of the user', ok: 204 },
+  { path: '/auth/change-password', summary: 'Change the password', body: ChangePasswordBody, ok: 204 },
+  {
+    path: '/auth/verify-email',
+    summary: 'Confirm an email address with its token',
+    body: VerifyEmailBody,
+    ok: 200,
+    response: UserResponse,
+  },
+  {
+    path: '/auth/verify-email/resend',
+    summary: 'Send a new verification link',
+    body: v.object({ email: v.optional(v.string()) }),
+    ok: 202,
+  },
+  {
+    path: '/auth/password-reset',
+    summary: 'Send a password-reset link (always 202)',
+    body: EmailOnlyBody,
+    ok: 202,
+  },
+  {
+    path: '/auth/password-reset/confirm',
+    summary: 'Set a new password with a reset token',
+    body: ResetConfirmBody,
+    ok: 200,
+    response: UserResponse,
+  },
+]
+for (const doc of POST_DOCS) {
+  documentRoute({
+    method: 'post',
+    path: doc.path,
+    summary: doc.summary,
+    tags: ['accounts'],
+    ...(doc.body === undefined ? {} : { requestBody: { schema: doc.body } }),
+    responses: {
+      [doc.ok]: { description: doc.summary, ...(doc.response === undefined ? {} : { schema: doc.response }) },
+    },
+  })
+}
+documentRoute({
+  method: 'get',
+  path: '/auth/session',
+  summary: 'The signed-in user and session',
+  tags: ['accounts'],
+  security: ['sessionCookie'],
+  responses: { 200: { description: 'Signed in', schema: SessionResponse } },
+})
+documentRoute({
+  method: 'patch',
+  path: '/auth/me',
+  summary: 'Update the display name',
+  tags: ['accounts'],
+  security: ['sessionCookie'],
+  requestBody: { schema: UpdateMeBody },
+  responses: { 200: { description: 'The updated user', schema: UserResponse } },
+})
+
+/**
+ * The caller's live session with its full user row, in one round trip; 401 without one, 403 for
+ * a suspended or pending account.
+ */
+async function liveSession(c: Context<AppEnv>, now: Date) {
+  const token = readSessionToken(c)
+  const found =
+    token === undefined
+      ? undefined
+      : await findLiveSessionWithUser(c.var.db.http, await sha256Hex(token), now)
+  if (found === undefined) {
+    throw new ProblemError('unauthenticated', { detail: 'No live session; sign in' })
+  }
+  if (found.user.status === 'suspended') {
+    throw new ProblemError('account_suspended')
+  }
+  if (found.user.status === 'pending') {
+    throw new ProblemError('account_pending')
+  }
+  return found
+}
+
+const OptionalEmailBody = v.object({ email: v.optional(EmailOnlyBody.entries.email) })
+
+/** `/auth/*`: the account API (JSON). Cookie-authenticated writes refuse cross-site callers. */
+export const auth = new Hono<AppEnv>()
+  .use(sameOriginOnly())
+  .post('/register', jsonBody(RegisterBody), async (c) => {
+    const body = c.req.valid('json')
+    assertStrongPassword(body.password)
+    const config = c.var.config
+    const db = c.var.db.http
+    const now = new Date()
+    const userId = crypto.randomUUID()
+    const token = randomToken(32)
+    const message = renderVerificationEmail(
+      accountLink(config.issuer, VERIFY_EMAIL_PATH, token),
+      config.emailVerificationTtlSeconds,
+    )
+    const passwordHash = hashPassword(body.password, config.argon2)
+    let user: UserRow | undefined
+    let outboxId: string | undefined
+    try {
+      // One round trip, one transaction: the user, their verification token and its message.
+      const [insertedUsers, , queued] = await db.batch([
+        insertUserStatement(db, {
+          id: userId,
+          tenantId: DEFAULT_TENANT_ID,
+          email: body.email,
+          passwordHash,
+          displayName: body.display_name ?? null,
+          status: config.requireApproval ? 'pending' : 'active',
+          createdAt: now,
+          updatedAt: now,
+        }),
+        insertEmailVerificationStatement(db, {
+          tokenHash: await sha256Hex(token),
+          userId,
+          email: body.email,
+          expiresAt: new Date(now.getTime() + config.emailVerificationTtlSeconds * 1000),
+          createdAt: now,
+        }),
+        insertOutboxStatement(db, {
+          toAddress: body.email,
+          template: message.template,
+          subject: message.subject,
+          bodyText: message.text,
+          bodyHtml: message.html,
+          createdAt: now,
+          nextAttemptAt: now,
+        }),
+      ])
+      user = insertedUsers[0]
+      outboxId = queued[0]?.id
+    } catch (error) {
+      if (sqlState(error) === UNIQUE_VIOLATION) {
+        throw new ProblemError('email_taken', { detail: 'An account with this email already exists' })
+      }
+      throw error
+    }
+    if (user === undefined) {
+      throw new Error('user insert returned no row')
+    }
+    recordAudit(c, {
+      type: 'user_registered',
+      actor: `user:${user.id}`,
+      userId: user.id,
+      tenantId: user.tenantId,
+      metadata: { status: user.status },
+    })
+    deliverSoon(c, outboxId === undefined ? [] : [outboxId])
+    return c.json({ user: toUserJson(user) }, 201, NO_STORE)
+  })
+  .post('/login', jsonBody(LoginBody), async (c) => {
+    const outcome = await signIn(c, c.req.valid('json'), 'api')
+    if (outcome.kind !== 'ok') {
+      throw loginProblem(outcome)
+    }
+    return c.json(
+      {
+        user: toUserJson(outcome.user),
+        session: sessionJson({
+          expiresAt: outcome.session.expiresAt,
+          remember: outcome.session.remember,
+          createdAt: new Date(),
+        }),
+      },
+      200,
+      NO_STORE,
+    )
+  })
+  .post('/logout', async (c) => {
+    const token = readSessionToken(c)
+    if (token !== undefined) {
+      const userId = await deleteSessionByHash(c.var.db.http, await sha256Hex(token))
+      if (userId !== undefined) {
+        recordAudit(c, { type: 'user_logout', actor: `user:${userId}`, userId, metadata: { all: false } })
+      }
+    }
+    clearSessionCookie(c)
+    return c.body(null, 204, NO_STORE)
+  })
+  .post('/logout-all', sessionOnly, async (c) => {
+    const userId = principalUserId(c)
+    const ended = await endUserAccess(c.var.db.http, userId, new Date())
+    recordAudit(c, {
+      type: 'user_logout',
+      actor: `user:${userId}`,
+      userId,
+      metadata: { all: true, sessions: ended.sessions, refresh_tokens: ended.refreshTokens },
+    })
+    clearSessionCookie(c)
+    return c.body(null, 204, NO_STORE)
+  })
+  .get('/session', async (c) => {
+    const now = new Date()
+    const found = await liveSession(c, now)
+    slideSession(c, found.session, now)
+    return c.json({ user: toUserJson(found.user), session: sessionJson(found.session) }, 200, NO_STORE)
+  })
+  .patch('/me', sessionOnly, jsonBody(UpdateMeBody), async (c) => {
+    const userId = principalUserId(c)
+    const displayName = c.req.valid('json').display_name
+    const user = await updateDisplayName(
+      c.var.db.http,
+      userId,
+      displayName === '' ? null : displayName,
+      new Date(),
+    )
+    if (user === undefined) {
+      throw new ProblemError('unauthenticated', { detail: 'The account no longer exists' })
+    }
+    recordAudit(c, {
+      type: 'user_updated',
+      actor: `user:${userId}`,
+      userId,
+      metadata: { fields: ['display_name'] },
+    })
+    return c.json({ user: toUserJson(user) }, 200, NO_STORE)
+  })
+  .post('/change-password', jsonBody(ChangePasswordBody), async (c) => {
+    const body = c.req.valid('json')
+    const config = c.var.config
+    const db = c.var.db.http
+    const current = await liveSession(c, new Date())
+    const userId = current.user.id
+    if (!verifyPassword(body.current_password, current.user.passwordHash, config.argon2).ok) {
+      recordAudit(c, {
+        type: 'user_login_failed',
+        actor: `user:${userId}`,
+        userId,
+        metadata: { via: 'change_password', reason: 'invalid_credentials' },
+      })
+      throw new ProblemError('invalid_credentials', { detail: 'The current password is incorrect' })
+    }
+    assertStrongPassword(body.new_password, 'new_password')
+    const now = new Date()
+    await updatePasswordStatement(db, userId, hashPassword(body.new_password, config.argon2), now)
+    // A new password ends every other way in (sessions, refresh tokens); this browser gets a
+    // fresh session id rather than keeping the old one.
+    const ended = await endUserAccess(db, userId, now)
+    const remember = current.session.remember
+    const token = randomToken(32)
+    const expiresAt = new Date(now.getTime() + sessionTtlSeconds(config, remember) * 1000)
+    const [session] = await insertSessionStatement(db, {
+      tokenHash: await sha256Hex(token),
+      userId,
+      remember,
+      expiresAt,
+      createdAt: now,
+      lastSeenAt: now,
+      userAgent: c.req.header('user-agent')?.slice(0, 512) ?? null,
+      ip: requestIp(c),
+    })
+    if (session !== undefined) {
+      setSessionCookie(c, { token, id: session.id, expiresAt, remember })
+    }
+    recordAudit(c, {
+      type: 'password_changed',
+      actor: `user:${userId}`,
+      userId,
+      metadata: { sessions_ended: ended.sessions, refresh_tokens_revoked: ended.refreshTokens },
+    })
+    return c.body(null, 204, NO_STORE)
+  })
+  .post('/verify-email', verifyEmailForm(), jsonBody(VerifyEmailBody), async (c) => {
+    const user = await verifyEmailToken(c, c.req.valid('json').token)
+    if (user === undefined) {
+      throw new ProblemError('invalid_token', {
+        detail: 'The verification link is invalid, expired or already used',
+      })
+    }
+    return c.json({ user: toUserJson(user) }, 200, NO_STORE)
+  })
+  .post('/verify-email/resend', jsonBody(OptionalEmailBody), async (c) => {
+    let email = c.req.valid('json').email
+    if (email === undefined) {
+      const token = readSessionToken(c)
+      const found =
+        token === undefined
+          ? undefined
+          : await findLiveSessionWithUser(c.var.db.http, await sha256Hex(token), new Date())
+      if (found === undefined) {
+        throw new ProblemError('validation_failed', {
+          detail: 'email: is required unless signed in',
+          errors: [{ field: 'email', message: 'is required unless signed in' }],
+        })
+      }
+      email = found.user.email
+    }
+    const config = c.var.config
+    const now = new Date()
+    const token = randomToken(32)
+    const message = renderVerificationEmail(
+      accountLink(config.issuer, VERIFY_EMAIL_PATH, token),
+      config.emailVerificationTtlSeconds,
+    )
+    const outboxId = await issueEmailVerificationForEmail(c.var.db.http, {
+      tenantId: DEFAULT_TENANT_ID,
+      email,
+      tokenHash: await sha256Hex(token),
+      now,
+      expiresAt: new Date(now.getTime() + config.emailVerificationTtlSeconds * 1000),
+      cooldownSince: new Date(now.getTime() - ACCOUNT_MAIL_COOLDOWN_SECONDS * 1000),
+      message,
+    })
+    deliverSoon(c, outboxId === undefined ? [] : [outboxId])
+    // 202 whatever happened: the answer never tells whether the address has an account.
+    return c.body(null, 202, NO_STORE)
+  })
+  .post('/password-reset', jsonBody(EmailOnlyBody), async (c) => {
+    const config = c.var.config
+    const now = new Date()
+    const token = randomToken(32)
+    const message = renderPasswordResetEmail(
+      accountLink(config.issuer, RESET_PASSWORD_PATH, token),
+      config.passwordResetTtlSeconds,
+    )
+    const issued = await issuePasswordResetForEmail(c.var.db.http, {
+      tenantId: DEFAULT_TENANT_ID,
+      email: c.req.valid('json').email,
+      tokenHash: await sha256Hex(token),
+      now,
+      expiresAt: new Date(now.getTime() + config.passwordResetTtlSeconds * 1000),
+      cooldownSince: new Date(now.getTime() - ACCOUNT_MAIL_COOLDOWN_SECONDS * 1000),
+      message,
+    })
+    if (issued !== undefined) {
+      recordAudit(c, {
+        type: 'password_reset_requested',
+        actor: `user:${issued.userId}`,
+        userId: issued.userId,
+      })
+      deliverSoon(c, [issued.outboxId])
+    }
+    return c.body(null, 202, NO_STORE)
+  })
+  .post('/password-reset/confirm', resetPasswordForm(), jsonBody(ResetConfirmBody), async (c) => {
+    const body = c.req.valid('json')
+    const user = await confirmPasswordReset(c, body.token, body.password)
+    clearSessionCookie(c)
+    return c.json({ user: toUserJson(user) }, 200, NO_STORE)
+  })
+  .get('/verify-email', verifyEmailPage)
+  .get('/password-reset/confirm', resetPasswordPage)

@@ -1,0 +1,90 @@
+import type { Context, MiddlewareHandler } from 'hono'
+import { deleteCookie, getCookie, setCookie } from 'hono/cookie'
+import { touchSession } from '../../db/queries/sessions'
+import type { Config } from '../config'
+import type { AppEnv } from '../env'
+import { ProblemError } from '../errors/problem'
+import { log } from '../log'
+import { SESSION_COOKIE } from '../middleware/authenticate'
+import type { NewSession } from './login'
+
+/** Session ids are 43-character base64url strings; anything else is not worth a lookup. */
+const SESSION_TOKEN = /^[A-Za-z0-9_-]{43}$/
+
+export function readSessionToken(c: Context<AppEnv>): string | undefined {
+  const token = getCookie(c, SESSION_COOKIE)
+  return token !== undefined && SESSION_TOKEN.test(token) ? token : undefined
+}
+
+function secureCookies(config: Config): boolean {
+  return config.issuer.startsWith('https://')
+}
+
+/**
+ * HttpOnly, SameSite=Lax, Path=/, Secure when the issuer is https. Persistent (Max-Age =
+ * REMEMBER_TTL) only for "remember me"; otherwise a browser-session cookie, while the server
+ * side still expires after SESSION_TTL of inactivity.
+ */
+export function setSessionCookie(c: Context<AppEnv>, session: NewSession): void {
+  setCookie(c, SESSION_COOKIE, session.token, {
+    httpOnly: true,
+    sameSite: 'Lax',
+    secure: secureCookies(c.var.config),
+    path: '/',
+    ...(session.remember ? { maxAge: c.var.config.rememberTtlSeconds } : {}),
+  })
+}
+
+export function clearSessionCookie(c: Context<AppEnv>): void {
+  deleteCookie(c, SESSION_COOKIE, {
+    httpOnly: true,
+    sameSite: 'Lax',
+    secure: secureCookies(c.var.config),
+    path: '/',
+  })
+}
+
+/**
+ * Refuses state-changing requests that a browser marks as coming from another site: cookie
+ * authentication must not be driven by a foreign page (SameSite=Lax already withholds the
+ * cookie from cross-site POSTs; this also covers same-site subdomains and older browsers).
+ */
+export function sameOriginOnly(): MiddlewareHandler<AppEnv> {
+  return async function sameOriginOnly(c, next) {
+    if (c.req.method !== 'GET' && c.req.method !== 'HEAD') {
+      const origin = c.req.header('origin')
+      const fetchSite = c.req.header('sec-fetch-site')
+      const allowed = new Set([new URL(c.var.config.issuer).origin, new URL(c.req.url).origin])
+      if ((origin !== undefined && !allowed.has(origin)) || fetchSite === 'cross-site') {
+        throw new ProblemError('csrf_failed', { detail: 'Cross-site requests may not use this endpoint' })
+      }
+    }
+    await next()
+  }
+}
+
+/** Sliding sessions refresh their expiry at most this often, so busy pages do not write per request. */
+export const SESSION_TOUCH_INTERVAL_SECONDS = 60
+
+/**
+ * Records activity on a live session and slides its expiry (SESSION_TTL, or REMEMBER_TTL for
+ * "remember me") through `waitUntil`: never on the critical path.
+ */
+export function slideSession(
+  c: Context<AppEnv>,
+  session: { id: string; lastSeenAt: Date; remember: boolean },
+  now: Date,
+): void {
+  if (now.getTime() - session.lastSeenAt.getTime() < SESSION_TOUCH_INTERVAL_SECONDS * 1000) {
+    return
+  }
+  const ttl = session.remember ? c.var.config.rememberTtlSeconds : c.var.config.sessionTtlSeconds
+  c.executionCtx.waitUntil(
+    touchSession(c.var.db.http, session.id, now, ttl).catch((error: unknown) => {
+      log('warn', 'session_touch_failed', {
+        requestId: c.var.requestId,
+        reason: error instanceof Error ? error.message : String(error),
+      })
+    }),
+  )
+}

@@ -1,0 +1,60 @@
+import { Hono } from 'hono'
+import { html } from 'hono/html'
+import { deleteSessionByHash, findLiveSessionWithUser } from '../../db/queries/sessions'
+import { recordAudit } from '../audit/record'
+import { clearSessionCookie, readSessionToken, slideSession } from '../auth/session-cookie'
+import { sha256Hex } from '../crypto/hash'
+import type { AppEnv } from '../env'
+import { CSRF_FIELD, issueCsrfToken, verifyCsrf } from './csrf'
+import { sendPage } from './layout'
+
+/** `GET /`: who is signed in, with a sign-out button; `POST /logout`: the button's target. */
+export const homePage = new Hono<AppEnv>()
+  .get('/', async (c) => {
+    const token = readSessionToken(c)
+    const now = new Date()
+    const found =
+      token === undefined
+        ? undefined
+        : await findLiveSessionWithUser(c.var.db.http, await sha256Hex(token), now)
+    if (found === undefined || found.user.status !== 'active') {
+      return sendPage(
+        c,
+        'Portcullis',
+        html`<h1>You are not signed in</h1>
+          <p class="lead">Sign in to manage your account and applications.</p>
+          <div class="row"><a href="/login" style="flex:1"><button type="button">Sign in</button></a></div>`,
+      )
+    }
+    slideSession(c, found.session, now)
+    const name = found.user.displayName ?? found.user.email
+    return sendPage(
+      c,
+      'Signed in',
+      html`<h1>Welcome, ${name}</h1>
+        <p class="lead">You are signed in as <strong data-testid="signed-in-email">${found.user.email}</strong>.</p>
+        <p class="muted">Session expires ${found.session.expiresAt.toISOString()}.</p>
+        <form method="post" action="/logout">
+          <input type="hidden" name="${CSRF_FIELD}" value="${issueCsrfToken(c)}" />
+          <div class="row"><button type="submit" class="secondary">Sign out</button></div>
+        </form>`,
+    )
+  })
+  .post('/logout', async (c) => {
+    const form = await c.req.parseBody()
+    await verifyCsrf(c, form[CSRF_FIELD])
+    const token = readSessionToken(c)
+    if (token !== undefined) {
+      const userId = await deleteSessionByHash(c.var.db.http, await sha256Hex(token))
+      if (userId !== undefined) {
+        recordAudit(c, {
+          type: 'user_logout',
+          actor: `user:${userId}`,
+          userId,
+          metadata: { all: false, via: 'form' },
+        })
+      }
+    }
+    clearSessionCookie(c)
+    return c.redirect('/login', 303)
+  })

@@ -1,0 +1,75 @@
+import type { Context } from 'hono'
+import { html, raw } from 'hono/html'
+import type { HtmlEscapedString } from 'hono/utils/html'
+import type { AppEnv } from '../env'
+
+/** Headers on every HTML page: no framing (clickjacking), no caching of forms with CSRF tokens. */
+export const PAGE_HEADERS: Readonly<Record<string, string>> = {
+  'content-security-policy':
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' https: data:; form-action 'self' http: https:; frame-ancestors 'none'; base-uri 'none'",
+  'x-frame-options': 'DENY',
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  'cache-control': 'no-store',
+}
+
+const STYLE = `
+  :root { color-scheme: light dark; --accent: #4f46e5; --muted: #6b7280; --border: #d1d5db; --danger: #b91c1c; }
+  * { box-sizing: border-box; }
+  body { margin: 0; min-height: 100vh; display: grid; place-items: center; background: #f3f4f6;
+         font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #111827; }
+  @media (prefers-color-scheme: dark) { body { background: #0b0f19; color: #e5e7eb; } .card { background: #111827 !important; } }
+  .card { width: min(420px, 92vw); background: #fff; border-radius: 14px; padding: 32px;
+          box-shadow: 0 10px 30px rgba(0,0,0,.08); }
+  .brand { display: flex; align-items: center; gap: 10px; font-weight: 700; font-size: 18px; margin-bottom: 18px; }
+  .brand svg { width: 28px; height: 28px; }
+  h1 { font-size: 22px; margin: 0 0 6px; }
+  p.lead { color: var(--muted); margin: 0 0 20px; }
+  label { display: block; font-weight: 600; margin: 14px 0 6px; }
+  input[type=email], input[type=password], input[type=text] { width: 100%; padding: 10px 12px; font: inherit;
+         border: 1px solid var(--border); border-radius: 8px; background: transparent; color: inherit; }
+  input:focus { outline: 2px solid var(--accent); outline-offset: 1px; }
+  .row { display: flex; gap: 10px; margin-top: 22px; }
+  button { flex: 1; padding: 11px 14px; font: inherit; font-weight: 600; border-radius: 8px; cursor: pointer;
+           border: 1px solid var(--accent); background: var(--accent); color: #fff; }
+  button.secondary { background: transparent; color: inherit; border-color: var(--border); }
+  .check { display: flex; align-items: center; gap: 8px; margin-top: 14px; font-weight: 400; }
+  .error { background: #fef2f2; color: var(--danger); border: 1px solid #fecaca; padding: 10px 12px; border-radius: 8px; margin-bottom: 12px; }
+  ul.scopes { padding-left: 20px; } .muted { color: var(--muted); font-size: 13px; }
+`
+
+const LOGO = raw(
+  '<svg viewBox="0 0 32 32" aria-hidden="true"><rect x="3" y="3" width="26" height="26" rx="6" fill="#4f46e5"/><path d="M9 23V11h14v12M13 11v12M19 11v12M9 16h14" stroke="#fff" stroke-width="2" fill="none"/></svg>',
+)
+
+/** A complete page around `body`; every interpolation in callers goes through hono/html escaping. */
+export function renderPage(title: string, body: HtmlEscapedString | Promise<HtmlEscapedString>) {
+  return html`<!doctype html>
+    <html lang="en">
+      <head>
+        <meta charset="utf-8" />
+        <meta name="viewport" content="width=device-width, initial-scale=1" />
+        <meta name="referrer" content="no-referrer" />
+        <title>${title} · Portcullis</title>
+        <style>
+          ${raw(STYLE)}
+        </style>
+      </head>
+      <body>
+        <main class="card">
+          <div class="brand">${LOGO}<span>Portcullis</span></div>
+          ${body}
+        </main>
+      </body>
+    </html>`
+}
+
+/** Sends a page with the framing and caching protections every page needs. */
+export async function sendPage(
+  c: Context<AppEnv>,
+  title: string,
+  body: HtmlEscapedString | Promise<HtmlEscapedString>,
+  status: 200 | 400 | 401 | 403 | 404 | 429 = 200,
+): Promise<Response> {
+  return c.html(await renderPage(title, body), status, PAGE_HEADERS)
+}

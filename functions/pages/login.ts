@@ -1,0 +1,112 @@
+import { type Context, Hono } from 'hono'
+import { html } from 'hono/html'
+import { loginProblem, signIn } from '../auth/login-edge'
+import { PASSWORD_MAX_LENGTH } from '../auth/password-policy'
+import { EMAIL_MAX_LENGTH } from '../auth/schemas'
+import type { AppEnv } from '../env'
+import { documentRoute } from '../openapi/registry'
+import { CSRF_FIELD, issueCsrfToken, verifyCsrf } from './csrf'
+import { sendPage } from './layout'
+import { safeReturnTo } from './return-to'
+
+type FailureStatus = 400 | 401 | 403 | 429
+
+interface LoginFormState {
+  email: string
+  returnTo: string
+  remember: boolean
+  error?: string
+}
+
+function renderLogin(c: Context<AppEnv>, state: LoginFormState, status: 200 | FailureStatus = 200) {
+  const csrf = issueCsrfToken(c)
+  return sendPage(
+    c,
+    'Sign in',
+    html`<h1>Sign in</h1>
+      <p class="lead">Use your Portcullis account to continue.</p>
+      ${state.error === undefined ? '' : html`<div class="error" role="alert">${state.error}</div>`}
+      <form method="post" action="/login" novalidate>
+        <input type="hidden" name="${CSRF_FIELD}" value="${csrf}" />
+        <input type="hidden" name="return_to" value="${state.returnTo}" />
+        <label for="email">Email</label>
+        <input id="email" name="email" type="email" autocomplete="username" required maxlength="${EMAIL_MAX_LENGTH}"
+          value="${state.email}" ${state.email === '' ? 'autofocus' : ''} />
+        <label for="password">Password</label>
+        <input id="password" name="password" type="password" autocomplete="current-password" required
+          maxlength="${PASSWORD_MAX_LENGTH}" ${state.email === '' ? '' : 'autofocus'} />
+        <label class="check"><input type="checkbox" name="remember" value="1" ${state.remember ? 'checked' : ''} /> Keep me signed in</label>
+        <div class="row"><button type="submit">Sign in</button></div>
+      </form>
+      <p class="muted">Forgot your password? Ask for a reset link with <code>POST /auth/password-reset</code>.</p>`,
+    status,
+  )
+}
+
+documentRoute({
+  method: 'get',
+  path: '/login',
+  summary: 'The sign-in page (HTML)',
+  tags: ['pages'],
+  responses: { 200: { description: 'An HTML form', contentType: 'text/html' } },
+})
+documentRoute({
+  method: 'post',
+  path: '/login',
+  summary: 'Submit the sign-in form (CSRF protected); 303 to return_to on success',
+  tags: ['pages'],
+  responses: { 303: { description: 'Signed in; redirect to a same-origin return_to, else /' } },
+})
+
+/** `GET /login` and `POST /login`: the HTML sign-in form the authorize flow sends people to. */
+export const loginPage = new Hono<AppEnv>()
+  .get('/', (c) =>
+    renderLogin(c, {
+      email: '',
+      remember: false,
+      returnTo: safeReturnTo(c.req.query('return_to'), c.var.config.issuer),
+    }),
+  )
+  .post('/', async (c) => {
+    const form = await c.req.parseBody()
+    const field = (name: string): string => {
+      const value = form[name]
+      return typeof value === 'string' ? value : ''
+    }
+    const state: LoginFormState = {
+      email: field('email').trim().slice(0, EMAIL_MAX_LENGTH),
+      returnTo: safeReturnTo(field('return_to'), c.var.config.issuer),
+      remember: field('remember') !== '',
+    }
+    try {
+      await verifyCsrf(c, form[CSRF_FIELD])
+    } catch {
+      return renderLogin(c, { ...state, error: 'This form expired. Please sign in again.' }, 403)
+    }
+    const email = field('email').trim()
+    const password = field('password')
+    if (
+      email === '' ||
+      password === '' ||
+      email.length > EMAIL_MAX_LENGTH ||
+      password.length > PASSWORD_MAX_LENGTH
+    ) {
+      return renderLogin(c, { ...state, error: 'Enter your email and password.' }, 400)
+    }
+    const outcome = await signIn(c, { email, password, remember: state.remember }, 'form')
+    if (outcome.kind === 'ok') {
+      return c.redirect(state.returnTo, 303)
+    }
+    const problem = loginProblem(outcome)
+    if (problem.options.retryAfterSeconds !== undefined) {
+      c.header('retry-after', String(problem.options.retryAfterSeconds))
+    }
+    const messages: Record<typeof outcome.kind, string> = {
+      invalid_credentials: 'The email or password is incorrect.',
+      throttled: 'Too many failed attempts. Wait a few minutes, then try again.',
+      account_pending: 'Your account is waiting for approval by an administrator.',
+      account_suspended: 'This account is suspended.',
+      email_unverified: 'Confirm your email address first: follow the link we sent you.',
+    }
+    return renderLogin(c, { ...state, error: messages[outcome.kind] }, problem.status as FailureStatus)
+  })

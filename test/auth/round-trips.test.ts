@@ -1,0 +1,42 @@
+import { describe, expect, it } from 'vitest'
+import { STRONG_PASSWORD, seedUser, uniqueEmail } from '../helpers/accounts'
+import { eventually, roundTrips } from '../helpers/apikeys'
+import { call, describeResponse, postJson } from '../helpers/worker'
+
+// Round trips per request as the local gateway counts them, waitUntil work (audit, session
+// touch, mail delivery) included: the critical path is the total minus that.
+describe('database round trips', () => {
+  it('login: two on the critical path (read batch, write batch) plus the audit write', async () => {
+    const user = await seedUser()
+    await postJson('/auth/login', { email: user.email, password: user.password })
+    const res = await postJson('/auth/login', { email: user.email, password: user.password })
+    expect(res.status, await describeResponse(res)).toBe(200)
+    const counted = await eventually(
+      () => roundTrips(res),
+      (r) => r.httpRequests >= 3,
+      2000,
+    )
+    expect(counted).toMatchObject({ httpRequests: 3, wsConnections: 0 })
+  })
+
+  it('GET /auth/session: one', async () => {
+    const user = await seedUser()
+    const login = await postJson('/auth/login', { email: user.email, password: user.password })
+    const cookie = login.headers.getSetCookie()[0]?.split(';')[0] ?? ''
+    const res = await call('/auth/session', { headers: { cookie } })
+    expect(res.status).toBe(200)
+    expect(await roundTrips(res)).toMatchObject({ httpRequests: 1, wsConnections: 0 })
+  })
+
+  it('register: one batch, then the audit write and the mail delivery off the critical path', async () => {
+    const res = await postJson('/auth/register', { email: uniqueEmail(), password: STRONG_PASSWORD })
+    expect(res.status).toBe(201)
+    const counted = await eventually(
+      () => roundTrips(res),
+      (r) => r.httpRequests >= 4,
+      2000,
+    )
+    expect(counted.wsConnections).toBe(0)
+    expect(counted.httpRequests).toBeLessThanOrEqual(4)
+  })
+})

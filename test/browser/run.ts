@@ -1,0 +1,168 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { chromium } from 'playwright-core'
+import { launchLocalDatabase } from '../../db/local/launch'
+import { migrateDatabase } from '../../db/migrate'
+import type { BrowserContext, BrowserTest } from './context'
+
+/**
+ * Headless-browser tests: a browser cannot reach the in-workerd test Worker, so this brings up
+ * the local database, `wrangler dev` on a free port and Debian's chromium, then runs every
+ * `test/browser/*.browser.ts` (or the files named on the command line).
+ */
+const ROOT = resolve(import.meta.dirname, '..', '..')
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-component-update',
+  '--disable-sync',
+]
+
+async function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address()
+      const port = typeof address === 'object' && address !== null ? address.port : 0
+      server.close(() => resolvePort(port))
+    })
+  })
+}
+
+async function waitHealthy(url: string, wrangler: ChildProcess, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    if (wrangler.exitCode !== null) {
+      throw new Error(`wrangler dev exited with code ${wrangler.exitCode}`)
+    }
+    try {
+      const res = await fetch(`${url}/healthz`)
+      if (res.status === 200) {
+        return
+      }
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 300))
+  }
+  throw new Error(`wrangler dev did not become healthy within ${timeoutMs} ms`)
+}
+
+function selectTests(filters: string[]): string[] {
+  const all = readdirSync(import.meta.dirname)
+    .filter((f) => f.endsWith('.browser.ts'))
+    .sort()
+  if (filters.length === 0) {
+    return all
+  }
+  return all.filter((f) => filters.some((filter) => f.includes(filter.replace(/^.*\//, ''))))
+}
+
+async function main(): Promise<number> {
+  const tests = selectTests(process.argv.slice(2))
+  if (tests.length === 0) {
+    console.log('browser: no *.browser.ts tests found')
+    return 0
+  }
+  if (!existsSync(CHROMIUM)) {
+    console.error(
+      `browser: ${CHROMIUM} not found; install Debian's chromium (apt-get install chromium) or set CHROMIUM_PATH`,
+    )
+    return 1
+  }
+  const workDir = mkdtempSync(join(tmpdir(), 'portcullis-browser-'))
+  const database = await launchLocalDatabase({ dataDir: join(workDir, 'pg') })
+  let wrangler: ChildProcess | undefined
+  try {
+    await migrateDatabase(database.databaseUrl)
+    const port = await freePort()
+    const baseUrl = `http://127.0.0.1:${port}`
+    const adminToken = randomBytes(32).toString('base64url')
+    const envFile = join(workDir, 'browser.env')
+    // An explicit env file keeps a developer's .dev.vars out of the test run.
+    writeFileSync(
+      envFile,
+      `MASTER_KEY=k1:${randomBytes(32).toString('base64url')}\nADMIN_TOKEN=${adminToken}\n`,
+    )
+    wrangler = spawn(
+      resolve(ROOT, 'node_modules', '.bin', 'wrangler'),
+      [
+        'dev',
+        '--ip',
+        '127.0.0.1',
+        '--port',
+        String(port),
+        '--inspector-port',
+        String(await freePort()),
+        '--log-level',
+        'warn',
+        '--env-file',
+        envFile,
+        '--var',
+        `ISSUER:${baseUrl}`,
+        '--var',
+        `DATABASE_URL:${database.databaseUrl}`,
+        '--var',
+        `DB_GATEWAY_URL:${database.gateway.url}`,
+        '--persist-to',
+        join(workDir, 'wrangler'),
+      ],
+      {
+        cwd: ROOT,
+        stdio: ['ignore', 'inherit', 'inherit'],
+        env: { ...process.env, WRANGLER_SEND_METRICS: 'false' },
+      },
+    )
+    await waitHealthy(baseUrl, wrangler, 60_000)
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS })
+    const ctx: BrowserContext = { baseUrl, databaseUrl: database.databaseUrl, browser, adminToken }
+    let failed = 0
+    try {
+      for (const file of tests) {
+        const started = Date.now()
+        try {
+          const mod = (await import(pathToFileURL(join(import.meta.dirname, file)).href)) as {
+            run?: BrowserTest
+          }
+          if (typeof mod.run !== 'function') {
+            throw new Error('exports no run(ctx) function')
+          }
+          await mod.run(ctx)
+          console.log(`browser: ✓ ${file} (${Date.now() - started} ms)`)
+        } catch (error) {
+          failed++
+          console.error(
+            `browser: ✗ ${file}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`,
+          )
+        }
+      }
+    } finally {
+      await browser.close()
+    }
+    console.log(`browser: ${tests.length - failed} passed, ${failed} failed`)
+    return failed === 0 ? 0 : 1
+  } finally {
+    wrangler?.kill('SIGINT')
+    await database.close().catch(() => {})
+    rmSync(workDir, { recursive: true, force: true })
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    console.error(`browser: harness failed: ${error instanceof Error ? error.message : String(error)}`)
+    process.exit(1)
+  },
+)
