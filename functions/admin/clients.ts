@@ -1,0 +1,148 @@
+import { Hono } from 'hono'
+import * as v from 'valibot'
+import { disableClient, listClients } from '../../db/queries/oauth-clients'
+import type { OAuthClientRow } from '../../db/queries/oauth-tokens'
+import { recordAudit } from '../audit/record'
+import type { AppEnv } from '../env'
+import { ProblemError } from '../errors/problem'
+import { requireAdmin } from '../middleware/require-admin'
+import { clientInformation, parseClientMetadata } from '../oauth/client-metadata'
+import { createClient } from '../oauth/clients'
+import { documentRoute } from '../openapi/registry'
+import { queryParams } from '../validation/json-body'
+
+function adminView(client: OAuthClientRow, c: { var: AppEnv['Variables'] }): Record<string, unknown> {
+  return {
+    ...clientInformation(client, c.var.config),
+    first_party: client.firstParty,
+    disabled_at: client.disabledAt?.toISOString() ?? null,
+    created_at: client.createdAt.toISOString(),
+  }
+}
+
+const LIST_QUERY = v.object({
+  limit: v.optional(
+    v.pipe(
+      v.string(),
+      v.regex(/^\d+$/, 'must be an integer'),
+      v.transform(Number),
+      v.minValue(1),
+      v.maxValue(100),
+    ),
+    '50',
+  ),
+  cursor: v.optional(v.pipe(v.string(), v.maxLength(200))),
+})
+
+function decodeCursor(cursor: string | undefined): { createdAt: Date; id: string } | undefined {
+  if (cursor === undefined) {
+    return undefined
+  }
+  const [ms, id] = cursor.split('_')
+  if (ms === undefined || id === undefined || !/^\d+$/.test(ms) || !/^[0-9a-f-]{36}$/.test(id)) {
+    throw new ProblemError('validation_failed', {
+      detail: 'cursor: is not valid',
+      errors: [{ field: 'cursor', message: 'is not valid' }],
+    })
+  }
+  return { createdAt: new Date(Number(ms)), id }
+}
+
+/** /admin/clients: first-party and privileged clients, listing and disabling. */
+export const clientsAdmin = new Hono<AppEnv>()
+  .use(requireAdmin())
+  .post('/', async (c) => {
+    let body: unknown
+    try {
+      body = await c.req.json()
+    } catch {
+      throw new ProblemError('malformed_json', { detail: 'The body could not be parsed' })
+    }
+    const result = parseClientMetadata(body, c.var.config, { privileged: true })
+    if (!result.ok) {
+      throw new ProblemError('validation_failed', {
+        detail: `${result.field}: ${result.message}`,
+        errors: [{ field: result.field, message: result.message }],
+      })
+    }
+    const created = await createClient(c.var.db.http, c.var.config, result.value, {
+      registrationAccessToken: false,
+      now: new Date(),
+    })
+    recordAudit(c, {
+      type: 'client_registered',
+      actor: c.var.principal.kind === 'user' ? `user:${c.var.principal.userId}` : 'admin',
+      tenantId: created.client.tenantId,
+      clientId: created.client.clientId,
+      metadata: { via: 'admin', first_party: created.client.firstParty, scope: created.client.scope },
+    })
+    return c.json({ ...created.body, first_party: created.client.firstParty }, 201)
+  })
+  .get('/', queryParams(LIST_QUERY), async (c) => {
+    const query = c.req.valid('query')
+    const limit = Number(query.limit)
+    const rows = await listClients(c.var.db.http, limit + 1, decodeCursor(query.cursor))
+    const page = rows.slice(0, limit)
+    const last = page.at(-1)
+    return c.json({
+      data: page.map((row) => adminView(row, c)),
+      next_cursor:
+        rows.length > limit && last !== undefined ? `${last.createdAt.getTime()}_${last.id}` : null,
+    })
+  })
+  .post('/:client_id/disable', async (c) => {
+    const client = await disableClient(c.var.db.http, c.req.param('client_id'), new Date())
+    if (client === undefined) {
+      throw new ProblemError('not_found', { detail: 'No such client' })
+    }
+    recordAudit(c, {
+      type: 'client_disabled',
+      actor: c.var.principal.kind === 'user' ? `user:${c.var.principal.userId}` : 'admin',
+      tenantId: client.tenantId,
+      clientId: client.clientId,
+    })
+    return c.json({ client: adminView(client, c) })
+  })
+
+const CLIENT = v.object({
+  client_id: v.string(),
+  client_secret: v.optional(v.string()),
+  first_party: v.boolean(),
+})
+documentRoute({
+  method: 'post',
+  path: '/admin/clients',
+  summary: 'Create a client (may be first-party or hold privileged scopes)',
+  tags: ['admin'],
+  security: ['adminToken'],
+  requestBody: {
+    schema: v.object({
+      redirect_uris: v.optional(v.array(v.string())),
+      first_party: v.optional(v.boolean()),
+      scope: v.optional(v.string()),
+    }),
+  },
+  responses: { 201: { description: 'Client', schema: CLIENT } },
+})
+documentRoute({
+  method: 'get',
+  path: '/admin/clients',
+  summary: 'List clients',
+  tags: ['admin'],
+  security: ['adminToken'],
+  query: LIST_QUERY,
+  responses: {
+    200: {
+      description: 'Clients',
+      schema: v.object({ data: v.array(CLIENT), next_cursor: v.nullable(v.string()) }),
+    },
+  },
+})
+documentRoute({
+  method: 'post',
+  path: '/admin/clients/{client_id}/disable',
+  summary: 'Disable a client',
+  tags: ['admin'],
+  security: ['adminToken'],
+  responses: { 200: { description: 'Disabled', schema: v.object({ client: CLIENT }) } },
+})

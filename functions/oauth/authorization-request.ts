@@ -1,0 +1,178 @@
+import type { Executor } from '../../db/client'
+import { findClient } from '../../db/queries/oauth-clients'
+import { insertAuthorizationCode } from '../../db/queries/oauth-grants'
+import type { OAuthClientRow } from '../../db/queries/oauth-tokens'
+import type { Config } from '../config'
+import { sha256Hex } from '../crypto/hash'
+import { randomToken } from '../crypto/random'
+import { OAuthError, type OAuthErrorCode } from '../errors/oauth'
+import { type OAuthParams, param } from './form'
+import { isValidCodeChallenge } from './pkce'
+import { matchesRegisteredRedirectUri } from './redirect-uri'
+import { grantableScope, parseResource } from './scope'
+
+export interface AuthorizationRequest {
+  client: OAuthClientRow
+  redirectUri: string
+  state: string | undefined
+  scope: string[]
+  nonce: string | undefined
+  codeChallenge: string
+  resource: string | null
+  prompt: ReadonlySet<string>
+}
+
+/** An error the client should learn about through its (validated) redirect URI. */
+export class RedirectableError extends Error {
+  override name = this.constructor.name
+  constructor(
+    readonly code: OAuthErrorCode | 'login_required' | 'consent_required' | 'interaction_required',
+    readonly description: string,
+    readonly redirectUri: string,
+    readonly state: string | undefined,
+  ) {
+    super(description)
+  }
+}
+
+const PROMPTS = new Set(['none', 'login', 'consent'])
+
+/**
+ * Validates an authorization request (RFC 6749 §4.1.1, OAuth 2.1 §4.1.1). Until the client and
+ * its redirect URI are known good, errors are thrown as OAuthError (shown, never redirected —
+ * RFC 6749 §4.1.2.1); after that as RedirectableError. One round trip (the client).
+ */
+export async function validateAuthorizationRequest(
+  x: Executor,
+  params: OAuthParams,
+): Promise<AuthorizationRequest> {
+  const clientId = param(params, 'client_id', 200)
+  if (clientId === undefined) {
+    throw new OAuthError('invalid_request', { description: 'client_id is required' })
+  }
+  const client = await findClient(x, clientId)
+  if (client === undefined || client.disabledAt !== null) {
+    throw new OAuthError('invalid_request', { description: 'Unknown client' })
+  }
+  const presented = param(params, 'redirect_uri')
+  let redirectUri: string
+  if (presented === undefined) {
+    const [only, ...others] = client.redirectUris
+    if (only === undefined || others.length > 0) {
+      throw new OAuthError('invalid_request', { description: 'redirect_uri is required' })
+    }
+    redirectUri = only
+  } else if (matchesRegisteredRedirectUri(client.redirectUris, presented, client.applicationType)) {
+    redirectUri = presented
+  } else {
+    throw new OAuthError('invalid_request', { description: 'redirect_uri is not registered for this client' })
+  }
+  const state = param(params, 'state', 1000)
+  const fail = (code: RedirectableError['code'], description: string) =>
+    new RedirectableError(code, description, redirectUri, state)
+  if (params.get('response_type') !== 'code') {
+    throw fail('unsupported_response_type', 'response_type must be code')
+  }
+  if (!client.grantTypes.includes('authorization_code')) {
+    throw fail('unauthorized_client', 'This client may not use the authorization code flow')
+  }
+  const codeChallenge = param(params, 'code_challenge', 200)
+  if (codeChallenge === undefined) {
+    throw fail('invalid_request', 'code_challenge is required (PKCE)')
+  }
+  // OAuth 2.1 §4.1.1: S256 only; an absent method would mean `plain`.
+  if (params.get('code_challenge_method') !== 'S256') {
+    throw fail('invalid_request', 'code_challenge_method must be S256')
+  }
+  if (!isValidCodeChallenge(codeChallenge)) {
+    throw fail('invalid_request', 'code_challenge is not a base64url SHA-256')
+  }
+  let scope: string[]
+  let resource: string | null
+  try {
+    scope = grantableScope(param(params, 'scope'), client.scope, ['admin', 'apikeys:verify'])
+    resource = parseResource(param(params, 'resource'))
+  } catch (error) {
+    if (error instanceof OAuthError) {
+      throw fail(error.code, error.options.description ?? error.code)
+    }
+    throw error
+  }
+  const prompt = new Set((param(params, 'prompt', 100) ?? '').split(' ').filter(Boolean))
+  if ([...prompt].some((p) => !PROMPTS.has(p)) || (prompt.has('none') && prompt.size > 1)) {
+    throw fail('invalid_request', 'prompt must be none, login or consent')
+  }
+  return {
+    client,
+    redirectUri,
+    state,
+    scope,
+    nonce: param(params, 'nonce', 500),
+    codeChallenge,
+    resource,
+    prompt,
+  }
+}
+
+/** The redirect URI with the response parameters (and RFC 9207 `iss`) appended. */
+export function redirectTarget(
+  redirectUri: string,
+  issuer: string,
+  values: Record<string, string | undefined>,
+): string {
+  const url = new URL(redirectUri)
+  for (const [key, value] of Object.entries(values)) {
+    if (value !== undefined) {
+      url.searchParams.set(key, value)
+    }
+  }
+  url.searchParams.set('iss', issuer)
+  return url.href
+}
+
+/** Issues an authorization code (stored as its SHA-256). One round trip. */
+export async function issueAuthorizationCode(
+  x: Executor,
+  config: Config,
+  request: AuthorizationRequest,
+  userId: string,
+  now: Date,
+): Promise<string> {
+  const code = randomToken(32)
+  await insertAuthorizationCode(x, {
+    codeHash: await sha256Hex(code),
+    clientId: request.client.id,
+    userId,
+    redirectUri: request.redirectUri,
+    scope: request.scope.join(' '),
+    resource: request.resource,
+    nonce: request.nonce ?? null,
+    codeChallenge: request.codeChallenge,
+    codeChallengeMethod: 'S256',
+    authTime: now,
+    expiresAt: new Date(now.getTime() + config.authCodeTtlSeconds * 1000),
+  })
+  return code
+}
+
+/** Hidden fields that carry a validated request through the consent form. */
+export function requestFields(request: AuthorizationRequest): Record<string, string> {
+  const fields: Record<string, string> = {
+    response_type: 'code',
+    client_id: request.client.clientId,
+    redirect_uri: request.redirectUri,
+    scope: request.scope.join(' '),
+    code_challenge: request.codeChallenge,
+    code_challenge_method: 'S256',
+  }
+  if (request.state !== undefined) {
+    fields.state = request.state
+  }
+  if (request.nonce !== undefined) {
+    fields.nonce = request.nonce
+  }
+  if (request.resource !== null) {
+    fields.resource = request.resource
+  }
+  return fields
+}

@@ -1,0 +1,189 @@
+import { type Context, Hono } from 'hono'
+import { getCookie } from 'hono/cookie'
+import * as v from 'valibot'
+import { findConsent, upsertConsent } from '../../db/queries/oauth-grants'
+import { findLiveSession, type LiveSession } from '../../db/queries/sessions'
+import { recordAudit } from '../audit/record'
+import { sha256Hex } from '../crypto/hash'
+import type { AppEnv } from '../env'
+import { SESSION_COOKIE } from '../middleware/authenticate'
+import { documentRoute } from '../openapi/registry'
+import { renderConsentPage } from '../pages/consent'
+import { CSRF_FIELD, verifyCsrf } from '../pages/csrf'
+import {
+  type AuthorizationRequest,
+  issueAuthorizationCode,
+  RedirectableError,
+  redirectTarget,
+  validateAuthorizationRequest,
+} from './authorization-request'
+import { readOAuthBody, readOAuthQuery } from './form'
+
+async function currentSession(c: Context<AppEnv>): Promise<LiveSession | undefined> {
+  const cookie = getCookie(c, SESSION_COOKIE)
+  if (cookie === undefined || cookie.length === 0 || cookie.length > 128) {
+    return undefined
+  }
+  return findLiveSession(c.var.db.http, await sha256Hex(cookie), new Date())
+}
+
+function redirect(c: Context<AppEnv>, location: string): Response {
+  return c.body(null, 302, { location, 'cache-control': 'no-store' })
+}
+
+function redirectError(c: Context<AppEnv>, error: RedirectableError): Response {
+  return redirect(
+    c,
+    redirectTarget(error.redirectUri, c.var.config.issuer, {
+      error: error.code,
+      error_description: error.description,
+      state: error.state,
+    }),
+  )
+}
+
+async function completeWithCode(
+  c: Context<AppEnv>,
+  request: AuthorizationRequest,
+  userId: string,
+): Promise<Response> {
+  const code = await issueAuthorizationCode(c.var.db.http, c.var.config, request, userId, new Date())
+  return redirect(c, redirectTarget(request.redirectUri, c.var.config.issuer, { code, state: request.state }))
+}
+
+function covers(granted: readonly string[] | undefined, requested: readonly string[]): boolean {
+  return granted !== undefined && requested.every((s) => granted.includes(s))
+}
+
+/** Turns RedirectableError into the redirect RFC 6749 §4.1.2.1 asks for. */
+async function withRedirectErrors(c: Context<AppEnv>, work: () => Promise<Response>): Promise<Response> {
+  try {
+    return await work()
+  } catch (error) {
+    if (error instanceof RedirectableError) {
+      return redirectError(c, error)
+    }
+    throw error
+  }
+}
+
+/**
+ * GET /oauth/authorize: validate, then sign-in (302 to /login), consent (page, remembered per
+ * user + client + scopes; first-party clients skip it) and a code redirect with `iss` (RFC 9207).
+ */
+export const authorizeEndpoint = new Hono<AppEnv>().get('/', (c) =>
+  withRedirectErrors(c, async () => {
+    const request = await validateAuthorizationRequest(c.var.db.http, readOAuthQuery(c))
+    const session = request.prompt.has('login') ? undefined : await currentSession(c)
+    if (session === undefined) {
+      if (request.prompt.has('none')) {
+        throw new RedirectableError(
+          'login_required',
+          'The user is not signed in',
+          request.redirectUri,
+          request.state,
+        )
+      }
+      // After signing in the user comes back here without prompt=login, so it is asked once.
+      const url = new URL(c.req.url)
+      url.searchParams.delete('prompt')
+      return redirect(c, `/login?return_to=${encodeURIComponent(`${url.pathname}${url.search}`)}`)
+    }
+    if (session.status !== 'active') {
+      throw new RedirectableError(
+        'access_denied',
+        'The account may not sign in',
+        request.redirectUri,
+        request.state,
+      )
+    }
+    const needsConsent =
+      !request.client.firstParty &&
+      (request.prompt.has('consent') ||
+        !covers(await findConsent(c.var.db.http, session.userId, request.client.id), request.scope))
+    if (needsConsent) {
+      if (request.prompt.has('none')) {
+        throw new RedirectableError(
+          'consent_required',
+          'The user has not consented',
+          request.redirectUri,
+          request.state,
+        )
+      }
+      return renderConsentPage(c, request)
+    }
+    return completeWithCode(c, request, session.userId)
+  }),
+)
+
+/** POST /oauth/consent: the consent form's answer (CSRF-checked, request re-validated). */
+export const consentEndpoint = new Hono<AppEnv>().post('/', async (c) => {
+  const params = await readOAuthBody(c)
+  await verifyCsrf(c, params.get(CSRF_FIELD))
+  return withRedirectErrors(c, async () => {
+    const request = await validateAuthorizationRequest(c.var.db.http, params)
+    const session = await currentSession(c)
+    if (session === undefined || session.status !== 'active') {
+      throw new RedirectableError(
+        'access_denied',
+        'The user is not signed in',
+        request.redirectUri,
+        request.state,
+      )
+    }
+    const decision = params.get('decision')
+    if (decision !== 'approve') {
+      throw new RedirectableError(
+        'access_denied',
+        'The user denied the request',
+        request.redirectUri,
+        request.state,
+      )
+    }
+    await upsertConsent(c.var.db.http, session.userId, request.client.id, request.scope)
+    recordAudit(c, {
+      type: 'consent_granted',
+      actor: `user:${session.userId}`,
+      userId: session.userId,
+      tenantId: session.tenantId,
+      clientId: request.client.clientId,
+      metadata: { scope: request.scope.join(' ') },
+    })
+    return completeWithCode(c, request, session.userId)
+  })
+})
+
+documentRoute({
+  method: 'get',
+  path: '/oauth/authorize',
+  summary: 'Authorization endpoint (code + PKCE S256)',
+  tags: ['oauth'],
+  query: v.object({
+    response_type: v.literal('code'),
+    client_id: v.string(),
+    redirect_uri: v.optional(v.string()),
+    scope: v.optional(v.string()),
+    state: v.optional(v.string()),
+    nonce: v.optional(v.string()),
+    code_challenge: v.string(),
+    code_challenge_method: v.literal('S256'),
+    resource: v.optional(v.string()),
+    prompt: v.optional(v.string()),
+  }),
+  responses: {
+    302: { description: 'Redirect to login, or back to the client' },
+    200: { description: 'Consent page', contentType: 'text/html' },
+  },
+})
+documentRoute({
+  method: 'post',
+  path: '/oauth/consent',
+  summary: 'Consent form submission',
+  tags: ['oauth'],
+  security: ['sessionCookie'],
+  requestBody: {
+    schema: v.object({ decision: v.picklist(['approve', 'deny']), csrf_token: v.string() }),
+    contentTypes: ['application/x-www-form-urlencoded'],
+  },
+  responses: { 302: { description: 'Back to the client with a code or an error' } },
+})

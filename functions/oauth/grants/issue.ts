@@ -1,0 +1,130 @@
+import type { Db } from '../../../db/client'
+import type { Grantee, NewRefreshToken } from '../../../db/queries/oauth-grants'
+import type { OAuthClientRow } from '../../../db/queries/oauth-tokens'
+import type { SigningAlgorithm } from '../../../db/schema'
+import type { AuditEvent } from '../../audit/record'
+import type { Config } from '../../config'
+import { sha256Hex } from '../../crypto/hash'
+import { randomToken } from '../../crypto/random'
+import { accessTokenAudience, mintAccessToken, mintIdToken } from '../../tokens/mint'
+
+/** RFC 6749 §5.1 successful response, snake_case as on the wire. */
+export interface TokenResponse {
+  access_token: string
+  token_type: 'Bearer'
+  expires_in: number
+  scope: string
+  refresh_token?: string
+  id_token?: string
+}
+
+/** What a grant returns: the response and the audit events (never a token) to record. */
+export interface GrantOutcome {
+  response: TokenResponse
+  audit: AuditEvent[]
+}
+
+export interface GrantContext {
+  db: Db
+  config: Config
+  client: OAuthClientRow
+  now: Date
+}
+
+/** A fresh refresh token: the secret for the client, its hash and row id for the database. */
+export async function newRefreshToken(
+  config: Config,
+  now: Date,
+): Promise<NewRefreshToken & { token: string }> {
+  const token = randomToken(32)
+  return {
+    id: crypto.randomUUID(),
+    token,
+    tokenHash: await sha256Hex(token),
+    expiresAt: new Date(now.getTime() + config.refreshTokenTtlSeconds * 1000),
+  }
+}
+
+/** Access tokens minted before `now` expire by this instant (upper bound for revocation rows). */
+export function accessTokensExpireBy(config: Config, now: Date): Date {
+  return new Date(now.getTime() + config.accessTokenTtlSeconds * 1000)
+}
+
+/** OIDC Core §5.4: claims released by profile and email. */
+export function userClaims(grantee: Grantee, scopes: readonly string[]): Record<string, unknown> {
+  const claims: Record<string, unknown> = {}
+  if (scopes.includes('email')) {
+    claims.email = grantee.email
+    claims.email_verified = grantee.emailVerified
+  }
+  if (scopes.includes('profile') && grantee.displayName !== null) {
+    claims.name = grantee.displayName
+  }
+  return claims
+}
+
+/**
+ * Mints the user-facing token response: an access token (jti names the grant row so a later
+ * revocation can reach it), an id_token when `openid` was granted, and the refresh token if
+ * one was stored. No database access on a warm isolate.
+ */
+export async function issueUserTokens(
+  ctx: GrantContext,
+  input: {
+    grantee: Grantee
+    scope: string
+    resource: string | null
+    jti: string
+    refreshToken: string | undefined
+    nonce: string | null
+  },
+): Promise<TokenResponse> {
+  const scopes = input.scope.split(' ').filter(Boolean)
+  const authTime = input.grantee.authTime === null ? null : new Date(input.grantee.authTime * 1000)
+  const access = await mintAccessToken(ctx.db, ctx.config, {
+    subject: input.grantee.userId,
+    audience: accessTokenAudience(ctx.config, input.resource),
+    clientId: ctx.client.clientId,
+    scope: input.scope,
+    jti: input.jti,
+    now: ctx.now,
+    authTime,
+  })
+  const response: TokenResponse = {
+    access_token: access.token,
+    token_type: 'Bearer',
+    expires_in: access.expiresIn,
+    scope: input.scope,
+  }
+  if (input.refreshToken !== undefined) {
+    response.refresh_token = input.refreshToken
+  }
+  if (scopes.includes('openid')) {
+    response.id_token = await mintIdToken(ctx.db, ctx.config, {
+      userId: input.grantee.userId,
+      clientId: ctx.client.clientId,
+      alg: ctx.client.idTokenSignedResponseAlg === 'ES256' ? 'ES256' : ('RS256' satisfies SigningAlgorithm),
+      now: ctx.now,
+      authTime,
+      nonce: input.nonce,
+      claims: userClaims(input.grantee, scopes),
+    })
+  }
+  return response
+}
+
+export function tokenIssuedEvent(
+  ctx: GrantContext,
+  grantType: string,
+  userId: string | null,
+  extra: Record<string, unknown> = {},
+): AuditEvent {
+  return {
+    type: 'token_issued',
+    actor: `client:${ctx.client.clientId}`,
+    userId,
+    tenantId: ctx.client.tenantId,
+    clientId: ctx.client.clientId,
+    metadata: { grant_type: grantType, ...extra },
+  }
+}

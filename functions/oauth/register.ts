@@ -1,0 +1,187 @@
+import { type Context, Hono } from 'hono'
+import * as v from 'valibot'
+import { deleteClient, findClientForManagement, updateClient } from '../../db/queries/oauth-clients'
+import type { OAuthClientRow } from '../../db/queries/oauth-tokens'
+import { recordAudit } from '../audit/record'
+import { secretsEqual } from '../crypto/compare'
+import { sha256Hex } from '../crypto/hash'
+import type { AppEnv } from '../env'
+import { OAuthError } from '../errors/oauth'
+import { bearerToken } from '../middleware/authenticate'
+import { documentRoute } from '../openapi/registry'
+import { clientInformation, parseClientMetadata } from './client-metadata'
+import { createClient } from './clients'
+import { NO_STORE } from './token'
+
+async function readJson(c: Context<AppEnv>): Promise<unknown> {
+  const type = (c.req.header('content-type') ?? '').split(';')[0]?.trim().toLowerCase()
+  if (type !== 'application/json') {
+    throw new OAuthError('invalid_client_metadata', { description: 'Send the metadata as application/json' })
+  }
+  try {
+    return JSON.parse(await c.req.text())
+  } catch {
+    throw new OAuthError('invalid_client_metadata', { description: 'The body is not valid JSON' })
+  }
+}
+
+function metadataOrThrow(input: unknown, c: Context<AppEnv>) {
+  const result = parseClientMetadata(input, c.var.config, { privileged: false })
+  if (!result.ok) {
+    throw new OAuthError(result.error, { description: `${result.field}: ${result.message}` })
+  }
+  return result.value
+}
+
+/** RFC 7592 §2: the client named in the path, authorised by its registration access token. */
+async function managedClient(c: Context<AppEnv>): Promise<OAuthClientRow> {
+  const token = bearerToken(c.req.header('authorization'))
+  const clientId = c.req.param('client_id') ?? ''
+  const client =
+    token === undefined || clientId.length > 200
+      ? undefined
+      : await findClientForManagement(c.var.db.http, clientId, await sha256Hex(token))
+  if (client === undefined) {
+    // RFC 7592 §2: an unknown client and a wrong token look the same.
+    throw new OAuthError('invalid_token', {
+      description: 'The registration access token is not valid',
+      bearer: true,
+    })
+  }
+  return client
+}
+
+/**
+ * RFC 7591 registration and RFC 7592 management. Open by default for non-privileged scopes;
+ * with REGISTRATION_POLICY=token the initial access token is the ADMIN_TOKEN (Bearer).
+ */
+export const register = new Hono<AppEnv>()
+  .post('/', async (c) => {
+    if (c.var.config.registrationPolicy === 'token') {
+      const initial = bearerToken(c.req.header('authorization'))
+      if (initial === undefined || !(await secretsEqual(initial, c.var.config.adminToken))) {
+        throw new OAuthError('invalid_token', {
+          description: 'An initial access token is required',
+          bearer: true,
+        })
+      }
+    }
+    const metadata = metadataOrThrow(await readJson(c), c)
+    const now = new Date()
+    const created = await createClient(c.var.db.http, c.var.config, metadata, {
+      registrationAccessToken: true,
+      now,
+    })
+    recordAudit(c, {
+      type: 'client_registered',
+      actor: `client:${created.client.clientId}`,
+      tenantId: created.client.tenantId,
+      clientId: created.client.clientId,
+      metadata: {
+        via: 'dynamic_registration',
+        scope: created.client.scope,
+        grant_types: created.client.grantTypes,
+      },
+    })
+    return c.json(created.body, 201, NO_STORE)
+  })
+  .get('/:client_id', async (c) => {
+    const client = await managedClient(c)
+    return c.json(clientInformation(client, c.var.config), 200, NO_STORE)
+  })
+  .put('/:client_id', async (c) => {
+    const client = await managedClient(c)
+    const body = await readJson(c)
+    const fields = typeof body === 'object' && body !== null ? (body as Record<string, unknown>) : {}
+    // RFC 7592 §2.2: client_id must match; a client_secret, if sent, must be the current one.
+    if (fields.client_id !== client.clientId) {
+      throw new OAuthError('invalid_request', {
+        description: 'client_id must match the client being updated',
+      })
+    }
+    if (fields.client_secret !== undefined) {
+      const presented = typeof fields.client_secret === 'string' ? await sha256Hex(fields.client_secret) : ''
+      if (client.clientSecretHash === null || !(await secretsEqual(presented, client.clientSecretHash))) {
+        throw new OAuthError('invalid_request', { description: 'client_secret does not match' })
+      }
+    }
+    const metadata = metadataOrThrow(fields, c)
+    if ((metadata.tokenEndpointAuthMethod === 'none') !== (client.tokenEndpointAuthMethod === 'none')) {
+      throw new OAuthError('invalid_client_metadata', {
+        description: 'token_endpoint_auth_method cannot switch between public and confidential',
+      })
+    }
+    const updated = await updateClient(c.var.db.http, client.id, {
+      redirectUris: metadata.redirectUris,
+      grantTypes: metadata.grantTypes,
+      responseTypes: metadata.responseTypes,
+      scope: metadata.scope,
+      tokenEndpointAuthMethod: metadata.tokenEndpointAuthMethod,
+      applicationType: metadata.applicationType,
+      clientName: metadata.clientName,
+      clientUri: metadata.clientUri,
+      logoUri: metadata.logoUri,
+      contacts: metadata.contacts,
+      idTokenSignedResponseAlg: metadata.idTokenSignedResponseAlg,
+      metadata: metadata.metadata,
+    })
+    if (updated === undefined) {
+      throw new OAuthError('invalid_token', {
+        description: 'The registration access token is not valid',
+        bearer: true,
+      })
+    }
+    recordAudit(c, {
+      type: 'client_updated',
+      actor: `client:${client.clientId}`,
+      tenantId: client.tenantId,
+      clientId: client.clientId,
+      metadata: { via: 'rfc7592' },
+    })
+    return c.json(clientInformation(updated, c.var.config), 200, NO_STORE)
+  })
+  .delete('/:client_id', async (c) => {
+    const client = await managedClient(c)
+    await deleteClient(c.var.db.http, client.id)
+    recordAudit(c, {
+      type: 'client_deleted',
+      actor: `client:${client.clientId}`,
+      tenantId: client.tenantId,
+      clientId: client.clientId,
+      metadata: { via: 'rfc7592' },
+    })
+    return c.body(null, 204)
+  })
+
+const METADATA = v.object({
+  redirect_uris: v.optional(v.array(v.string())),
+  token_endpoint_auth_method: v.optional(v.picklist(['client_secret_basic', 'client_secret_post', 'none'])),
+  grant_types: v.optional(v.array(v.string())),
+  response_types: v.optional(v.array(v.string())),
+  application_type: v.optional(v.picklist(['web', 'native'])),
+  client_name: v.optional(v.string()),
+  scope: v.optional(v.string()),
+})
+const INFO = v.object({ client_id: v.string(), client_secret: v.optional(v.string()) })
+documentRoute({
+  method: 'post',
+  path: '/oauth/register',
+  summary: 'Dynamic client registration (RFC 7591)',
+  tags: ['oauth'],
+  requestBody: { schema: METADATA },
+  responses: { 201: { description: 'Client registered', schema: INFO } },
+})
+for (const method of ['get', 'put', 'delete'] as const) {
+  documentRoute({
+    method,
+    path: '/oauth/register/{client_id}',
+    summary: `Client configuration (RFC 7592): ${method}`,
+    tags: ['oauth'],
+    security: ['bearerToken'],
+    ...(method === 'put' ? { requestBody: { schema: METADATA } } : {}),
+    responses:
+      method === 'delete'
+        ? { 204: { description: 'Deleted' } }
+        : { 200: { description: 'Client', schema: INFO } },
+  })
+}

@@ -1,0 +1,235 @@
+import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type JWK } from 'jose'
+import type { Db } from '../../db/client'
+import {
+  insertSigningKey,
+  loadPublishedKeys,
+  retireExpiredKeys,
+  retireOtherKeys,
+  type SigningKeyRow,
+} from '../../db/queries/oauth-keys'
+import type { SigningAlgorithm } from '../../db/schema'
+import type { Config } from '../config'
+import { seal, unseal } from '../crypto/aes-gcm'
+import { log } from '../log'
+
+/** How long an isolate trusts its copy of the key set before reading it again. */
+export const KEY_CACHE_TTL_SECONDS = 60
+/** `Cache-Control: max-age` of the JWKS. */
+export const JWKS_MAX_AGE_SECONDS = 300
+/**
+ * A rotated key is published this long before it signs, so every cache of the JWKS (edge,
+ * resource servers, our own isolates) has seen it before the first token it signs arrives.
+ */
+export const KEY_PUBLISH_LEAD_SECONDS = JWKS_MAX_AGE_SECONDS + KEY_CACHE_TTL_SECONDS
+/** Scheduled rotation: a key older than this is replaced on the next key-set read. */
+export const KEY_ROTATION_INTERVAL_SECONDS = 90 * 86_400
+/** Clock skew tolerated by verifiers, added before a retiring key leaves the JWKS. */
+export const CLOCK_SKEW_SECONDS = 60
+/** An unknown `kid` triggers at most one re-read of the key set per this interval. */
+const UNKNOWN_KID_REFRESH_SECONDS = 5
+
+/** Access tokens are ES256; id_tokens RS256 unless the client registered ES256 (DESIGN). */
+export const REQUIRED_ALGORITHMS: readonly SigningAlgorithm[] = ['ES256', 'RS256']
+
+export interface SigningKey {
+  kid: string
+  alg: SigningAlgorithm
+  status: SigningKeyRow['status']
+  activatesAt: Date
+  retireAfter: Date | null
+  publicJwk: JWK
+  publicKey: Promise<CryptoKey | Uint8Array>
+  privateKey(): Promise<CryptoKey | Uint8Array>
+}
+
+interface KeyRing {
+  loadedAt: number
+  keys: SigningKey[]
+}
+
+let ring: KeyRing | undefined
+let loading: Promise<KeyRing> | undefined
+
+/** Forgets the isolate's key set (after a rotation made here). */
+export function resetKeyCache(): void {
+  ring = undefined
+  loading = undefined
+}
+
+function toSigningKey(row: SigningKeyRow, config: Config): SigningKey {
+  let privateKey: Promise<CryptoKey | Uint8Array> | undefined
+  const publicJwk = { ...row.publicJwk } as JWK
+  return {
+    kid: row.kid,
+    alg: row.alg,
+    status: row.status,
+    activatesAt: row.activatesAt,
+    retireAfter: row.retireAfter,
+    publicJwk,
+    publicKey: importJWK(publicJwk, row.alg),
+    privateKey() {
+      privateKey ??= unseal(
+        config.masterKeys,
+        { masterKeyId: row.masterKeyId, ciphertext: row.privateJwkEncrypted },
+        `signing_key:${row.kid}`,
+      ).then((json) => importJWK(JSON.parse(json) as JWK, row.alg))
+      return privateKey
+    },
+  }
+}
+
+async function generateKey(
+  db: Db,
+  config: Config,
+  alg: SigningAlgorithm,
+  activatesAt: Date,
+): Promise<SigningKeyRow> {
+  const pair = await generateKeyPair(alg, {
+    extractable: true,
+    ...(alg === 'EdDSA' ? { crv: 'Ed25519' } : {}),
+    ...(alg === 'RS256' ? { modulusLength: 2048 } : {}),
+  })
+  const publicJwk = await exportJWK(pair.publicKey)
+  const privateJwk = await exportJWK(pair.privateKey)
+  const kid = await calculateJwkThumbprint(publicJwk)
+  const sealed = await seal(config.masterKeys, JSON.stringify(privateJwk), `signing_key:${kid}`)
+  return insertSigningKey(db.http, {
+    kid,
+    alg,
+    publicJwk: { ...publicJwk, kid, alg, use: 'sig' },
+    privateJwkEncrypted: sealed.ciphertext,
+    masterKeyId: sealed.masterKeyId,
+    status: 'active',
+    activatesAt,
+  })
+}
+
+async function loadRing(db: Db, config: Config, now: Date): Promise<KeyRing> {
+  let rows = await loadPublishedKeys(db.http, now)
+  const created: SigningKeyRow[] = []
+  for (const alg of REQUIRED_ALGORITHMS) {
+    const own = rows.filter((r) => r.alg === alg && r.status === 'active')
+    const newest = own.reduce<SigningKeyRow | undefined>(
+      (a, b) => (a === undefined || b.activatesAt > a.activatesAt ? b : a),
+      undefined,
+    )
+    if (newest === undefined) {
+      // First use: nothing can have been signed yet, so the key may sign at once. Its activation
+      // is backdated by the clock skew: an isolate that started its request a moment earlier
+      // (workerd's clock only moves on I/O) must still find it activated, not fail to sign.
+      created.push(await generateKey(db, config, alg, new Date(now.getTime() - CLOCK_SKEW_SECONDS * 1000)))
+    } else if (now.getTime() - newest.activatesAt.getTime() > KEY_ROTATION_INTERVAL_SECONDS * 1000) {
+      await rotateSigningKey(db, config, alg, KEY_PUBLISH_LEAD_SECONDS, now)
+      rows = await loadPublishedKeys(db.http, now)
+    }
+  }
+  rows = [...rows, ...created]
+  return { loadedAt: now.getTime(), keys: rows.map((row) => toSigningKey(row, config)) }
+}
+
+/**
+ * The published key set, cached per isolate for KEY_CACHE_TTL_SECONDS: no database access on a
+ * warm isolate; one round trip (more only on first use or scheduled rotation) when cold.
+ */
+export async function keyRing(db: Db, config: Config, now = new Date()): Promise<SigningKey[]> {
+  if (ring !== undefined && now.getTime() - ring.loadedAt < KEY_CACHE_TTL_SECONDS * 1000) {
+    return ring.keys
+  }
+  loading ??= loadRing(db, config, now).finally(() => {
+    loading = undefined
+  })
+  const loaded = await loading
+  ring = loaded
+  return loaded.keys
+}
+
+/** The key that signs `alg` now: the newest one already activated. */
+export async function signingKeyFor(
+  db: Db,
+  config: Config,
+  alg: SigningAlgorithm,
+  now = new Date(),
+): Promise<SigningKey> {
+  const keys = (await keyRing(db, config, now)).filter((k) => k.alg === alg && k.status !== 'retired')
+  const newestOf = (list: SigningKey[]) =>
+    list.reduce<SigningKey | undefined>(
+      (a, b) => (a === undefined || b.activatesAt > a.activatesAt ? b : a),
+      undefined,
+    )
+  const activated = newestOf(keys.filter((k) => k.activatesAt.getTime() <= now.getTime()))
+  if (activated !== undefined) {
+    return activated
+  }
+  // Only keys still waiting to activate (a rotation ran while no key of this alg could sign):
+  // they are already published, so signing with the newest beats failing every token request.
+  const pending = newestOf(keys)
+  if (pending === undefined) {
+    throw new Error(`no ${alg} signing key is published`)
+  }
+  log('warn', 'signing_key_used_before_activation', { kid: pending.kid, alg })
+  return pending
+}
+
+/**
+ * The published key with this `kid`, re-reading the key set at most once per
+ * UNKNOWN_KID_REFRESH_SECONDS so a key rotated in another isolate is found, while a flood of
+ * made-up kids cannot turn into a flood of queries.
+ */
+export async function verificationKey(
+  db: Db,
+  config: Config,
+  kid: string,
+  now = new Date(),
+): Promise<SigningKey | undefined> {
+  const keys = await keyRing(db, config, now)
+  const found = keys.find((k) => k.kid === kid)
+  if (found !== undefined || ring === undefined) {
+    return found
+  }
+  if (now.getTime() - ring.loadedAt < UNKNOWN_KID_REFRESH_SECONDS * 1000) {
+    return undefined
+  }
+  ring = undefined
+  return (await keyRing(db, config, now)).find((k) => k.kid === kid)
+}
+
+/** JWKS of active and retiring keys (RFC 7517), each with kid, alg and use. */
+export async function publicJwks(db: Db, config: Config, now = new Date()): Promise<{ keys: JWK[] }> {
+  const keys = await keyRing(db, config, now)
+  return {
+    keys: keys
+      .filter((k) => k.retireAfter === null || k.retireAfter.getTime() > now.getTime())
+      .map((k) => ({ ...k.publicJwk, kid: k.kid, alg: k.alg, use: 'sig' })),
+  }
+}
+
+export interface RotationReport {
+  kid: string
+  alg: SigningAlgorithm
+  activatesAt: Date
+  retiring: string[]
+  retired: string[]
+}
+
+/**
+ * Creates a new key for `alg`, published now and signing from `now + activateInSeconds`; the
+ * previous keys keep signing until then and stay published until every token they signed has
+ * expired (longest token lifetime plus clock skew). Round trips: three.
+ */
+export async function rotateSigningKey(
+  db: Db,
+  config: Config,
+  alg: SigningAlgorithm,
+  activateInSeconds: number,
+  now = new Date(),
+): Promise<RotationReport> {
+  const activatesAt = new Date(now.getTime() + activateInSeconds * 1000)
+  const row = await generateKey(db, config, alg, activatesAt)
+  const retireAfter = new Date(
+    activatesAt.getTime() + (config.accessTokenTtlSeconds + CLOCK_SKEW_SECONDS) * 1000,
+  )
+  const retiring = await retireOtherKeys(db.http, alg, row.kid, retireAfter)
+  const retired = await retireExpiredKeys(db.http, now)
+  resetKeyCache()
+  return { kid: row.kid, alg, activatesAt, retiring, retired }
+}

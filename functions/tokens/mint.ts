@@ -1,0 +1,104 @@
+import { type JWTPayload, SignJWT } from 'jose'
+import type { Db } from '../../db/client'
+import type { SigningAlgorithm } from '../../db/schema'
+import type { Config } from '../config'
+import { signingKeyFor } from './keys'
+
+/** RFC 9068 §2.1: the media type of our access tokens. */
+export const ACCESS_TOKEN_TYP = 'at+jwt'
+/** Access tokens are ES256 (DESIGN: Discovery and keys). */
+export const ACCESS_TOKEN_ALG: SigningAlgorithm = 'ES256'
+
+export interface AccessTokenInput {
+  /** User id, or the client_id for client_credentials (RFC 9068 §2.2). */
+  subject: string
+  audience: string
+  /** Public client_id. */
+  clientId: string
+  scope: string
+  /** Unique id; lets a revocation name this token. */
+  jti: string
+  now: Date
+  authTime?: Date | null
+}
+
+export interface MintedToken {
+  token: string
+  expiresIn: number
+  expiresAt: Date
+}
+
+async function sign(
+  db: Db,
+  config: Config,
+  alg: SigningAlgorithm,
+  typ: string,
+  claims: JWTPayload,
+  now: Date,
+): Promise<string> {
+  const key = await signingKeyFor(db, config, alg, now)
+  return new SignJWT(claims)
+    .setProtectedHeader({ alg: key.alg, kid: key.kid, typ })
+    .sign(await key.privateKey())
+}
+
+/**
+ * An RFC 9068 JWT access token signed with the active ES256 key. No database access on a warm
+ * isolate (the key set is cached).
+ */
+export async function mintAccessToken(db: Db, config: Config, input: AccessTokenInput): Promise<MintedToken> {
+  const iat = Math.floor(input.now.getTime() / 1000)
+  const exp = iat + config.accessTokenTtlSeconds
+  const claims: JWTPayload = {
+    iss: config.issuer,
+    sub: input.subject,
+    aud: input.audience,
+    exp,
+    iat,
+    jti: input.jti,
+    client_id: input.clientId,
+    scope: input.scope,
+  }
+  if (input.authTime) {
+    claims.auth_time = Math.floor(input.authTime.getTime() / 1000)
+  }
+  const token = await sign(db, config, ACCESS_TOKEN_ALG, ACCESS_TOKEN_TYP, claims, input.now)
+  return { token, expiresIn: config.accessTokenTtlSeconds, expiresAt: new Date(exp * 1000) }
+}
+
+export interface IdTokenInput {
+  userId: string
+  clientId: string
+  alg: SigningAlgorithm
+  now: Date
+  authTime: Date | null
+  nonce: string | null
+  /** OIDC Core §5.4 claims the scope released (email, name...). */
+  claims: Record<string, unknown>
+}
+
+/** An OIDC id_token (Core §2), signed RS256 unless the client registered ES256. */
+export async function mintIdToken(db: Db, config: Config, input: IdTokenInput): Promise<string> {
+  const iat = Math.floor(input.now.getTime() / 1000)
+  const claims: JWTPayload = {
+    ...input.claims,
+    iss: config.issuer,
+    sub: input.userId,
+    aud: input.clientId,
+    azp: input.clientId,
+    exp: iat + config.accessTokenTtlSeconds,
+    iat,
+  }
+  if (input.authTime) {
+    claims.auth_time = Math.floor(input.authTime.getTime() / 1000)
+  }
+  if (input.nonce) {
+    claims.nonce = input.nonce
+  }
+  return sign(db, config, input.alg, 'JWT', claims, input.now)
+}
+
+/** The `aud` of an access token: RFC 8707 resource, else DEFAULT_AUDIENCE, else the issuer. */
+export function accessTokenAudience(config: Config, resource: string | null | undefined): string {
+  return resource || config.defaultAudience || config.issuer
+}

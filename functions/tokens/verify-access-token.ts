@@ -1,0 +1,159 @@
+import type { SQL } from 'drizzle-orm'
+import { type JWTPayload, errors as joseErrors, jwtVerify } from 'jose'
+import type { Db } from '../../db/client'
+import {
+  type AccessTokenState,
+  accessTokenStillValid,
+  readAccessTokenState,
+} from '../../db/queries/oauth-tokens'
+import type { Principal } from '../auth/principal'
+import type { Config } from '../config'
+import { OAuthError } from '../errors/oauth'
+import { verificationKey } from './keys'
+import { ACCESS_TOKEN_TYP } from './mint'
+
+/** Algorithms we sign with; anything else (`none` above all) is refused before any key lookup. */
+const ACCEPTED_ALGORITHMS = ['ES256', 'RS256', 'EdDSA']
+const MAX_TOKEN_LENGTH = 8192
+/** RFC 9068 §2.2 claims, all required (oauth4webapi applies the same list). */
+const REQUIRED_CLAIMS = ['iss', 'sub', 'aud', 'exp', 'iat', 'jti', 'client_id']
+
+export interface AccessTokenClaims extends JWTPayload {
+  iss: string
+  sub: string
+  aud: string | string[]
+  exp: number
+  iat: number
+  jti: string
+  client_id: string
+  scope?: string
+  auth_time?: number
+}
+
+function invalid(log: string, cause?: unknown): OAuthError {
+  return new OAuthError('invalid_token', { description: 'The access token is not valid', log, cause })
+}
+
+/**
+ * Signature and claims only (no database): `audiences` is what the caller accepts, or 'any' for
+ * introspection, where the resource server asking decides.
+ */
+export async function verifyAccessTokenSignature(
+  db: Db,
+  config: Config,
+  token: string,
+  audiences: readonly string[] | 'any',
+  now = new Date(),
+): Promise<AccessTokenClaims> {
+  if (token.length > MAX_TOKEN_LENGTH || token.split('.').length !== 3) {
+    throw invalid('not a compact JWS')
+  }
+  try {
+    const { payload } = await jwtVerify(
+      token,
+      async (header) => {
+        const key = header.kid === undefined ? undefined : await verificationKey(db, config, header.kid, now)
+        if (key === undefined || key.alg !== header.alg) {
+          throw invalid('unknown kid or alg mismatch')
+        }
+        return key.publicKey
+      },
+      {
+        algorithms: ACCEPTED_ALGORITHMS,
+        issuer: config.issuer,
+        ...(audiences === 'any' ? {} : { audience: [...audiences] }),
+        typ: ACCESS_TOKEN_TYP,
+        requiredClaims: REQUIRED_CLAIMS,
+        currentDate: now,
+      },
+    )
+    if (
+      typeof payload.client_id !== 'string' ||
+      typeof payload.jti !== 'string' ||
+      typeof payload.sub !== 'string'
+    ) {
+      throw invalid('claims of the wrong type')
+    }
+    if (payload.scope !== undefined && typeof payload.scope !== 'string') {
+      throw invalid('scope is not a string')
+    }
+    return payload as AccessTokenClaims
+  } catch (error) {
+    if (error instanceof OAuthError) {
+      throw error
+    }
+    if (error instanceof joseErrors.JOSEError || error instanceof TypeError || error instanceof SyntaxError) {
+      throw invalid(error instanceof joseErrors.JOSEError ? error.code : 'malformed', error)
+    }
+    throw error
+  }
+}
+
+/** True for a client_credentials token: RFC 9068 §2.2 puts the client_id in `sub`. */
+export function isClientToken(claims: AccessTokenClaims): boolean {
+  return claims.sub === claims.client_id
+}
+
+/** Whether the database state still allows the token (revocation, suspension, disabled client). */
+export function principalFromState(
+  claims: AccessTokenClaims,
+  state: AccessTokenState | undefined,
+): Principal {
+  if (state === undefined || state.revoked || state.tokenClientDisabled !== false) {
+    throw invalid(state === undefined ? 'client gone' : state.revoked ? 'revoked' : 'client disabled')
+  }
+  const scopes = new Set((claims.scope ?? '').split(' ').filter(Boolean))
+  if (isClientToken(claims)) {
+    return { kind: 'client', clientId: claims.client_id, tenantId: state.tokenClientTenantId ?? '', scopes }
+  }
+  if (state.userStatus !== 'active' || state.userTenantId === null) {
+    throw invalid(`user ${state.userStatus ?? 'gone'}`)
+  }
+  return {
+    kind: 'user',
+    userId: claims.sub,
+    tenantId: state.userTenantId,
+    isAdmin: state.userIsAdmin === true,
+    via: 'access_token',
+    scopes,
+    clientId: claims.client_id,
+  }
+}
+
+/** Signature and claims of a token meant for our own APIs (aud = issuer or DEFAULT_AUDIENCE). No database. */
+export function verifyOwnAccessTokenSignature(
+  db: Db,
+  config: Config,
+  token: string,
+): Promise<AccessTokenClaims> {
+  const audiences = [config.issuer, ...(config.defaultAudience ? [config.defaultAudience] : [])]
+  return verifyAccessTokenSignature(db, config, token, audiences)
+}
+
+/**
+ * The database half of the check as a SQL predicate, for hot paths that fold it into their own
+ * statement instead of spending a round trip on `verifyAccessToken`.
+ */
+export function stillValidGuard(claims: AccessTokenClaims): SQL {
+  return accessTokenStillValid({
+    jti: claims.jti,
+    tokenClientId: claims.client_id,
+    userId: isClientToken(claims) ? null : claims.sub,
+  })
+}
+
+/**
+ * Verifies one of our RFC 9068 access tokens for our own APIs (aud = issuer or DEFAULT_AUDIENCE)
+ * and returns who it speaks for. Throws OAuthError('invalid_token') for anything not valid now.
+ * Round trips: one (revocation, user status and client state together).
+ */
+export async function verifyAccessToken(db: Db, config: Config, token: string): Promise<Principal> {
+  const claims = await verifyOwnAccessTokenSignature(db, config, token)
+  const state = await readAccessTokenState(db.http, {
+    clientId: claims.client_id,
+    jti: claims.jti,
+    userId: isClientToken(claims) ? null : claims.sub,
+    tokenClientId: claims.client_id,
+  })
+  return principalFromState(claims, state)
+}
