@@ -1,0 +1,126 @@
+import { describe, expect, it } from 'vitest'
+import { apiKeyUsage } from '../../db/schema'
+import {
+  createKey,
+  createKeyAsAdmin,
+  eventually,
+  getJson,
+  seedUser,
+  usageRows,
+  verifyKey,
+} from '../helpers/apikeys'
+import { testDb } from '../helpers/db'
+import { adminHeaders, describeResponse } from '../helpers/worker'
+
+interface UsageAnswer {
+  key_id: string
+  from: string
+  to: string
+  granularity: string
+  totals: { success: number; failure: number }
+  endpoints: { endpoint: string | null; success: number; failure: number }[]
+  buckets: {
+    start: string
+    success: number
+    failure: number
+    endpoints: { endpoint: string | null; success: number; failure: number }[]
+  }[]
+}
+
+const DAY = '2025-03-10'
+
+async function seedUsage(keyId: string) {
+  const at = (time: string) => new Date(`${DAY}T${time}Z`)
+  await testDb()
+    .insert(apiKeyUsage)
+    .values([
+      { keyId, endpoint: '/a', createdAt: at('09:05:00'), success: true, code: 'VALID' },
+      { keyId, endpoint: '/a', createdAt: at('09:59:59'), success: true, code: 'VALID' },
+      { keyId, endpoint: '/b', createdAt: at('09:30:00'), success: false, code: 'RATE_LIMITED' },
+      { keyId, endpoint: '/a', createdAt: at('11:00:00'), success: false, code: 'QUOTA_EXCEEDED' },
+      { keyId, endpoint: null, createdAt: at('11:15:00'), success: true, code: 'VALID' },
+      // Outside the range asked for below.
+      { keyId, endpoint: '/a', createdAt: at('12:00:00'), success: true, code: 'VALID' },
+      { keyId, endpoint: '/a', createdAt: new Date('2025-03-09T23:59:59Z'), success: true, code: 'VALID' },
+    ])
+}
+
+describe('GET /api-keys/{id}/usage', () => {
+  it('counts success and failure per hour and per endpoint, with empty hours filled', async () => {
+    const user = await seedUser()
+    const key = await createKey(user.headers)
+    await seedUsage(key.id)
+    const res = await getJson(
+      `/api-keys/${key.id}/usage?from=${DAY}T09:00:00Z&to=${DAY}T12:00:00Z&granularity=hour`,
+      user.headers,
+    )
+    expect(res.status, await describeResponse(res)).toBe(200)
+    const body = (await res.json()) as UsageAnswer
+    expect(body).toMatchObject({ key_id: key.id, granularity: 'hour', totals: { success: 3, failure: 2 } })
+    expect(body.endpoints).toEqual(
+      expect.arrayContaining([
+        { endpoint: '/a', success: 2, failure: 1 },
+        { endpoint: '/b', success: 0, failure: 1 },
+        { endpoint: null, success: 1, failure: 0 },
+      ]),
+    )
+    expect(body.buckets.map((b) => [b.start, b.success, b.failure])).toEqual([
+      [`${DAY}T09:00:00.000Z`, 2, 1],
+      [`${DAY}T10:00:00.000Z`, 0, 0],
+      [`${DAY}T11:00:00.000Z`, 1, 1],
+    ])
+    expect(body.buckets[0]?.endpoints).toEqual(
+      expect.arrayContaining([
+        { endpoint: '/a', success: 2, failure: 0 },
+        { endpoint: '/b', success: 0, failure: 1 },
+      ]),
+    )
+  })
+
+  it('buckets by UTC day', async () => {
+    const key = await createKeyAsAdmin()
+    await seedUsage(key.id)
+    const res = await getJson(
+      `/api-keys/${key.id}/usage?from=2025-03-09T00:00:00Z&to=2025-03-11T00:00:00Z&granularity=day`,
+      adminHeaders(),
+    )
+    expect(res.status, await describeResponse(res)).toBe(200)
+    const body = (await res.json()) as UsageAnswer
+    expect(body.buckets.map((b) => [b.start, b.success, b.failure])).toEqual([
+      ['2025-03-09T00:00:00.000Z', 1, 0],
+      [`${DAY}T00:00:00.000Z`, 4, 2],
+    ])
+  })
+
+  it('reflects verifies made through the API', async () => {
+    const key = await createKeyAsAdmin()
+    await verifyKey(key.key, 'tool:search')
+    await verifyKey(key.key, 'tool:search')
+    await eventually(
+      () => usageRows(key.id),
+      (r) => r.length === 2,
+    )
+    const res = await getJson(`/api-keys/${key.id}/usage`, adminHeaders())
+    const body = (await res.json()) as UsageAnswer
+    expect(body.totals).toEqual({ success: 2, failure: 0 })
+    expect(body.endpoints).toEqual([{ endpoint: 'tool:search', success: 2, failure: 0 }])
+    expect(body.buckets).toHaveLength(25)
+  })
+
+  it.each([
+    ['granularity=minute', 'granularity'],
+    ['from=yesterday', 'from'],
+    ['from=2025-03-10T10:00:00Z&to=2025-03-10T09:00:00Z', 'from'],
+    ['from=2020-01-01T00:00:00Z&to=2025-01-01T00:00:00Z&granularity=hour', 'from'],
+  ])('answers 400 for ?%s', async (query, field) => {
+    const key = await createKeyAsAdmin()
+    const res = await getJson(`/api-keys/${key.id}/usage?${query}`, adminHeaders())
+    expect(res.status, await describeResponse(res)).toBe(400)
+    expect(await res.json()).toMatchObject({ code: 'validation_failed', errors: [{ field }] })
+  })
+
+  it('answers 404 for an unknown key', async () => {
+    const res = await getJson(`/api-keys/${crypto.randomUUID()}/usage`, adminHeaders())
+    expect(res.status).toBe(404)
+  })
+})

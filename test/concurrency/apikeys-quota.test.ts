@@ -1,0 +1,59 @@
+import { describe, expect, it } from 'vitest'
+import {
+  createKeyAsAdmin,
+  eventually,
+  quotaUsed,
+  setQuotaUsed,
+  usageRows,
+  type VerifyAnswer,
+  verify,
+} from '../helpers/apikeys'
+import { realPostgres } from '../helpers/worker'
+
+async function verifyConcurrently(key: string, times: number): Promise<Map<string, number>> {
+  const answers = await Promise.all(
+    Array.from({ length: times }, async (_, i) => {
+      const res = await verify({ key, endpoint: `e${i % 3}` })
+      expect(res.status).toBe(200)
+      return (await res.json()) as VerifyAnswer
+    }),
+  )
+  const codes = new Map<string, number>()
+  for (const answer of answers) {
+    codes.set(answer.code, (codes.get(answer.code) ?? 0) + 1)
+  }
+  return codes
+}
+
+describe.skipIf(!realPostgres)('API-key verify under concurrency (real Postgres)', () => {
+  it('200 concurrent verifies with 150 left: exactly 150 VALID, 50 QUOTA_EXCEEDED, counters = usage rows', async () => {
+    const key = await createKeyAsAdmin()
+    await setQuotaUsed(key.id, 10_000 - 150)
+    const codes = await verifyConcurrently(key.key, 200)
+    expect(Object.fromEntries(codes)).toEqual({ VALID: 150, QUOTA_EXCEEDED: 50 })
+    expect(await quotaUsed(key.id)).toBe(10_000)
+    const rows = await eventually(
+      () => usageRows(key.id),
+      (r) => r.length >= 200,
+      30_000,
+    )
+    expect(rows).toHaveLength(200)
+    expect(rows.filter((r) => r.success)).toHaveLength(150)
+    expect(rows.filter((r) => r.code === 'QUOTA_EXCEEDED')).toHaveLength(50)
+    // The counter moved by exactly the number of successful usage rows.
+    expect((await quotaUsed(key.id)) ?? 0).toBe(10_000 - 150 + rows.filter((r) => r.success).length)
+  })
+
+  it('100 concurrent verifies against a limit of 30 per window: exactly 30 VALID, quota spent only by those', async () => {
+    const key = await createKeyAsAdmin({ rate_limit: { limit: 30, window_seconds: 3600 } })
+    const codes = await verifyConcurrently(key.key, 100)
+    expect(Object.fromEntries(codes)).toEqual({ VALID: 30, RATE_LIMITED: 70 })
+    expect(await quotaUsed(key.id)).toBe(30)
+    const rows = await eventually(
+      () => usageRows(key.id),
+      (r) => r.length >= 100,
+      30_000,
+    )
+    expect(rows.filter((r) => r.success)).toHaveLength(30)
+  })
+})
