@@ -1,0 +1,373 @@
+import type { RoundTripReport } from './round-trips'
+
+/** Figures of one bench run: what the table prints and what --json writes. */
+
+export interface Round {
+  connections: number
+  rps: number
+  p50Ms: number
+  p99Ms: number
+  requests: number
+  ok: number
+  non2xx: number
+  errors: number
+  statusCodes: Record<string, number>
+}
+
+export interface ScenarioRecord {
+  id: string
+  title: string
+  kind: 'floor' | 'ours' | 'peer'
+  /** `wrangler-dev`, `workerd` or `node` (oidc-provider). */
+  runtime: string
+  status: 'measured' | 'n/a'
+  reason?: string
+  rounds: Round[]
+  roundTrips?: RoundTripReport
+}
+
+export interface PurgeRecord {
+  runtime: string
+  status: 'measured' | 'n/a'
+  reason?: string
+  rows?: number
+  seedSeconds?: number
+  purgeSeconds?: number
+  rowsPerSecond?: number
+  calls?: number
+  longestStatementMs?: number
+  pollIntervalMs?: number
+  left?: number
+}
+
+export interface BenchReport {
+  startedAt: string
+  finishedAt: string
+  mode: 'quick' | 'full'
+  durationSecondsPerRound: number
+  concurrency: number[]
+  machine: { cpus: string; cores: number; memoryGiB: number; os: string; node: string; postgres: string }
+  runtimes: Record<string, string>
+  bundle: { files: number; bytes: number; gzipBytes: number } | { error: string }
+  startup: { profileMs: number; cpuMs: number } | { error: string }
+  scenarios: ScenarioRecord[]
+  purge: PurgeRecord[]
+}
+
+/** Ours divided by a peer (or by a floor), and the target the design sets for it. */
+interface Comparison {
+  ours: string
+  versus: string
+  runtime: string
+  versusRuntime: string
+  target?: number
+  label: string
+}
+
+// Where DESIGN.md (Performance targets) sets a bar, it is checked; the rest is informative.
+const FLOOR_TARGETS: Record<string, number> = { 'verify-valid': 0.8, 'token-cc': 0.7 }
+const ROUND_TRIP_BUDGET: Record<string, { max: number; note: string }> = {
+  'verify-valid': { max: 1, note: 'critical path 1; usage/last_used_at writes go through waitUntil' },
+  'verify-unknown': { max: 1, note: 'critical path 1' },
+  'verify-malformed': { max: 0, note: 'refused before the database' },
+  'token-cc': { max: 2, note: 'at most two' },
+  'token-refresh': { max: 2, note: 'at most two' },
+  introspect: { max: 1, note: 'none unless revocation is checked (then one)' },
+  jwks: { max: 0, note: 'none on a warm isolate' },
+  discovery: { max: 0, note: 'none on a warm isolate' },
+}
+
+function comparisons(): Comparison[] {
+  const out: Comparison[] = []
+  for (const runtime of ['wrangler-dev', 'workerd']) {
+    out.push(
+      {
+        ours: 'token-cc',
+        versus: 'oidc-cc',
+        runtime,
+        versusRuntime: 'node',
+        ...(runtime === 'workerd' ? { target: 1 } : {}),
+        label: 'client_credentials / oidc-provider',
+      },
+      {
+        ours: 'introspect',
+        versus: 'oidc-introspect',
+        runtime,
+        versusRuntime: 'node',
+        label: 'introspection / oidc-provider',
+      },
+      {
+        ours: 'token-refresh',
+        versus: 'wop-refresh',
+        runtime,
+        versusRuntime: runtime,
+        target: 5,
+        label: 'refresh_token / workers-oauth-provider',
+      },
+      {
+        ours: 'userinfo',
+        versus: 'wop-bearer',
+        runtime,
+        versusRuntime: runtime,
+        label: 'bearer route (userinfo) / workers-oauth-provider bearer route',
+      },
+    )
+  }
+  return out
+}
+
+function find(report: BenchReport, id: string, runtime: string): ScenarioRecord | undefined {
+  return report.scenarios.find((s) => s.id === id && s.runtime === runtime)
+}
+
+function peakRps(record: ScenarioRecord | undefined): number | undefined {
+  if (record === undefined || record.status !== 'measured' || record.rounds.length === 0) {
+    return undefined
+  }
+  return Math.max(...record.rounds.map((round) => round.rps))
+}
+
+function roundAt(record: ScenarioRecord | undefined, connections: number): Round | undefined {
+  return record?.status === 'measured' ? record.rounds.find((r) => r.connections === connections) : undefined
+}
+
+const fmtRps = (n: number): string => (n >= 100 ? n.toFixed(0) : n.toFixed(1))
+const fmtMs = (n: number): string => (n >= 100 ? n.toFixed(0) : n.toFixed(1))
+const fmtRatio = (n: number | undefined): string => (n === undefined ? '—' : `${n.toFixed(2)}×`)
+
+function fmtRoundTrips(r: RoundTripReport | undefined): string {
+  if (r === undefined) {
+    return ''
+  }
+  const parts: string[] = []
+  if (r.httpRequests > 0 || r.wsConnections === 0) {
+    const statements = r.httpQueries !== r.httpRequests ? `, ${trim(r.httpQueries)} stmt` : ''
+    const critical =
+      r.criticalHttp !== undefined && r.criticalHttp !== r.httpRequests
+        ? `, ${trim(r.criticalHttp)} critical`
+        : ''
+    parts.push(`${trim(r.httpRequests)} http${statements}${critical}`)
+  }
+  if (r.wsConnections > 0) {
+    parts.push(`${trim(r.wsConnections)} ws conn/${trim(r.wsClientMessages)} msg`)
+  }
+  return parts.join(' + ')
+}
+
+function trim(n: number): string {
+  return Number.isInteger(n) ? String(n) : n.toFixed(2)
+}
+
+function pad(cells: string[][]): string {
+  const widths = cells[0]?.map((_, col) => Math.max(...cells.map((row) => (row[col] ?? '').length))) ?? []
+  return cells
+    .map((row) =>
+      row
+        .map((cell, col) => {
+          const width = widths[col] ?? 0
+          return col >= 3 && col <= 8 ? cell.padStart(width) : cell.padEnd(width)
+        })
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n')
+}
+
+function floorIdFor(record: ScenarioRecord): string | undefined {
+  if (record.runtime === 'node' || record.id === 'noop') {
+    return undefined
+  }
+  return 'noop'
+}
+
+function peerRatioCell(report: BenchReport, record: ScenarioRecord, connections: number): string {
+  const comparison = comparisons().find((c) => c.ours === record.id && c.runtime === record.runtime)
+  if (comparison === undefined) {
+    return ''
+  }
+  const ours = roundAt(record, connections)
+  const peer = roundAt(find(report, comparison.versus, comparison.versusRuntime), connections)
+  if (ours === undefined || peer === undefined || peer.rps === 0) {
+    return ''
+  }
+  return `${fmtRatio(ours.rps / peer.rps)} ${comparison.versus}`
+}
+
+/** The one table: every scenario × runtime × concurrency, then the verdicts and the extras. */
+export function renderReport(report: BenchReport): string {
+  const lines: string[] = []
+  lines.push(
+    `Portcullis bench — ${report.mode} run, ${report.durationSecondsPerRound} s per round, concurrency ${report.concurrency.join('/')}, ${report.startedAt}`,
+  )
+  lines.push(
+    `Machine: ${report.machine.cpus} × ${report.machine.cores} cores, ${report.machine.memoryGiB} GiB, ${report.machine.os}; Node ${report.machine.node}; ${report.machine.postgres}`,
+  )
+  for (const [name, label] of Object.entries(report.runtimes)) {
+    lines.push(`Runtime ${name}: ${label}`)
+  }
+  lines.push(
+    '×floor = req/s ÷ the runtime floor (noop) at the same concurrency on the same runtime; ×DB floor = ÷ SELECT 1 over the HTTP driver (for scenarios that wait on it); DB/req = round trips per request counted by the gateway (http = SQL-over-HTTP calls, stmt = statements, ws = Pool connections/messages); critical = those the response waited for (latency probe), the rest went through waitUntil.',
+  )
+  lines.push('')
+  const rows: string[][] = [
+    [
+      'Scenario',
+      'Runtime',
+      'C',
+      'req/s',
+      'p50 ms',
+      'p99 ms',
+      '×floor',
+      '×DB floor',
+      'DB/req',
+      'vs peer',
+      'Notes',
+    ],
+  ]
+  for (const record of report.scenarios) {
+    if (record.status === 'n/a') {
+      rows.push([
+        record.id,
+        record.runtime,
+        ...Array.from({ length: 8 }, () => ''),
+        `n/a (${record.reason ?? 'not implemented'})`,
+      ])
+      continue
+    }
+    const floorId = floorIdFor(record)
+    const floor = floorId === undefined ? undefined : find(report, floorId, record.runtime)
+    // Scenarios that wait on SQL-over-HTTP are also set against SELECT 1 over the same driver.
+    const waitsOnHttp =
+      record.kind === 'ours' && (record.roundTrips?.criticalHttp ?? record.roundTrips?.httpRequests ?? 0) > 0
+    const dbFloor = waitsOnHttp ? find(report, 'select1-http', record.runtime) : undefined
+    record.rounds.forEach((round, index) => {
+      const floorRound = roundAt(floor, round.connections)
+      const dbFloorRound = roundAt(dbFloor, round.connections)
+      const failed = round.non2xx + round.errors
+      const notes =
+        failed > 0 ? `${failed} failed of ${round.requests} (${describeCodes(round.statusCodes)})` : ''
+      rows.push([
+        index === 0 ? record.id : '',
+        index === 0 ? record.runtime : '',
+        String(round.connections),
+        fmtRps(round.rps),
+        fmtMs(round.p50Ms),
+        fmtMs(round.p99Ms),
+        floorRound === undefined || floorRound.rps === 0 ? '' : fmtRatio(round.rps / floorRound.rps),
+        dbFloorRound === undefined || dbFloorRound.rps === 0 ? '' : fmtRatio(round.rps / dbFloorRound.rps),
+        index === 0 ? fmtRoundTrips(record.roundTrips) : '',
+        peerRatioCell(report, record, round.connections),
+        notes,
+      ])
+    })
+  }
+  lines.push(pad(rows))
+  lines.push('')
+  lines.push('Targets (DESIGN.md, Performance targets), peak req/s over the concurrency levels:')
+  for (const line of verdicts(report)) {
+    lines.push(`  ${line}`)
+  }
+  lines.push('')
+  lines.push(...extras(report))
+  return lines.join('\n')
+}
+
+function describeCodes(codes: Record<string, number>): string {
+  const entries = Object.entries(codes).filter(([code]) => !code.startsWith('2'))
+  return entries.length === 0 ? 'socket errors' : entries.map(([code, n]) => `${code}×${n}`).join(', ')
+}
+
+function verdict(value: number | undefined, target: number, atMost = false): string {
+  if (value === undefined) {
+    return 'n/a'
+  }
+  const pass = atMost ? value <= target + 1e-9 : value >= target
+  return pass ? 'PASS' : 'FAIL'
+}
+
+function verdicts(report: BenchReport): string[] {
+  const out: string[] = []
+  for (const runtime of ['wrangler-dev', 'workerd']) {
+    const floor = peakRps(find(report, 'noop', runtime))
+    for (const [id, target] of Object.entries(FLOOR_TARGETS)) {
+      const ours = peakRps(find(report, id, runtime))
+      const ratio = ours !== undefined && floor !== undefined && floor > 0 ? ours / floor : undefined
+      out.push(
+        `${verdict(ratio, target)}  ${id} on ${runtime}: ${fmtRatio(ratio)} the runtime floor (target ≥ ${target}×)`,
+      )
+    }
+  }
+  for (const comparison of comparisons()) {
+    const ours = peakRps(find(report, comparison.ours, comparison.runtime))
+    const peer = peakRps(find(report, comparison.versus, comparison.versusRuntime))
+    const ratio = ours !== undefined && peer !== undefined && peer > 0 ? ours / peer : undefined
+    const target = comparison.target === undefined ? '(informative)' : `(target ≥ ${comparison.target}×)`
+    const mark =
+      comparison.target === undefined
+        ? ratio === undefined
+          ? 'n/a '
+          : 'info'
+        : verdict(ratio, comparison.target)
+    out.push(`${mark}  ${comparison.label} on ${comparison.runtime}: ${fmtRatio(ratio)} ${target}`)
+  }
+  for (const [id, budget] of Object.entries(ROUND_TRIP_BUDGET)) {
+    const record = find(report, id, 'workerd') ?? find(report, id, 'wrangler-dev')
+    const counted = record?.status === 'measured' ? record.roundTrips : undefined
+    const total = counted === undefined ? undefined : counted.httpRequests + counted.wsConnections
+    const critical =
+      counted === undefined
+        ? undefined
+        : (counted.criticalHttp ?? counted.httpRequests) + counted.wsConnections
+    out.push(
+      `${verdict(critical, budget.max, true)}  ${id}: ${critical === undefined ? '—' : trim(critical)} DB round trips/request on the critical path, ${total === undefined ? '—' : trim(total)} in all (budget ≤ ${budget.max}: ${budget.note})`,
+    )
+  }
+  if ('gzipBytes' in report.bundle) {
+    const mib = report.bundle.gzipBytes / 1024 / 1024
+    out.push(
+      `${verdict(mib, 1, true)}  bundle: ${(report.bundle.gzipBytes / 1024).toFixed(1)} KiB gzipped (target < 1 MiB)`,
+    )
+  }
+  for (const purge of report.purge) {
+    if (purge.status === 'measured' && purge.longestStatementMs !== undefined) {
+      out.push(
+        `${verdict(purge.longestStatementMs, 1000, true)}  purge on ${purge.runtime}: longest statement ${purge.longestStatementMs.toFixed(0)} ms (target < 1000 ms)`,
+      )
+    }
+  }
+  return out
+}
+
+function extras(report: BenchReport): string[] {
+  const out: string[] = []
+  if ('gzipBytes' in report.bundle) {
+    out.push(
+      `Bundle (wrangler deploy --dry-run --outdir, functions/index.ts): ${report.bundle.files} file(s), ${(report.bundle.bytes / 1024).toFixed(1)} KiB raw, ${(report.bundle.gzipBytes / 1024).toFixed(1)} KiB gzipped`,
+    )
+  } else {
+    out.push(`Bundle: ${report.bundle.error}`)
+  }
+  if ('cpuMs' in report.startup) {
+    out.push(
+      `Startup (wrangler check startup, local workerd CPU profile): ${report.startup.cpuMs.toFixed(1)} ms CPU of ${report.startup.profileMs.toFixed(1)} ms profiled (platform limit 1000 ms)`,
+    )
+  } else {
+    out.push(`Startup: ${report.startup.error}`)
+  }
+  for (const runtime of ['wrangler-dev', 'workerd']) {
+    const login = peakRps(find(report, 'login', runtime))
+    if (login !== undefined) {
+      out.push(`Login on ${runtime}: ${fmtRps(login)} argon2id verifications/s at peak (one hash per login)`)
+    }
+  }
+  for (const purge of report.purge) {
+    if (purge.status === 'n/a') {
+      out.push(`Purge on ${purge.runtime}: n/a (${purge.reason ?? ''})`)
+      continue
+    }
+    out.push(
+      `Purge on ${purge.runtime}: ${purge.rows?.toLocaleString('en-US')} expired sessions in ${purge.purgeSeconds?.toFixed(1)} s = ${fmtRps(purge.rowsPerSecond ?? 0)} rows/s over ${purge.calls} POST /admin/purge; longest statement ${purge.longestStatementMs?.toFixed(0)} ms (pg_stat_activity polled every ${purge.pollIntervalMs} ms); ${purge.left} left; seeding took ${purge.seedSeconds?.toFixed(1)} s`,
+    )
+  }
+  return out
+}

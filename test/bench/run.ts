@@ -1,0 +1,616 @@
+import { type ChildProcess, fork, spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { cpus, freemem, platform, release, tmpdir, totalmem } from 'node:os'
+import { dirname, join, resolve } from 'node:path'
+import { parseArgs } from 'node:util'
+import { gzipSync } from 'node:zlib'
+import { type Gateway, startGateway } from '../../db/local/gateway'
+import { migrateDatabase } from '../../db/migrate'
+import type { LoadResult, LoadSpec } from './load'
+import { runPurgeBench } from './purge'
+import type { BenchReport, PurgeRecord, Round, ScenarioRecord } from './report'
+import { renderReport } from './report'
+import { type RoundTripReport, sampleRoundTrips } from './round-trips'
+import {
+  freePort,
+  REPO_ROOT,
+  type RunningWorker,
+  type RuntimeName,
+  runCommand,
+  startRuntime,
+} from './runtimes'
+import {
+  floorScenarios,
+  type OidcPeer,
+  type OurRuntimeSeed,
+  oidcProviderScenarios,
+  ourScenarios,
+  type RequestShape,
+  type Scenario,
+  workersOAuthProviderScenarios,
+} from './scenarios'
+import {
+  authorizeAndExchange,
+  clientCredentialsToken,
+  type OurSeed,
+  type Outcome,
+  seedOurs,
+  signIn,
+  withClient,
+} from './seed'
+
+/**
+ * `npm run bench [-- --quick] [-- --json <file>]`: every hot path side by side with its floor
+ * and with the peers, all measured in this run against the Postgres at BENCH_DATABASE_URL.
+ * Load comes from a forked process (autocannon), on loopback only, bounded in time.
+ */
+
+const DEFAULT_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/test'
+const CONCURRENCY = [1, 10, 50]
+const PURGE_ROWS = 1_000_000
+const RUNTIMES: RuntimeName[] = ['wrangler-dev', 'workerd']
+const BENCH_CONFIG = 'test/bench/wrangler.bench.toml'
+const PEER_CONFIG = 'test/bench/peers/workers-oauth-provider/wrangler.toml'
+const TSX_BIN = join(REPO_ROOT, 'node_modules/.bin/tsx')
+
+interface Options {
+  /** Print the table of an earlier run's --json file instead of running. */
+  render: string | undefined
+  quick: boolean
+  jsonPath: string | undefined
+  only: Set<string> | undefined
+  runtimes: RuntimeName[]
+  purge: boolean
+}
+
+interface Timing {
+  roundSeconds: number
+  warmupSeconds: number
+  roundTripSamples: number
+}
+
+function readOptions(): Options {
+  const { values } = parseArgs({
+    args: process.argv.slice(2),
+    options: {
+      quick: { type: 'boolean', default: false },
+      json: { type: 'string' },
+      only: { type: 'string' },
+      runtime: { type: 'string' },
+      'no-purge': { type: 'boolean', default: false },
+      render: { type: 'string' },
+    },
+    allowPositionals: false,
+  })
+  const runtimes = values.runtime === undefined ? RUNTIMES : (values.runtime.split(',') as RuntimeName[])
+  for (const runtime of runtimes) {
+    if (!RUNTIMES.includes(runtime)) {
+      throw new Error(`--runtime takes ${RUNTIMES.join(', ')}`)
+    }
+  }
+  return {
+    render: values.render,
+    quick: values.quick,
+    jsonPath: values.json,
+    only: values.only === undefined ? undefined : new Set(values.only.split(',')),
+    runtimes,
+    purge: !values['no-purge'],
+  }
+}
+
+/** The forked load generator: one LoadSpec at a time over IPC. */
+class LoadProcess {
+  readonly #child: ChildProcess
+  #next = 0
+  readonly #pending = new Map<number, { resolve(r: LoadResult): void; reject(e: Error): void }>()
+
+  constructor() {
+    this.#child = fork(join(import.meta.dirname, 'load.ts'), [], {
+      execArgv: ['--import', 'tsx'],
+      cwd: REPO_ROOT,
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    })
+    this.#child.on('message', (message: { id: number; result?: LoadResult; error?: string }) => {
+      const waiter = this.#pending.get(message.id)
+      this.#pending.delete(message.id)
+      if (message.result !== undefined) {
+        waiter?.resolve(message.result)
+      } else {
+        waiter?.reject(new Error(message.error ?? 'load generator failed'))
+      }
+    })
+    this.#child.on('exit', (code) => {
+      for (const waiter of this.#pending.values()) {
+        waiter.reject(new Error(`load generator exited with code ${code}`))
+      }
+      this.#pending.clear()
+    })
+  }
+
+  run(spec: LoadSpec): Promise<LoadResult> {
+    const id = this.#next++
+    return new Promise((resolveRun, reject) => {
+      this.#pending.set(id, { resolve: resolveRun, reject })
+      this.#child.send({ id, spec })
+    })
+  }
+
+  close(): void {
+    this.#child.kill('SIGTERM')
+  }
+}
+
+function toLoadSpec(base: string, shape: RequestShape, connections: number, seconds: number): LoadSpec {
+  const { path, ...rest } = shape
+  return { ...rest, url: `${base}${path}`, connections, durationSeconds: seconds }
+}
+
+function firstBody(shape: RequestShape): string | undefined {
+  if (shape.chain !== undefined) {
+    return `${shape.chain.prefix}&${shape.chain.field}=${encodeURIComponent(shape.chain.initial[0] ?? '')}`
+  }
+  return shape.bodies?.[0] ?? shape.body
+}
+
+async function sendOnce(base: string, shape: RequestShape, body: string | undefined): Promise<Response> {
+  return fetch(`${base}${shape.path}`, {
+    method: shape.method,
+    headers: shape.headers,
+    ...(body === undefined ? {} : { body }),
+    signal: AbortSignal.timeout(30_000),
+  })
+}
+
+/** One request checked against what the scenario measures, so a broken endpoint prints n/a. */
+async function probe(base: string, scenario: Scenario, shape: RequestShape): Promise<Outcome<void>> {
+  const res = await sendOnce(base, shape, firstBody(shape))
+  const text = await res.text()
+  if (scenario.accepts(res.status, text)) {
+    return { ok: true, value: undefined }
+  }
+  if (res.status === 404 || res.status === 405) {
+    return { ok: false, reason: 'not implemented' }
+  }
+  return { ok: false, reason: `probe answered ${res.status}: ${text.replace(/\s+/g, ' ').slice(0, 140)}` }
+}
+
+interface MeasureContext {
+  base: string
+  runtime: string
+  gateway: Gateway
+  load: LoadProcess
+  timing: Timing
+}
+
+async function measure(ctx: MeasureContext, scenario: Scenario): Promise<ScenarioRecord> {
+  const record: ScenarioRecord = {
+    id: scenario.id,
+    title: scenario.title,
+    kind: scenario.kind,
+    runtime: ctx.runtime,
+    status: 'measured',
+    rounds: [],
+  }
+  const na = (reason: string): ScenarioRecord => ({ ...record, status: 'n/a', reason })
+  try {
+    const probeShape = await scenario.shape(1)
+    if (!probeShape.ok) {
+      return na(probeShape.reason)
+    }
+    const probed = await probe(ctx.base, scenario, probeShape.value)
+    if (!probed.ok) {
+      return na(probed.reason)
+    }
+    if (scenario.countRoundTrips) {
+      record.roundTrips = await countRoundTrips(ctx, scenario)
+    }
+    const warm = await scenario.shape(10)
+    if (warm.ok) {
+      await ctx.load.run(toLoadSpec(ctx.base, warm.value, 10, ctx.timing.warmupSeconds))
+    }
+    for (const connections of CONCURRENCY) {
+      const shape = await scenario.shape(connections)
+      if (!shape.ok) {
+        return na(shape.reason)
+      }
+      // A round must outlast the slowest answer, or nothing completes (argon2id at c=50).
+      const seconds = Math.max(ctx.timing.roundSeconds, scenario.minRoundSeconds?.(connections) ?? 0)
+      const result = await ctx.load.run(toLoadSpec(ctx.base, shape.value, connections, seconds))
+      record.rounds.push(toRound(connections, result))
+      process.stderr.write(
+        `  ${ctx.runtime.padEnd(12)} ${scenario.id.padEnd(16)} c=${String(connections).padEnd(3)} ${result.rps.toFixed(0).padStart(6)} req/s  p99 ${result.p99Ms} ms${result.non2xx + result.errors > 0 ? `  (${result.non2xx + result.errors} failed)` : ''}\n`,
+      )
+    }
+    return record
+  } catch (error) {
+    return na(`bench error: ${error instanceof Error ? error.message : String(error)}`)
+  }
+}
+
+function toRound(connections: number, result: LoadResult): Round {
+  return {
+    connections,
+    rps: result.rps,
+    p50Ms: result.p50Ms,
+    p99Ms: result.p99Ms,
+    requests: result.requests,
+    ok: result.ok,
+    non2xx: result.non2xx,
+    errors: result.errors + result.timeouts,
+    statusCodes: result.statusCodes,
+  }
+}
+
+type Sender = (extraHeaders?: Record<string, string>) => Promise<Response>
+
+// Sends the scenario's request one at a time; a rotating-token chain follows its own answers.
+function senderFor(base: string, shape: RequestShape): Sender {
+  const chain = shape.chain
+  let chainToken = chain?.initial[0]
+  return async (extraHeaders = {}) => {
+    const body =
+      chain === undefined
+        ? firstBody(shape)
+        : `${chain.prefix}&${chain.field}=${encodeURIComponent(chainToken ?? '')}`
+    const res = await sendOnce(base, { ...shape, headers: { ...shape.headers, ...extraHeaders } }, body)
+    const text = await res.text()
+    if (chain !== undefined) {
+      try {
+        const next = (JSON.parse(text) as Record<string, unknown>)[chain.field]
+        chainToken = typeof next === 'string' ? next : chainToken
+      } catch {
+        // keeps the token; the next request fails and is counted as such
+      }
+    }
+    return new Response(text, { status: res.status, headers: res.headers })
+  }
+}
+
+// Sequential requests: what the gateway saw under each request's id (and Pool totals).
+async function countRoundTrips(
+  ctx: MeasureContext,
+  scenario: Scenario,
+): Promise<RoundTripReport | undefined> {
+  const shape = await scenario.shape(1)
+  if (!shape.ok) {
+    return undefined
+  }
+  const send = senderFor(ctx.base, shape.value)
+  // Background writes of earlier load (waitUntil) finish first: Pool totals stay this scenario's.
+  await new Promise((resolveWait) => setTimeout(resolveWait, 250))
+  const counted = await sampleRoundTrips({
+    gatewayUrl: ctx.gateway.url,
+    samples: ctx.timing.roundTripSamples,
+    source: 'tagged+ws',
+    settleMs: 50,
+    send: () => send(),
+  })
+  if (counted.httpRequests === 0) {
+    return { ...counted, criticalHttp: 0 }
+  }
+  return { ...counted, criticalHttp: await criticalRoundTrips(send, ctx.timing.roundTripSamples) }
+}
+
+const CRITICAL_PROBE_DELAY_MS = 60
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.floor(sorted.length / 2)] ?? 0
+}
+
+async function latencies(send: Sender, samples: number, headers?: Record<string, string>): Promise<number[]> {
+  const out: number[] = []
+  for (let i = 0; i < samples; i++) {
+    const started = performance.now()
+    await send(headers)
+    out.push(performance.now() - started)
+  }
+  return out
+}
+
+/**
+ * SQL-over-HTTP round trips on the critical path: the bench Worker holds each answer back
+ * CRITICAL_PROBE_DELAY_MS when asked (test/bench/worker.ts), so the median latency grows by
+ * that much per round trip the response waited for, and not at all for `waitUntil` writes.
+ */
+async function criticalRoundTrips(send: Sender, samples: number): Promise<number> {
+  const plain = median(await latencies(send, samples))
+  const delayed = median(
+    await latencies(send, samples, { 'x-bench-db-delay-ms': String(CRITICAL_PROBE_DELAY_MS) }),
+  )
+  return Math.max(0, Math.round((delayed - plain) / CRITICAL_PROBE_DELAY_MS))
+}
+
+async function runtimeSeed(base: string, seed: OurSeed, adminToken: string): Promise<OurRuntimeSeed> {
+  const accessToken = seed.machineClient.ok
+    ? await clientCredentialsToken(base, seed.machineClient.value)
+    : { ok: false as const, reason: seed.machineClient.reason }
+  const verifierAuth: Outcome<string> = accessToken.ok
+    ? { ok: true, value: `Bearer ${accessToken.value}` }
+    : { ok: true, value: `Bearer ${adminToken}` }
+  const cookie = seed.user.ok
+    ? await signIn(base, seed.user.value.email)
+    : { ok: false as const, reason: seed.user.reason }
+  const userTokens =
+    cookie.ok && seed.browserClient.ok
+      ? await authorizeAndExchange(base, seed.browserClient.value.clientId, cookie.value)
+      : {
+          ok: false as const,
+          reason: !cookie.ok ? cookie.reason : seed.browserClient.ok ? '' : seed.browserClient.reason,
+        }
+  return { accessToken, verifierAuth, cookie, userTokens }
+}
+
+function selected(options: Options, scenarios: Scenario[]): Scenario[] {
+  return options.only === undefined
+    ? scenarios
+    : scenarios.filter((s) => s.kind === 'floor' || options.only?.has(s.id) === true)
+}
+
+async function startOidcPeer(): Promise<{ peer: OidcPeer; stop(): Promise<void> }> {
+  const port = await freePort()
+  const child = spawn(TSX_BIN, [join(import.meta.dirname, 'peers/oidc-provider.ts'), String(port)], {
+    cwd: REPO_ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, NODE_ENV: 'production' },
+  })
+  let stderr = ''
+  child.stderr?.on('data', (chunk: Buffer) => {
+    stderr = (stderr + chunk.toString()).slice(-2_000)
+  })
+  const peer = await new Promise<OidcPeer>((resolvePeer, reject) => {
+    let stdout = ''
+    const timer = setTimeout(() => reject(new Error(`oidc-provider did not start: ${stderr}`)), 30_000)
+    child.stdout?.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString()
+      const line = stdout.split('\n').find((l) => l.startsWith('READY '))
+      if (line !== undefined) {
+        clearTimeout(timer)
+        resolvePeer(JSON.parse(line.slice('READY '.length)) as OidcPeer)
+      }
+    })
+    child.once('exit', (code) => {
+      clearTimeout(timer)
+      reject(new Error(`oidc-provider exited with ${code}: ${stderr}`))
+    })
+  })
+  return {
+    peer,
+    stop: () =>
+      new Promise<void>((resolveStop) => {
+        if (child.exitCode !== null) {
+          resolveStop()
+          return
+        }
+        child.once('exit', () => resolveStop())
+        child.kill('SIGTERM')
+      }),
+  }
+}
+
+async function measureBundle(): Promise<BenchReport['bundle']> {
+  const outdir = await mkdtemp(join(tmpdir(), 'portcullis-bench-deploy-'))
+  try {
+    const result = await runCommand(join(REPO_ROOT, 'node_modules/.bin/wrangler'), [
+      'deploy',
+      '--dry-run',
+      '--outdir',
+      outdir,
+    ])
+    if (result.code !== 0) {
+      return { error: `wrangler deploy --dry-run failed: ${result.stderr.slice(-300)}` }
+    }
+    let bytes = 0
+    let gzipBytes = 0
+    let files = 0
+    for (const name of await readdir(outdir)) {
+      if (name.endsWith('.map') || name === 'README.md') {
+        continue
+      }
+      const content = await readFile(join(outdir, name))
+      files++
+      bytes += content.length
+      gzipBytes += gzipSync(content, { level: 9 }).length
+    }
+    return { files, bytes, gzipBytes }
+  } finally {
+    await rm(outdir, { recursive: true, force: true })
+  }
+}
+
+interface CpuProfile {
+  nodes: { id: number; callFrame: { functionName: string } }[]
+  startTime: number
+  endTime: number
+  samples: number[]
+  timeDeltas: number[]
+}
+
+async function measureStartup(): Promise<BenchReport['startup']> {
+  const dir = await mkdtemp(join(tmpdir(), 'portcullis-bench-startup-'))
+  const outfile = join(dir, 'startup.cpuprofile')
+  try {
+    const result = await runCommand(join(REPO_ROOT, 'node_modules/.bin/wrangler'), [
+      'check',
+      'startup',
+      '--outfile',
+      outfile,
+    ])
+    if (result.code !== 0) {
+      return { error: `wrangler check startup failed: ${result.stderr.slice(-300)}` }
+    }
+    const profile = JSON.parse(await readFile(outfile, 'utf8')) as CpuProfile
+    const idle = new Set(
+      profile.nodes.filter((node) => node.callFrame.functionName === '(idle)').map((node) => node.id),
+    )
+    let cpuMicros = 0
+    profile.samples.forEach((nodeId, index) => {
+      if (!idle.has(nodeId)) {
+        cpuMicros += profile.timeDeltas[index] ?? 0
+      }
+    })
+    return { profileMs: (profile.endTime - profile.startTime) / 1000, cpuMs: cpuMicros / 1000 }
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
+async function postgresVersion(databaseUrl: string): Promise<string> {
+  return withClient(databaseUrl, async (client) => {
+    const result = await client.query<{ server_version: string }>('show server_version')
+    return `PostgreSQL ${result.rows[0]?.server_version ?? '?'}`
+  })
+}
+
+// Signing keys persist in the database encrypted under MASTER_KEY, so every run against one
+// database needs the same key. The default is a public, test-only key (the one the vitest
+// suite uses), so the bench also runs on the `test` database after `npm test`.
+const DEFAULT_BENCH_MASTER_KEY = 'k1:dGVzdC1tYXN0ZXIta2V5LTAwMDAwMDAwMDAwMDAwMDA'
+
+async function main(): Promise<void> {
+  const options = readOptions()
+  if (options.render !== undefined) {
+    const saved = JSON.parse(await readFile(resolve(process.cwd(), options.render), 'utf8')) as BenchReport
+    process.stdout.write(`${renderReport(saved)}\n`)
+    return
+  }
+  const timing: Timing = options.quick
+    ? { roundSeconds: 1, warmupSeconds: 0.3, roundTripSamples: 5 }
+    : { roundSeconds: 10, warmupSeconds: 2, roundTripSamples: 20 }
+  const databaseUrl = process.env.BENCH_DATABASE_URL?.trim() || DEFAULT_DATABASE_URL
+  const startedAt = new Date()
+  const log = (message: string) => process.stderr.write(`[bench] ${message}\n`)
+  log(
+    `database ${new URL(databaseUrl).pathname.slice(1)} on ${new URL(databaseUrl).host}; ${options.quick ? 'quick' : 'full'} run`,
+  )
+  await migrateDatabase(databaseUrl)
+  const gateway = await startGateway()
+  const load = new LoadProcess()
+  const adminToken = `bench-admin-${randomBytes(24).toString('hex')}`
+  const bindings = {
+    DATABASE_URL: databaseUrl,
+    DB_GATEWAY_URL: gateway.url,
+    MASTER_KEY: process.env.BENCH_MASTER_KEY?.trim() || DEFAULT_BENCH_MASTER_KEY,
+    ADMIN_TOKEN: adminToken,
+  }
+  const scenarios: ScenarioRecord[] = []
+  const purge: PurgeRecord[] = []
+  const runtimes: Record<string, string> = {}
+  let seed: OurSeed | undefined
+  const cleanups: (() => Promise<void>)[] = []
+  try {
+    log('bundle size and startup time')
+    const bundle = await measureBundle()
+    const startup = await measureStartup()
+
+    for (const runtime of options.runtimes) {
+      log(`our Worker on ${runtime}`)
+      const worker: RunningWorker = await startRuntime(
+        runtime,
+        { configPath: BENCH_CONFIG, bindings, selfUrlBindings: ['ISSUER'] },
+        '/__bench/noop',
+      )
+      cleanups.push(() => worker.close())
+      runtimes[runtime] = worker.label
+      try {
+        seed ??= await seedOurs(worker.url, adminToken, databaseUrl)
+        const perRuntime = await runtimeSeed(worker.url, seed, adminToken)
+        const ctx: MeasureContext = { base: worker.url, runtime, gateway, load, timing }
+        for (const scenario of selected(options, [
+          ...floorScenarios(),
+          ...ourScenarios(worker.url, seed, perRuntime),
+        ])) {
+          scenarios.push(await measure(ctx, scenario))
+        }
+        if (options.purge && (runtime === 'workerd' || !options.quick)) {
+          log(`purge of ${PURGE_ROWS.toLocaleString('en-US')} expired rows on ${runtime}`)
+          const result = await runPurgeBench(worker.url, adminToken, databaseUrl, PURGE_ROWS)
+          purge.push(
+            'na' in result
+              ? { runtime, status: 'n/a', reason: result.na }
+              : { runtime, status: 'measured', ...result },
+          )
+        }
+      } finally {
+        cleanups.pop()
+        await worker.close()
+      }
+
+      log(`peer workers-oauth-provider on ${runtime}`)
+      const peerWorker = await startRuntime(
+        runtime,
+        { configPath: PEER_CONFIG, bindings: {}, kvNamespaces: ['OAUTH_KV'], selfUrlBindings: ['BASE_URL'] },
+        '/ready',
+      )
+      cleanups.push(() => peerWorker.close())
+      try {
+        const ctx: MeasureContext = { base: peerWorker.url, runtime, gateway, load, timing }
+        for (const scenario of selected(options, workersOAuthProviderScenarios(peerWorker.url))) {
+          scenarios.push(await measure(ctx, scenario))
+        }
+      } finally {
+        cleanups.pop()
+        await peerWorker.close()
+      }
+    }
+
+    log('peer oidc-provider on Node')
+    const oidc = await startOidcPeer()
+    cleanups.push(() => oidc.stop())
+    runtimes.node = `oidc-provider on Node ${process.versions.node} (in-memory adapter, NODE_ENV=production)`
+    try {
+      const ctx: MeasureContext = { base: oidc.peer.url, runtime: 'node', gateway, load, timing }
+      for (const scenario of selected(options, oidcProviderScenarios(oidc.peer))) {
+        scenarios.push(await measure(ctx, scenario))
+      }
+    } finally {
+      cleanups.pop()
+      await oidc.stop()
+    }
+
+    const report: BenchReport = {
+      startedAt: startedAt.toISOString(),
+      finishedAt: new Date().toISOString(),
+      mode: options.quick ? 'quick' : 'full',
+      durationSecondsPerRound: timing.roundSeconds,
+      concurrency: CONCURRENCY,
+      machine: {
+        cpus: cpus()[0]?.model ?? 'unknown CPU',
+        cores: cpus().length,
+        memoryGiB: Math.round(totalmem() / 1024 ** 3),
+        os: `${platform()} ${release()}`,
+        node: process.versions.node,
+        postgres: await postgresVersion(databaseUrl),
+      },
+      runtimes,
+      bundle,
+      startup,
+      scenarios,
+      purge,
+    }
+    process.stdout.write(`${renderReport(report)}\n`)
+    if (options.jsonPath !== undefined) {
+      const path = resolve(process.cwd(), options.jsonPath)
+      await mkdir(dirname(path), { recursive: true })
+      await writeFile(path, `${JSON.stringify(report, null, 2)}\n`)
+      log(`figures written to ${path}`)
+    }
+    log(
+      `done in ${((Date.now() - startedAt.getTime()) / 1000).toFixed(0)} s (${(freemem() / 1024 ** 3).toFixed(1)} GiB free)`,
+    )
+  } finally {
+    for (const cleanup of cleanups.reverse()) {
+      await cleanup().catch(() => {})
+    }
+    load.close()
+    await gateway.close()
+  }
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(
+    `[bench] failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+  )
+  process.exit(1)
+})
