@@ -1,31 +1,84 @@
 import { describe, expect, it } from 'vitest'
-import { createKeyAsAdmin, roundTrips, verify } from '../helpers/apikeys'
-import { adminClient, clientCredentialsToken } from '../helpers/oauth'
-import { describeResponse } from '../helpers/worker'
+import { checksumOf } from '../../functions/apikeys/key-format'
+import { createKeyAsAdmin, quotaUsed, roundTrips, usageRows, verify } from '../helpers/apikeys'
+import { adminClient, basicAuth, clientCredentialsToken, postForm, type TestClient } from '../helpers/oauth'
+import { adminHeaders, describeResponse, postJson } from '../helpers/worker'
 
-async function machineClient(scope: string) {
+async function machineClient(scope: string): Promise<{ client: TestClient; token: string }> {
   const client = await adminClient({
     client_name: 'Resource server',
     grant_types: ['client_credentials'],
     token_endpoint_auth_method: 'client_secret_basic',
     scope,
   })
-  return clientCredentialsToken(client, scope)
+  return { client, token: await clientCredentialsToken(client, scope) }
 }
+
+function bearer(token: string): Record<string, string> {
+  return { authorization: `Bearer ${token}` }
+}
+
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 describe('verify with a client_credentials access token', () => {
   it('accepts a token carrying apikeys:verify', async () => {
-    const [key, token] = await Promise.all([createKeyAsAdmin(), machineClient('apikeys:verify')])
-    const res = await verify({ key: key.key }, { authorization: `Bearer ${token}` })
+    const [key, { token }] = await Promise.all([createKeyAsAdmin(), machineClient('apikeys:verify')])
+    const res = await verify({ key: key.key }, bearer(token))
     expect(res.status, await describeResponse(res)).toBe(200)
     expect(await res.json()).toMatchObject({ valid: true, code: 'VALID', key_id: key.id })
     const stats = await roundTrips(res)
     expect(stats.wsConnections).toBe(0)
   })
 
+  it('checks the token and looks the key up in one round trip together', async () => {
+    const { token } = await machineClient('apikeys:verify')
+    const body = `pk_test_${'B'.repeat(43)}`
+    // The first call may load the signing keys into this isolate; the second shows the steady state.
+    await verify({ key: `${body}${checksumOf(body)}` }, bearer(token))
+    const res = await verify({ key: `${body}${checksumOf(body)}` }, bearer(token))
+    expect(await res.json()).toMatchObject({ valid: false, code: 'NOT_FOUND' })
+    await pause(200)
+    expect(await roundTrips(res)).toEqual({
+      httpRequests: 1,
+      httpQueries: 1,
+      wsConnections: 0,
+      wsClientMessages: 0,
+    })
+  })
+
+  it('refuses a revoked token with 401 and charges the key nothing', async () => {
+    const [key, { client, token }] = await Promise.all([createKeyAsAdmin(), machineClient('apikeys:verify')])
+    const revoked = await postForm('/oauth/revoke', { token }, basicAuth(client))
+    expect(revoked.status, await describeResponse(revoked)).toBe(200)
+    const res = await verify({ key: key.key }, bearer(token))
+    expect(res.status, await describeResponse(res)).toBe(401)
+    expect(res.headers.get('www-authenticate')).toContain('invalid_token')
+    await pause(200)
+    expect(await quotaUsed(key.id)).toBeUndefined()
+    expect(await usageRows(key.id)).toHaveLength(0)
+  })
+
+  it('refuses a token whose client has been disabled', async () => {
+    const [key, { client, token }] = await Promise.all([createKeyAsAdmin(), machineClient('apikeys:verify')])
+    const disabled = await postJson(`/admin/clients/${client.client_id}/disable`, {}, adminHeaders())
+    expect(disabled.status, await describeResponse(disabled)).toBe(200)
+    const res = await verify({ key: key.key }, bearer(token))
+    expect(res.status, await describeResponse(res)).toBe(401)
+  })
+
+  it('refuses a forged token (signature by a key we never published) with 401', async () => {
+    const [key, { token }] = await Promise.all([createKeyAsAdmin(), machineClient('apikeys:verify')])
+    const [header, payload] = token.split('.')
+    const forged = `${header}.${payload}.${'A'.repeat(86)}`
+    const res = await verify({ key: key.key }, bearer(forged))
+    expect(res.status, await describeResponse(res)).toBe(401)
+    await pause(200)
+    expect(await roundTrips(res)).toMatchObject({ httpRequests: 0 })
+  })
+
   it('refuses a token without apikeys:verify with 403, before reading the body', async () => {
-    const [key, token] = await Promise.all([createKeyAsAdmin(), machineClient('apikeys:write')])
-    const res = await verify({ key: key.key }, { authorization: `Bearer ${token}` })
+    const [key, { token }] = await Promise.all([createKeyAsAdmin(), machineClient('apikeys:write')])
+    const res = await verify({ key: key.key }, bearer(token))
     expect(res.status, await describeResponse(res)).toBe(403)
     expect(await res.json()).toMatchObject({ code: 'insufficient_scope' })
   })
