@@ -2,7 +2,7 @@ import { createDb } from '../db/client'
 import { loadConfig } from '../functions/config'
 import { deliverPendingEmail } from '../functions/email/deliver'
 import type { Bindings } from '../functions/env'
-import { log } from '../functions/log'
+import { errorForLog, log } from '../functions/log'
 import { runPurge } from './run'
 
 /** The cron trigger: purge what has expired. Errors are logged, never thrown into the void. */
@@ -27,7 +27,7 @@ export async function scheduled(
   } catch (error) {
     log('error', 'purge_failed', {
       cron: controller.cron,
-      reason: error instanceof Error ? { name: error.name, message: error.message } : typeof error,
+      error: errorForLog(error),
     })
     throw error
   }

@@ -18,7 +18,7 @@ import { fromBase64Url, toBase64Url, utf8 } from '../crypto/encoding'
 import { sha256Hex } from '../crypto/hash'
 import type { AppEnv } from '../env'
 import { invalidField, ProblemError } from '../errors/problem'
-import { log } from '../log'
+import { errorForLog, log } from '../log'
 import { authenticate } from '../middleware/authenticate'
 import { documentRoute } from '../openapi/registry'
 import { jsonBody, queryParams } from '../validation/json-body'
@@ -546,7 +546,7 @@ function recordUse(
     log('error', 'api_key_usage_write_failed', {
       requestId: c.var.requestId,
       keyId: result.keyId,
-      reason: error instanceof Error ? error.message : String(error),
+      error: errorForLog(error),
     })
   })
   c.executionCtx.waitUntil(write)

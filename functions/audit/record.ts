@@ -2,7 +2,7 @@ import type { Context } from 'hono'
 import type { Executor } from '../../db/client'
 import { insertAuditEvents, type NewAuditEvent } from '../../db/queries/audit'
 import type { AppEnv } from '../env'
-import { log } from '../log'
+import { errorForLog, log } from '../log'
 
 export const AUDIT_EVENT_TYPES = [
   'user_registered',
@@ -80,7 +80,7 @@ export function recordAudit(c: Context<AppEnv>, ...events: AuditEvent[]): void {
     log('error', 'audit_write_failed', {
       requestId: c.var.requestId,
       types: events.map((e) => e.type),
-      reason: error instanceof Error ? error.message : String(error),
+      error: errorForLog(error),
     })
   })
   c.executionCtx.waitUntil(write)

@@ -4,7 +4,7 @@ import { touchSession } from '../../db/queries/sessions'
 import type { Config } from '../config'
 import type { AppEnv } from '../env'
 import { ProblemError } from '../errors/problem'
-import { log } from '../log'
+import { errorForLog, log } from '../log'
 import { SESSION_COOKIE } from '../middleware/authenticate'
 import type { NewSession } from './login'
 
@@ -83,7 +83,7 @@ export function slideSession(
     touchSession(c.var.db.http, session.id, now, ttl).catch((error: unknown) => {
       log('warn', 'session_touch_failed', {
         requestId: c.var.requestId,
-        reason: error instanceof Error ? error.message : String(error),
+        error: errorForLog(error),
       })
     }),
   )

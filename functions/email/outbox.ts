@@ -1,6 +1,6 @@
 import type { Context } from 'hono'
 import type { AppEnv } from '../env'
-import { log } from '../log'
+import { errorForLog, log } from '../log'
 import { deliverPendingEmail } from './deliver'
 
 /** Delivers just-queued messages after the response; the cron retries whatever fails. */
@@ -12,7 +12,7 @@ export function deliverSoon(c: Context<AppEnv>, ids: readonly string[]): void {
     (error: unknown) => {
       log('error', 'email_delivery_crashed', {
         requestId: c.var.requestId,
-        reason: error instanceof Error ? error.message : String(error),
+        error: errorForLog(error),
       })
     },
   )

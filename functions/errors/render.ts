@@ -1,8 +1,8 @@
 import type { Context } from 'hono'
 import { HTTPException } from 'hono/http-exception'
-import { isDatabaseUnavailable, sqlState } from '../../db/errors'
+import { isDatabaseUnavailable } from '../../db/errors'
 import { ConfigError } from '../config'
-import { log } from '../log'
+import { errorForLog, log } from '../log'
 import { REQUEST_ID_HEADER } from '../middleware/request-context'
 import { OAuthError, type OAuthErrorCode } from './oauth'
 import { PROBLEMS, type ProblemCode, ProblemError } from './problem'
@@ -52,7 +52,7 @@ export function renderError(error: unknown, c: Context): Response {
       path: c.req.path,
       status: known.status,
       code: known.code,
-      reason: describeForLog(error),
+      error: errorForLog(error),
     })
   }
   const response = render(known, error, c.req.path)
@@ -105,15 +105,6 @@ function classify(error: unknown): ProblemError | OAuthError {
     })
   }
   return new ProblemError('internal_error', { detail: 'An unexpected error occurred' })
-}
-
-function describeForLog(error: unknown): Record<string, unknown> {
-  if (!(error instanceof Error)) {
-    return { type: typeof error }
-  }
-  const cause =
-    error.cause instanceof Error ? { name: error.cause.name, message: error.cause.message } : undefined
-  return { name: error.name, message: error.message, sqlState: sqlState(error), cause }
 }
 
 function problemHeaders(problem: ProblemError): Record<string, string> {
