@@ -1,10 +1,9 @@
 import { eq, getTableColumns, type SQL, sql } from 'drizzle-orm'
 import type { Executor } from '../client'
 import { oauthClients, revokedAccessTokens, users } from '../schema'
+import { isUuid } from '../uuid'
 
 export type OAuthClientRow = typeof oauthClients.$inferSelect
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
 export interface AccessTokenState {
   /** The client row named by `clientId` (the caller for introspection, else the token's own). */
@@ -26,7 +25,7 @@ export async function readAccessTokenState(
   x: Executor,
   input: { clientId: string; jti: string; userId: string | null; tokenClientId: string },
 ): Promise<AccessTokenState | undefined> {
-  const userId = input.userId !== null && UUID.test(input.userId) ? input.userId : null
+  const userId = input.userId !== null && isUuid(input.userId) ? input.userId : null
   const [row] = await x
     .select({
       client: getTableColumns(oauthClients),
@@ -63,7 +62,7 @@ export function accessTokenStillValid(input: {
   tokenClientId: string
   userId: string | null
 }): SQL {
-  const userId = input.userId !== null && UUID.test(input.userId) ? input.userId : null
+  const userId = input.userId !== null && isUuid(input.userId) ? input.userId : null
   const userActive =
     input.userId === null
       ? sql`true`

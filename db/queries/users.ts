@@ -1,6 +1,7 @@
 import { and, desc, eq, gt, ilike, inArray, isNull, or, type SQL, sql } from 'drizzle-orm'
 import type { Executor } from '../client'
 import { emailVerifications, passwordResets, type UserStatus, users } from '../schema'
+import { isUuid } from '../uuid'
 
 export type UserRow = typeof users.$inferSelect
 export type NewUser = typeof users.$inferInsert
@@ -248,4 +249,20 @@ export async function consumeAllPasswordResets(x: Executor, userId: string, now:
     .update(passwordResets)
     .set({ consumedAt: now })
     .where(and(eq(passwordResets.userId, userId), isNull(passwordResets.consumedAt)))
+}
+
+/**
+ * The claims source of a user for /oauth/userinfo, read only while `guard` (the access token's
+ * database check: not revoked, client enabled, user active) holds. One round trip.
+ */
+export async function selectUserClaimsIf(x: Executor, userId: string, guard: SQL) {
+  if (!isUuid(userId)) {
+    return undefined
+  }
+  const [row] = await x
+    .select({ email: users.email, displayName: users.displayName, emailVerifiedAt: users.emailVerifiedAt })
+    .from(users)
+    .where(and(eq(users.id, userId), guard))
+    .limit(1)
+  return row
 }

@@ -12,6 +12,7 @@ import {
   rotateApiKey,
 } from '../../db/queries/apikeys'
 import { API_KEY_TIERS } from '../../db/schema/constants'
+import { isUuid } from '../../db/uuid'
 import { type AuditEvent, recordAudit } from '../audit/record'
 import { hasScope, isAdministrator, type Principal } from '../auth/principal'
 import { fromBase64Url, toBase64Url, utf8 } from '../crypto/encoding'
@@ -696,7 +697,7 @@ function decodeCursor(cursor: string): { createdAt: string; id: string } {
       typeof decoded[0] === 'string' &&
       /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{1,6})?[+-]\d{2}(:\d{2})?$/.test(decoded[0]) &&
       typeof decoded[1] === 'string' &&
-      /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(decoded[1])
+      isUuid(decoded[1])
     ) {
       return { createdAt: decoded[0], id: decoded[1] }
     }

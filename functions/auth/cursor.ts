@@ -1,4 +1,5 @@
 import * as v from 'valibot'
+import { isUuid } from '../../db/uuid'
 import { fromBase64Url, toBase64Url, utf8 } from '../crypto/encoding'
 import { invalidField } from '../errors/problem'
 
@@ -11,7 +12,6 @@ export interface Cursor {
   id: string
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 const TIMESTAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/
 
 /** Opaque to clients: base64url of `[created_at, id]`. */
@@ -33,7 +33,7 @@ export function decodeCursor(raw: string | undefined): Cursor | undefined {
       typeof parsed[0] === 'string' &&
       TIMESTAMP.test(parsed[0]) &&
       typeof parsed[1] === 'string' &&
-      UUID.test(parsed[1])
+      isUuid(parsed[1])
     ) {
       return { createdAt: parsed[0], id: parsed[1] }
     }
@@ -55,9 +55,7 @@ export const PageLimit = v.optional(
   String(DEFAULT_PAGE_SIZE),
 )
 
-export function isUuid(text: string): boolean {
-  return UUID.test(text)
-}
+export { isUuid }
 
 /** Splits a `limit + 1` fetch into the page and the next cursor. */
 export function paginate<T>(

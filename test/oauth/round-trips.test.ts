@@ -51,4 +51,23 @@ describe('round trips to Postgres per request', () => {
     const jwks = await call('/.well-known/jwks.json')
     expect(await roundTrips(jwks)).toBe(0)
   })
+
+  it('userinfo: 1 (the token state rides in the statement that reads the user)', async () => {
+    const client = await webClient()
+    const user = await seedUser()
+    const tokens = (await (await exchangeCode(client, await obtainCode(client, user))).json()) as TokenSet
+    const bearer = { headers: { authorization: `Bearer ${tokens.access_token}` } }
+    const info = await call('/oauth/userinfo', bearer)
+    expect(info.status, await describeResponse(info)).toBe(200)
+    expect(await info.json()).toMatchObject({ sub: user.id, email: user.email })
+    expect(await roundTrips(info)).toBe(1)
+
+    // Same single statement, so revocation must still be seen.
+    const revoked = await postForm('/oauth/revoke', { token: tokens.access_token }, basicAuth(client))
+    expect(revoked.status).toBe(200)
+    const after = await call('/oauth/userinfo', bearer)
+    expect(after.status).toBe(401)
+    expect(after.headers.get('www-authenticate')).toContain('invalid_token')
+    expect(await roundTrips(after)).toBe(1)
+  })
 })
