@@ -1,4 +1,9 @@
-import { API_KEY_TIERS, type ApiKeyTier } from '../db/schema/constants'
+import {
+  API_KEY_TIERS,
+  type ApiKeyTier,
+  SIGNING_ALGORITHMS,
+  type SigningAlgorithm,
+} from '../db/schema/constants'
 import { fromBase64Url } from './crypto/encoding'
 import type { Bindings } from './env'
 
@@ -36,6 +41,8 @@ export interface Config {
   apiKeyEnv: 'live' | 'test'
   defaultAudience: string | undefined
   scopesSupported: readonly string[]
+  /** JWS algorithm of access tokens (ES256 unless ACCESS_TOKEN_ALG says EdDSA or RS256). */
+  accessTokenAlg: SigningAlgorithm
   accessTokenTtlSeconds: number
   refreshTokenTtlSeconds: number
   authCodeTtlSeconds: number
@@ -109,6 +116,7 @@ export function parseConfig(env: Bindings): Config {
     apiKeyEnv: read.oneOf('API_KEY_ENV', ['live', 'test'] as const, 'test'),
     defaultAudience: read.optionalUrl('DEFAULT_AUDIENCE'),
     scopesSupported: [...new Set([...BUILTIN_SCOPES, ...read.scopes('SCOPES')])],
+    accessTokenAlg: read.oneOf('ACCESS_TOKEN_ALG', SIGNING_ALGORITHMS, 'ES256'),
     accessTokenTtlSeconds: read.seconds('ACCESS_TOKEN_TTL', 3600),
     refreshTokenTtlSeconds: read.seconds('REFRESH_TOKEN_TTL', 2_592_000),
     authCodeTtlSeconds: read.seconds('AUTH_CODE_TTL', 600),

@@ -1,4 +1,5 @@
 import type { OAuthClientRow } from '../../db/queries/oauth-tokens'
+import type { SigningAlgorithm } from '../../db/schema'
 import {
   APPLICATION_TYPES,
   type ApplicationType,
@@ -17,7 +18,12 @@ export const GRANT_TYPES = [
 ] as const
 /** Scopes only an administrator may give a client (DESIGN: open registration never grants them). */
 export const PRIVILEGED_SCOPES: ReadonlySet<string> = new Set(['apikeys:verify', 'admin'])
-const ID_TOKEN_ALGS = ['RS256', 'ES256'] as const
+export const ID_TOKEN_ALGS = ['RS256', 'ES256', 'EdDSA'] as const satisfies readonly SigningAlgorithm[]
+
+/** The JWS algorithm of a client's id_tokens: what it registered, RS256 otherwise (OIDC default). */
+export function idTokenAlgorithm(registered: string): SigningAlgorithm {
+  return ID_TOKEN_ALGS.find((alg) => alg === registered) ?? 'RS256'
+}
 const MAX_NAME = 200
 const MAX_URI = 2000
 const MAX_SCOPE = 1000

@@ -28,8 +28,21 @@ export const CLOCK_SKEW_SECONDS = 60
 /** An unknown `kid` triggers at most one re-read of the key set per this interval. */
 const UNKNOWN_KID_REFRESH_SECONDS = 5
 
-/** Access tokens are ES256; id_tokens RS256 unless the client registered ES256 (DESIGN). */
-export const REQUIRED_ALGORITHMS: readonly SigningAlgorithm[] = ['ES256', 'RS256']
+/**
+ * Algorithms kept signing at all times: the access-token algorithm (ES256 unless configured),
+ * and ES256 and RS256 for id_tokens (RS256 is the OIDC default). Any other algorithm a client
+ * registers for its id_tokens gets its key on first use.
+ */
+function requiredAlgorithms(config: Config): SigningAlgorithm[] {
+  return [...new Set<SigningAlgorithm>([config.accessTokenAlg, 'ES256', 'RS256'])]
+}
+
+/** A key that may sign at once: nothing can have been signed by it yet. */
+function generateFirstKey(db: Db, config: Config, alg: SigningAlgorithm, now: Date): Promise<SigningKeyRow> {
+  // Activation is backdated by the clock skew: an isolate that started its request a moment
+  // earlier (workerd's clock only moves on I/O) must still find it activated, not fail to sign.
+  return generateKey(db, config, alg, new Date(now.getTime() - CLOCK_SKEW_SECONDS * 1000))
+}
 
 export interface SigningKey {
   kid: string
@@ -107,17 +120,14 @@ async function generateKey(
 async function loadRing(db: Db, config: Config, now: Date): Promise<KeyRing> {
   let rows = await loadPublishedKeys(db.http, now)
   const created: SigningKeyRow[] = []
-  for (const alg of REQUIRED_ALGORITHMS) {
+  for (const alg of requiredAlgorithms(config)) {
     const own = rows.filter((r) => r.alg === alg && r.status === 'active')
     const newest = own.reduce<SigningKeyRow | undefined>(
       (a, b) => (a === undefined || b.activatesAt > a.activatesAt ? b : a),
       undefined,
     )
     if (newest === undefined) {
-      // First use: nothing can have been signed yet, so the key may sign at once. Its activation
-      // is backdated by the clock skew: an isolate that started its request a moment earlier
-      // (workerd's clock only moves on I/O) must still find it activated, not fail to sign.
-      created.push(await generateKey(db, config, alg, new Date(now.getTime() - CLOCK_SKEW_SECONDS * 1000)))
+      created.push(await generateFirstKey(db, config, alg, now))
     } else if (now.getTime() - newest.activatesAt.getTime() > KEY_ROTATION_INTERVAL_SECONDS * 1000) {
       await rotateSigningKey(db, config, alg, KEY_PUBLISH_LEAD_SECONDS, now)
       rows = await loadPublishedKeys(db.http, now)
@@ -150,7 +160,13 @@ export async function signingKeyFor(
   alg: SigningAlgorithm,
   now = new Date(),
 ): Promise<SigningKey> {
-  const keys = (await keyRing(db, config, now)).filter((k) => k.alg === alg && k.status !== 'retired')
+  let keys = (await keyRing(db, config, now)).filter((k) => k.alg === alg && k.status !== 'retired')
+  if (keys.length === 0) {
+    // An algorithm outside the required set (a client registered EdDSA id_tokens): its first key.
+    await generateFirstKey(db, config, alg, now)
+    resetKeyCache()
+    keys = (await keyRing(db, config, now)).filter((k) => k.alg === alg && k.status !== 'retired')
+  }
   const newestOf = (list: SigningKey[]) =>
     list.reduce<SigningKey | undefined>(
       (a, b) => (a === undefined || b.activatesAt > a.activatesAt ? b : a),

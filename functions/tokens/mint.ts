@@ -6,8 +6,6 @@ import { signingKeyFor } from './keys'
 
 /** RFC 9068 §2.1: the media type of our access tokens. */
 export const ACCESS_TOKEN_TYP = 'at+jwt'
-/** Access tokens are ES256 (DESIGN: Discovery and keys). */
-export const ACCESS_TOKEN_ALG: SigningAlgorithm = 'ES256'
 
 export interface AccessTokenInput {
   /** User id, or the client_id for client_credentials (RFC 9068 §2.2). */
@@ -43,7 +41,7 @@ async function sign(
 }
 
 /**
- * An RFC 9068 JWT access token signed with the active ES256 key. No database access on a warm
+ * An RFC 9068 JWT access token signed with the active key of ACCESS_TOKEN_ALG (ES256 by default). No database access on a warm
  * isolate (the key set is cached).
  */
 export async function mintAccessToken(db: Db, config: Config, input: AccessTokenInput): Promise<MintedToken> {
@@ -62,7 +60,7 @@ export async function mintAccessToken(db: Db, config: Config, input: AccessToken
   if (input.authTime) {
     claims.auth_time = Math.floor(input.authTime.getTime() / 1000)
   }
-  const token = await sign(db, config, ACCESS_TOKEN_ALG, ACCESS_TOKEN_TYP, claims, input.now)
+  const token = await sign(db, config, config.accessTokenAlg, ACCESS_TOKEN_TYP, claims, input.now)
   return { token, expiresIn: config.accessTokenTtlSeconds, expiresAt: new Date(exp * 1000) }
 }
 

@@ -2,6 +2,7 @@ import { Hono } from 'hono'
 import * as v from 'valibot'
 import type { Config } from '../config'
 import type { AppEnv } from '../env'
+import { ID_TOKEN_ALGS } from '../oauth/client-metadata'
 import { documentRoute } from '../openapi/registry'
 import { JWKS_MAX_AGE_SECONDS, publicJwks } from '../tokens/keys'
 
@@ -40,7 +41,7 @@ export function serverMetadata(config: Config): Record<string, unknown> {
     introspection_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
     authorization_response_iss_parameter_supported: true,
     subject_types_supported: ['public'],
-    id_token_signing_alg_values_supported: ['RS256', 'ES256'],
+    id_token_signing_alg_values_supported: ID_TOKEN_ALGS,
     userinfo_signing_alg_values_supported: ['none'],
     claims_supported: [
       'sub',

@@ -1,12 +1,12 @@
 import type { Db } from '../../../db/client'
 import type { Grantee, NewRefreshToken } from '../../../db/queries/oauth-grants'
 import type { OAuthClientRow } from '../../../db/queries/oauth-tokens'
-import type { SigningAlgorithm } from '../../../db/schema'
 import type { AuditEvent } from '../../audit/record'
 import type { Config } from '../../config'
 import { sha256Hex } from '../../crypto/hash'
 import { randomToken } from '../../crypto/random'
 import { accessTokenAudience, mintAccessToken, mintIdToken } from '../../tokens/mint'
+import { idTokenAlgorithm } from '../client-metadata'
 
 /** RFC 6749 §5.1 successful response, snake_case as on the wire. */
 export interface TokenResponse {
@@ -103,7 +103,7 @@ export async function issueUserTokens(
     response.id_token = await mintIdToken(ctx.db, ctx.config, {
       userId: input.grantee.userId,
       clientId: ctx.client.clientId,
-      alg: ctx.client.idTokenSignedResponseAlg === 'ES256' ? 'ES256' : ('RS256' satisfies SigningAlgorithm),
+      alg: idTokenAlgorithm(ctx.client.idTokenSignedResponseAlg),
       now: ctx.now,
       authTime,
       nonce: input.nonce,
