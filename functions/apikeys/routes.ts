@@ -14,6 +14,7 @@ import {
 import { API_KEY_TIERS } from '../../db/schema/constants'
 import { isUuid } from '../../db/uuid'
 import { type AuditEvent, recordAudit } from '../audit/record'
+import { PageLimit } from '../auth/cursor'
 import { hasScope, isAdministrator, type Principal } from '../auth/principal'
 import { fromBase64Url, toBase64Url, utf8 } from '../crypto/encoding'
 import { sha256Hex } from '../crypto/hash'
@@ -37,8 +38,6 @@ const DEFAULT_RATE_WINDOW_SECONDS = 60
 const MAX_GRACE_PERIOD_SECONDS = 30 * 86_400
 const MAX_ENDPOINT_CHARS = 200
 const MAX_PRESENTED_KEY_CHARS = 1024
-const DEFAULT_PAGE_SIZE = 20
-const MAX_PAGE_SIZE = 100
 const MAX_USAGE_BUCKETS = 1000
 const HOUR_MS = 3_600_000
 const DAY_MS = 86_400_000
@@ -121,16 +120,7 @@ const VerifyBody = v.object({
 })
 
 const ListQuery = v.object({
-  limit: v.optional(
-    v.pipe(
-      v.string(),
-      v.regex(/^\d{1,3}$/, `must be an integer from 1 to ${MAX_PAGE_SIZE}`),
-      v.transform(Number),
-      v.minValue(1, `must be an integer from 1 to ${MAX_PAGE_SIZE}`),
-      v.maxValue(MAX_PAGE_SIZE, `must be an integer from 1 to ${MAX_PAGE_SIZE}`),
-    ),
-    String(DEFAULT_PAGE_SIZE),
-  ),
+  limit: PageLimit,
   cursor: v.optional(v.pipe(v.string(), v.maxLength(200, 'is not a cursor this API issued'))),
   include_revoked: v.optional(v.picklist(['true', 'false'], 'must be true or false'), 'false'),
   owner_id: v.optional(v.pipe(v.string(), v.uuid('must be a user id'))),
