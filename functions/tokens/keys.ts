@@ -61,12 +61,15 @@ interface KeyRing {
 }
 
 let ring: KeyRing | undefined
-let loading: Promise<KeyRing> | undefined
+/** When a request began re-reading a stale key set; meanwhile the others keep the stale one. */
+let refreshStartedAt: number | undefined
+/** A refresh still running after this long is presumed lost (its request was cancelled). */
+const REFRESH_GIVE_UP_MS = 10_000
 
 /** Forgets the isolate's key set (after a rotation made here). */
 export function resetKeyCache(): void {
   ring = undefined
-  loading = undefined
+  refreshStartedAt = undefined
 }
 
 function toSigningKey(row: SigningKeyRow, config: Config): SigningKey {
@@ -140,17 +143,30 @@ async function loadRing(db: Db, config: Config, now: Date): Promise<KeyRing> {
 /**
  * The published key set, cached per isolate for KEY_CACHE_TTL_SECONDS: no database access on a
  * warm isolate; one round trip (more only on first use or scheduled rotation) when cold.
+ *
+ * No request ever awaits a load another request started: workerd cancels such continuations
+ * when the starting request ends ("the script will never generate a response", a 500 for every
+ * waiter, seen in the bench at the moment the cache expired under load). A stale set is instead
+ * served while one request refreshes it; an empty isolate has each request load its own.
  */
 export async function keyRing(db: Db, config: Config, now = new Date()): Promise<SigningKey[]> {
-  if (ring !== undefined && now.getTime() - ring.loadedAt < KEY_CACHE_TTL_SECONDS * 1000) {
-    return ring.keys
+  const current = ring
+  if (current !== undefined) {
+    if (now.getTime() - current.loadedAt < KEY_CACHE_TTL_SECONDS * 1000) {
+      return current.keys
+    }
+    if (refreshStartedAt !== undefined && now.getTime() - refreshStartedAt < REFRESH_GIVE_UP_MS) {
+      return current.keys
+    }
   }
-  loading ??= loadRing(db, config, now).finally(() => {
-    loading = undefined
-  })
-  const loaded = await loading
-  ring = loaded
-  return loaded.keys
+  refreshStartedAt = now.getTime()
+  try {
+    const loaded = await loadRing(db, config, now)
+    ring = loaded
+    return loaded.keys
+  } finally {
+    refreshStartedAt = undefined
+  }
 }
 
 /** The key that signs `alg` now: the newest one already activated. */
