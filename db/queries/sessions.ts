@@ -7,6 +7,8 @@ export interface LiveSession {
   expiresAt: Date
   remember: boolean
   lastSeenAt: Date
+  /** When the user signed in to start this session (OIDC `auth_time`). */
+  authenticatedAt: Date
   userId: string
   tenantId: string
   status: 'pending' | 'active' | 'suspended'
@@ -28,6 +30,7 @@ export async function findLiveSession(
       expiresAt: sessions.expiresAt,
       remember: sessions.remember,
       lastSeenAt: sessions.lastSeenAt,
+      authenticatedAt: sessions.createdAt,
       userId: users.id,
       tenantId: users.tenantId,
       status: users.status,

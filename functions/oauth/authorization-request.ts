@@ -20,6 +20,8 @@ export interface AuthorizationRequest {
   codeChallenge: string
   resource: string | null
   prompt: ReadonlySet<string>
+  /** OIDC `max_age`: seconds since sign-in after which the user must sign in again. */
+  maxAge: number | undefined
 }
 
 /** An error the client should learn about through its (validated) redirect URI. */
@@ -102,6 +104,10 @@ export async function validateAuthorizationRequest(
   if ([...prompt].some((p) => !PROMPTS.has(p)) || (prompt.has('none') && prompt.size > 1)) {
     throw fail('invalid_request', 'prompt must be none, login or consent')
   }
+  const maxAge = params.get('max_age') || undefined
+  if (maxAge !== undefined && !/^\d{1,10}$/.test(maxAge)) {
+    throw fail('invalid_request', 'max_age must be a non-negative integer')
+  }
   return {
     client,
     redirectUri,
@@ -111,6 +117,7 @@ export async function validateAuthorizationRequest(
     codeChallenge,
     resource,
     prompt,
+    maxAge: maxAge === undefined ? undefined : Number(maxAge),
   }
 }
 
@@ -135,21 +142,21 @@ export async function issueAuthorizationCode(
   x: Executor,
   config: Config,
   request: AuthorizationRequest,
-  userId: string,
+  user: { userId: string; authenticatedAt: Date },
   now: Date,
 ): Promise<string> {
   const code = randomToken(32)
   await insertAuthorizationCode(x, {
     codeHash: await sha256Hex(code),
     clientId: request.client.id,
-    userId,
+    userId: user.userId,
     redirectUri: request.redirectUri,
     scope: request.scope.join(' '),
     resource: request.resource,
     nonce: request.nonce ?? null,
     codeChallenge: request.codeChallenge,
     codeChallengeMethod: 'S256',
-    authTime: now,
+    authTime: user.authenticatedAt,
     expiresAt: new Date(now.getTime() + config.authCodeTtlSeconds * 1000),
   })
   return code

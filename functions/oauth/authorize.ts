@@ -45,9 +45,9 @@ function redirectError(c: Context<AppEnv>, error: RedirectableError): Response {
 async function completeWithCode(
   c: Context<AppEnv>,
   request: AuthorizationRequest,
-  userId: string,
+  session: LiveSession,
 ): Promise<Response> {
-  const code = await issueAuthorizationCode(c.var.db.http, c.var.config, request, userId, new Date())
+  const code = await issueAuthorizationCode(c.var.db.http, c.var.config, request, session, new Date())
   return redirect(c, redirectTarget(request.redirectUri, c.var.config.issuer, { code, state: request.state }))
 }
 
@@ -74,7 +74,14 @@ async function withRedirectErrors(c: Context<AppEnv>, work: () => Promise<Respon
 export const authorizeEndpoint = new Hono<AppEnv>().get('/', (c) =>
   withRedirectErrors(c, async () => {
     const request = await validateAuthorizationRequest(c.var.db.http, readOAuthQuery(c))
-    const session = request.prompt.has('login') ? undefined : await currentSession(c)
+    const found = request.prompt.has('login') ? undefined : await currentSession(c)
+    // OIDC Core §3.1.2.1: a sign-in older than max_age counts as no sign-in.
+    const session =
+      found !== undefined &&
+      request.maxAge !== undefined &&
+      Date.now() - found.authenticatedAt.getTime() > request.maxAge * 1000
+        ? undefined
+        : found
     if (session === undefined) {
       if (request.prompt.has('none')) {
         throw new RedirectableError(
@@ -84,9 +91,11 @@ export const authorizeEndpoint = new Hono<AppEnv>().get('/', (c) =>
           request.state,
         )
       }
-      // After signing in the user comes back here without prompt=login, so it is asked once.
+      // After signing in the user comes back here without prompt=login or max_age, so it is
+      // asked once (max_age=0 would otherwise send a fresh sign-in straight back to /login).
       const url = new URL(c.req.url)
       url.searchParams.delete('prompt')
+      url.searchParams.delete('max_age')
       return redirect(c, `/login?return_to=${encodeURIComponent(`${url.pathname}${url.search}`)}`)
     }
     if (session.status !== 'active') {
@@ -112,7 +121,7 @@ export const authorizeEndpoint = new Hono<AppEnv>().get('/', (c) =>
       }
       return renderConsentPage(c, request)
     }
-    return completeWithCode(c, request, session.userId)
+    return completeWithCode(c, request, session)
   }),
 )
 
@@ -149,7 +158,7 @@ export const consentEndpoint = new Hono<AppEnv>().post('/', async (c) => {
       clientId: request.client.clientId,
       metadata: { scope: request.scope.join(' ') },
     })
-    return completeWithCode(c, request, session.userId)
+    return completeWithCode(c, request, session)
   })
 })
 
