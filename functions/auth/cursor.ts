@@ -55,8 +55,6 @@ export const PageLimit = v.optional(
   String(DEFAULT_PAGE_SIZE),
 )
 
-export { isUuid }
-
 /** Splits a `limit + 1` fetch into the page and the next cursor. */
 export function paginate<T>(
   rows: readonly T[],
