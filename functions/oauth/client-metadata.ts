@@ -303,3 +303,21 @@ export function clientInformation(
   }
   return body
 }
+
+/** The columns a registration (RFC 7591) or an update (RFC 7592) writes from validated metadata. */
+export function metadataColumns(metadata: ClientMetadata) {
+  return {
+    redirectUris: metadata.redirectUris,
+    grantTypes: metadata.grantTypes,
+    responseTypes: metadata.responseTypes,
+    scope: metadata.scope,
+    tokenEndpointAuthMethod: metadata.tokenEndpointAuthMethod,
+    applicationType: metadata.applicationType,
+    clientName: metadata.clientName,
+    clientUri: metadata.clientUri,
+    logoUri: metadata.logoUri,
+    contacts: metadata.contacts,
+    idTokenSignedResponseAlg: metadata.idTokenSignedResponseAlg,
+    metadata: metadata.metadata,
+  }
+}

@@ -4,7 +4,7 @@ import type { OAuthClientRow } from '../../db/queries/oauth-tokens'
 import type { Config } from '../config'
 import { sha256Hex } from '../crypto/hash'
 import { randomToken } from '../crypto/random'
-import { type ClientMetadata, clientInformation } from './client-metadata'
+import { type ClientMetadata, clientInformation, metadataColumns } from './client-metadata'
 
 export interface CreatedClient {
   client: OAuthClientRow
@@ -29,18 +29,7 @@ export async function createClient(
     clientSecretHash: clientSecret === undefined ? null : await sha256Hex(clientSecret),
     registrationAccessTokenHash:
       registrationAccessToken === undefined ? null : await sha256Hex(registrationAccessToken),
-    redirectUris: metadata.redirectUris,
-    grantTypes: metadata.grantTypes,
-    responseTypes: metadata.responseTypes,
-    scope: metadata.scope,
-    tokenEndpointAuthMethod: metadata.tokenEndpointAuthMethod,
-    applicationType: metadata.applicationType,
-    clientName: metadata.clientName,
-    clientUri: metadata.clientUri,
-    logoUri: metadata.logoUri,
-    contacts: metadata.contacts,
-    idTokenSignedResponseAlg: metadata.idTokenSignedResponseAlg,
-    metadata: metadata.metadata,
+    ...metadataColumns(metadata),
     firstParty: metadata.firstParty,
     createdAt: options.now,
     updatedAt: options.now,

@@ -9,7 +9,7 @@ import type { AppEnv } from '../env'
 import { OAuthError } from '../errors/oauth'
 import { bearerToken } from '../middleware/authenticate'
 import { documentRoute } from '../openapi/registry'
-import { clientInformation, parseClientMetadata } from './client-metadata'
+import { clientInformation, metadataColumns, parseClientMetadata } from './client-metadata'
 import { createClient } from './clients'
 import { NO_STORE } from './token'
 
@@ -111,20 +111,7 @@ export const register = new Hono<AppEnv>()
         description: 'token_endpoint_auth_method cannot switch between public and confidential',
       })
     }
-    const updated = await updateClient(c.var.db.http, client.id, {
-      redirectUris: metadata.redirectUris,
-      grantTypes: metadata.grantTypes,
-      responseTypes: metadata.responseTypes,
-      scope: metadata.scope,
-      tokenEndpointAuthMethod: metadata.tokenEndpointAuthMethod,
-      applicationType: metadata.applicationType,
-      clientName: metadata.clientName,
-      clientUri: metadata.clientUri,
-      logoUri: metadata.logoUri,
-      contacts: metadata.contacts,
-      idTokenSignedResponseAlg: metadata.idTokenSignedResponseAlg,
-      metadata: metadata.metadata,
-    })
+    const updated = await updateClient(c.var.db.http, client.id, metadataColumns(metadata))
     if (updated === undefined) {
       throw new OAuthError('invalid_token', {
         description: 'The registration access token is not valid',
