@@ -9,3 +9,14 @@ export async function insertAuditEvents(x: Executor, events: readonly NewAuditEv
     await x.insert(auditEvents).values([...events])
   }
 }
+
+/**
+ * The same insert as a statement, to ride in the caller's batch or transaction: the events then
+ * commit with the change they record, or not at all.
+ */
+export function insertAuditEventsStatement(
+  x: Executor,
+  events: readonly [NewAuditEvent, ...NewAuditEvent[]],
+) {
+  return x.insert(auditEvents).values([...events])
+}

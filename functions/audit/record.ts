@@ -1,6 +1,6 @@
 import type { Context } from 'hono'
 import type { Executor } from '../../db/client'
-import { insertAuditEvents, type NewAuditEvent } from '../../db/queries/audit'
+import { insertAuditEvents, insertAuditEventsStatement, type NewAuditEvent } from '../../db/queries/audit'
 import type { AppEnv } from '../env'
 import { errorForLog, log } from '../log'
 
@@ -92,4 +92,12 @@ export async function writeAudit(x: Executor, ip: string | null, ...events: Audi
     x,
     events.map((e) => toRow(e, ip)),
   )
+}
+
+/**
+ * The audit insert as a statement for the caller's `db.batch([...])` (or transaction), for an
+ * event that must exist whenever the change it records does: same round trip, same commit.
+ */
+export function auditStatement(x: Executor, ip: string | null, event: AuditEvent, ...more: AuditEvent[]) {
+  return insertAuditEventsStatement(x, [toRow(event, ip), ...more.map((e) => toRow(e, ip))])
 }
