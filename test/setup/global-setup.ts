@@ -5,6 +5,7 @@ import pg from 'pg'
 import type { TestProject } from 'vitest/node'
 import { launchLocalDatabase } from '../../db/local/launch'
 import { migrateDatabase } from '../../db/migrate'
+import { assertDisposableTestDatabase } from './database-guard'
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -18,9 +19,20 @@ declare module 'vitest' {
  * Brings up the database for the suite: the real Postgres named by TEST_DATABASE_URL (its
  * schema reset, then migrated), else an embedded one in a temporary directory; then the
  * local gateway the Worker reaches it through. Tests isolate by seeding their own rows.
+ *
+ * The URL is checked (loopback host, database name containing "test") before any
+ * connection is opened. With REQUIRE_REAL_POSTGRES=1 (CI) a missing TEST_DATABASE_URL is an
+ * error, so the race and lock tests cannot be skipped there without failing the run.
  */
 export async function setup(project: TestProject): Promise<() => Promise<void>> {
   const realUrl = process.env.TEST_DATABASE_URL?.trim() || undefined
+  if (realUrl !== undefined) {
+    assertDisposableTestDatabase(realUrl)
+  } else if (process.env.REQUIRE_REAL_POSTGRES === '1') {
+    throw new Error(
+      'REQUIRE_REAL_POSTGRES=1 but TEST_DATABASE_URL is not set: the real-Postgres tests would be skipped',
+    )
+  }
   const dataDir = mkdtempSync(join(tmpdir(), 'portcullis-test-'))
   if (realUrl !== undefined) {
     await resetSchema(realUrl)
