@@ -103,3 +103,24 @@ export const apiKeyUsage = pgTable(
     index('api_key_usage_created_at_idx').on(t.createdAt),
   ],
 )
+
+/**
+ * Usage counters per key, UTC hour and endpoint ('' when the caller named none), bumped by the
+ * verify statement itself, so reading a month of usage costs the same at any raw-row count.
+ */
+export const apiKeyUsageCounters = pgTable(
+  'api_key_usage_counters',
+  {
+    keyId: uuid('key_id')
+      .notNull()
+      .references(() => apiKeys.id, { onDelete: 'cascade' }),
+    hourStart: timestamp('hour_start', { withTimezone: true }).notNull(),
+    endpoint: text('endpoint').notNull().default(''),
+    success: bigint('success', { mode: 'number' }).notNull().default(0),
+    failure: bigint('failure', { mode: 'number' }).notNull().default(0),
+  },
+  (t) => [
+    primaryKey({ columns: [t.keyId, t.hourStart, t.endpoint] }),
+    index('api_key_usage_counters_hour_idx').on(t.hourStart),
+  ],
+)

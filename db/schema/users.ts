@@ -31,6 +31,11 @@ export const users = pgTable(
     isAdmin: boolean('is_admin').notNull().default(false),
     profile: jsonb('profile').$type<Record<string, unknown>>().notNull().default({}),
     lastLoginAt: timestamp('last_login_at', { withTimezone: true }),
+    /**
+     * Access tokens issued (`iat`) in this second or before are dead: set by password reset and
+     * change, logout-all and suspension. Null: no such event yet.
+     */
+    tokensValidAfter: timestamp('tokens_valid_after', { withTimezone: true }),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
     updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
   },
