@@ -22,7 +22,7 @@ export default defineConfig({
     })),
   ],
   test: {
-    globalSetup: ['./test/setup/global-setup.ts'],
+    globalSetup: ['./test/setup/global-setup.ts', './test/setup/fake-mail-api.ts'],
     include: ['test/**/*.test.ts'],
     testTimeout: 30_000,
     hookTimeout: 60_000,

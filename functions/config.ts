@@ -54,17 +54,49 @@ export interface Config {
   requireApproval: boolean
   requireEmailVerification: boolean
   registrationPolicy: 'open' | 'token'
+  /** Anonymous (no initial access token) client registrations allowed per IP per window. */
+  registrationMaxPerIp: number
+  registrationWindowSeconds: number
+  /** Grant types an anonymous registration may ask for (client_credentials is not among the defaults). */
+  anonymousRegistrationGrantTypes: readonly string[]
   loginMaxFailuresPerAccount: number
   loginMaxFailuresPerIp: number
   loginFailureWindowSeconds: number
+  /**
+   * Lower-case name of the header carrying the client's address (TRUSTED_IP_HEADER, default
+   * `cf-connecting-ip`); undefined (`none`) trusts no header and records no address.
+   */
+  trustedIpHeader: string | undefined
   defaultApiKeyTier: ApiKeyTier
   /** Monthly verify quota per tier; null is unlimited. */
   tierQuotas: Readonly<Record<ApiKeyTier, number | null>>
   usageRetentionDays: number
   auditRetentionDays: number
   argon2: Argon2Params
-  mailWebhookUrl: string | undefined
+  /** Where account mail goes (MAIL_PROVIDER); `log` only works for a loopback issuer. */
+  mail: MailConfig
   mailFrom: string
+}
+
+export const MAIL_PROVIDERS = ['webhook', 'resend', 'log'] as const
+
+/** How mail leaves: a signed webhook POST, Resend's HTTP API, or the log (development only). */
+export type MailConfig =
+  | {
+      provider: 'webhook'
+      url: string /** HMAC-SHA256 key of `Portcullis-Signature`. */
+      secret: string | undefined
+    }
+  | { provider: 'resend'; apiKey: string; baseUrl: string }
+  | { provider: 'log' }
+
+const RESEND_DEFAULT_BASE_URL = 'https://api.resend.com'
+const MAIL_WEBHOOK_SECRET_MIN_LENGTH = 32
+
+/** True for localhost, 127.0.0.1, [::1] and *.localhost: the only issuers that may log mail. */
+export function isLoopbackIssuer(issuer: string): boolean {
+  const host = new URL(issuer).hostname
+  return host === 'localhost' || host === '127.0.0.1' || host === '[::1]' || host.endsWith('.localhost')
 }
 
 /** A configuration variable that is missing or invalid; names the variable, never its value. */
@@ -128,9 +160,13 @@ export function parseConfig(env: Bindings): Config {
     requireApproval: read.flag('REQUIRE_APPROVAL', false),
     requireEmailVerification: read.flag('REQUIRE_EMAIL_VERIFICATION', false),
     registrationPolicy: read.oneOf('REGISTRATION_POLICY', ['open', 'token'] as const, 'open'),
+    registrationMaxPerIp: read.integer('REGISTRATION_MAX_PER_IP', 20, 1),
+    registrationWindowSeconds: read.seconds('REGISTRATION_WINDOW', 3600),
+    anonymousRegistrationGrantTypes: parseAnonymousGrantTypes(env.REGISTRATION_ANONYMOUS_GRANT_TYPES),
     loginMaxFailuresPerAccount: read.integer('LOGIN_MAX_FAILURES_PER_ACCOUNT', 5, 1),
     loginMaxFailuresPerIp: read.integer('LOGIN_MAX_FAILURES_PER_IP', 50, 1),
     loginFailureWindowSeconds: read.seconds('LOGIN_FAILURE_WINDOW', 900),
+    trustedIpHeader: parseTrustedIpHeader(env.TRUSTED_IP_HEADER),
     defaultApiKeyTier: read.oneOf('DEFAULT_API_KEY_TIER', API_KEY_TIERS, 'trial'),
     tierQuotas: parseTierQuotas(env.TIER_QUOTAS),
     usageRetentionDays: read.integer('USAGE_RETENTION_DAYS', 90, 1),
@@ -140,9 +176,35 @@ export function parseConfig(env: Bindings): Config {
       iterations: read.integer('ARGON2_ITERATIONS', 2, 1),
       parallelism: read.integer('ARGON2_PARALLELISM', 1, 1),
     },
-    mailWebhookUrl: read.optionalUrl('MAIL_WEBHOOK_URL'),
+    mail: parseMail(read, issuer),
     mailFrom: env.MAIL_FROM?.trim() || 'Portcullis <no-reply@localhost>',
   }
+}
+
+const REGISTRABLE_GRANT_TYPES = [
+  'authorization_code',
+  'refresh_token',
+  'client_credentials',
+  'urn:ietf:params:oauth:grant-type:device_code',
+] as const
+
+/**
+ * REGISTRATION_ANONYMOUS_GRANT_TYPES: space- or comma-separated grant types. By default an
+ * anonymous client may not take client_credentials (a machine identity nobody vouched for).
+ */
+function parseAnonymousGrantTypes(raw: string | undefined): readonly string[] {
+  const text = raw?.trim()
+  if (text === undefined || text === '') {
+    return REGISTRABLE_GRANT_TYPES.filter((g) => g !== 'client_credentials')
+  }
+  const grants = [...new Set(text.split(/[\s,]+/).filter(Boolean))]
+  if (grants.some((g) => !(REGISTRABLE_GRANT_TYPES as readonly string[]).includes(g))) {
+    throw new ConfigError(
+      'REGISTRATION_ANONYMOUS_GRANT_TYPES',
+      `must list grant types among ${REGISTRABLE_GRANT_TYPES.join(', ')}`,
+    )
+  }
+  return grants
 }
 
 function reader(env: Bindings) {
@@ -160,6 +222,9 @@ function reader(env: Bindings) {
         throw new ConfigError(name, `must be at least ${minLength} characters`)
       }
       return raw
+    },
+    optionalSecret(name: string, minLength = 1): string | undefined {
+      return value(name) === undefined ? undefined : this.secret(name, minLength)
     },
     postgresUrl(name: string): string {
       const raw = this.secret(name)
@@ -231,6 +296,64 @@ function reader(env: Bindings) {
       return scopes
     },
   }
+}
+
+/**
+ * MAIL_PROVIDER, or inferred: webhook when MAIL_WEBHOOK_URL is set, resend when RESEND_API_KEY
+ * is, else log. A non-loopback issuer must deliver mail (issue 12: it was silently dropped), and
+ * its webhook must be signed.
+ */
+function parseMail(read: ReturnType<typeof reader>, issuer: string): MailConfig {
+  const url = read.optionalUrl('MAIL_WEBHOOK_URL')
+  const apiKey = read.optionalSecret('RESEND_API_KEY')
+  const inferred = url !== undefined ? 'webhook' : apiKey !== undefined ? 'resend' : 'log'
+  const provider = read.oneOf('MAIL_PROVIDER', MAIL_PROVIDERS, inferred)
+  const loopback = isLoopbackIssuer(issuer)
+  switch (provider) {
+    case 'webhook': {
+      if (url === undefined) {
+        throw new ConfigError('MAIL_WEBHOOK_URL', 'is required when MAIL_PROVIDER is webhook')
+      }
+      const secret = read.optionalSecret('MAIL_WEBHOOK_SECRET', MAIL_WEBHOOK_SECRET_MIN_LENGTH)
+      if (secret === undefined && !loopback) {
+        throw new ConfigError(
+          'MAIL_WEBHOOK_SECRET',
+          'is required for a non-loopback ISSUER (the webhook is signed)',
+        )
+      }
+      return { provider, url, secret }
+    }
+    case 'resend': {
+      if (apiKey === undefined) {
+        throw new ConfigError('RESEND_API_KEY', 'is required when MAIL_PROVIDER is resend')
+      }
+      const baseUrl = read.url('RESEND_BASE_URL', RESEND_DEFAULT_BASE_URL).replace(/\/+$/, '')
+      return { provider, apiKey, baseUrl }
+    }
+    case 'log':
+      if (!loopback) {
+        throw new ConfigError(
+          'MAIL_PROVIDER',
+          'must be webhook or resend for a non-loopback ISSUER (set MAIL_WEBHOOK_URL and MAIL_WEBHOOK_SECRET, or RESEND_API_KEY); mail would be dropped',
+        )
+      }
+      return { provider }
+  }
+}
+
+/** RFC 9110 §5.1 field name; `none` turns client addresses off (no proxy in front to trust). */
+function parseTrustedIpHeader(raw: string | undefined): string | undefined {
+  const value = raw?.trim().toLowerCase()
+  if (value === undefined || value === '') {
+    return 'cf-connecting-ip'
+  }
+  if (value === 'none') {
+    return undefined
+  }
+  if (!/^[!#$%&'*+.^_`|~0-9a-z-]+$/.test(value)) {
+    throw new ConfigError('TRUSTED_IP_HEADER', 'must be a header name or none')
+  }
+  return value
 }
 
 const DEFAULT_TIER_QUOTAS: Record<ApiKeyTier, number | null> = {

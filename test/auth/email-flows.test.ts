@@ -9,6 +9,7 @@ import { sha256Hex } from '../../functions/crypto/hash'
 import { deliverPendingEmail } from '../../functions/email/deliver'
 import { STRONG_PASSWORD, seedUser, signIn, uniqueEmail, userRow } from '../helpers/accounts'
 import { testDb } from '../helpers/db'
+import { until } from '../helpers/poll'
 import { BASE, call, describeResponse, postJson } from '../helpers/worker'
 
 /** Seeds a token row directly: the raw token and its hash, as the API would mail and store them. */
@@ -224,12 +225,20 @@ describe('account settings', () => {
         ?.split(';')[0] ?? ''
     expect((await call('/auth/session', { headers: { cookie: fresh } })).status).toBe(200)
     expect((await call('/auth/session', { headers: { cookie: other } })).status).toBe(401)
-    const [event] = await testDb()
-      .select()
-      .from(auditEvents)
-      .where(and(eq(auditEvents.userId, user.id), eq(auditEvents.type, 'password_changed')))
-      .orderBy(desc(auditEvents.createdAt))
-    expect(event).toBeDefined()
+    // The audit row may be written after the response: wait for it (throws on timeout).
+    const event = await until(
+      async () => {
+        const [row] = await testDb()
+          .select()
+          .from(auditEvents)
+          .where(and(eq(auditEvents.userId, user.id), eq(auditEvents.type, 'password_changed')))
+          .orderBy(desc(auditEvents.createdAt))
+        return row
+      },
+      10_000,
+      'password_changed audit event',
+    )
+    expect(event.type).toBe('password_changed')
   })
 })
 
@@ -246,7 +255,10 @@ describe('email delivery', () => {
         bodyHtml: '<p>link</p>',
       })
       .returning()
-    const config = { ...parseConfig(env), mailWebhookUrl: 'http://127.0.0.1:9/mail' }
+    const config = {
+      ...parseConfig(env),
+      mail: { provider: 'webhook', url: 'http://127.0.0.1:9/mail', secret: undefined },
+    } as const
     const db = createDb({
       databaseUrl: env.DATABASE_URL,
       gatewayUrl: env.DB_GATEWAY_URL,
