@@ -12,6 +12,12 @@ export interface GatewayOptions {
   host?: string
   /** Size of the pg.Pool kept per distinct connection string (default 20). */
   maxConnectionsPerDatabase?: number
+  /**
+   * Simulated network round trip to the database, in milliseconds (default 0): added to every
+   * SQL-over-HTTP answer and to every WebSocket message towards Postgres, so the bench can show
+   * what a deployment far from its database pays per round trip.
+   */
+  rttMs?: number
 }
 
 export interface GatewayStats {
@@ -36,6 +42,11 @@ const MAX_TRACKED_REQUESTS = 100_000
 const MAX_BODY_BYTES = 16 * 1024 * 1024
 const POOL_IDLE_TIMEOUT_MS = 30_000
 const CONNECT_TIMEOUT_MS = 10_000
+// Longer than any client's idle keep-alive (workerd, undici: a few seconds to 60 s), so the
+// client always closes an idle connection first and never reuses one the gateway just closed
+// (Node's 5 s default answered login bursts with spurious 503s).
+const KEEP_ALIVE_TIMEOUT_MS = 65_000
+const HEADERS_TIMEOUT_MS = KEEP_ALIVE_TIMEOUT_MS + 1_000
 const REQUEST_ID_HEADER = 'x-portcullis-request-id'
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', '::1', '[::1]', 'localhost'])
 
@@ -153,6 +164,7 @@ class StatsBook {
  */
 export async function startGateway(options: GatewayOptions = {}): Promise<Gateway> {
   const host = options.host ?? '127.0.0.1'
+  const rttMs = Math.max(0, options.rttMs ?? 0)
   const maxPerDatabase = options.maxConnectionsPerDatabase ?? DEFAULT_MAX_CONNECTIONS_PER_DATABASE
   const pools = new Map<string, pg.Pool>()
   const sockets = new Set<Socket>()
@@ -189,32 +201,54 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       throw new GatewayHttpError(400, parsed.message)
     }
     const pool = poolFor(connectionString)
+    // A caller that gave up (its deadline passed while this process was frozen or slow) must
+    // not have its statements run afterwards: it already answered 503 for them.
+    let callerGone = false
+    res.once('close', () => {
+      callerGone = !res.writableFinished
+    })
+    const assertCallerWaiting = (): void => {
+      if (callerGone || req.socket.destroyed) {
+        throw new GatewayHttpError(503, 'the caller went away before the statement ran')
+      }
+    }
+    assertCallerWaiting()
     if (parsed.kind === 'single') {
       stats.add(requestId, 'httpQueries')
-      const result = await withClient(pool, (client) => runStatement(client, parsed.statement))
+      const result = await withClient(pool, (client) => {
+        assertCallerWaiting()
+        return runStatement(client, parsed.statement)
+      })
+      await delay(rttMs)
       sendJson(res, 200, result)
       return
     }
     const begin = beginStatement(req)
     stats.add(requestId, 'httpQueries', parsed.statements.length)
-    const results = await withClient(pool, async (client) => {
+    const results = await withClient(pool, async (client, broken) => {
       await client.query(begin)
       try {
         const out: SqlResult[] = []
         for (const statement of parsed.statements) {
+          assertCallerWaiting()
           out.push(await runStatement(client, statement))
         }
+        assertCallerWaiting()
         await client.query('COMMIT')
         return out
       } catch (error) {
-        try {
-          await client.query('ROLLBACK')
-        } catch {
-          throw new GatewayHttpError(503, `database unavailable: ${describe(error)}`)
+        // On a dead connection there is nothing to roll back: Postgres aborted the transaction.
+        if (broken() === undefined) {
+          try {
+            await client.query('ROLLBACK')
+          } catch {
+            throw new GatewayHttpError(503, `database unavailable: ${describe(error)}`)
+          }
         }
         throw error
       }
     })
+    await delay(rttMs)
     sendJson(res, 200, { results })
   }
 
@@ -231,7 +265,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     sendJson(res, 405, { message: 'method not allowed' })
   }
 
-  const server = createServer((req, res) => {
+  const server = createServer({ keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS }, (req, res) => {
     const url = new URL(req.url ?? '/', 'http://gateway')
     const route =
       url.pathname === '/sql' && req.method === 'POST'
@@ -241,12 +275,18 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
           : Promise.resolve(sendJson(res, 404, { message: 'not found' }))
     route.catch((error: unknown) => {
       const { status, body } = toHttpError(error)
-      if (!res.headersSent) {
+      if (!res.headersSent && !res.destroyed) {
         sendJson(res, status, body)
       } else {
         res.destroy()
       }
     })
+  })
+  server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS
+  server.headersTimeout = HEADERS_TIMEOUT_MS
+  // A client that vanishes mid-request must cost a socket, never the process.
+  server.on('clientError', (_error, socket) => {
+    socket.destroy()
   })
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -293,14 +333,29 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
         ws.close()
       }
     })
-    ws.on('message', (data: RawData) => {
-      stats.add(requestId, 'wsClientMessages')
-      const chunk = toBuffer(data)
+    const forward = (chunk: Buffer): void => {
       if (connected) {
         tcp.write(chunk)
       } else {
         pending.push(chunk)
       }
+    }
+    // Delayed chunks keep their order: each waits for the one before it.
+    let delayed = Promise.resolve()
+    ws.on('message', (data: RawData) => {
+      stats.add(requestId, 'wsClientMessages')
+      const chunk = toBuffer(data)
+      if (rttMs === 0) {
+        forward(chunk)
+        return
+      }
+      delayed = delayed
+        .then(() => delay(rttMs))
+        .then(() => {
+          if (!tcp.destroyed) {
+            forward(chunk)
+          }
+        })
     })
     ws.on('close', () => {
       tcp.end()
@@ -346,22 +401,62 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   }
 }
 
-async function withClient<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+/**
+ * Runs `work` on a pooled client. A checked-out pg client emits 'error' when its connection
+ * dies (pg_terminate_backend, Postgres restart); with no listener that crashes the process,
+ * so one is attached for the whole checkout, and a client whose connection broke (or whose
+ * work failed for any reason but a statement error) is destroyed rather than returned.
+ */
+async function withClient<T>(
+  pool: pg.Pool,
+  work: (client: pg.PoolClient, broken: () => Error | undefined) => Promise<T>,
+): Promise<T> {
   let client: pg.PoolClient
   try {
     client = await pool.connect()
   } catch (error) {
     throw new GatewayHttpError(503, `cannot connect to the database: ${describe(error)}`)
   }
+  let brokenBy: Error | undefined
+  const onError = (error: Error): void => {
+    brokenBy ??= error
+  }
+  client.on('error', onError)
+  const release = (error: Error | undefined): void => {
+    client.off('error', onError)
+    // The pool's own idle listener covers the client from here on; a destroyed client needs none.
+    client.release(error)
+  }
   try {
-    const result = await work(client)
-    client.release()
+    const result = await work(client, () => brokenBy)
+    release(brokenBy)
     return result
   } catch (error) {
-    // A Postgres error leaves the session usable; anything else may have broken it.
-    client.release(isDatabaseError(error) ? undefined : true)
+    const cause = brokenBy ?? (isStatementError(error) ? undefined : asError(error))
+    release(cause)
+    if (brokenBy !== undefined && !(error instanceof GatewayHttpError)) {
+      throw new GatewayHttpError(503, `database connection lost: ${describe(brokenBy)}`)
+    }
     throw error
   }
+}
+
+// A statement Postgres rejected leaves the session usable; a FATAL/PANIC one (57P01 admin
+// shutdown, 57P02 crash shutdown) or a connection-class SQLSTATE ends it.
+function isStatementError(error: unknown): error is pg.DatabaseError {
+  return isDatabaseError(error) && !isServerFailure(error)
+}
+
+function isServerFailure(error: pg.DatabaseError): boolean {
+  return error.severity === 'FATAL' || error.severity === 'PANIC' || /^(08|53|57)/.test(error.code ?? '')
+}
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error))
+}
+
+function delay(ms: number): Promise<void> {
+  return ms <= 0 ? Promise.resolve() : new Promise((resolve) => setTimeout(resolve, ms))
 }
 
 async function runStatement(client: pg.PoolClient, statement: SqlStatement): Promise<SqlResult> {
@@ -526,7 +621,7 @@ function toHttpError(error: unknown): { status: number; body: Record<string, unk
   if (error instanceof GatewayHttpError) {
     return { status: error.status, body: error.body }
   }
-  if (isDatabaseError(error)) {
+  if (isStatementError(error)) {
     const body: Record<string, unknown> = { message: error.message }
     for (const field of ERROR_FIELDS) {
       const value = error[field]
