@@ -1,10 +1,10 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
-import { neon, neonConfig, Pool } from '@neondatabase/serverless'
+import { neon, neonConfig, Pool, type PoolClient } from '@neondatabase/serverless'
 import type { SQL } from 'drizzle-orm'
 import { drizzle as drizzleHttp, type NeonHttpDatabase } from 'drizzle-orm/neon-http'
 import { drizzle as drizzleWs } from 'drizzle-orm/neon-serverless'
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core'
-import { DatabaseUnavailableError, sqlState } from './errors'
+import { DatabaseUnavailableError, isDatabaseUnavailable, sqlState } from './errors'
 import * as schema from './schema'
 
 export type Schema = typeof schema
@@ -24,7 +24,16 @@ export interface DbOptions {
   gatewayUrl?: string | undefined
   /** Keeps the Worker alive for work the response does not wait for (closing the Pool). */
   waitUntil(promise: Promise<unknown>): void
+  /**
+   * Deadline of every database call in milliseconds (a statement, a batch, a whole interactive
+   * transaction); past it the call fails with DatabaseUnavailableError (reason `timeout`).
+   * Defaults to DEFAULT_DB_TIMEOUT_MS.
+   */
+  timeoutMs?: number | undefined
 }
+
+/** Deadline of a database call when the configuration names none. */
+export const DEFAULT_DB_TIMEOUT_MS = 5_000
 
 export interface Db {
   /** Single statements and non-interactive batches (one HTTP round trip each). */
@@ -38,6 +47,7 @@ export interface Db {
 
 const REQUEST_ID_HEADER = 'x-portcullis-request-id'
 const requestScope = new AsyncLocalStorage<string>()
+const deadlineScope = new AsyncLocalStorage<number>()
 
 /**
  * Runs `work` with `requestId` attached to every SQL-over-HTTP call it makes, so the local
@@ -47,10 +57,26 @@ export function withRequestScope<T>(requestId: string, work: () => T): T {
   return requestScope.run(requestId, work)
 }
 
+/**
+ * Runs `work` with a shorter (or longer) deadline for the database calls it makes, e.g. the
+ * health check's own short one. Nested calls keep the innermost deadline.
+ */
+export function withDatabaseDeadline<T>(timeoutMs: number, work: () => T): T {
+  return deadlineScope.run(timeoutMs, work)
+}
+
 let configuredGateway: string | undefined | null = null
+// The SQL-over-HTTP fetch is module-global in the driver, so its default deadline is too
+// (one configuration per isolate); withDatabaseDeadline overrides it per call.
+let defaultTimeoutMs = DEFAULT_DB_TIMEOUT_MS
+
+function currentTimeoutMs(): number {
+  return deadlineScope.getStore() ?? defaultTimeoutMs
+}
 
 // neonConfig is module-global in the driver: set it once per isolate for the gateway in use.
-function configureDriver(gatewayUrl: string | undefined): void {
+function configureDriver(gatewayUrl: string | undefined, timeoutMs: number): void {
+  defaultTimeoutMs = timeoutMs
   if (configuredGateway === gatewayUrl) {
     return
   }
@@ -67,22 +93,31 @@ function configureDriver(gatewayUrl: string | undefined): void {
   neonConfig.pipelineConnect = false
 }
 
-// Network failures and 5xx answers become DatabaseUnavailableError (the driver keeps it as
-// `sourceError`), so the edge can answer 503 rather than 500.
+// Network failures, 5xx answers and calls past their deadline become DatabaseUnavailableError
+// (the driver keeps it as `sourceError`), so the edge can answer 503 rather than 500 or hang.
+// The deadline covers reading the body too: the signal stays armed until the driver has it.
 async function fetchThroughGateway(input: string | URL | Request, init?: RequestInit): Promise<Response> {
   const requestId = requestScope.getStore()
   const headers = new Headers(init?.headers)
   if (requestId !== undefined && configuredGateway) {
     headers.set(REQUEST_ID_HEADER, requestId)
   }
+  const timeoutMs = currentTimeoutMs()
+  const deadline = AbortSignal.timeout(timeoutMs)
+  const signal = init?.signal ? AbortSignal.any([init.signal, deadline]) : deadline
   let response: Response
   try {
-    response = await fetch(input, { ...init, headers })
+    response = await fetch(input, { ...init, headers, signal })
   } catch (cause) {
-    throw new DatabaseUnavailableError('database unreachable', { cause })
+    throw deadline.aborted
+      ? new DatabaseUnavailableError(`database call exceeded its ${timeoutMs} ms deadline`, {
+          cause,
+          reason: 'timeout',
+        })
+      : new DatabaseUnavailableError('database unreachable', { cause })
   }
   if (response.status >= 500) {
-    await response.body?.cancel()
+    await response.body?.cancel().catch(() => {})
     throw new DatabaseUnavailableError(`database answered HTTP ${response.status}`)
   }
   return response
@@ -90,20 +125,61 @@ async function fetchThroughGateway(input: string | URL | Request, init?: Request
 
 /** Builds the request's database handle. Cheap: nothing connects until a query runs. */
 export function createDb(options: DbOptions): Db {
-  configureDriver(options.gatewayUrl)
+  configureDriver(options.gatewayUrl, options.timeoutMs ?? DEFAULT_DB_TIMEOUT_MS)
   const http = drizzleHttp({ client: neon(options.databaseUrl), schema })
   return {
     http,
     async transaction(work) {
-      const pool = new Pool({ connectionString: options.databaseUrl, max: 1 })
+      const timeoutMs = currentTimeoutMs()
+      const pool = new Pool({
+        connectionString: options.databaseUrl,
+        max: 1,
+        connectionTimeoutMillis: timeoutMs,
+      })
       // A Pool emits 'error' for a broken idle client; without a listener that would crash.
       pool.on('error', () => {})
+      let client: PoolClient | undefined
+      let timer: ReturnType<typeof setTimeout> | undefined
+      const expired = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () =>
+            reject(
+              new DatabaseUnavailableError(`database transaction exceeded its ${timeoutMs} ms deadline`, {
+                reason: 'timeout',
+              }),
+            ),
+          timeoutMs,
+        )
+      })
+      let failure: unknown
       try {
-        const db = drizzleWs({ client: pool, schema })
-        return await db.transaction(async (tx) => work(tx))
+        // Anything that goes wrong before the session exists is the database's fault, whatever
+        // SQLSTATE it carries (55000 not accepting connections, 53300 too many connections).
+        const connecting = pool.connect().catch((cause: unknown) => {
+          throw cause instanceof DatabaseUnavailableError
+            ? cause
+            : new DatabaseUnavailableError('database connection failed', { cause })
+        })
+        // Connected only after the deadline passed: nobody will use or release this session.
+        connecting.then(
+          (late) => {
+            if (client === undefined) {
+              late.release(true)
+            }
+          },
+          () => {},
+        )
+        client = await Promise.race([connecting, expired])
+        const db = drizzleWs({ client, schema })
+        return await Promise.race([db.transaction(async (tx) => work(tx)), expired])
       } catch (error) {
-        throw asUnavailableWhenConnectionFailed(error)
+        failure = asUnavailableWhenConnectionFailed(error)
+        throw failure
       } finally {
+        clearTimeout(timer)
+        // A session that failed for the database's sake (or ran out of time mid-transaction) is
+        // destroyed, which makes Postgres roll back whatever the transaction had written.
+        client?.release(isDatabaseUnavailable(failure) ? true : undefined)
         options.waitUntil(pool.end().catch(() => {}))
       }
     },
@@ -111,11 +187,17 @@ export function createDb(options: DbOptions): Db {
 }
 
 function asUnavailableWhenConnectionFailed(error: unknown): unknown {
-  // Statements Postgres rejected carry a SQLSTATE; failures to connect or stay connected do not.
+  if (isDatabaseUnavailable(error)) {
+    return error instanceof DatabaseUnavailableError
+      ? error
+      : new DatabaseUnavailableError('database connection failed', { cause: error })
+  }
+  // The WebSocket driver reports a lost connection ("Network connection lost", "Connection
+  // terminated unexpectedly") without a SQLSTATE; statements Postgres rejected carry one.
   if (
     error instanceof Error &&
     sqlState(error) === undefined &&
-    /connect|WebSocket|socket|terminated|timeout/i.test(error.message)
+    /connect|WebSocket|socket|terminated|timeout|network/i.test(error.message)
   ) {
     return new DatabaseUnavailableError('database connection failed', { cause: error })
   }

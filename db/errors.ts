@@ -5,16 +5,27 @@
 export class DatabaseUnavailableError extends Error {
   override name = this.constructor.name
   readonly code = 'database_unavailable'
+  /** `timeout`: the call outlived its deadline; `unreachable`: it failed to connect or stay connected. */
+  readonly reason: DatabaseUnavailableReason
+
+  constructor(message: string, options: { cause?: unknown; reason?: DatabaseUnavailableReason } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause })
+    this.reason = options.reason ?? 'unreachable'
+  }
 }
 
+export type DatabaseUnavailableReason = 'unreachable' | 'timeout'
+
 // SQLSTATE classes that mean "the server, not the statement": connection exceptions (08),
-// insufficient resources (53), operator intervention (57, e.g. admin shutdown).
+// insufficient resources (53, e.g. 53300 too many connections), operator intervention (57,
+// e.g. 57P01 admin shutdown).
 const UNAVAILABLE_SQLSTATE = /^(08|53|57)/
 
 interface ErrorLike {
   code?: unknown
   cause?: unknown
   sourceError?: unknown
+  severity?: unknown
 }
 
 function* errorChain(error: unknown): Generator<ErrorLike> {
@@ -38,13 +49,33 @@ export function sqlState(error: unknown): string | undefined {
 
 /** True when the error means the database could not be reached or could not serve. */
 export function isDatabaseUnavailable(error: unknown): boolean {
+  return databaseUnavailableReason(error) !== undefined
+}
+
+/**
+ * Why the database could not serve, or undefined when the error is something else (a statement
+ * Postgres rejected, a bug). A FATAL or PANIC error ends the session whatever its SQLSTATE
+ * (55000 "database is not accepting connections" arrives that way while connecting).
+ */
+export function databaseUnavailableReason(error: unknown): DatabaseUnavailableReason | undefined {
   for (const e of errorChain(error)) {
     if (e instanceof DatabaseUnavailableError) {
-      return true
+      return e.reason
+    }
+    if (e.severity === 'FATAL' || e.severity === 'PANIC') {
+      return 'unreachable'
     }
   }
   const state = sqlState(error)
-  return state !== undefined && UNAVAILABLE_SQLSTATE.test(state)
+  return state !== undefined && UNAVAILABLE_SQLSTATE.test(state) ? 'unreachable' : undefined
+}
+
+/**
+ * True for SQLSTATE class 22 (data exception: a NUL byte in text, a value out of range, bad
+ * encoding): the input was wrong, so the caller gets a 400, never a 500.
+ */
+export function isDataException(error: unknown): boolean {
+  return sqlState(error)?.startsWith('22') === true
 }
 
 export const UNIQUE_VIOLATION = '23505'

@@ -35,6 +35,8 @@ export interface Config {
   issuer: string
   databaseUrl: string
   dbGatewayUrl: string | undefined
+  /** Deadline of every database call (statement, batch, interactive transaction); past it, 503. */
+  dbTimeoutMs: number
   /** The first key encrypts; every key listed can decrypt (rotation). */
   masterKeys: readonly [MasterKey, ...MasterKey[]]
   adminToken: string
@@ -143,6 +145,7 @@ export function parseConfig(env: Bindings): Config {
     issuer,
     databaseUrl: read.postgresUrl('DATABASE_URL'),
     dbGatewayUrl: read.optionalUrl('DB_GATEWAY_URL'),
+    dbTimeoutMs: read.integer('DB_TIMEOUT_MS', 5_000, 100),
     masterKeys: parseMasterKeys(read.secret('MASTER_KEY')),
     adminToken: read.secret('ADMIN_TOKEN', 32),
     apiKeyEnv: read.oneOf('API_KEY_ENV', ['live', 'test'] as const, 'test'),

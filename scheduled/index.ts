@@ -16,6 +16,7 @@ export async function scheduled(
     const db = createDb({
       databaseUrl: config.databaseUrl,
       gatewayUrl: config.dbGatewayUrl,
+      timeoutMs: config.dbTimeoutMs,
       waitUntil: (promise) => ctx.waitUntil(promise),
     })
     await runPurge(db.http, config, new Date(controller.scheduledTime))

@@ -21,6 +21,7 @@ export function requestContext(): MiddlewareHandler<AppEnv> {
       createDb({
         databaseUrl: config.databaseUrl,
         gatewayUrl: config.dbGatewayUrl,
+        timeoutMs: config.dbTimeoutMs,
         waitUntil: (promise) => c.executionCtx.waitUntil(promise),
       }),
     )

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { seedUser } from '../helpers/accounts'
+import { eventually } from '../helpers/poll'
 import { adminHeaders, call, describeResponse, postJson } from '../helpers/worker'
 
 interface AuditList {
@@ -22,15 +23,14 @@ async function audit(query: string): Promise<AuditList> {
   return (await res.json()) as AuditList
 }
 
-async function eventually(query: string, count: number): Promise<AuditList> {
-  for (let i = 0; i < 40; i++) {
-    const list = await audit(query)
-    if (list.data.length >= count) {
-      return list
-    }
-    await new Promise((r) => setTimeout(r, 50))
-  }
-  throw new Error(`fewer than ${count} events for ${query}`)
+/** The audit list for `query` once it holds at least `count` events (throws on timeout). */
+function auditOnceAtLeast(query: string, count: number): Promise<AuditList> {
+  return eventually(
+    () => audit(query),
+    (list) => list.data.length >= count,
+    10_000,
+    `${count} audit events for ${query}`,
+  )
 }
 
 describe('GET /admin/audit', () => {
@@ -46,7 +46,7 @@ describe('GET /admin/audit', () => {
       { email: user.email, password: user.password },
       { 'cf-connecting-ip': '203.0.113.7' },
     )
-    const all = await eventually(`?user_id=${user.id}`, 2)
+    const all = await auditOnceAtLeast(`?user_id=${user.id}`, 2)
     expect(all.data.map((e) => e.type)).toEqual(['user_login', 'user_login_failed'])
     expect(all.data[0]).toMatchObject({
       actor: `user:${user.id}`,

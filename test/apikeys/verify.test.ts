@@ -8,7 +8,6 @@ import {
   eventually,
   keyRow,
   quotaUsed,
-  roundTrips,
   seedUser,
   setQuotaUsed,
   startOfUtcMonth,
@@ -17,6 +16,7 @@ import {
   verifyKey,
 } from '../helpers/apikeys'
 import { testDb } from '../helpers/db'
+import { expectRoundTrips } from '../helpers/round-trips'
 import { adminHeaders, call, describeResponse, postJson } from '../helpers/worker'
 
 const NULL_FIELDS = {
@@ -81,24 +81,14 @@ describe('POST /api-keys/verify', () => {
       (r) => r.length === 1,
     )
     // Critical path: exactly one statement. The usage row + last_used_at are one waitUntil batch.
-    const stats = await eventually(
-      () => roundTrips(res),
-      (s) => s.httpRequests >= 2,
-    )
-    expect(stats).toEqual({ httpRequests: 2, httpQueries: 3, wsConnections: 0, wsClientMessages: 0 })
+    await expectRoundTrips(res, { httpRequests: 2, httpQueries: 3, wsConnections: 0, wsClientMessages: 0 })
   })
 
   it('costs exactly one round trip in total for an unknown key (nothing deferred)', async () => {
     const body = `pk_test_${'A'.repeat(43)}`
     const res = await verify({ key: `${body}${checksumOf(body)}` })
     expect(await res.json()).toEqual({ ...NULL_FIELDS, code: 'NOT_FOUND' })
-    await new Promise((resolve) => setTimeout(resolve, 200))
-    expect(await roundTrips(res)).toEqual({
-      httpRequests: 1,
-      httpQueries: 1,
-      wsConnections: 0,
-      wsClientMessages: 0,
-    })
+    await expectRoundTrips(res, { httpRequests: 1, httpQueries: 1, wsConnections: 0, wsClientMessages: 0 })
   })
 
   it.each([
@@ -113,13 +103,7 @@ describe('POST /api-keys/verify', () => {
     const res = await verify({ key: mangle(key.key) })
     expect(res.status, await describeResponse(res)).toBe(200)
     expect(await res.json()).toEqual({ ...NULL_FIELDS, code: 'MALFORMED' })
-    await new Promise((resolve) => setTimeout(resolve, 200))
-    expect(await roundTrips(res)).toEqual({
-      httpRequests: 0,
-      httpQueries: 0,
-      wsConnections: 0,
-      wsClientMessages: 0,
-    })
+    await expectRoundTrips(res, { httpRequests: 0, httpQueries: 0, wsConnections: 0, wsClientMessages: 0 })
     expect(await usageRows(key.id)).toHaveLength(0)
   })
 

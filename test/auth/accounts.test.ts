@@ -3,18 +3,8 @@ import { describe, expect, it } from 'vitest'
 import { auditEvents, emailOutbox, emailVerifications, sessions, users } from '../../db/schema'
 import { STRONG_PASSWORD, seedUser, sessionCookieOf, signIn, uniqueEmail, userRow } from '../helpers/accounts'
 import { testDb } from '../helpers/db'
+import { until } from '../helpers/poll'
 import { call, describeResponse, postJson } from '../helpers/worker'
-
-async function waitFor<T>(probe: () => Promise<T | undefined>, tries = 40): Promise<T> {
-  for (let i = 0; i < tries; i++) {
-    const value = await probe()
-    if (value !== undefined) {
-      return value
-    }
-    await new Promise((r) => setTimeout(r, 50))
-  }
-  throw new Error('waitFor: gave up')
-}
 
 describe('POST /auth/register', () => {
   it('creates an active user, queues a verification email and audits it', async () => {
@@ -43,13 +33,13 @@ describe('POST /auth/register', () => {
       .from(emailVerifications)
       .where(eq(emailVerifications.userId, id))
     expect(verification?.tokenHash).toMatch(/^[0-9a-f]{64}$/)
-    const audit = await waitFor(async () => {
+    const audit = await until(async () => {
       const [event] = await testDb().select().from(auditEvents).where(eq(auditEvents.userId, id))
       return event
     })
     expect(audit.type).toBe('user_registered')
     // Development delivery logs the message, then clears the body (and the token in it).
-    const sent = await waitFor(async () => {
+    const sent = await until(async () => {
       const [message] = await testDb().select().from(emailOutbox).where(eq(emailOutbox.toAddress, email))
       return message?.sentAt === null ? undefined : message
     })
@@ -205,12 +195,7 @@ describe('POST /auth/login', () => {
     await testDb()
       .update(loginThrottles)
       .set({ expiresAt: new Date(Date.now() - 1000) })
-      .where(
-        eq(
-          loginThrottles.subject,
-          `account:00000000-0000-4000-8000-000000000001:${user.email.toLowerCase()}`,
-        ),
-      )
+      .where(eq(loginThrottles.subject, `user:${user.id}`))
     const released = await postJson('/auth/login', { email: user.email, password: user.password })
     expect(released.status, await describeResponse(released)).toBe(200)
   })

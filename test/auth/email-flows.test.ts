@@ -10,7 +10,7 @@ import { deliverPendingEmail } from '../../functions/email/deliver'
 import { STRONG_PASSWORD, seedUser, signIn, uniqueEmail, userRow } from '../helpers/accounts'
 import { testDb } from '../helpers/db'
 import { until } from '../helpers/poll'
-import { BASE, call, describeResponse, postJson } from '../helpers/worker'
+import { BASE, call, describeResponse, EDGE_CF, postJson } from '../helpers/worker'
 
 /** Seeds a token row directly: the raw token and its hash, as the API would mail and store them. */
 async function seedVerification(userId: string, email: string, expiresInSeconds = 3600) {
@@ -42,7 +42,8 @@ async function seedReset(userId: string, expiresInSeconds = 3600) {
 async function withVars(vars: Record<string, string>, path: string, init: RequestInit) {
   const app = createApp()
   const ctx = createExecutionContext()
-  const res = await app.fetch(new Request(`${BASE}${path}`, init), { ...env, ...vars }, ctx)
+  const viaEdge: RequestInit<RequestInitCfProperties> = { cf: EDGE_CF, ...init }
+  const res = await app.fetch(new Request(`${BASE}${path}`, viaEdge), { ...env, ...vars }, ctx)
   await waitOnExecutionContext(ctx)
   return res
 }

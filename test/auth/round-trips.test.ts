@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { STRONG_PASSWORD, seedUser, uniqueEmail } from '../helpers/accounts'
-import { eventually, roundTrips } from '../helpers/apikeys'
+import { expectRoundTrips } from '../helpers/round-trips'
 import { call, describeResponse, postJson } from '../helpers/worker'
 
 // Round trips per request as the local gateway counts them, waitUntil work (audit, session
@@ -11,12 +11,7 @@ describe('database round trips', () => {
     await postJson('/auth/login', { email: user.email, password: user.password })
     const res = await postJson('/auth/login', { email: user.email, password: user.password })
     expect(res.status, await describeResponse(res)).toBe(200)
-    const counted = await eventually(
-      () => roundTrips(res),
-      (r) => r.httpRequests >= 3,
-      2000,
-    )
-    expect(counted).toMatchObject({ httpRequests: 3, wsConnections: 0 })
+    await expectRoundTrips(res, { httpRequests: 3, wsConnections: 0 })
   })
 
   it('GET /auth/session: one', async () => {
@@ -25,18 +20,12 @@ describe('database round trips', () => {
     const cookie = login.headers.getSetCookie()[0]?.split(';')[0] ?? ''
     const res = await call('/auth/session', { headers: { cookie } })
     expect(res.status).toBe(200)
-    expect(await roundTrips(res)).toMatchObject({ httpRequests: 1, wsConnections: 0 })
+    await expectRoundTrips(res, { httpRequests: 1, wsConnections: 0 })
   })
 
   it('register: one batch, then the audit write and the mail delivery off the critical path', async () => {
     const res = await postJson('/auth/register', { email: uniqueEmail(), password: STRONG_PASSWORD })
     expect(res.status).toBe(201)
-    const counted = await eventually(
-      () => roundTrips(res),
-      (r) => r.httpRequests >= 4,
-      2000,
-    )
-    expect(counted.wsConnections).toBe(0)
-    expect(counted.httpRequests).toBeLessThanOrEqual(4)
+    await expectRoundTrips(res, { httpRequests: 4, wsConnections: 0 })
   })
 })

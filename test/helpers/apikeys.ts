@@ -1,4 +1,3 @@
-import { env } from 'cloudflare:test'
 import { and, eq } from 'drizzle-orm'
 import { expect } from 'vitest'
 import { apiKeyQuotaCounters, apiKeys, apiKeyUsage, sessions, users } from '../../db/schema'
@@ -92,38 +91,9 @@ export function getJson(path: string, headers: Record<string, string>) {
   return call(path, { headers })
 }
 
-export interface RoundTrips {
-  httpRequests: number
-  httpQueries: number
-  wsConnections: number
-  wsClientMessages: number
-}
-
-/** Database round trips the gateway counted for one Worker request (by its x-request-id). */
-export async function roundTrips(res: Response): Promise<RoundTrips> {
-  const requestId = res.headers.get('x-request-id')
-  if (requestId === null) {
-    throw new Error('response has no x-request-id')
-  }
-  const stats = await fetch(`${env.DB_GATEWAY_URL}/__stats?request_id=${encodeURIComponent(requestId)}`)
-  return (await stats.json()) as RoundTrips
-}
-
-/** Polls until `probe` returns a value `done` accepts (waitUntil work lands after the response). */
-export async function eventually<T>(
-  probe: () => Promise<T>,
-  done: (value: T) => boolean,
-  timeoutMs = 10_000,
-) {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await probe()
-    if (done(value) || Date.now() > deadline) {
-      return value
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
-}
+// One poller and one round-trip reader for the whole suite; re-exported for existing imports.
+export { eventually } from './poll'
+export { type RoundTrips, roundTrips } from './round-trips'
 
 export async function usageRows(keyId: string) {
   return testDb().select().from(apiKeyUsage).where(eq(apiKeyUsage.keyId, keyId))
