@@ -140,16 +140,16 @@ export function createDb(options: DbOptions): Db {
       pool.on('error', () => {})
       let client: PoolClient | undefined
       let timer: ReturnType<typeof setTimeout> | undefined
+      let timedOut = false
       const expired = new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () =>
-            reject(
-              new DatabaseUnavailableError(`database transaction exceeded its ${timeoutMs} ms deadline`, {
-                reason: 'timeout',
-              }),
-            ),
-          timeoutMs,
-        )
+        timer = setTimeout(() => {
+          timedOut = true
+          reject(
+            new DatabaseUnavailableError(`database transaction exceeded its ${timeoutMs} ms deadline`, {
+              reason: 'timeout',
+            }),
+          )
+        }, timeoutMs)
       })
       let failure: unknown
       try {
@@ -163,7 +163,7 @@ export function createDb(options: DbOptions): Db {
         // Connected only after the deadline passed: nobody will use or release this session.
         connecting.then(
           (late) => {
-            if (client === undefined) {
+            if (timedOut && client === undefined) {
               late.release(true)
             }
           },
