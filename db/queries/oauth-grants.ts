@@ -13,6 +13,13 @@ export interface Grantee {
   authTime: number | null
 }
 
+/**
+ * One grant identity for every grant type: a grant is named by the row that started it (the
+ * authorization code's id, the device code's id). That id is the `family_id` of every refresh
+ * token of the grant and the `jti` of its first access token; later access tokens carry the id of
+ * the refresh token minted with them. Revoking a family therefore revokes, by jti, the grant id
+ * and every member id: every access token the grant ever issued (RFC 7009 §2.1, RFC 9700 §4.14.2).
+ */
 export interface NewRefreshToken {
   id: string
   tokenHash: string
@@ -64,7 +71,7 @@ export async function consumeAuthorizationCode(
       from consumed c join users u on u.id = c.user_id
     ), issued as (
       insert into refresh_tokens (id, token_hash, family_id, authorization_code_id, client_id, user_id, scope, resource, auth_time, expires_at)
-      select ${refresh?.id ?? null}::uuid, ${refresh?.tokenHash ?? null}, ${refresh?.id ?? null}::uuid, g.id, ${input.clientUuid}::uuid,
+      select ${refresh?.id ?? null}::uuid, ${refresh?.tokenHash ?? null}, g.id, g.id, ${input.clientUuid}::uuid,
              g.user_id, g.scope, g.resource, g.auth_time, ${refresh?.expiresAt ?? null}::timestamptz
       from grantee g
       where ${refresh !== null} and g.status = 'active' and g.code_challenge = ${input.codeChallenge}
@@ -113,7 +120,8 @@ export async function revokeReplayedCode(
       select id from authorization_codes where code_hash = ${codeHash} and consumed_at is not null
     ), family as (
       update refresh_tokens set revoked_at = ${now}
-      where authorization_code_id in (select id from code) and revoked_at is null
+      where (family_id in (select id from code) or authorization_code_id in (select id from code))
+        and revoked_at is null
       returning id
     ), revoked as (
       insert into revoked_access_tokens (jti, expires_at)
@@ -207,10 +215,11 @@ export async function explainRefreshFailure(
     ), family as (
       update refresh_tokens set revoked_at = ${input.now}
       where family_id in (select family_id from tok where replaced_by is not null) and revoked_at is null
-      returning id, authorization_code_id
+      returning id, family_id, authorization_code_id
     ), revoked as (
       insert into revoked_access_tokens (jti, expires_at)
       select id::text, ${input.accessTokensExpireBy}::timestamptz from family
+      union select family_id::text, ${input.accessTokensExpireBy}::timestamptz from family
       union select authorization_code_id::text, ${input.accessTokensExpireBy}::timestamptz from family where authorization_code_id is not null
       on conflict (jti) do nothing
       returning jti
@@ -259,10 +268,11 @@ export async function revokeRefreshFamily(
     ), family as (
       update refresh_tokens set revoked_at = ${now}
       where family_id in (select family_id from tok) and revoked_at is null
-      returning id, authorization_code_id
+      returning id, family_id, authorization_code_id
     ), revoked as (
       insert into revoked_access_tokens (jti, expires_at)
       select id::text, ${accessTokensExpireBy}::timestamptz from family
+      union select family_id::text, ${accessTokensExpireBy}::timestamptz from family
       union select authorization_code_id::text, ${accessTokensExpireBy}::timestamptz from family where authorization_code_id is not null
       on conflict (jti) do nothing
       returning jti
@@ -402,7 +412,7 @@ export async function pollDeviceCode(
       from polled p left join users u on u.id = p.user_id
     ), issued as (
       insert into refresh_tokens (id, token_hash, family_id, client_id, user_id, scope, resource, auth_time, expires_at)
-      select ${refresh?.id ?? null}::uuid, ${refresh?.tokenHash ?? null}, ${refresh?.id ?? null}::uuid, ${input.clientUuid}::uuid,
+      select ${refresh?.id ?? null}::uuid, ${refresh?.tokenHash ?? null}, g.id, ${input.clientUuid}::uuid,
              g.user_id, g.scope, g.resource, ${input.now}, ${refresh?.expiresAt ?? null}::timestamptz
       from grantee g
       where ${refresh !== null} and g.prev_status = 'approved' and not g.expired and g.user_status = 'active'

@@ -66,7 +66,7 @@ export function readClientCredentials(c: Context<AppEnv>, params: OAuthParams): 
 /**
  * Checks presented credentials against the client row: the client must exist and be enabled;
  * confidential clients must present their secret (compared as SHA-256 in constant time) with
- * Basic or post; public clients present none.
+ * the method they registered (Basic or post); public clients present none.
  */
 export async function checkClientCredentials(
   client: OAuthClientRow | undefined,
@@ -92,6 +92,12 @@ export async function checkClientCredentials(
   }
   if (credentials.secret === undefined || client.clientSecretHash === null) {
     throw fail('secret missing')
+  }
+  // RFC 7591 §2: the registered method is the one the client uses; another one is refused
+  // (a secret sent in a form body where Basic was registered may be logged by a proxy).
+  if (credentials.method !== client.tokenEndpointAuthMethod) {
+    await secretsEqual(credentials.secret, 'x')
+    throw fail(`auth method ${credentials.method} but registered ${client.tokenEndpointAuthMethod}`)
   }
   const matches = await secretsEqual(await sha256Hex(credentials.secret), client.clientSecretHash)
   if (!matches) {

@@ -17,8 +17,51 @@ function fromSearchParams(params: URLSearchParams): Map<string, string> {
 }
 
 /**
+ * The first key repeated within one JSON object of `text` (already known to be valid JSON), or
+ * undefined. `JSON.parse` keeps the last of repeated keys silently; a parser that kept the first
+ * would read another request, so repeats are refused as RFC 6749 §3.1 refuses repeated parameters.
+ */
+export function repeatedJsonKey(text: string): string | undefined {
+  // One entry per open container: the keys seen so far for an object, null for an array.
+  const stack: (Set<string> | null)[] = []
+  let i = 0
+  while (i < text.length) {
+    const ch = text[i]
+    if (ch === '"') {
+      let end = i + 1
+      while (end < text.length && text[end] !== '"') {
+        end += text[end] === '\\' ? 2 : 1
+      }
+      const literal = text.slice(i, end + 1)
+      i = end + 1
+      while (i < text.length && /\s/.test(text[i] ?? '')) {
+        i++
+      }
+      const keys = stack[stack.length - 1]
+      if (text[i] === ':' && keys !== undefined && keys !== null) {
+        const key = JSON.parse(literal) as string
+        if (keys.has(key)) {
+          return key
+        }
+        keys.add(key)
+      }
+      continue
+    }
+    if (ch === '{') {
+      stack.push(new Set())
+    } else if (ch === '[') {
+      stack.push(null)
+    } else if (ch === '}' || ch === ']') {
+      stack.pop()
+    }
+    i++
+  }
+  return undefined
+}
+
+/**
  * The request's OAuth parameters: `application/x-www-form-urlencoded` as the RFCs require, or a
- * flat JSON object of strings (DESIGN). Repeated parameters are refused.
+ * flat JSON object of strings (DESIGN). Repeated parameters (and repeated JSON keys) are refused.
  */
 export async function readOAuthBody(c: Context<AppEnv>): Promise<OAuthParams> {
   const type = (c.req.header('content-type') ?? '').split(';')[0]?.trim().toLowerCase()
@@ -26,11 +69,16 @@ export async function readOAuthBody(c: Context<AppEnv>): Promise<OAuthParams> {
     return fromSearchParams(new URLSearchParams(new TextDecoder().decode(await c.req.arrayBuffer())))
   }
   if (type === 'application/json') {
+    const text = new TextDecoder().decode(await c.req.arrayBuffer())
     let body: unknown
     try {
-      body = JSON.parse(new TextDecoder().decode(await c.req.arrayBuffer()))
+      body = JSON.parse(text)
     } catch {
       throw new OAuthError('invalid_request', { description: 'The body is not valid JSON' })
+    }
+    const repeated = repeatedJsonKey(text)
+    if (repeated !== undefined) {
+      throw new OAuthError('invalid_request', { description: `${repeated} is repeated` })
     }
     if (typeof body !== 'object' || body === null || Array.isArray(body)) {
       throw new OAuthError('invalid_request', { description: 'The body must be an object' })

@@ -2,7 +2,7 @@ import { Hono } from 'hono'
 import * as v from 'valibot'
 import { findClient } from '../../db/queries/oauth-clients'
 import { findLiveRefreshToken } from '../../db/queries/oauth-grants'
-import { readAccessTokenState } from '../../db/queries/oauth-tokens'
+import { type OAuthClientRow, readAccessTokenState } from '../../db/queries/oauth-tokens'
 import { sha256Hex } from '../crypto/hash'
 import type { AppEnv } from '../env'
 import { OAuthError } from '../errors/oauth'
@@ -14,6 +14,7 @@ import {
   verifyAccessTokenSignature,
 } from '../tokens/verify-access-token'
 import { checkClientCredentials, readClientCredentials } from './client-auth'
+import { PRIVILEGED_SCOPES } from './client-metadata'
 import { readOAuthBody, requiredParam } from './form'
 import { NO_STORE } from './token'
 
@@ -24,14 +25,28 @@ function looksLikeJwt(token: string): boolean {
 }
 
 /**
- * POST /oauth/introspect (RFC 7662), client authentication required. Revoked, expired,
- * suspended-user or foreign tokens are `{ active: false }`. Round trips for an access token:
- * ONE (caller client, revocation and user status together); for a refresh token: two.
+ * RFC 7662 §4 (token scanning): a client sees the access tokens issued to it; a client an
+ * administrator granted a privileged scope (a resource server such as an API gateway) sees all.
+ * Every other token is `{ active: false }`, exactly as an unknown one.
+ */
+function mayIntrospect(caller: OAuthClientRow, claims: AccessTokenClaims): boolean {
+  return claims.client_id === caller.clientId || caller.scope.split(' ').some((s) => PRIVILEGED_SCOPES.has(s))
+}
+
+/**
+ * POST /oauth/introspect (RFC 7662): confidential clients only (a public client gets 401
+ * `invalid_client`). Revoked, expired, suspended-user or not-yours tokens are `{ active: false }`.
+ * Round trips for an access token: ONE (caller client, revocation and user status together); for
+ * a refresh token: two.
  */
 export const introspect = new Hono<AppEnv>().post('/', async (c) => {
   const params = await readOAuthBody(c)
   const now = new Date()
   const credentials = readClientCredentials(c, params)
+  // RFC 7662 §2.1 and discovery: only a confidential client, authenticated, may introspect.
+  if (credentials.method === 'none') {
+    throw new OAuthError('invalid_client', { description: 'Introspection needs client authentication' })
+  }
   const token = requiredParam(params, 'token', 8192)
   if (looksLikeJwt(token)) {
     let claims: AccessTokenClaims | undefined
@@ -49,7 +64,10 @@ export const introspect = new Hono<AppEnv>().post('/', async (c) => {
         userId: isClientToken(claims) ? null : claims.sub,
         tokenClientId: claims.client_id,
       })
-      await checkClientCredentials(state?.client, credentials, now)
+      const caller = await checkClientCredentials(state?.client, credentials, now)
+      if (!mayIntrospect(caller, claims)) {
+        return c.json(INACTIVE, 200, NO_STORE)
+      }
       try {
         principalFromState(claims, state)
       } catch (error) {

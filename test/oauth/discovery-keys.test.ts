@@ -1,6 +1,6 @@
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose'
 import { describe, expect, it } from 'vitest'
-import { adminClient, clientCredentialsToken, ISSUER } from '../helpers/oauth'
+import { adminClient, basicAuth, clientCredentialsToken, ISSUER } from '../helpers/oauth'
 import { adminHeaders, call, describeResponse, postJson } from '../helpers/worker'
 
 interface Jwks {
@@ -63,11 +63,7 @@ describe('discovery and signing keys', () => {
     const { kid: immediate } = (await now.json()) as { kid: string }
     const after = await clientCredentialsToken(client)
     expect(decodeProtectedHeader(after).kid).toBe(immediate)
-    const intro = await postJson('/oauth/introspect', {
-      token: before,
-      client_id: client.client_id,
-      client_secret: client.client_secret,
-    })
+    const intro = await postJson('/oauth/introspect', { token: before }, basicAuth(client))
     expect(await intro.json()).toMatchObject({ active: true })
   })
 

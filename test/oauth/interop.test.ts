@@ -80,7 +80,11 @@ describe('interop with openid-client (panva) as the client', () => {
   })
 
   it('client_credentials', async () => {
-    const registered = await adminClient({ grant_types: ['client_credentials'], scope: 'apikeys:verify' })
+    const registered = await adminClient({
+      grant_types: ['client_credentials'],
+      scope: 'apikeys:verify',
+      token_endpoint_auth_method: 'client_secret_post',
+    })
     const config = await oidc.discovery(
       new URL(ISSUER),
       registered.client_id,
