@@ -3,6 +3,7 @@ import type { Executor } from '../../db/client'
 import { insertAuditEvents, insertAuditEventsStatement, type NewAuditEvent } from '../../db/queries/audit'
 import type { AppEnv } from '../env'
 import { errorForLog, log } from '../log'
+import { clientIp } from '../middleware/client-ip'
 
 export const AUDIT_EVENT_TYPES = [
   'user_registered',
@@ -48,11 +49,6 @@ export interface AuditEvent {
   clientId?: string | null
   /** Identifiers and outcomes only: never a token, password, key or secret. */
   metadata?: Record<string, unknown>
-}
-
-/** The caller's address as Cloudflare reports it (absent locally). */
-export function clientIp(c: Context<AppEnv>): string | null {
-  return c.req.header('cf-connecting-ip') ?? c.req.header('x-real-ip') ?? null
 }
 
 function toRow(event: AuditEvent, ip: string | null): NewAuditEvent {

@@ -3,13 +3,9 @@ import { DEFAULT_TENANT_ID } from '../../db/schema/constants'
 import { recordAudit } from '../audit/record'
 import type { AppEnv } from '../env'
 import { ProblemError } from '../errors/problem'
+import { clientIp } from '../middleware/client-ip'
 import { attemptLogin, type LoginOutcome } from './login'
 import { setSessionCookie } from './session-cookie'
-
-/** Client address as Cloudflare reports it; null locally. */
-export function requestIp(c: Context<AppEnv>): string | null {
-  return c.req.header('cf-connecting-ip') ?? null
-}
 
 /**
  * Runs a password sign-in for the JSON API and the HTML form alike: sets the session cookie on
@@ -28,7 +24,7 @@ export async function signIn(
       email: input.email,
       password: input.password,
       remember: input.remember,
-      ip: requestIp(c),
+      ip: clientIp(c),
       userAgent: c.req.header('user-agent') ?? null,
     },
     new Date(),

@@ -26,13 +26,14 @@ import { renderPasswordResetEmail, renderVerificationEmail } from '../email/temp
 import type { AppEnv } from '../env'
 import { ProblemError } from '../errors/problem'
 import { authenticate } from '../middleware/authenticate'
+import { clientIp } from '../middleware/client-ip'
 import { documentRoute } from '../openapi/registry'
 import { jsonBody } from '../validation/json-body'
 import { confirmPasswordReset, verifyEmailToken } from './account-tokens'
 import { endUserAccess } from './end-user-access'
 import { resetPasswordForm, resetPasswordPage, verifyEmailForm, verifyEmailPage } from './link-pages'
 import { sessionTtlSeconds } from './login'
-import { loginProblem, requestIp, signIn } from './login-edge'
+import { loginProblem, signIn } from './login-edge'
 import { assertStrongPassword } from './password-policy'
 import {
   ChangePasswordBody,
@@ -351,7 +352,7 @@ export const auth = new Hono<AppEnv>()
       createdAt: now,
       lastSeenAt: now,
       userAgent: c.req.header('user-agent')?.slice(0, 512) ?? null,
-      ip: requestIp(c),
+      ip: clientIp(c),
     })
     if (session !== undefined) {
       setSessionCookie(c, { token, id: session.id, expiresAt, remember })

@@ -2,9 +2,16 @@ import { env, SELF } from 'cloudflare:test'
 
 export const BASE = 'http://portcullis.test'
 
+/**
+ * What Cloudflare's edge attaches as `request.cf`. Requests built with it count as having come
+ * through Cloudflare, so their `CF-Connecting-IP` is trusted (functions/middleware/client-ip.ts).
+ */
+export const EDGE_CF: RequestInitCfProperties = { cacheTtl: 0 }
+
 /** A request to the Worker under test, the way a client on the network would send it. */
 export function call(path: string, init: RequestInit = {}): Promise<Response> {
-  return SELF.fetch(`${BASE}${path}`, init)
+  const viaEdge: RequestInit<RequestInitCfProperties> = { cf: EDGE_CF, ...init }
+  return SELF.fetch(`${BASE}${path}`, viaEdge)
 }
 
 export function postJson(
