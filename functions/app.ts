@@ -13,6 +13,7 @@ import { healthz } from './health/healthz'
 import { allowedMethodsFinder } from './method-not-allowed'
 import { bodyLimit } from './middleware/body-limit'
 import { requestContext } from './middleware/request-context'
+import { validText } from './middleware/valid-text'
 import { oauth } from './oauth'
 import { openapiJson } from './openapi/route'
 import { devicePages } from './pages/device'
@@ -21,13 +22,15 @@ import { loginPage } from './pages/login'
 import { wellKnown } from './wellknown'
 
 /**
- * The Hono app. Middleware order: request context (id, config, db) → body limit → routes;
+ * The Hono app. Middleware order: request context (id, config, db) → body limit → valid text
+ * (path, query and body, issue 9) → routes;
  * `onError` is the one renderer for every failure.
  */
 export function createApp(): Hono<AppEnv> {
   const app = new Hono<AppEnv>()
   app.use(requestContext())
   app.use(bodyLimit())
+  app.use(validText())
 
   app.route('/healthz', healthz)
   app.route('/openapi.json', openapiJson)

@@ -1,0 +1,89 @@
+import type { Context, MiddlewareHandler } from 'hono'
+import type { AppEnv } from '../env'
+import { ProblemError } from '../errors/problem'
+import {
+  decodeUtf8,
+  findFormTextFault,
+  findJsonTextFault,
+  isValidText,
+  percentDecode,
+  type TextFault,
+} from '../validation/text'
+
+const encoder = new TextEncoder()
+
+/**
+ * Refuses, before any route runs, a request whose path, query string or body carries text that
+ * `isValidText` rejects (NUL, other C0 controls but TAB/LF/CR, lone surrogates) or that is not
+ * UTF-8: 400 `validation_failed`, which `/oauth/*` answers as `invalid_request`. Bodies are
+ * read once here (Hono caches them for the route): form and multipart fields by name and value;
+ * anything else must be UTF-8 and, when it is JSON, every string and key at any depth is checked.
+ */
+export function validText(): MiddlewareHandler<AppEnv> {
+  return async function validText(c, next) {
+    const fault = findUrlFault(new URL(c.req.url)) ?? (await findBodyFault(c))
+    if (fault !== undefined) {
+      const message =
+        'must be UTF-8 text without NUL, control characters (other than tab and newline) or lone surrogates'
+      throw new ProblemError('validation_failed', {
+        detail: `${fault.field} ${message}`,
+        errors: [{ field: fault.field, message }],
+      })
+    }
+    await next()
+  }
+}
+
+function findUrlFault(url: URL): TextFault | undefined {
+  const path = percentDecode(encoder.encode(url.pathname), false)
+  if (path === undefined || !isValidText(path)) {
+    return { field: 'path' }
+  }
+  return findFormTextFault(encoder.encode(url.search.slice(1)), 'query')
+}
+
+async function findBodyFault(c: Context<AppEnv>): Promise<TextFault | undefined> {
+  if (c.req.raw.body === null) {
+    return undefined
+  }
+  const type = (c.req.header('content-type') ?? '').split(';')[0]?.trim().toLowerCase()
+  const bytes = new Uint8Array(await c.req.arrayBuffer())
+  if (type === 'multipart/form-data') {
+    return findMultipartFault(bytes, c.req.header('content-type') ?? '')
+  }
+  if (type === 'application/x-www-form-urlencoded') {
+    return findFormTextFault(bytes, 'body')
+  }
+  const text = decodeUtf8(bytes)
+  if (text === undefined) {
+    return { field: 'body' }
+  }
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch {
+    // Not JSON: the route answers with its own malformed_json / unsupported_media_type.
+    return undefined
+  }
+  return findJsonTextFault(parsed, 'body')
+}
+
+async function findMultipartFault(bytes: Uint8Array, contentType: string): Promise<TextFault | undefined> {
+  let form: FormData
+  try {
+    form = await new Response(bytes, { headers: { 'content-type': contentType } }).formData()
+  } catch {
+    // Malformed multipart: the route's own parsing answers it.
+    return undefined
+  }
+  for (const [name, value] of form) {
+    if (!isValidText(name)) {
+      return { field: 'body' }
+    }
+    const text = typeof value === 'string' ? value : value.name
+    if (!isValidText(text)) {
+      return { field: `body.${name}` }
+    }
+  }
+  return undefined
+}
