@@ -1,6 +1,65 @@
-import { and, eq, gt, sql } from 'drizzle-orm'
+import { and, eq, gt, type SQL, sql } from 'drizzle-orm'
 import { type Executor, queryRows } from '../client'
 import { authorizationCodes, deviceCodes, oauthConsents } from '../schema'
+
+/**
+ * The client as it presented itself at the token endpoint. The grant statement authenticates it
+ * (issue 16: one statement per successful grant): enabled, registered for this grant type and
+ * this authentication method, and the SHA-256 of the presented secret equal to the stored one
+ * (a hash of a 256-bit secret, so comparing it in SQL reveals nothing usable).
+ */
+export interface PresentedClient {
+  clientId: string
+  method: 'client_secret_basic' | 'client_secret_post' | 'none'
+  /** SHA-256 hex of the presented secret; null for a public client. */
+  secretHash: string | null
+  grantType: string
+}
+
+/** The authenticated client's columns a grant needs. */
+export interface GrantClient {
+  id: string
+  clientId: string
+  tenantId: string
+  scope: string
+  grantTypes: string[]
+  tokenEndpointAuthMethod: string
+  idTokenSignedResponseAlg: string
+}
+
+/** Where audit rows of a grant statement come from (the request's address). */
+export interface GrantAudit {
+  ip: string | null
+}
+
+function clientCte(p: PresentedClient, now: Date): SQL {
+  return sql`client as (
+      select id, client_id, tenant_id, scope, grant_types, token_endpoint_auth_method, id_token_signed_response_alg
+      from oauth_clients
+      where client_id = ${p.clientId} and disabled_at is null
+        and token_endpoint_auth_method = ${p.method}
+        and ${p.grantType} = any(grant_types)
+        and case when ${p.method} = 'none' then client_secret_hash is null
+                 else client_secret_hash = ${p.secretHash}
+                      and (client_secret_expires_at is null or client_secret_expires_at > ${now}) end
+    )`
+}
+
+const CLIENT_COLUMNS = sql`cl.id::text as cl_id, cl.client_id as cl_client_id, cl.tenant_id::text as cl_tenant_id,
+  cl.scope as cl_scope, array_to_string(cl.grant_types, ' ') as cl_grant_types,
+  cl.token_endpoint_auth_method as cl_method, cl.id_token_signed_response_alg as cl_alg`
+
+function toGrantClient(row: Record<string, unknown>): GrantClient {
+  return {
+    id: String(row.cl_id),
+    clientId: String(row.cl_client_id),
+    tenantId: String(row.cl_tenant_id),
+    scope: String(row.cl_scope),
+    grantTypes: String(row.cl_grant_types).split(' ').filter(Boolean),
+    tokenEndpointAuthMethod: String(row.cl_method),
+    idTokenSignedResponseAlg: String(row.cl_alg),
+  }
+}
 
 /** The user behind a grant, as the token response needs it (id_token claims). */
 export interface Grantee {
@@ -43,81 +102,99 @@ export interface ConsumedCode extends Grantee {
 }
 
 /**
- * RFC 6749 §4.1.3 in ONE statement: consumes the unexpired, unused code of this client and, when
- * PKCE, redirect URI and user status all hold, starts a refresh-token family. Concurrent calls
- * serialise on the row: exactly one sees `consumed_at is null`.
+ * RFC 6749 §4.1.3 in ONE statement: authenticates the client, consumes its unexpired, unused code
+ * and, when PKCE, redirect URI and user status all hold, starts a refresh-token family (if the
+ * client uses refresh tokens) and writes `token_issued`. Concurrent calls serialise on the code
+ * row: exactly one sees `consumed_at is null`. No row: the client did not authenticate; a row
+ * without `code`: the code was not consumed.
  */
 export async function consumeAuthorizationCode(
   x: Executor,
   input: {
+    client: PresentedClient
     codeHash: string
-    clientUuid: string
     codeChallenge: string
     redirectUri: string | null
-    refresh: NewRefreshToken | null
+    refresh: NewRefreshToken
+    audit: GrantAudit
     now: Date
   },
-): Promise<ConsumedCode | undefined> {
+): Promise<{ client: GrantClient; code: ConsumedCode | undefined } | undefined> {
   const refresh = input.refresh
   const [row] = await queryRows<Record<string, unknown>>(
     x,
-    sql`with consumed as (
+    sql`with ${clientCte(input.client, input.now)}, consumed as (
       update authorization_codes set consumed_at = ${input.now}
-      where code_hash = ${input.codeHash} and client_id = ${input.clientUuid}
+      where code_hash = ${input.codeHash} and client_id = (select id from client)
         and consumed_at is null and expires_at > ${input.now}
       returning id, user_id, redirect_uri, scope, resource, nonce, code_challenge, auth_time
     ), grantee as (
       select c.*, u.status, u.email, u.display_name, u.email_verified_at
       from consumed c join users u on u.id = c.user_id
+    ), ok as (
+      select g.* from grantee g
+      where g.status = 'active' and g.code_challenge = ${input.codeChallenge}
+        and g.redirect_uri = coalesce(${input.redirectUri}, g.redirect_uri)
     ), issued as (
       insert into refresh_tokens (id, token_hash, family_id, authorization_code_id, client_id, user_id, scope, resource, auth_time, expires_at)
-      select ${refresh?.id ?? null}::uuid, ${refresh?.tokenHash ?? null}, g.id, g.id, ${input.clientUuid}::uuid,
-             g.user_id, g.scope, g.resource, g.auth_time, ${refresh?.expiresAt ?? null}::timestamptz
-      from grantee g
-      where ${refresh !== null} and g.status = 'active' and g.code_challenge = ${input.codeChallenge}
-        and g.redirect_uri = coalesce(${input.redirectUri}, g.redirect_uri)
+      select ${refresh.id}::uuid, ${refresh.tokenHash}, g.id, g.id, cl.id,
+             g.user_id, g.scope, g.resource, g.auth_time, ${refresh.expiresAt}::timestamptz
+      from ok g cross join client cl
+      where 'refresh_token' = any(cl.grant_types)
+      returning id
+    ), audited as (
+      insert into audit_events (type, actor, user_id, tenant_id, client_id, ip, metadata)
+      select 'token_issued', 'client:' || cl.client_id, g.user_id, cl.tenant_id, cl.client_id, ${input.audit.ip},
+             jsonb_build_object('grant_type', 'authorization_code', 'grant_id', g.id)
+      from ok g cross join client cl
       returning id
     )
-    select g.id::text as code_id, g.user_id::text as user_id, g.redirect_uri, g.scope, g.resource, g.nonce,
+    select ${CLIENT_COLUMNS}, g.id::text as code_id, g.user_id::text as user_id, g.redirect_uri, g.scope, g.resource, g.nonce,
            g.code_challenge, g.status, g.email, g.display_name, g.email_verified_at is not null as email_verified,
            floor(extract(epoch from g.auth_time))::int as auth_time, (select count(*) from issued)::int as refresh_issued
-    from grantee g`,
+    from client cl left join grantee g on true`,
   )
   if (row === undefined) {
     return undefined
   }
+  const client = toGrantClient(row)
+  if (row.code_id === null || row.code_id === undefined) {
+    return { client, code: undefined }
+  }
   return {
-    codeId: String(row.code_id),
-    userId: String(row.user_id),
-    redirectUri: String(row.redirect_uri),
-    scope: String(row.scope),
-    resource: row.resource === null ? null : String(row.resource),
-    nonce: row.nonce === null ? null : String(row.nonce),
-    codeChallenge: String(row.code_challenge),
-    status: String(row.status),
-    email: String(row.email),
-    displayName: row.display_name === null ? null : String(row.display_name),
-    emailVerified: row.email_verified === true,
-    authTime: row.auth_time === null ? null : Number(row.auth_time),
-    refreshIssued: Number(row.refresh_issued) > 0,
+    client,
+    code: {
+      codeId: String(row.code_id),
+      userId: String(row.user_id),
+      redirectUri: String(row.redirect_uri),
+      scope: String(row.scope),
+      resource: row.resource === null ? null : String(row.resource),
+      nonce: row.nonce === null ? null : String(row.nonce),
+      codeChallenge: String(row.code_challenge),
+      status: String(row.status),
+      email: String(row.email),
+      displayName: row.display_name === null ? null : String(row.display_name),
+      emailVerified: row.email_verified === true,
+      authTime: row.auth_time === null ? null : Number(row.auth_time),
+      refreshIssued: Number(row.refresh_issued) > 0,
+    },
   }
 }
 
 /**
  * RFC 6749 §10.5 / RFC 9700 §4.5: a code presented again revokes what its first exchange
- * issued (the refresh family and the access tokens named by the code and family ids). One
- * statement; returns whether the code had been used.
+ * issued (the refresh family and every access token of the grant) and records
+ * `code_replay_detected`, in one statement; returns whether the code had been used.
  */
 export async function revokeReplayedCode(
   x: Executor,
-  codeHash: string,
-  now: Date,
-  accessTokensExpireBy: Date,
+  input: { codeHash: string; client: GrantClient; audit: GrantAudit; now: Date; accessTokensExpireBy: Date },
 ): Promise<{ replayed: boolean; codeId: string | null; revokedRefreshTokens: number }> {
+  const { now, accessTokensExpireBy } = input
   const [row] = await queryRows<{ code_id: string | null; revoked: number }>(
     x,
     sql`with code as (
-      select id from authorization_codes where code_hash = ${codeHash} and consumed_at is not null
+      select id from authorization_codes where code_hash = ${input.codeHash} and consumed_at is not null
     ), family as (
       update refresh_tokens set revoked_at = ${now}
       where (family_id in (select id from code) or authorization_code_id in (select id from code))
@@ -129,6 +206,13 @@ export async function revokeReplayedCode(
       union all select id::text, ${accessTokensExpireBy}::timestamptz from family
       on conflict (jti) do nothing
       returning jti
+    ), audited as (
+      insert into audit_events (type, actor, tenant_id, client_id, ip, metadata)
+      select 'code_replay_detected', ${`client:${input.client.clientId}`}, ${input.client.tenantId}::uuid,
+             ${input.client.clientId}, ${input.audit.ip},
+             jsonb_build_object('code_id', code.id, 'revoked_refresh_tokens', (select count(*) from family))
+      from code
+      returning id
     )
     select (select id::text from code) as code_id, (select count(*) from family)::int as revoked,
            (select count(*) from revoked)::int as revoked_access`,
@@ -148,51 +232,72 @@ export interface RotatedRefresh extends Grantee {
 }
 
 /**
- * Refresh rotation in ONE statement: marks the live token (of this client, active user, scope
- * not widened) replaced and inserts its successor in the same family. Concurrent uses serialise
- * on the row: exactly one finds `replaced_by is null`.
+ * Refresh rotation in ONE statement: authenticates the client, marks its live token (active user,
+ * scope not widened) replaced, inserts the successor in the same family and writes
+ * `token_issued`. Concurrent uses serialise on the row: exactly one finds `replaced_by is null`.
+ * No row: the client did not authenticate; `rotated` undefined: the token did not rotate.
  */
 export async function rotateRefreshToken(
   x: Executor,
-  input: { tokenHash: string; clientUuid: string; requestedScope: string; next: NewRefreshToken; now: Date },
-): Promise<RotatedRefresh | undefined> {
+  input: {
+    client: PresentedClient
+    tokenHash: string
+    requestedScope: string
+    next: NewRefreshToken
+    audit: GrantAudit
+    now: Date
+  },
+): Promise<{ client: GrantClient; rotated: RotatedRefresh | undefined } | undefined> {
   const [row] = await queryRows<Record<string, unknown>>(
     x,
-    sql`with rotated as (
+    sql`with ${clientCte(input.client, input.now)}, rotated as (
       update refresh_tokens r set replaced_by = ${input.next.id}::uuid
       from users u
-      where r.token_hash = ${input.tokenHash} and r.client_id = ${input.clientUuid}
+      where r.token_hash = ${input.tokenHash} and r.client_id = (select id from client)
         and r.revoked_at is null and r.replaced_by is null and r.expires_at > ${input.now}
         and u.id = r.user_id and u.status = 'active'
         and string_to_array(${input.requestedScope}, ' ') <@ string_to_array(r.scope, ' ')
-      returning r.id, r.family_id, r.authorization_code_id, r.user_id, r.scope, r.resource, r.auth_time,
+      returning r.id, r.family_id, r.authorization_code_id, r.client_id, r.user_id, r.scope, r.resource, r.auth_time,
                 u.status, u.email, u.display_name, u.email_verified_at
     ), issued as (
       insert into refresh_tokens (id, token_hash, family_id, parent_id, authorization_code_id, client_id, user_id, scope, resource, auth_time, expires_at)
-      select ${input.next.id}::uuid, ${input.next.tokenHash}, family_id, id, authorization_code_id, ${input.clientUuid}::uuid,
+      select ${input.next.id}::uuid, ${input.next.tokenHash}, family_id, id, authorization_code_id, client_id,
              user_id, scope, resource, auth_time, ${input.next.expiresAt}::timestamptz
       from rotated
       returning id
+    ), audited as (
+      insert into audit_events (type, actor, user_id, tenant_id, client_id, ip, metadata)
+      select 'token_issued', 'client:' || cl.client_id, r.user_id, cl.tenant_id, cl.client_id, ${input.audit.ip},
+             jsonb_build_object('grant_type', 'refresh_token', 'family_id', r.family_id)
+      from rotated r cross join client cl
+      returning id
     )
-    select r.id::text as previous_id, r.family_id::text as family_id, r.user_id::text as user_id, r.scope, r.resource,
-           r.status, r.email, r.display_name, r.email_verified_at is not null as email_verified,
+    select ${CLIENT_COLUMNS}, r.id::text as previous_id, r.family_id::text as family_id, r.user_id::text as user_id,
+           r.scope, r.resource, r.status, r.email, r.display_name, r.email_verified_at is not null as email_verified,
            floor(extract(epoch from r.auth_time))::int as auth_time
-    from rotated r where exists (select 1 from issued)`,
+    from client cl left join rotated r on true`,
   )
   if (row === undefined) {
     return undefined
   }
+  const client = toGrantClient(row)
+  if (row.previous_id === null || row.previous_id === undefined) {
+    return { client, rotated: undefined }
+  }
   return {
-    previousId: String(row.previous_id),
-    familyId: String(row.family_id),
-    userId: String(row.user_id),
-    scope: String(row.scope),
-    resource: row.resource === null ? null : String(row.resource),
-    status: String(row.status),
-    email: String(row.email),
-    displayName: row.display_name === null ? null : String(row.display_name),
-    emailVerified: row.email_verified === true,
-    authTime: row.auth_time === null ? null : Number(row.auth_time),
+    client,
+    rotated: {
+      previousId: String(row.previous_id),
+      familyId: String(row.family_id),
+      userId: String(row.user_id),
+      scope: String(row.scope),
+      resource: row.resource === null ? null : String(row.resource),
+      status: String(row.status),
+      email: String(row.email),
+      displayName: row.display_name === null ? null : String(row.display_name),
+      emailVerified: row.email_verified === true,
+      authTime: row.auth_time === null ? null : Number(row.auth_time),
+    },
   }
 }
 
@@ -200,18 +305,19 @@ export type RefreshFailure = 'unknown' | 'reused' | 'revoked' | 'expired' | 'use
 
 /**
  * Why a refresh token did not rotate. A rotated token presented again means it leaked: the
- * whole family and its access tokens are revoked in the same statement (RFC 9700 §4.14.2).
+ * whole family and its access tokens are revoked, and `refresh_token_reuse_detected` written, in
+ * the same statement (RFC 9700 §4.14.2).
  */
 export async function explainRefreshFailure(
   x: Executor,
-  input: { tokenHash: string; clientUuid: string; now: Date; accessTokensExpireBy: Date },
+  input: { tokenHash: string; client: GrantClient; audit: GrantAudit; now: Date; accessTokensExpireBy: Date },
 ): Promise<{ failure: RefreshFailure; familyId: string | null; userId: string | null; revoked: number }> {
   const [row] = await queryRows<Record<string, unknown>>(
     x,
     sql`with tok as (
       select r.family_id, r.user_id, r.replaced_by, r.revoked_at, r.expires_at > ${input.now} as live, u.status
       from refresh_tokens r join users u on u.id = r.user_id
-      where r.token_hash = ${input.tokenHash} and r.client_id = ${input.clientUuid}
+      where r.token_hash = ${input.tokenHash} and r.client_id = ${input.client.id}
     ), family as (
       update refresh_tokens set revoked_at = ${input.now}
       where family_id in (select family_id from tok where replaced_by is not null) and revoked_at is null
@@ -223,6 +329,13 @@ export async function explainRefreshFailure(
       union select authorization_code_id::text, ${input.accessTokensExpireBy}::timestamptz from family where authorization_code_id is not null
       on conflict (jti) do nothing
       returning jti
+    ), audited as (
+      insert into audit_events (type, actor, user_id, tenant_id, client_id, ip, metadata)
+      select 'refresh_token_reuse_detected', ${`client:${input.client.clientId}`}, tok.user_id,
+             ${input.client.tenantId}::uuid, ${input.client.clientId}, ${input.audit.ip},
+             jsonb_build_object('family_id', tok.family_id, 'revoked_refresh_tokens', (select count(*) from family))
+      from tok where tok.replaced_by is not null
+      returning id
     )
     select tok.family_id::text as family_id, tok.user_id::text as user_id, tok.replaced_by is not null as replaced,
            tok.revoked_at is not null as revoked_before, tok.live, tok.status,
@@ -380,19 +493,27 @@ export interface DevicePoll extends Grantee {
 }
 
 /**
- * RFC 8628 §3.4-3.5 in ONE statement: records the poll, grows the interval by 5 s when polled
- * too fast, and consumes an approved code (starting a refresh family when asked).
+ * RFC 8628 §3.4-3.5 in ONE statement: authenticates the client, records the poll, grows the
+ * interval by 5 s when polled too fast, and consumes an approved code (starting a refresh family
+ * when the client uses refresh tokens, and writing `token_issued`). No row: the client did not
+ * authenticate; `poll` undefined: no such device code for this client.
  */
 export async function pollDeviceCode(
   x: Executor,
-  input: { deviceCodeHash: string; clientUuid: string; refresh: NewRefreshToken | null; now: Date },
-): Promise<DevicePoll | undefined> {
+  input: {
+    client: PresentedClient
+    deviceCodeHash: string
+    refresh: NewRefreshToken
+    audit: GrantAudit
+    now: Date
+  },
+): Promise<{ client: GrantClient; poll: DevicePoll | undefined } | undefined> {
   const refresh = input.refresh
   const [row] = await queryRows<Record<string, unknown>>(
     x,
-    sql`with prev as (
+    sql`with ${clientCte(input.client, input.now)}, prev as (
       select id, status, user_id, scope, resource, interval_seconds, last_polled_at, expires_at
-      from device_codes where device_code_hash = ${input.deviceCodeHash} and client_id = ${input.clientUuid}
+      from device_codes where device_code_hash = ${input.deviceCodeHash} and client_id = (select id from client)
       for update
     ), polled as (
       update device_codes d set
@@ -410,36 +531,79 @@ export async function pollDeviceCode(
     ), grantee as (
       select p.*, u.status as user_status, u.email, u.display_name, u.email_verified_at
       from polled p left join users u on u.id = p.user_id
+    ), ok as (
+      select g.* from grantee g where g.prev_status = 'approved' and not g.expired and g.user_status = 'active'
     ), issued as (
       insert into refresh_tokens (id, token_hash, family_id, client_id, user_id, scope, resource, auth_time, expires_at)
-      select ${refresh?.id ?? null}::uuid, ${refresh?.tokenHash ?? null}, g.id, ${input.clientUuid}::uuid,
-             g.user_id, g.scope, g.resource, ${input.now}, ${refresh?.expiresAt ?? null}::timestamptz
-      from grantee g
-      where ${refresh !== null} and g.prev_status = 'approved' and not g.expired and g.user_status = 'active'
+      select ${refresh.id}::uuid, ${refresh.tokenHash}, g.id, cl.id,
+             g.user_id, g.scope, g.resource, ${input.now}, ${refresh.expiresAt}::timestamptz
+      from ok g cross join client cl
+      where 'refresh_token' = any(cl.grant_types)
+      returning id
+    ), audited as (
+      insert into audit_events (type, actor, user_id, tenant_id, client_id, ip, metadata)
+      select 'token_issued', 'client:' || cl.client_id, g.user_id, cl.tenant_id, cl.client_id, ${input.audit.ip},
+             jsonb_build_object('grant_type', ${input.client.grantType}::text, 'grant_id', g.id)
+      from ok g cross join client cl
       returning id
     )
-    select g.id::text as device_id, g.prev_status, g.interval_seconds, g.user_id::text as user_id, g.scope, g.resource,
-           g.expired, g.slow_down, g.user_status, g.email, g.display_name, g.email_verified_at is not null as email_verified,
-           (select count(*) from issued)::int as refresh_issued
-    from grantee g`,
+    select ${CLIENT_COLUMNS}, g.id::text as device_id, g.prev_status, g.interval_seconds, g.user_id::text as user_id,
+           g.scope, g.resource, g.expired, g.slow_down, g.user_status, g.email, g.display_name,
+           g.email_verified_at is not null as email_verified, (select count(*) from issued)::int as refresh_issued
+    from client cl left join grantee g on true`,
   )
   if (row === undefined) {
     return undefined
   }
-  return {
-    deviceId: String(row.device_id),
-    previousStatus: String(row.prev_status),
-    expired: row.expired === true,
-    slowDown: row.slow_down === true,
-    intervalSeconds: Number(row.interval_seconds),
-    scope: String(row.scope),
-    resource: row.resource === null ? null : String(row.resource),
-    userId: row.user_id === null ? '' : String(row.user_id),
-    status: row.user_status === null ? 'none' : String(row.user_status),
-    email: row.email === null ? '' : String(row.email),
-    displayName: row.display_name === null ? null : String(row.display_name),
-    emailVerified: row.email_verified === true,
-    authTime: null,
-    refreshIssued: Number(row.refresh_issued) > 0,
+  const client = toGrantClient(row)
+  if (row.device_id === null || row.device_id === undefined) {
+    return { client, poll: undefined }
   }
+  return {
+    client,
+    poll: {
+      deviceId: String(row.device_id),
+      previousStatus: String(row.prev_status),
+      expired: row.expired === true,
+      slowDown: row.slow_down === true,
+      intervalSeconds: Number(row.interval_seconds),
+      scope: String(row.scope),
+      resource: row.resource === null ? null : String(row.resource),
+      userId: row.user_id === null ? '' : String(row.user_id),
+      status: row.user_status === null ? 'none' : String(row.user_status),
+      email: row.email === null ? '' : String(row.email),
+      displayName: row.display_name === null ? null : String(row.display_name),
+      emailVerified: row.email_verified === true,
+      authTime: null,
+      refreshIssued: Number(row.refresh_issued) > 0,
+    },
+  }
+}
+
+/**
+ * client_credentials (RFC 6749 §4.4) in ONE statement: authenticates the confidential client and,
+ * when the requested scope is within its registration and names no user-facing scope, writes
+ * `token_issued`. No row: the client did not authenticate.
+ */
+export async function authenticateForClientCredentials(
+  x: Executor,
+  input: { client: PresentedClient; requestedScope: string | null; audit: GrantAudit; now: Date },
+): Promise<GrantClient | undefined> {
+  const asked = input.requestedScope
+  const [row] = await queryRows<Record<string, unknown>>(
+    x,
+    sql`with ${clientCte(input.client, input.now)}, audited as (
+      insert into audit_events (type, actor, tenant_id, client_id, ip, metadata)
+      select 'token_issued', 'client:' || cl.client_id, cl.tenant_id, cl.client_id, ${input.audit.ip},
+             jsonb_build_object('grant_type', 'client_credentials')
+      from client cl
+      where cl.token_endpoint_auth_method <> 'none'
+        and (${asked}::text is null or (
+          string_to_array(${asked}::text, ' ') <@ string_to_array(cl.scope, ' ')
+          and not string_to_array(${asked}::text, ' ') && array['openid', 'offline_access']))
+      returning id
+    )
+    select ${CLIENT_COLUMNS} from client cl`,
+  )
+  return row === undefined ? undefined : toGrantClient(row)
 }

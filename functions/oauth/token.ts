@@ -1,17 +1,18 @@
 import { Hono } from 'hono'
 import * as v from 'valibot'
-import { recordAudit } from '../audit/record'
+import { sha256Hex } from '../crypto/hash'
 import type { AppEnv } from '../env'
 import { OAuthError } from '../errors/oauth'
+import { clientIp } from '../middleware/client-ip'
 import { documentRoute } from '../openapi/registry'
-import { authenticateClient } from './client-auth'
+import { authenticateClient, readClientCredentials } from './client-auth'
 import { DEVICE_CODE_GRANT } from './client-metadata'
 import { readOAuthBody, requiredParam } from './form'
-import { authorizationCodeGrant, CodeReplayed } from './grants/authorization-code'
+import { authorizationCodeGrant } from './grants/authorization-code'
 import { clientCredentialsGrant } from './grants/client-credentials'
 import { deviceCodeGrant } from './grants/device-code'
 import type { GrantContext, GrantOutcome } from './grants/issue'
-import { RefreshReuseDetected, refreshTokenGrant } from './grants/refresh-token'
+import { refreshTokenGrant } from './grants/refresh-token'
 
 /** RFC 6749 §5.1: token responses are never cached. */
 export const NO_STORE = { 'cache-control': 'no-store', pragma: 'no-cache' } as const
@@ -27,8 +28,9 @@ const GRANTS: Record<
 }
 
 /**
- * POST /oauth/token. Round trips per grant: client lookup + one grant statement
- * (client_credentials: the lookup only); audit goes through waitUntil.
+ * POST /oauth/token. Round trips per successful grant: ONE in all (issue 16): the grant's
+ * statement authenticates the client, does the grant's work and writes `token_issued`; a warm
+ * isolate signs with cached keys. A failure may spend one more statement to explain itself.
  */
 export const token = new Hono<AppEnv>().post('/', async (c) => {
   const params = await readOAuthBody(c)
@@ -38,34 +40,22 @@ export const token = new Hono<AppEnv>().post('/', async (c) => {
   if (grant === undefined) {
     throw new OAuthError('unsupported_grant_type', { description: `${grantType} is not supported` })
   }
-  const client = await authenticateClient(c, c.var.db.http, params, now)
-  const ctx: GrantContext = { db: c.var.db, config: c.var.config, client, now }
-  try {
-    const outcome = await grant(ctx, params)
-    recordAudit(c, ...outcome.audit)
-    return c.json(outcome.response, 200, NO_STORE)
-  } catch (error) {
-    if (error instanceof OAuthError && error.cause instanceof CodeReplayed) {
-      recordAudit(c, {
-        type: 'code_replay_detected',
-        actor: `client:${client.clientId}`,
-        tenantId: client.tenantId,
-        clientId: client.clientId,
-        metadata: { code_id: error.cause.codeId, revoked_refresh_tokens: error.cause.revokedRefreshTokens },
-      })
-    }
-    if (error instanceof OAuthError && error.cause instanceof RefreshReuseDetected) {
-      recordAudit(c, {
-        type: 'refresh_token_reuse_detected',
-        actor: `client:${client.clientId}`,
-        userId: error.cause.userId,
-        tenantId: client.tenantId,
-        clientId: client.clientId,
-        metadata: { family_id: error.cause.familyId, revoked_refresh_tokens: error.cause.revoked },
-      })
-    }
-    throw error
+  const credentials = readClientCredentials(c, params)
+  const ctx: GrantContext = {
+    db: c.var.db,
+    config: c.var.config,
+    now,
+    presented: {
+      clientId: credentials.clientId,
+      method: credentials.method,
+      secretHash: credentials.secret === undefined ? null : await sha256Hex(credentials.secret),
+      grantType,
+    },
+    audit: { ip: clientIp(c) },
+    explainClient: () => authenticateClient(c, c.var.db.http, params, now),
   }
+  const outcome = await grant(ctx, params)
+  return c.json(outcome.response, 200, NO_STORE)
 })
 
 const TOKEN_RESPONSE = v.object({

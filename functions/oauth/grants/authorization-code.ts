@@ -9,18 +9,16 @@ import {
   type GrantOutcome,
   issueUserTokens,
   newRefreshToken,
-  tokenIssuedEvent,
+  refuseClient,
 } from './issue'
 
 /**
- * RFC 6749 §4.1.3 with PKCE S256 (RFC 7636 §4.6). Round trips: one statement that consumes the
- * code and starts the refresh family; a failed exchange spends one more to tell a replay
- * (which revokes what the first exchange issued) from an unknown code.
+ * RFC 6749 §4.1.3 with PKCE S256 (RFC 7636 §4.6). Round trips: ONE statement that authenticates
+ * the client, consumes the code, starts the refresh family and writes `token_issued`. A failed
+ * exchange spends one more to explain itself: why the client did not authenticate, or a replay
+ * (which revokes what the first exchange issued) versus an unknown code.
  */
 export async function authorizationCodeGrant(ctx: GrantContext, params: OAuthParams): Promise<GrantOutcome> {
-  if (!ctx.client.grantTypes.includes('authorization_code')) {
-    throw new OAuthError('unauthorized_client', { description: 'This client may not use authorization_code' })
-  }
   const code = requiredParam(params, 'code', 200)
   const verifier = param(params, 'code_verifier', 200)
   if (verifier === undefined) {
@@ -28,31 +26,36 @@ export async function authorizationCodeGrant(ctx: GrantContext, params: OAuthPar
   }
   const redirectUri = param(params, 'redirect_uri') ?? null
   const codeHash = await sha256Hex(code)
-  const refresh = ctx.client.grantTypes.includes('refresh_token')
-    ? await newRefreshToken(ctx.config, ctx.now)
-    : null
-  const consumed = await consumeAuthorizationCode(ctx.db.http, {
+  const refresh = await newRefreshToken(ctx.config, ctx.now)
+  const result = await consumeAuthorizationCode(ctx.db.http, {
+    client: ctx.presented,
     codeHash,
-    clientUuid: ctx.client.id,
     codeChallenge: await s256Challenge(verifier),
     redirectUri,
     refresh,
+    audit: ctx.audit,
     now: ctx.now,
   })
+  if (result === undefined) {
+    return refuseClient(ctx)
+  }
+  const { client, code: consumed } = result
   if (consumed === undefined) {
     // RFC 6749 §10.5, RFC 9700 §4.5: a used code comes back → revoke what it issued.
-    const replay = await revokeReplayedCode(
-      ctx.db.http,
+    const replay = await revokeReplayedCode(ctx.db.http, {
       codeHash,
-      ctx.now,
-      accessTokensExpireBy(ctx.config, ctx.now),
-    )
+      client,
+      audit: ctx.audit,
+      now: ctx.now,
+      accessTokensExpireBy: accessTokensExpireBy(ctx.config, ctx.now),
+    })
     throw new OAuthError('invalid_grant', {
       description: 'The authorization code is invalid, expired or already used',
       log: replay.replayed ? 'code_replayed' : 'code_unknown',
-      cause: replay.replayed ? new CodeReplayed(replay.codeId, replay.revokedRefreshTokens) : undefined,
     })
   }
+  // The statement compared the challenge too (it issues nothing on a mismatch); this is the
+  // constant-time check that decides the answer.
   if (!(await verifyPkceS256(verifier, consumed.codeChallenge))) {
     throw new OAuthError('invalid_grant', {
       description: 'code_verifier does not match',
@@ -69,24 +72,13 @@ export async function authorizationCodeGrant(ctx: GrantContext, params: OAuthPar
   if (consumed.status !== 'active') {
     throw new OAuthError('invalid_grant', { description: 'The user may not sign in', log: 'user_inactive' })
   }
-  const response = await issueUserTokens(ctx, {
+  const response = await issueUserTokens(ctx, client, {
     grantee: consumed,
     scope: consumed.scope,
     resource: consumed.resource,
     jti: consumed.codeId,
-    refreshToken: consumed.refreshIssued ? refresh?.token : undefined,
+    refreshToken: consumed.refreshIssued ? refresh.token : undefined,
     nonce: consumed.nonce,
   })
-  return { response, audit: [tokenIssuedEvent(ctx, 'authorization_code', consumed.userId)] }
-}
-
-/** Carried in `cause` so the edge can audit a replay. */
-export class CodeReplayed extends Error {
-  override name = this.constructor.name
-  constructor(
-    readonly codeId: string | null,
-    readonly revokedRefreshTokens: number,
-  ) {
-    super('authorization code replayed')
-  }
+  return { response }
 }

@@ -1,42 +1,48 @@
+import { authenticateForClientCredentials } from '../../../db/queries/oauth-grants'
 import { OAuthError } from '../../errors/oauth'
 import { accessTokenAudience, mintAccessToken } from '../../tokens/mint'
 import { type OAuthParams, param } from '../form'
-import { grantableScope, parseResource } from '../scope'
-import { type GrantContext, type GrantOutcome, tokenIssuedEvent } from './issue'
+import { grantableScope, parseResource, parseScope } from '../scope'
+import { type GrantContext, type GrantOutcome, refuseClient } from './issue'
+
+const USER_SCOPES = ['openid', 'profile', 'email', 'offline_access']
 
 /**
  * RFC 6749 §4.4 for confidential clients: an access token whose `sub` is the client_id
- * (RFC 9068 §2.2). No database round trip beyond client authentication.
+ * (RFC 9068 §2.2). Round trips: ONE statement that authenticates the client and writes
+ * `token_issued` (only when the scope checks below will pass); a failure may spend one more.
  */
 export async function clientCredentialsGrant(ctx: GrantContext, params: OAuthParams): Promise<GrantOutcome> {
-  if (
-    ctx.client.tokenEndpointAuthMethod === 'none' ||
-    !ctx.client.grantTypes.includes('client_credentials')
-  ) {
+  const requested = param(params, 'scope')
+  const asked = requested === undefined ? null : parseScope(requested).join(' ')
+  const resource = parseResource(param(params, 'resource'))
+  const client = await authenticateForClientCredentials(ctx.db.http, {
+    client: ctx.presented,
+    requestedScope: asked,
+    audit: ctx.audit,
+    now: ctx.now,
+  })
+  if (client === undefined) {
+    return refuseClient(ctx)
+  }
+  if (client.tokenEndpointAuthMethod === 'none') {
     throw new OAuthError('unauthorized_client', { description: 'This client may not use client_credentials' })
   }
   // No user is present: user-facing scopes make no sense here.
-  const scopes = grantableScope(param(params, 'scope'), ctx.client.scope, [
-    'openid',
-    'profile',
-    'email',
-    'offline_access',
-  ])
+  const scopes = grantableScope(requested, client.scope, USER_SCOPES)
   if (scopes.includes('openid') || scopes.includes('offline_access')) {
     throw new OAuthError('invalid_scope', { description: 'openid and offline_access need a user' })
   }
-  const resource = parseResource(param(params, 'resource'))
   const scope = scopes.join(' ')
   const access = await mintAccessToken(ctx.db, ctx.config, {
-    subject: ctx.client.clientId,
+    subject: client.clientId,
     audience: accessTokenAudience(ctx.config, resource),
-    clientId: ctx.client.clientId,
+    clientId: client.clientId,
     scope,
     jti: crypto.randomUUID(),
     now: ctx.now,
   })
   return {
     response: { access_token: access.token, token_type: 'Bearer', expires_in: access.expiresIn, scope },
-    audit: [tokenIssuedEvent(ctx, 'client_credentials', null)],
   }
 }

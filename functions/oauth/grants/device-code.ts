@@ -1,34 +1,28 @@
 import { pollDeviceCode } from '../../../db/queries/oauth-grants'
 import { sha256Hex } from '../../crypto/hash'
 import { OAuthError } from '../../errors/oauth'
-import { DEVICE_CODE_GRANT } from '../client-metadata'
 import { type OAuthParams, requiredParam } from '../form'
-import {
-  type GrantContext,
-  type GrantOutcome,
-  issueUserTokens,
-  newRefreshToken,
-  tokenIssuedEvent,
-} from './issue'
+import { type GrantContext, type GrantOutcome, issueUserTokens, newRefreshToken, refuseClient } from './issue'
 
 /**
- * RFC 8628 §3.4-3.5: one statement records the poll, applies slow_down and consumes an approved
- * code (starting a refresh family when the client uses refresh tokens).
+ * RFC 8628 §3.4-3.5: ONE statement authenticates the client, records the poll, applies slow_down
+ * and consumes an approved code (starting a refresh family when the client uses refresh tokens,
+ * and writing `token_issued`).
  */
 export async function deviceCodeGrant(ctx: GrantContext, params: OAuthParams): Promise<GrantOutcome> {
-  if (!ctx.client.grantTypes.includes(DEVICE_CODE_GRANT)) {
-    throw new OAuthError('unauthorized_client', { description: 'This client may not use the device grant' })
-  }
   const deviceCodeHash = await sha256Hex(requiredParam(params, 'device_code', 200))
-  const refresh = ctx.client.grantTypes.includes('refresh_token')
-    ? await newRefreshToken(ctx.config, ctx.now)
-    : null
-  const poll = await pollDeviceCode(ctx.db.http, {
+  const refresh = await newRefreshToken(ctx.config, ctx.now)
+  const result = await pollDeviceCode(ctx.db.http, {
+    client: ctx.presented,
     deviceCodeHash,
-    clientUuid: ctx.client.id,
     refresh,
+    audit: ctx.audit,
     now: ctx.now,
   })
+  if (result === undefined) {
+    return refuseClient(ctx)
+  }
+  const { client, poll } = result
   if (poll === undefined) {
     throw new OAuthError('invalid_grant', { description: 'The device code is invalid' })
   }
@@ -53,13 +47,13 @@ export async function deviceCodeGrant(ctx: GrantContext, params: OAuthParams): P
   if (poll.status !== 'active') {
     throw new OAuthError('invalid_grant', { description: 'The user may not sign in' })
   }
-  const response = await issueUserTokens(ctx, {
+  const response = await issueUserTokens(ctx, client, {
     grantee: poll,
     scope: poll.scope,
     resource: poll.resource,
     jti: poll.deviceId,
-    refreshToken: poll.refreshIssued ? refresh?.token : undefined,
+    refreshToken: poll.refreshIssued ? refresh.token : undefined,
     nonce: null,
   })
-  return { response, audit: [tokenIssuedEvent(ctx, DEVICE_CODE_GRANT, poll.userId)] }
+  return { response }
 }

@@ -1,10 +1,16 @@
 import type { Db } from '../../../db/client'
-import type { Grantee, NewRefreshToken } from '../../../db/queries/oauth-grants'
+import type {
+  GrantAudit,
+  GrantClient,
+  Grantee,
+  NewRefreshToken,
+  PresentedClient,
+} from '../../../db/queries/oauth-grants'
 import type { OAuthClientRow } from '../../../db/queries/oauth-tokens'
-import type { AuditEvent } from '../../audit/record'
 import type { Config } from '../../config'
 import { sha256Hex } from '../../crypto/hash'
 import { randomToken } from '../../crypto/random'
+import { OAuthError } from '../../errors/oauth'
 import { accessTokenAudience, mintAccessToken, mintIdToken } from '../../tokens/mint'
 import { idTokenAlgorithm } from '../client-metadata'
 
@@ -18,17 +24,44 @@ export interface TokenResponse {
   id_token?: string
 }
 
-/** What a grant returns: the response and the audit events (never a token) to record. */
+/**
+ * What a grant returns: the response. Its audit event was written by the grant's own statement
+ * (issue 16), so there is nothing left to record.
+ */
 export interface GrantOutcome {
   response: TokenResponse
-  audit: AuditEvent[]
 }
 
 export interface GrantContext {
   db: Db
   config: Config
-  client: OAuthClientRow
   now: Date
+  /** The credentials presented; each grant's statement authenticates them. */
+  presented: PresentedClient
+  audit: GrantAudit
+  /**
+   * Failure path only (a second round trip): looks the client up and checks the credentials,
+   * throwing `invalid_client` with the reason in the log; returns the row when they hold.
+   */
+  explainClient(): Promise<OAuthClientRow>
+}
+
+/**
+ * The grant statement found no authenticated client: explain why (invalid_client from the
+ * credential check, else unauthorized_client when the grant is not registered).
+ */
+export async function refuseClient(ctx: GrantContext): Promise<never> {
+  const client = await ctx.explainClient()
+  if (!client.grantTypes.includes(ctx.presented.grantType)) {
+    throw new OAuthError('unauthorized_client', {
+      description: `This client may not use ${ctx.presented.grantType}`,
+    })
+  }
+  // The row changed between the two statements (disabled, secret rotated): refuse.
+  throw new OAuthError('invalid_client', {
+    description: 'Client authentication failed',
+    log: 'client changed',
+  })
 }
 
 /** A fresh refresh token: the secret for the client, its hash and row id for the database. */
@@ -70,6 +103,7 @@ export function userClaims(grantee: Grantee, scopes: readonly string[]): Record<
  */
 export async function issueUserTokens(
   ctx: GrantContext,
+  client: GrantClient,
   input: {
     grantee: Grantee
     scope: string
@@ -84,7 +118,7 @@ export async function issueUserTokens(
   const access = await mintAccessToken(ctx.db, ctx.config, {
     subject: input.grantee.userId,
     audience: accessTokenAudience(ctx.config, input.resource),
-    clientId: ctx.client.clientId,
+    clientId: client.clientId,
     scope: input.scope,
     jti: input.jti,
     now: ctx.now,
@@ -102,8 +136,8 @@ export async function issueUserTokens(
   if (scopes.includes('openid')) {
     response.id_token = await mintIdToken(ctx.db, ctx.config, {
       userId: input.grantee.userId,
-      clientId: ctx.client.clientId,
-      alg: idTokenAlgorithm(ctx.client.idTokenSignedResponseAlg),
+      clientId: client.clientId,
+      alg: idTokenAlgorithm(client.idTokenSignedResponseAlg),
       now: ctx.now,
       authTime,
       nonce: input.nonce,
@@ -111,20 +145,4 @@ export async function issueUserTokens(
     })
   }
   return response
-}
-
-export function tokenIssuedEvent(
-  ctx: GrantContext,
-  grantType: string,
-  userId: string | null,
-  extra: Record<string, unknown> = {},
-): AuditEvent {
-  return {
-    type: 'token_issued',
-    actor: `client:${ctx.client.clientId}`,
-    userId,
-    tenantId: ctx.client.tenantId,
-    clientId: ctx.client.clientId,
-    metadata: { grant_type: grantType, ...extra },
-  }
 }

@@ -13,20 +13,8 @@ import {
   type GrantOutcome,
   issueUserTokens,
   newRefreshToken,
-  tokenIssuedEvent,
+  refuseClient,
 } from './issue'
-
-/** Carried in `cause` so the edge can audit reuse. */
-export class RefreshReuseDetected extends Error {
-  override name = this.constructor.name
-  constructor(
-    readonly familyId: string | null,
-    readonly userId: string | null,
-    readonly revoked: number,
-  ) {
-    super('refresh token reused')
-  }
-}
 
 const FAILURE_DESCRIPTIONS: Record<RefreshFailure, string> = {
   unknown: 'The refresh token is invalid',
@@ -38,42 +26,42 @@ const FAILURE_DESCRIPTIONS: Record<RefreshFailure, string> = {
 }
 
 /**
- * RFC 6749 §6 with rotation on every use (OAuth 2.1 §4.3.1). Round trips: one statement that
- * rotates; a failure spends one more, which revokes the family when a rotated token came back.
+ * RFC 6749 §6 with rotation on every use (OAuth 2.1 §4.3.1). Round trips: ONE statement that
+ * authenticates the client, rotates and writes `token_issued`; a failure spends one more, which
+ * revokes the family (and records the reuse) when a rotated token came back.
  */
 export async function refreshTokenGrant(ctx: GrantContext, params: OAuthParams): Promise<GrantOutcome> {
-  if (!ctx.client.grantTypes.includes('refresh_token')) {
-    throw new OAuthError('unauthorized_client', { description: 'This client may not use refresh_token' })
-  }
   const tokenHash = await sha256Hex(requiredParam(params, 'refresh_token', 200))
   const requested = parseScope(param(params, 'scope'))
   const next = await newRefreshToken(ctx.config, ctx.now)
-  const rotated = await rotateRefreshToken(ctx.db.http, {
+  const result = await rotateRefreshToken(ctx.db.http, {
+    client: ctx.presented,
     tokenHash,
-    clientUuid: ctx.client.id,
     requestedScope: requested.join(' '),
     next,
+    audit: ctx.audit,
     now: ctx.now,
   })
+  if (result === undefined) {
+    return refuseClient(ctx)
+  }
+  const { client, rotated } = result
   if (rotated === undefined) {
     const why = await explainRefreshFailure(ctx.db.http, {
       tokenHash,
-      clientUuid: ctx.client.id,
+      client,
+      audit: ctx.audit,
       now: ctx.now,
       accessTokensExpireBy: accessTokensExpireBy(ctx.config, ctx.now),
     })
     throw new OAuthError(why.failure === 'scope_widened' ? 'invalid_scope' : 'invalid_grant', {
       description: FAILURE_DESCRIPTIONS[why.failure],
       log: `refresh_${why.failure}`,
-      cause:
-        why.failure === 'reused'
-          ? new RefreshReuseDetected(why.familyId, why.userId, why.revoked)
-          : undefined,
     })
   }
   // RFC 6749 §6: a narrower scope applies to this access token; the grant keeps its scope.
   const scope = requested.length > 0 ? requested.join(' ') : rotated.scope
-  const response = await issueUserTokens(ctx, {
+  const response = await issueUserTokens(ctx, client, {
     grantee: rotated,
     scope,
     resource: rotated.resource,
@@ -81,8 +69,5 @@ export async function refreshTokenGrant(ctx: GrantContext, params: OAuthParams):
     refreshToken: next.token,
     nonce: null,
   })
-  return {
-    response,
-    audit: [tokenIssuedEvent(ctx, 'refresh_token', rotated.userId, { family_id: rotated.familyId })],
-  }
+  return { response }
 }
