@@ -1,0 +1,147 @@
+import { sql } from 'drizzle-orm'
+import { describe, expect, it } from 'vitest'
+import { testDb } from '../helpers/db'
+import {
+  adminClient,
+  basicAuth,
+  exchangeCode,
+  obtainCode,
+  postForm,
+  refresh,
+  seedUser,
+  type TestClient,
+  type TokenSet,
+  webClient,
+} from '../helpers/oauth'
+import { describeResponse } from '../helpers/worker'
+
+/** Audit rows of this type for this client, read the moment the response is in (no waiting). */
+async function auditCount(type: string, clientId: string): Promise<number> {
+  const result = await testDb().execute(
+    sql`select count(*)::int as n from audit_events where type = ${type} and client_id = ${clientId}`,
+  )
+  return Number((result.rows[0] as { n: number } | undefined)?.n ?? 0)
+}
+
+async function refreshTokenCount(clientId: string): Promise<number> {
+  const result = await testDb().execute(
+    sql`select count(*)::int as n from refresh_tokens r join oauth_clients c on c.id = r.client_id
+        where c.client_id = ${clientId}`,
+  )
+  return Number((result.rows[0] as { n: number } | undefined)?.n ?? 0)
+}
+
+async function unconsumedCodes(clientId: string): Promise<number> {
+  const result = await testDb().execute(
+    sql`select count(*)::int as n from authorization_codes a join oauth_clients c on c.id = a.client_id
+        where c.client_id = ${clientId} and a.consumed_at is null`,
+  )
+  return Number((result.rows[0] as { n: number } | undefined)?.n ?? 0)
+}
+
+/**
+ * Fault injection between the parts of a grant: the audit insert of this client (only) fails,
+ * after the statement's other writes ran. Removed when `work` ends.
+ */
+async function withFailingAudit<T>(client: TestClient, work: () => Promise<T>): Promise<T> {
+  if (!/^[A-Za-z0-9_-]+$/.test(client.client_id)) {
+    throw new Error('unexpected client_id shape')
+  }
+  const name = `fail_audit_${client.client_id.replace(/-/g, '_').toLowerCase()}`
+  const db = testDb()
+  await db.execute(
+    sql.raw(`create function ${name}() returns trigger language plpgsql as $$
+      begin
+        if new.client_id = '${client.client_id}' then raise exception 'injected fault'; end if;
+        return new;
+      end $$`),
+  )
+  await db.execute(
+    sql.raw(`create trigger ${name} before insert on audit_events for each row execute function ${name}()`),
+  )
+  try {
+    return await work()
+  } finally {
+    await db.execute(sql.raw(`drop trigger ${name} on audit_events`))
+    await db.execute(sql.raw(`drop function ${name}()`))
+  }
+}
+
+describe('issue 16: each grant is one statement — authentication, the grant and its audit row', () => {
+  it('every successful grant has its token_issued row when the response arrives', async () => {
+    const machine = await adminClient({ grant_types: ['client_credentials'], scope: 'apikeys:verify' })
+    const cc = await postForm('/oauth/token', { grant_type: 'client_credentials' }, basicAuth(machine))
+    expect(cc.status, await describeResponse(cc)).toBe(200)
+    expect(await auditCount('token_issued', machine.client_id)).toBe(1)
+
+    const client = await webClient()
+    const code = await exchangeCode(client, await obtainCode(client, await seedUser()))
+    expect(code.status, await describeResponse(code)).toBe(200)
+    expect(await auditCount('token_issued', client.client_id)).toBe(1)
+    const tokens = (await code.json()) as TokenSet
+    const rotated = await refresh(client, tokens.refresh_token ?? '')
+    expect(rotated.status, await describeResponse(rotated)).toBe(200)
+    expect(await auditCount('token_issued', client.client_id)).toBe(2)
+  })
+
+  it('a refused client_credentials request (scope beyond registration) writes no token_issued', async () => {
+    const machine = await adminClient({ grant_types: ['client_credentials'], scope: 'apikeys:verify' })
+    const res = await postForm(
+      '/oauth/token',
+      { grant_type: 'client_credentials', scope: 'apikeys:write' },
+      basicAuth(machine),
+    )
+    expect(await res.json()).toMatchObject({ error: 'invalid_scope' })
+    const wrong = await postForm(
+      '/oauth/token',
+      { grant_type: 'client_credentials' },
+      basicAuth({ ...machine, client_secret: 'wrong' }),
+    )
+    expect(wrong.status, await describeResponse(wrong)).toBe(401)
+    expect(await auditCount('token_issued', machine.client_id)).toBe(0)
+  })
+
+  it('a failed code-exchange statement leaves the code unused and no refresh token; the code then works', async () => {
+    const client = await webClient()
+    const result = await obtainCode(client, await seedUser())
+    const failed = await withFailingAudit(client, () => exchangeCode(client, result))
+    expect(failed.status, await describeResponse(failed)).toBeGreaterThanOrEqual(500)
+    expect(await unconsumedCodes(client.client_id)).toBe(1)
+    expect(await refreshTokenCount(client.client_id)).toBe(0)
+    const retried = await exchangeCode(client, result)
+    expect(retried.status, await describeResponse(retried)).toBe(200)
+    expect(await auditCount('token_issued', client.client_id)).toBe(1)
+  })
+
+  it('a failed refresh statement rotates nothing; the same refresh token then rotates', async () => {
+    const client = await webClient()
+    const tokens = (await (
+      await exchangeCode(client, await obtainCode(client, await seedUser()))
+    ).json()) as TokenSet
+    const failed = await withFailingAudit(client, () => refresh(client, tokens.refresh_token ?? ''))
+    expect(failed.status, await describeResponse(failed)).toBeGreaterThanOrEqual(500)
+    expect(await refreshTokenCount(client.client_id)).toBe(1)
+    const retried = await refresh(client, tokens.refresh_token ?? '')
+    expect(retried.status, await describeResponse(retried)).toBe(200)
+  })
+
+  it('concurrent exchanges of one code: one 200, one token_issued; the replay is recorded with its revocation', async () => {
+    const client = await webClient()
+    const result = await obtainCode(client, await seedUser())
+    const answers = await Promise.all(Array.from({ length: 6 }, () => exchangeCode(client, result)))
+    expect(answers.map((r) => r.status).filter((s) => s === 200)).toHaveLength(1)
+    expect(await auditCount('token_issued', client.client_id)).toBe(1)
+    expect(await auditCount('code_replay_detected', client.client_id)).toBe(5)
+  })
+
+  it('refresh-token reuse is recorded in the statement that revokes the family', async () => {
+    const client = await webClient()
+    const tokens = (await (
+      await exchangeCode(client, await obtainCode(client, await seedUser()))
+    ).json()) as TokenSet
+    expect((await refresh(client, tokens.refresh_token ?? '')).status).toBe(200)
+    const reused = await refresh(client, tokens.refresh_token ?? '')
+    expect(await reused.json()).toMatchObject({ error: 'invalid_grant' })
+    expect(await auditCount('refresh_token_reuse_detected', client.client_id)).toBe(1)
+  })
+})
