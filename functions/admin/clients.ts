@@ -1,12 +1,13 @@
 import { Hono } from 'hono'
 import * as v from 'valibot'
 import { disableClient, listClients } from '../../db/queries/oauth-clients'
+import { TOKEN_ENDPOINT_AUTH_METHODS } from '../../db/schema'
 import type { OAuthClientRow } from '../../db/queries/oauth-tokens'
 import { recordAudit } from '../audit/record'
 import type { AppEnv } from '../env'
 import { ProblemError } from '../errors/problem'
 import { requireAdmin } from '../middleware/require-admin'
-import { clientInformation, parseClientMetadata } from '../oauth/client-metadata'
+import { clientInformation, GRANT_TYPES, parseClientMetadata } from '../oauth/client-metadata'
 import { createClient } from '../oauth/clients'
 import { documentRoute } from '../openapi/registry'
 import { queryParams } from '../validation/json-body'
@@ -116,13 +117,36 @@ documentRoute({
   tags: ['admin'],
   security: ['adminToken'],
   requestBody: {
+    // RFC 7591 §2 metadata, as parseClientMetadata reads it (privileged: any supported scope).
     schema: v.object({
+      client_name: v.optional(v.string()),
       redirect_uris: v.optional(v.array(v.string())),
+      grant_types: v.optional(
+        v.pipe(
+          v.array(v.picklist(GRANT_TYPES)),
+          v.description(
+            'Default ["authorization_code"]. A resource server that calls POST /api-keys/verify or ' +
+              '/oauth/introspect uses ["client_credentials"] with scope "apikeys:verify" (README, "Protect your API").',
+          ),
+        ),
+      ),
+      response_types: v.optional(v.array(v.picklist(['code']))),
+      token_endpoint_auth_method: v.optional(v.picklist(TOKEN_ENDPOINT_AUTH_METHODS)),
+      scope: v.optional(v.pipe(v.string(), v.description('Space-separated scopes the client may request'))),
       first_party: v.optional(v.boolean()),
-      scope: v.optional(v.string()),
     }),
   },
-  responses: { 201: { description: 'Client', schema: CLIENT } },
+  responses: {
+    201: {
+      description: 'Client (client_secret is shown in this answer only)',
+      schema: v.object({
+        ...CLIENT.entries,
+        grant_types: v.array(v.string()),
+        token_endpoint_auth_method: v.string(),
+        scope: v.optional(v.string()),
+      }),
+    },
+  },
 })
 documentRoute({
   method: 'get',
