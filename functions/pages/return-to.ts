@@ -2,18 +2,15 @@
 const RETURN_TO_MAX_LENGTH = 4000
 
 /**
- * `return_to` when it is a same-origin path (a single leading `/`, not `//` or `/\`, no control
- * characters, resolving to the issuer's origin), else `/`. Off-origin targets are never followed.
+ * `return_to` as a same-origin path to redirect to, else `/`. The input must be a path (one
+ * leading `/`, no backslash or control character); it is then normalised by URL resolution
+ * against the issuer, and the *result* is checked again: same origin, one leading `/`, no
+ * backslash. Dot segments can turn `/..//evil.example` or `/%2e%2e//evil.example` into
+ * `//evil.example`, which a browser follows as a protocol-relative URL to another host
+ * (RFC 3986 §5.2.4, §4.2).
  */
 export function safeReturnTo(raw: unknown, issuer: string): string {
-  if (
-    typeof raw !== 'string' ||
-    raw.length > RETURN_TO_MAX_LENGTH ||
-    !raw.startsWith('/') ||
-    raw.startsWith('//') ||
-    raw.startsWith('/\\') ||
-    hasControlOrBackslash(raw)
-  ) {
+  if (typeof raw !== 'string' || raw.length > RETURN_TO_MAX_LENGTH || !isLocalPath(raw)) {
     return '/'
   }
   const origin = new URL(issuer).origin
@@ -23,15 +20,23 @@ export function safeReturnTo(raw: unknown, issuer: string): string {
   } catch {
     return '/'
   }
-  return resolved.origin === origin ? `${resolved.pathname}${resolved.search}${resolved.hash}` : '/'
+  const path = `${resolved.pathname}${resolved.search}${resolved.hash}`
+  if (resolved.origin !== origin || !isLocalPath(path) || new URL(path, origin).origin !== origin) {
+    return '/'
+  }
+  return path
 }
 
-function hasControlOrBackslash(text: string): boolean {
+/** A single leading `/` (not `//` or `/\`), and no backslash or control character anywhere. */
+function isLocalPath(text: string): boolean {
+  if (!text.startsWith('/') || text.startsWith('//')) {
+    return false
+  }
   for (let i = 0; i < text.length; i++) {
     const code = text.charCodeAt(i)
     if (code < 0x20 || code === 0x7f || code === 0x5c) {
-      return true
+      return false
     }
   }
-  return false
+  return true
 }
