@@ -75,6 +75,8 @@ export interface Config {
   usageRetentionDays: number
   auditRetentionDays: number
   argon2: Argon2Params
+  /** Most requests that may wait for a password hash at once per isolate (beyond: 503). */
+  argon2MaxQueue: number
   /** Where account mail goes (MAIL_PROVIDER); `log` only works for a loopback issuer. */
   mail: MailConfig
   mailFrom: string
@@ -179,6 +181,7 @@ export function parseConfig(env: Bindings): Config {
       iterations: read.integer('ARGON2_ITERATIONS', 2, 1),
       parallelism: read.integer('ARGON2_PARALLELISM', 1, 1),
     },
+    argon2MaxQueue: read.integer('ARGON2_MAX_QUEUE', 16, 1),
     mail: parseMail(read, issuer),
     mailFrom: env.MAIL_FROM?.trim() || 'Portcullis <no-reply@localhost>',
   }

@@ -1,33 +1,6 @@
-import { and, eq, isNull, lt, or, sql } from 'drizzle-orm'
-import { type Executor, type HttpDb, queryRows } from '../client'
-import { apiKeys, apiKeyUsage } from '../schema'
-
-export type NewApiKeyUsage = typeof apiKeyUsage.$inferInsert
-
-/**
- * Writes one verify's usage row and, for a successful verify, moves `last_used_at` forward
- * (never back, so late writes cannot rewind it). One round trip (a non-interactive batch).
- */
-export async function recordKeyUse(
-  db: HttpDb,
-  usage: NewApiKeyUsage,
-  touchedAt: Date | undefined,
-): Promise<void> {
-  const insert = db.insert(apiKeyUsage).values(usage)
-  if (touchedAt === undefined) {
-    await insert
-    return
-  }
-  await db.batch([
-    insert,
-    db
-      .update(apiKeys)
-      .set({ lastUsedAt: touchedAt })
-      .where(
-        and(eq(apiKeys.id, usage.keyId), or(isNull(apiKeys.lastUsedAt), lt(apiKeys.lastUsedAt, touchedAt))),
-      ),
-  ])
-}
+import { sql } from 'drizzle-orm'
+import { type Executor, queryRows } from '../client'
+import { apiKeys, apiKeyUsageCounters } from '../schema'
 
 export type UsageGranularity = 'hour' | 'day'
 
@@ -40,10 +13,11 @@ export interface UsageGroup {
 }
 
 /**
- * Success and failure counts of one key per UTC hour or day and per endpoint, over
- * [from, to), provided `ownerUserId` owns the key (undefined: any owner). Undefined when the
- * key is not visible. A range scan of `api_key_usage_key_created_idx` (key_id, created_at):
- * the cost follows the rows in the range, never the size of the table. One round trip.
+ * Success and failure counts of one key per UTC hour or day and per endpoint, over the hours
+ * that start in [from, to), provided `ownerUserId` owns the key (undefined: any owner).
+ * Undefined when the key is not visible. Read from the hourly counters the verify statement
+ * keeps (`api_key_usage_counters`, a range scan of its primary key): the cost follows the hours
+ * and endpoints in the range, never the number of raw usage rows. One round trip.
  */
 export async function aggregateKeyUsage(
   x: Executor,
@@ -62,15 +36,15 @@ export async function aggregateKeyUsage(
     sql`with k as (select ${apiKeys.id} as id from ${apiKeys} where ${apiKeys.id} = ${keyId} and ${owner})
         select g.bucket_ms, g.endpoint, g.success, g.failure
         from k left join lateral (
-          select (extract(epoch from date_trunc(${range.granularity}, u.created_at, 'UTC')) * 1000)::float8
+          select (extract(epoch from date_trunc(${range.granularity}, u.hour_start, 'UTC')) * 1000)::float8
               as bucket_ms,
-            u.endpoint,
-            count(*) filter (where u.success)::int as success,
-            count(*) filter (where not u.success)::int as failure
-          from ${apiKeyUsage} u
+            nullif(u.endpoint, '') as endpoint,
+            sum(u.success)::float8 as success,
+            sum(u.failure)::float8 as failure
+          from ${apiKeyUsageCounters} u
           where u.key_id = k.id and u.key_id = ${keyId}
-            and u.created_at >= ${range.from.toISOString()}::timestamptz
-            and u.created_at < ${range.to.toISOString()}::timestamptz
+            and u.hour_start >= date_trunc('hour', ${range.from.toISOString()}::timestamptz, 'UTC')
+            and u.hour_start < ${range.to.toISOString()}::timestamptz
           group by 1, 2
         ) g on true
         order by 1, 2`,

@@ -1,6 +1,6 @@
 import { and, desc, eq, isNull, or, type SQL, sql } from 'drizzle-orm'
 import { type Executor, queryRows } from '../client'
-import { apiKeys, users } from '../schema'
+import { apiKeys, tenants, users } from '../schema'
 import type { ApiKeyTier } from '../schema/constants'
 
 export type ApiKeyRow = typeof apiKeys.$inferSelect
@@ -267,6 +267,9 @@ function fromRaw(raw: RawApiKey): ApiKeyRecord {
   }
 }
 
+/** Verify outcomes the statement decides (MALFORMED never reaches the database). */
+export type KeyCheckCode = 'VALID' | 'REVOKED' | 'EXPIRED' | 'DISABLED' | 'QUOTA_EXCEEDED' | 'RATE_LIMITED'
+
 export interface KeyCheckInput {
   keyHash: string
   now: Date
@@ -280,6 +283,10 @@ export interface KeyCheckInput {
    * nothing is counted and the outcome is `callerRefused`.
    */
   callerGuard?: SQL
+  /** What the resource server says was called; validated text (no NUL), at most 200 characters. */
+  endpoint: string | null
+  /** Milliseconds the Worker spent on this request before sending the statement. */
+  elapsedMs: number
 }
 
 export type KeyCheckOutcome = { callerRefused: true } | { callerRefused: false; row: KeyCheckRow | undefined }
@@ -292,8 +299,8 @@ export interface KeyCheckRow {
   tier: ApiKeyTier
   scopes: string[]
   metadata: Record<string, unknown>
-  /** 'REVOKED' / 'EXPIRED' when the key cannot be used at all; null when it is live. */
-  dead: 'REVOKED' | 'EXPIRED' | null
+  /** The verdict, as recorded in the usage row and counters. */
+  code: KeyCheckCode
   quotaLimit: number | null
   /** Counter value in the statement's snapshot, before this call (0 when no row yet). */
   quotaUsedBefore: number
@@ -316,7 +323,7 @@ interface RawKeyCheckRow {
   tier: ApiKeyTier
   scopes: string[]
   metadata: Record<string, unknown>
-  dead: 'REVOKED' | 'EXPIRED' | null
+  code: KeyCheckCode
   quota_limit: string | number | null
   used_before: string | number | null
   used_after: string | number | null
@@ -324,13 +331,16 @@ interface RawKeyCheckRow {
   window_count_before: number
   window_count_after: number | null
   window_reset_at_ms: string | number
+  recorded: string | number
 }
 
 /**
- * The whole of verify in ONE statement (one round trip on the HTTP driver): finds the key by
- * hash, decides whether it is live (revoked, rotated past its grace period, expired), then
- * counts the call against the rate-limit window and the monthly quota with conditional
- * upserts, so concurrent calls can never overshoot either limit.
+ * The whole of verify in ONE statement, writes included (one round trip in all on the HTTP
+ * driver, and all-or-nothing: if any part fails, nothing of it happened): finds the key by hash,
+ * decides whether it is live (revoked, rotated past its grace period, expired, owner not active
+ * or tenant disabled), counts the call against the rate-limit window and the monthly quota with
+ * conditional upserts (so concurrent calls can never overshoot either limit), and records the
+ * outcome: the raw usage row, the per-hour per-endpoint counter and `last_used_at`.
  *
  * Order, and why: the rate window is charged first and the quota only when the window admitted
  * the call, so a RATE_LIMITED call never spends quota (quota is what customers pay for). The
@@ -338,26 +348,31 @@ interface RawKeyCheckRow {
  * call racing the very last unit of quota can spend a window slot and still be refused.
  * Counters live under the lineage's first key (`coalesce(rotated_from, id)`), so a rotated key
  * and its replacement share one quota. A new UTC month is a new counter row: no reset job.
+ * Row locks are always taken in the same order (rate window, quota, usage counter, key row), so
+ * concurrent verifies queue instead of deadlocking.
  */
 export async function checkAndChargeKey(x: Executor, input: KeyCheckInput): Promise<KeyCheckOutcome> {
   const guard = input.callerGuard ?? sql`true`
   const now = input.now.toISOString()
   const period = input.periodStart.toISOString()
+  const elapsedMs = Math.max(0, Math.min(Math.round(input.elapsedMs), 2_000_000_000))
   const [row] = await queryRows<RawKeyCheckRow & Record<string, unknown>>(
     x,
     sql`with k as (
-          select id, owner_user_id, tenant_id, tier, scopes, metadata, rate_limit,
-            coalesce(rotated_from, id) as account_id,
+          select a.id, a.owner_user_id, a.tenant_id, a.tier, a.scopes, a.metadata, a.rate_limit,
+            coalesce(a.rotated_from, a.id) as account_id,
             case
-              when revoked_at is not null then 'REVOKED'
-              when grace_until is not null and grace_until <= ${now}::timestamptz then 'REVOKED'
-              when expires_at is not null and expires_at <= ${now}::timestamptz then 'EXPIRED'
+              when a.revoked_at is not null then 'REVOKED'
+              when a.grace_until is not null and a.grace_until <= ${now}::timestamptz then 'REVOKED'
+              when a.expires_at is not null and a.expires_at <= ${now}::timestamptz then 'EXPIRED'
+              when (select u.status from ${users} u where u.id = a.owner_user_id) is distinct from 'active'
+                or (select t.active from ${tenants} t where t.id = a.tenant_id) is not true then 'DISABLED'
             end as dead,
-            (${JSON.stringify(input.tierQuotas)}::jsonb ->> tier)::bigint as quota_limit,
-            to_timestamp(floor(extract(epoch from ${now}::timestamptz) / rate_limit_window_seconds)
-              * rate_limit_window_seconds) as window_start,
-            rate_limit_window_seconds
-          from api_keys where key_hash = ${input.keyHash} and ${guard}
+            (${JSON.stringify(input.tierQuotas)}::jsonb ->> a.tier)::bigint as quota_limit,
+            to_timestamp(floor(extract(epoch from ${now}::timestamptz) / a.rate_limit_window_seconds)
+              * a.rate_limit_window_seconds) as window_start,
+            a.rate_limit_window_seconds
+          from api_keys a where a.key_hash = ${input.keyHash} and ${guard}
         ), seen as (
           select coalesce((select c.used from api_key_quota_counters c
               where c.key_id = k.account_id and c.period_start = ${period}::timestamptz), 0) as used,
@@ -382,19 +397,53 @@ export async function checkAndChargeKey(x: Executor, input: KeyCheckInput): Prom
           on conflict (key_id, period_start) do update set used = q.used + 1
           where (select quota_limit from k) is null or q.used < (select quota_limit from k)
           returning q.used
+        ), verdict as (
+          select k.id,
+            case
+              when k.dead is not null then k.dead
+              when exists (select 1 from quota) then 'VALID'
+              when k.rate_limit is not null and not exists (select 1 from rate)
+                and not (k.quota_limit is not null and seen.used >= k.quota_limit) then 'RATE_LIMITED'
+              else 'QUOTA_EXCEEDED'
+            end as code
+          from k, seen
+        ), usage as (
+          insert into api_key_usage (key_id, endpoint, created_at, success, code, response_time_ms)
+          select v.id, ${input.endpoint}::text, ${now}::timestamptz, v.code = 'VALID', v.code,
+            ${elapsedMs}::int + (extract(epoch from clock_timestamp() - statement_timestamp()) * 1000)::int
+          from verdict v
+          returning key_id
+        ), counted as (
+          insert into api_key_usage_counters as uc (key_id, hour_start, endpoint, success, failure)
+          select u.key_id, date_trunc('hour', ${now}::timestamptz, 'UTC'), coalesce(${input.endpoint}::text, ''),
+            (v.code = 'VALID')::int, (v.code <> 'VALID')::int
+          from usage u join verdict v on v.id = u.key_id
+          on conflict (key_id, hour_start, endpoint) do update set
+            success = uc.success + excluded.success, failure = uc.failure + excluded.failure
+          returning uc.key_id
+        ), touched as (
+          update api_keys set last_used_at = ${now}::timestamptz
+          where id = (select key_id from counted) and (select code from verdict) = 'VALID'
+            and (last_used_at is null or last_used_at < ${now}::timestamptz)
+          returning id
         )
-        select ${guard} as caller_ok, k.id, k.owner_user_id, k.tenant_id, k.tier, k.scopes, k.metadata, k.dead, k.quota_limit,
-          seen.used as used_before, (select used from quota) as used_after, k.rate_limit,
+        select ${guard} as caller_ok, k.id, k.owner_user_id, k.tenant_id, k.tier, k.scopes, k.metadata,
+          v.code, k.quota_limit, seen.used as used_before, (select used from quota) as used_after, k.rate_limit,
           seen.window_count as window_count_before, (select count from rate) as window_count_after,
           floor(extract(epoch from coalesce((select window_start from rate), k.window_start)) * 1000
-            + k.rate_limit_window_seconds * 1000)::float8 as window_reset_at_ms
-        from (select 1) as one left join k on true left join seen on true`,
+            + k.rate_limit_window_seconds * 1000)::float8 as window_reset_at_ms,
+          (select count(*) from counted) as recorded
+        from (select 1) as one left join k on true left join seen on true left join verdict v on true`,
   )
   if (row === undefined || row.caller_ok !== true) {
     return { callerRefused: true }
   }
   if (row.id === null) {
     return { callerRefused: false, row: undefined }
+  }
+  if (Number(row.recorded) !== 1) {
+    // Cannot happen (one key row, one counter upsert); refuse to report a call nobody recorded.
+    throw new Error('verify statement recorded no usage')
   }
   const count = (value: string | number | null): number | null => (value === null ? null : Number(value))
   const id = row.id
@@ -407,7 +456,7 @@ export async function checkAndChargeKey(x: Executor, input: KeyCheckInput): Prom
       tier: row.tier,
       scopes: row.scopes,
       metadata: row.metadata,
-      dead: row.dead,
+      code: row.code,
       quotaLimit: count(row.quota_limit),
       quotaUsedBefore: count(row.used_before) ?? 0,
       quotaUsedAfter: count(row.used_after),

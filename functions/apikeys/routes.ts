@@ -1,6 +1,6 @@
 import { type Context, Hono } from 'hono'
 import * as v from 'valibot'
-import { aggregateKeyUsage, recordKeyUse, type UsageGroup } from '../../db/queries/api-key-usage'
+import { aggregateKeyUsage, type UsageGroup } from '../../db/queries/api-key-usage'
 import {
   type ApiKeyRecord,
   findApiKey,
@@ -20,13 +20,18 @@ import { fromBase64Url, toBase64Url, utf8 } from '../crypto/encoding'
 import { sha256Hex } from '../crypto/hash'
 import type { AppEnv } from '../env'
 import { invalidField, ProblemError } from '../errors/problem'
-import { errorForLog, log } from '../log'
 import { authenticate } from '../middleware/authenticate'
 import { documentRoute } from '../openapi/registry'
 import { jsonBody, queryParams } from '../validation/json-body'
 import { generateApiKey } from './key-format'
 import { authenticateVerifier } from './verifier-auth'
 import { VERIFY_CODES, type VerifyResult, verifyApiKey } from './verify'
+
+// Text Postgres can store and every client can read: no NUL, no lone UTF-16 surrogate.
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
+function isValidText(value: string): boolean {
+  return !value.includes('\u0000') && !LONE_SURROGATE.test(value)
+}
 
 const MAX_NAME_CHARS = 200
 const MAX_SCOPES = 50
@@ -114,6 +119,9 @@ const VerifyBody = v.object({
         v.string(),
         v.minLength(1, 'must not be empty'),
         v.maxLength(MAX_ENDPOINT_CHARS, `must be at most ${MAX_ENDPOINT_CHARS} characters`),
+        // Checked here too (not only at the edge): the verify statement charges and records in
+        // one go, and text it cannot store would fail the whole call.
+        v.check(isValidText, 'must be valid text (no NUL, no lone surrogates)'),
       ),
     ),
   ),
@@ -260,17 +268,19 @@ const authenticateManager = authenticate({ accept: ['session', 'access_token', '
 /** `/api-keys`: key management for owners (and admins), and the verify hot path. */
 export const apiKeys = new Hono<AppEnv>()
   .post('/verify', authenticateVerifier(), jsonBody(VerifyBody), async (c) => {
-    const started = Date.now()
-    const body = c.req.valid('json')
     const now = new Date()
+    const body = c.req.valid('json')
     const result = await verifyApiKey(
       c.var.db.http,
-      { tierQuotas: c.var.config.tierQuotas, now, callerGuard: c.var.callerGuard },
+      {
+        tierQuotas: c.var.config.tierQuotas,
+        now,
+        callerGuard: c.var.callerGuard,
+        endpoint: body.endpoint ?? null,
+        startedAtMs: now.getTime(),
+      },
       body.key,
     )
-    if ('keyId' in result) {
-      recordUse(c, result, body.endpoint ?? null, now, Date.now() - started)
-    }
     return c.json(toVerifyResponse(result), 200, NO_STORE)
   })
   .post('/', authenticateManager, requireKeyManager(), jsonBody(CreateBody), async (c) => {
@@ -513,34 +523,6 @@ function audit(
     metadata: { key_id: record.id, prefix: record.prefix, ...extra },
   }
   recordAudit(c, event)
-}
-
-function recordUse(
-  c: Context<AppEnv>,
-  result: Extract<VerifyResult, { keyId: string }>,
-  endpoint: string | null,
-  now: Date,
-  responseTimeMs: number,
-): void {
-  const write = recordKeyUse(
-    c.var.db.http,
-    {
-      keyId: result.keyId,
-      endpoint,
-      createdAt: now,
-      success: result.valid,
-      code: result.code,
-      responseTimeMs,
-    },
-    result.valid ? now : undefined,
-  ).catch((error: unknown) => {
-    log('error', 'api_key_usage_write_failed', {
-      requestId: c.var.requestId,
-      keyId: result.keyId,
-      error: errorForLog(error),
-    })
-  })
-  c.executionCtx.waitUntil(write)
 }
 
 function iso(date: Date | null): string | null {

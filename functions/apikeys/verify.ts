@@ -14,6 +14,8 @@ export const VERIFY_CODES = [
   'QUOTA_EXCEEDED',
   'RATE_LIMITED',
   'MALFORMED',
+  /** The key is live but its owner is not active (pending, suspended) or its tenant is disabled. */
+  'DISABLED',
 ] as const
 export type VerifyCode = (typeof VERIFY_CODES)[number]
 
@@ -52,7 +54,7 @@ export interface VerifiedKey {
 export type VerifyResult =
   | { valid: true; code: 'VALID'; key: VerifiedKey; keyId: string }
   | { valid: false; code: 'QUOTA_EXCEEDED' | 'RATE_LIMITED'; key: VerifiedKey; keyId: string }
-  | { valid: false; code: 'REVOKED' | 'EXPIRED'; keyId: string }
+  | { valid: false; code: 'REVOKED' | 'EXPIRED' | 'DISABLED'; keyId: string }
   | { valid: false; code: 'NOT_FOUND' | 'MALFORMED' }
 
 export interface VerifyOptions {
@@ -60,12 +62,40 @@ export interface VerifyOptions {
   now: Date
   /** The caller's pending credential check (see KeyCheckInput.callerGuard). */
   callerGuard?: SQL | undefined
+  /** The endpoint or tool name to record with the call (validated text). */
+  endpoint: string | null
+  /** When the request arrived, epoch milliseconds (for the usage row's response time). */
+  startedAtMs: number
+}
+
+/** Distinct unknown key hashes remembered per isolate. */
+export const UNKNOWN_KEY_CACHE_ENTRIES = 10_000
+
+// A well-formed key whose hash matched no row. Keys are 256 random bits minted only by us, so a
+// hash that was unknown cannot start to exist: caching the miss can never hide a live key, and
+// revocation state is never cached. Insertion order makes eviction oldest-first.
+const unknownKeyHashes = new Set<string>()
+
+function rememberUnknown(keyHash: string): void {
+  if (unknownKeyHashes.size >= UNKNOWN_KEY_CACHE_ENTRIES) {
+    const oldest = unknownKeyHashes.values().next()
+    if (!oldest.done) {
+      unknownKeyHashes.delete(oldest.value)
+    }
+  }
+  unknownKeyHashes.add(keyHash)
+}
+
+/** How many unknown key hashes this isolate remembers (for tests and the bench). */
+export function unknownKeyCacheSize(): number {
+  return unknownKeyHashes.size
 }
 
 /**
- * Verifies a presented API key and counts it against its rate limit and monthly quota.
- * Round trips: 0 for a malformed key (shape and checksum are checked first), else exactly 1.
- * Writes nobody waits for (usage row, last_used_at) are the caller's, via `waitUntil`.
+ * Verifies a presented API key, counts it against its rate limit and monthly quota and records
+ * the call (usage row, hourly counter, last_used_at). Round trips, in all: 0 for a malformed key
+ * (shape and checksum are checked first) and for a key this isolate already found unknown, else
+ * exactly 1 (nothing deferred).
  */
 export async function verifyApiKey(
   x: Executor,
@@ -76,12 +106,18 @@ export async function verifyApiKey(
   if (parsed.kind === 'malformed') {
     return { valid: false, code: 'MALFORMED' }
   }
+  const keyHash = await sha256Hex(parsed.key)
+  if (unknownKeyHashes.has(keyHash)) {
+    return { valid: false, code: 'NOT_FOUND' }
+  }
   const periodStart = startOfUtcMonth(options.now)
   const outcome = await checkAndChargeKey(x, {
-    keyHash: await sha256Hex(parsed.key),
+    keyHash,
     now: options.now,
     periodStart,
     tierQuotas: options.tierQuotas,
+    endpoint: options.endpoint,
+    elapsedMs: Date.now() - options.startedAtMs,
     ...(options.callerGuard === undefined ? {} : { callerGuard: options.callerGuard }),
   })
   if (outcome.callerRefused) {
@@ -92,20 +128,18 @@ export async function verifyApiKey(
   }
   const row = outcome.row
   if (row === undefined) {
+    rememberUnknown(keyHash)
     return { valid: false, code: 'NOT_FOUND' }
   }
-  if (row.dead !== null) {
-    return { valid: false, code: row.dead, keyId: row.id }
+  if (row.code === 'REVOKED' || row.code === 'EXPIRED' || row.code === 'DISABLED') {
+    return { valid: false, code: row.code, keyId: row.id }
   }
   const key = describeKey(row, nextUtcMonth(periodStart))
-  if (row.quotaUsedAfter !== null) {
+  if (row.code === 'VALID') {
     return { valid: true, code: 'VALID', key, keyId: row.id }
   }
-  const quotaSpent = row.quotaLimit !== null && row.quotaUsedBefore >= row.quotaLimit
-  // The window refused the call, unless the window was skipped because the quota was spent.
-  const rateRefused = row.rateLimit !== null && row.windowCountAfter === null && !quotaSpent
   // The snapshot may trail the counters under concurrency: a refused limit has nothing left.
-  if (rateRefused) {
+  if (row.code === 'RATE_LIMITED') {
     return {
       valid: false,
       code: 'RATE_LIMITED',

@@ -13,6 +13,7 @@ import { hashPassword } from '../crypto/password'
 import type { AppEnv } from '../env'
 import { ProblemError } from '../errors/problem'
 import { endUserAccess } from './end-user-access'
+import { withPasswordSlot } from './password-gate'
 import { assertStrongPassword } from './password-policy'
 
 /**
@@ -52,7 +53,8 @@ export async function confirmPasswordReset(
 ): Promise<UserRow> {
   assertStrongPassword(password)
   const tokenHash = await sha256Hex(token)
-  const passwordHash = hashPassword(password, c.var.config.argon2)
+  const { argon2, argon2MaxQueue } = c.var.config
+  const passwordHash = await withPasswordSlot(argon2MaxQueue, () => hashPassword(password, argon2))
   const now = new Date()
   const result = await c.var.db.transaction(async (tx) => {
     const userId = await consumePasswordReset(tx, tokenHash, now)

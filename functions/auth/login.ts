@@ -6,6 +6,7 @@ import type { Config } from '../config'
 import { sha256Hex } from '../crypto/hash'
 import { burnPasswordCheck, hashPassword, verifyPassword } from '../crypto/password'
 import { randomToken } from '../crypto/random'
+import { assertPasswordSlotFree, withPasswordSlot } from './password-gate'
 
 export interface LoginInput {
   tenantId: string
@@ -58,6 +59,8 @@ export async function attemptLogin(
   input: LoginInput,
   now: Date,
 ): Promise<LoginOutcome> {
+  // A busy isolate refuses before the attempt is counted: a 503 must not count as a failure.
+  assertPasswordSlotFree(config.argon2MaxQueue)
   const subjects = throttleSubjects(input.tenantId, input.email, input.ip)
   const [users, throttles] = await db.batch([
     selectUserByEmail(db, input.tenantId, input.email),
@@ -76,11 +79,18 @@ export async function attemptLogin(
     return { kind: 'throttled', retryAfterSeconds, userId: user?.id }
   }
 
-  const check =
-    user === undefined ? undefined : verifyPassword(input.password, user.passwordHash, config.argon2)
-  if (user === undefined) {
-    burnPasswordCheck(input.password, config.argon2)
-  }
+  // One admitted turn checks the password and, when it is right but stored under other
+  // parameters (imported bcrypt, or argon2id since retuned), hashes it again for the upgrade.
+  const check = await withPasswordSlot(config.argon2MaxQueue, () => {
+    if (user === undefined) {
+      burnPasswordCheck(input.password, config.argon2)
+      return undefined
+    }
+    const verified = verifyPassword(input.password, user.passwordHash, config.argon2)
+    const rehashed =
+      verified.ok && verified.rehash ? hashPassword(input.password, config.argon2) : undefined
+    return { ...verified, rehashed }
+  })
   if (user === undefined || check === undefined || !check.ok) {
     const counted = await recordFailures(db, subjects, now, config.loginFailureWindowSeconds)
     const failures = counted.find((t) => t.subject === subjects[0])?.failures ?? 1
@@ -97,7 +107,7 @@ export async function attemptLogin(
   }
 
   // Rehash on login: imported bcrypt, or argon2id under parameters since changed.
-  const upgradedHash = check.rehash ? hashPassword(input.password, config.argon2) : undefined
+  const upgradedHash = check.rehashed
   const token = randomToken(32)
   const expiresAt = new Date(now.getTime() + sessionTtlSeconds(config, input.remember) * 1000)
   const [inserted] = await db.batch([

@@ -34,6 +34,7 @@ import { endUserAccess } from './end-user-access'
 import { resetPasswordForm, resetPasswordPage, verifyEmailForm, verifyEmailPage } from './link-pages'
 import { sessionTtlSeconds } from './login'
 import { loginProblem, signIn } from './login-edge'
+import { withPasswordSlot } from './password-gate'
 import { assertStrongPassword } from './password-policy'
 import {
   ChangePasswordBody,
@@ -199,7 +200,9 @@ export const auth = new Hono<AppEnv>()
       accountLink(config.issuer, VERIFY_EMAIL_PATH, token),
       config.emailVerificationTtlSeconds,
     )
-    const passwordHash = hashPassword(body.password, config.argon2)
+    const passwordHash = await withPasswordSlot(config.argon2MaxQueue, () =>
+      hashPassword(body.password, config.argon2),
+    )
     let user: UserRow | undefined
     let outboxId: string | undefined
     try {
@@ -326,7 +329,10 @@ export const auth = new Hono<AppEnv>()
     const db = c.var.db.http
     const current = await liveSession(c, new Date())
     const userId = current.user.id
-    if (!verifyPassword(body.current_password, current.user.passwordHash, config.argon2).ok) {
+    const check = await withPasswordSlot(config.argon2MaxQueue, () =>
+      verifyPassword(body.current_password, current.user.passwordHash, config.argon2),
+    )
+    if (!check.ok) {
       recordAudit(c, {
         type: 'user_login_failed',
         actor: `user:${userId}`,
@@ -337,7 +343,10 @@ export const auth = new Hono<AppEnv>()
     }
     assertStrongPassword(body.new_password, 'new_password')
     const now = new Date()
-    await updatePasswordStatement(db, userId, hashPassword(body.new_password, config.argon2), now)
+    const newHash = await withPasswordSlot(config.argon2MaxQueue, () =>
+      hashPassword(body.new_password, config.argon2),
+    )
+    await updatePasswordStatement(db, userId, newHash, now)
     // A new password ends every other way in (sessions, refresh tokens); this browser gets a
     // fresh session id rather than keeping the old one.
     const ended = await endUserAccess(db, userId, now)

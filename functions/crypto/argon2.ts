@@ -39,10 +39,64 @@ function instantiate(module: WebAssembly.Module): HashCoreExports {
   return new WebAssembly.Instance(module, {}).exports as unknown as HashCoreExports
 }
 
-/** BLAKE2b on a fresh core; `outBytes` 1..64 (RFC 7693). */
+// A WebAssembly memory never shrinks and is freed only when the garbage collector gets to its
+// instance, which under a burst of sign-ins it did not: a fresh 19 MiB core per hash took the
+// isolate past 1.6 GB at 60 concurrent logins (issue 18). Hashing is synchronous, so one core of
+// each kind serves every hash in the isolate; a core is zeroed before it goes back, and one grown
+// beyond RETAINED_CORE_MAX_BYTES (an imported hash with large m) is dropped rather than kept.
+const RETAINED_CORE_MAX_BYTES = 48 * 1024 * 1024
+const MAX_IDLE_CORES = 1
+
+/** A core and the start of its data window (Hash_GetBuffer, fixed for the core's life). */
+interface PooledCore {
+  exports: HashCoreExports
+  offset: number
+}
+
+interface CorePool {
+  module: WebAssembly.Module
+  idle: PooledCore[]
+}
+
+const argon2Cores: CorePool = { module: argon2Module, idle: [] }
+const blake2bCores: CorePool = { module: blake2bModule, idle: [] }
+
+/** An idle core, or a fresh one. */
+function acquire(pool: CorePool): PooledCore {
+  const reused = pool.idle.pop()
+  if (reused !== undefined) {
+    return reused
+  }
+  const exports = instantiate(pool.module)
+  return { exports, offset: exports.Hash_GetBuffer() }
+}
+
+function release(pool: CorePool, core: PooledCore): void {
+  // Everything from the window on (blocks, parameters, hashed input); the core's own globals,
+  // below the window, stay as they are.
+  new Uint8Array(core.exports.memory.buffer, core.offset).fill(0)
+  if (pool.idle.length < MAX_IDLE_CORES && core.exports.memory.buffer.byteLength <= RETAINED_CORE_MAX_BYTES) {
+    pool.idle.push(core)
+  }
+}
+
+/** How many cores the isolate keeps between hashes, and their memory in bytes (for tests). */
+export function retainedCoreStats(): { cores: number; bytes: number } {
+  const idle = [...argon2Cores.idle, ...blake2bCores.idle]
+  return {
+    cores: idle.length,
+    bytes: idle.reduce((sum, core) => sum + core.exports.memory.buffer.byteLength, 0),
+  }
+}
+
+/** BLAKE2b on a pooled core; `outBytes` 1..64 (RFC 7693). */
 class Blake2b {
-  private readonly core = instantiate(blake2bModule)
-  private readonly offset = this.core.Hash_GetBuffer()
+  private readonly core: HashCoreExports
+  private readonly offset: number
+  constructor(pooled: PooledCore) {
+    this.core = pooled.exports
+    this.offset = pooled.offset
+  }
 
   digest(outBytes: number, ...parts: Uint8Array[]): Uint8Array {
     this.core.Hash_Init(outBytes * 8)
@@ -85,8 +139,8 @@ function le32(value: number): Uint8Array {
 
 /**
  * Raw argon2id (RFC 9106, version 0x13). Synchronous and CPU-bound: at m=19456 KiB, t=2, p=1
- * it allocates about 19 MiB for the duration of the call, on a core instantiated for this call
- * alone so no password-derived memory outlives it.
+ * it uses about 19 MiB of a pooled core, zeroed before the call returns so no password-derived
+ * memory outlives it.
  */
 export function argon2idRaw(input: Argon2Input): Uint8Array {
   const { memoryKib, iterations, parallelism, hashLength } = input
@@ -103,11 +157,22 @@ export function argon2idRaw(input: Argon2Input): Uint8Array {
   ) {
     throw new RangeError('argon2id: parameters out of range')
   }
+  const blakeCore = acquire(blake2bCores)
+  const core = acquire(argon2Cores)
+  try {
+    return computeArgon2id(input, new Blake2b(blakeCore), core)
+  } finally {
+    release(argon2Cores, core)
+    release(blake2bCores, blakeCore)
+  }
+}
+
+function computeArgon2id(input: Argon2Input, blake: Blake2b, pooled: PooledCore): Uint8Array {
+  const { memoryKib, iterations, parallelism, hashLength } = input
   const secret = input.secret ?? new Uint8Array(0)
   const associatedData = input.associatedData ?? new Uint8Array(0)
-  const blake = new Blake2b()
-  const core = instantiate(argon2Module)
-  const offset = core.Hash_GetBuffer()
+  const core = pooled.exports
+  const offset = pooled.offset
   // The last block holds the parameters the core reads.
   const totalBytes = memoryKib * BLOCK_BYTES + BLOCK_BYTES
   if (core.memory.buffer.byteLength - offset < totalBytes && core.Hash_SetMemorySize(totalBytes) === -1) {
@@ -152,6 +217,5 @@ export function argon2idRaw(input: Argon2Input): Uint8Array {
   // Steps 5-7 run in the core, which leaves the XOR of the last column (C) in block 0.
   core.Hash_Calculate(0, memoryKib)
   const finalBlock = memory().slice(0, BLOCK_BYTES)
-  memory().fill(0)
   return blake.variable(hashLength, finalBlock)
 }

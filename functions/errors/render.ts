@@ -39,6 +39,7 @@ const OAUTH_EQUIVALENT: Record<ProblemCode, OAuthErrorCode> = {
   invalid_config: 'server_error',
   internal_error: 'server_error',
   database_unavailable: 'temporarily_unavailable',
+  overloaded: 'temporarily_unavailable',
 }
 
 /** The single error renderer (`app.onError`). Never puts a stack or internal reason on the wire. */

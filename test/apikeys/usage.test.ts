@@ -1,14 +1,7 @@
+import { sql } from 'drizzle-orm'
 import { describe, expect, it } from 'vitest'
-import { apiKeyUsage } from '../../db/schema'
-import {
-  createKey,
-  createKeyAsAdmin,
-  eventually,
-  getJson,
-  seedUser,
-  usageRows,
-  verifyKey,
-} from '../helpers/apikeys'
+import { apiKeyUsage, apiKeyUsageCounters } from '../../db/schema'
+import { createKey, createKeyAsAdmin, getJson, seedUser, verifyKey } from '../helpers/apikeys'
 import { testDb } from '../helpers/db'
 import { adminHeaders, describeResponse } from '../helpers/worker'
 
@@ -29,20 +22,38 @@ interface UsageAnswer {
 
 const DAY = '2025-03-10'
 
+// Verifies as the verify statement records them: hourly counters per endpoint ('' for none).
 async function seedUsage(keyId: string) {
   const at = (time: string) => new Date(`${DAY}T${time}Z`)
-  await testDb()
-    .insert(apiKeyUsage)
-    .values([
-      { keyId, endpoint: '/a', createdAt: at('09:05:00'), success: true, code: 'VALID' },
-      { keyId, endpoint: '/a', createdAt: at('09:59:59'), success: true, code: 'VALID' },
-      { keyId, endpoint: '/b', createdAt: at('09:30:00'), success: false, code: 'RATE_LIMITED' },
-      { keyId, endpoint: '/a', createdAt: at('11:00:00'), success: false, code: 'QUOTA_EXCEEDED' },
-      { keyId, endpoint: null, createdAt: at('11:15:00'), success: true, code: 'VALID' },
-      // Outside the range asked for below.
-      { keyId, endpoint: '/a', createdAt: at('12:00:00'), success: true, code: 'VALID' },
-      { keyId, endpoint: '/a', createdAt: new Date('2025-03-09T23:59:59Z'), success: true, code: 'VALID' },
-    ])
+  const calls: { endpoint: string | null; at: Date; success: boolean }[] = [
+    { endpoint: '/a', at: at('09:05:00'), success: true },
+    { endpoint: '/a', at: at('09:59:59'), success: true },
+    { endpoint: '/b', at: at('09:30:00'), success: false },
+    { endpoint: '/a', at: at('11:00:00'), success: false },
+    { endpoint: null, at: at('11:15:00'), success: true },
+    // Outside the range asked for below.
+    { endpoint: '/a', at: at('12:00:00'), success: true },
+    { endpoint: '/a', at: new Date('2025-03-09T23:59:59Z'), success: true },
+  ]
+  for (const call of calls) {
+    const hourStart = new Date(Math.floor(call.at.getTime() / 3_600_000) * 3_600_000)
+    await testDb()
+      .insert(apiKeyUsageCounters)
+      .values({
+        keyId,
+        hourStart,
+        endpoint: call.endpoint ?? '',
+        success: call.success ? 1 : 0,
+        failure: call.success ? 0 : 1,
+      })
+      .onConflictDoUpdate({
+        target: [apiKeyUsageCounters.keyId, apiKeyUsageCounters.hourStart, apiKeyUsageCounters.endpoint],
+        set: {
+          success: sql`${apiKeyUsageCounters.success} + excluded.success`,
+          failure: sql`${apiKeyUsageCounters.failure} + excluded.failure`,
+        },
+      })
+  }
 }
 
 describe('GET /api-keys/{id}/usage', () => {
@@ -96,10 +107,6 @@ describe('GET /api-keys/{id}/usage', () => {
     const key = await createKeyAsAdmin()
     await verifyKey(key.key, 'tool:search')
     await verifyKey(key.key, 'tool:search')
-    await eventually(
-      () => usageRows(key.id),
-      (r) => r.length === 2,
-    )
     const res = await getJson(`/api-keys/${key.id}/usage`, adminHeaders())
     const body = (await res.json()) as UsageAnswer
     expect(body.totals).toEqual({ success: 2, failure: 0 })
@@ -117,6 +124,20 @@ describe('GET /api-keys/{id}/usage', () => {
     const res = await getJson(`/api-keys/${key.id}/usage?${query}`, adminHeaders())
     expect(res.status, await describeResponse(res)).toBe(400)
     expect(await res.json()).toMatchObject({ code: 'validation_failed', errors: [{ field }] })
+  })
+
+  it('reads the counters, never the raw rows (whose retention is their own)', async () => {
+    const key = await createKeyAsAdmin()
+    await verifyKey(key.key, 'e')
+    // Raw detail rows alone count for nothing; the counters are the record.
+    await testDb()
+      .insert(apiKeyUsage)
+      .values(
+        Array.from({ length: 5 }, () => ({ keyId: key.id, endpoint: 'e', success: true, code: 'VALID' })),
+      )
+    const res = await getJson(`/api-keys/${key.id}/usage`, adminHeaders())
+    const body = (await res.json()) as UsageAnswer
+    expect(body.totals).toEqual({ success: 1, failure: 0 })
   })
 
   it('answers 404 for an unknown key', async () => {

@@ -1,4 +1,6 @@
+import { eq } from 'drizzle-orm'
 import { describe, expect, it } from 'vitest'
+import { apiKeyUsageCounters } from '../../db/schema'
 import {
   createKeyAsAdmin,
   eventually,
@@ -8,7 +10,12 @@ import {
   type VerifyAnswer,
   verify,
 } from '../helpers/apikeys'
+import { testDb } from '../helpers/db'
 import { realPostgres } from '../helpers/worker'
+
+function usageCounters(keyId: string) {
+  return testDb().select().from(apiKeyUsageCounters).where(eq(apiKeyUsageCounters.keyId, keyId))
+}
 
 async function verifyConcurrently(key: string, times: number): Promise<Map<string, number>> {
   const answers = await Promise.all(
@@ -42,6 +49,16 @@ describe.skipIf(!realPostgres)('API-key verify under concurrency (real Postgres)
     expect(rows.filter((r) => r.code === 'QUOTA_EXCEEDED')).toHaveLength(50)
     // The counter moved by exactly the number of successful usage rows.
     expect((await quotaUsed(key.id)) ?? 0).toBe(10_000 - 150 + rows.filter((r) => r.success).length)
+    // The hourly usage counters agree with the usage rows, per endpoint and outcome.
+    const counted = await usageCounters(key.id)
+    expect(counted.reduce((n, c) => n + c.success, 0)).toBe(150)
+    expect(counted.reduce((n, c) => n + c.failure, 0)).toBe(50)
+    for (const endpoint of ['e0', 'e1', 'e2']) {
+      const mine = rows.filter((r) => r.endpoint === endpoint)
+      const counter = counted.filter((c) => c.endpoint === endpoint)
+      expect(counter.reduce((n, c) => n + c.success, 0)).toBe(mine.filter((r) => r.success).length)
+      expect(counter.reduce((n, c) => n + c.failure, 0)).toBe(mine.filter((r) => !r.success).length)
+    }
   })
 
   it('100 concurrent verifies against a limit of 30 per window: exactly 30 VALID, quota spent only by those', async () => {
@@ -55,5 +72,8 @@ describe.skipIf(!realPostgres)('API-key verify under concurrency (real Postgres)
       30_000,
     )
     expect(rows.filter((r) => r.success)).toHaveLength(30)
+    const counted = await usageCounters(key.id)
+    expect(counted.reduce((n, c) => n + c.success, 0)).toBe(30)
+    expect(counted.reduce((n, c) => n + c.failure, 0)).toBe(70)
   })
 })
