@@ -29,6 +29,13 @@ export const signingKeysAdmin = new Hono<AppEnv>().post('/rotate', requireAdmin(
       throw new ProblemError('malformed_json', { detail: 'The body could not be parsed' })
     }
   }
+  // valibot's object() accepts an array; a rotation must not start from `[]`.
+  if (Array.isArray(raw)) {
+    throw new ProblemError('validation_failed', {
+      detail: 'body: must be a JSON object',
+      errors: [{ field: 'body', message: 'must be a JSON object' }],
+    })
+  }
   const body = parseOrThrow(ROTATE_BODY, raw)
   const alg = body.alg ?? 'ES256'
   const report = await rotateSigningKey(

@@ -1,14 +1,15 @@
-import { env } from 'cloudflare:test'
 import { createDb, type HttpDb } from '../../db/client'
+import { fileEnv } from './worker'
 
 /**
  * The database the Worker under test uses, for seeding rows and asserting on what was
- * written. Same driver and gateway as the Worker.
+ * written. Same driver and gateway as the Worker; the file's own database under
+ * useIsolatedDatabase.
  */
 export function testDb(): HttpDb {
   return createDb({
-    databaseUrl: env.DATABASE_URL,
-    gatewayUrl: env.DB_GATEWAY_URL,
+    databaseUrl: fileEnv().DATABASE_URL ?? '',
+    gatewayUrl: fileEnv().DB_GATEWAY_URL,
     waitUntil: () => {},
   }).http
 }

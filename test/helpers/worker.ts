@@ -1,4 +1,8 @@
-import { env, SELF } from 'cloudflare:test'
+import { createExecutionContext, env, SELF, waitOnExecutionContext } from 'cloudflare:test'
+import { afterAll, beforeAll } from 'vitest'
+import type { Bindings } from '../../functions/env'
+import worker from '../../functions/index'
+import { type IsolationScope, isolatedDatabaseUrl } from './isolation'
 
 export const BASE = 'http://portcullis.test'
 
@@ -8,10 +12,52 @@ export const BASE = 'http://portcullis.test'
  */
 export const EDGE_CF: RequestInitCfProperties = { cacheTtl: 0 }
 
+/** Bindings every `call` of the current test file overrides (see useIsolatedDatabase). */
+let fileBindings: Partial<Record<keyof Bindings, string | undefined>> | undefined
+
 /** A request to the Worker under test, the way a client on the network would send it. */
 export function call(path: string, init: RequestInit = {}): Promise<Response> {
+  if (fileBindings !== undefined) {
+    return callWith(fileBindings, path, init)
+  }
   const viaEdge: RequestInit<RequestInitCfProperties> = { cf: EDGE_CF, ...init }
   return SELF.fetch(`${BASE}${path}`, viaEdge)
+}
+
+/**
+ * The suite's one "app with other configuration": the Worker under test (the same entry point
+ * as SELF) answering with some bindings changed, as a deployment that set them would. Waits
+ * for its waitUntil work, so what it deferred has landed when this resolves.
+ */
+export async function callWith(
+  vars: Partial<Record<keyof Bindings, string | undefined>>,
+  path: string,
+  init: RequestInit = {},
+): Promise<Response> {
+  const ctx = createExecutionContext()
+  const viaEdge: RequestInit<RequestInitCfProperties> = { cf: EDGE_CF, ...init }
+  const res = await worker.fetch(new Request(`${BASE}${path}`, viaEdge), { ...env, ...vars } as Bindings, ctx)
+  await waitOnExecutionContext(ctx)
+  return res
+}
+
+/** The bindings requests of this file run with (env plus any file-wide override). */
+export function fileEnv(): Bindings {
+  return { ...env, ...fileBindings } as Bindings
+}
+
+/**
+ * Runs this file's requests and testDb() against a database of its own, for tests that
+ * mutate what every file shares (signing keys, a purge or outbox run on the real clock).
+ * Call at the top of the file (or of a describe block).
+ */
+export function useIsolatedDatabase(scope: IsolationScope): void {
+  beforeAll(() => {
+    fileBindings = { DATABASE_URL: isolatedDatabaseUrl(scope) }
+  })
+  afterAll(() => {
+    fileBindings = undefined
+  })
 }
 
 export function postJson(

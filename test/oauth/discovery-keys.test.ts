@@ -1,7 +1,11 @@
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose'
 import { describe, expect, it } from 'vitest'
 import { adminClient, basicAuth, clientCredentialsToken, ISSUER } from '../helpers/oauth'
-import { adminHeaders, call, describeResponse, postJson } from '../helpers/worker'
+import { adminHeaders, call, describeResponse, postJson, useIsolatedDatabase } from '../helpers/worker'
+
+// Rotation (an immediate one included) changes the signing keys of the whole database: this
+// file runs on a database of its own so other files' tokens are not signed under their feet.
+useIsolatedDatabase('keys')
 
 interface Jwks {
   keys: { kid: string; alg: string; use: string; d?: string }[]

@@ -12,6 +12,8 @@ declare module 'vitest' {
     databaseUrl: string
     gatewayUrl: string
     realPostgres: boolean
+    /** Per isolation scope, the URL of a database of its own (the main one when embedded). */
+    isolatedDatabaseUrls: Record<string, string>
   }
 }
 
@@ -38,7 +40,14 @@ export async function setup(project: TestProject): Promise<() => Promise<void>> 
     await resetSchema(realUrl)
   }
   const database = await launchLocalDatabase({ databaseUrl: realUrl, dataDir })
-  await migrateDatabase(database.databaseUrl)
+  const isolated: Record<string, string> = {}
+  await Promise.all([
+    migrateDatabase(database.databaseUrl),
+    ...ISOLATION_SCOPES.map(async (scope) => {
+      isolated[scope] = realUrl === undefined ? database.databaseUrl : await freshDatabase(realUrl, scope)
+    }),
+  ])
+  project.provide('isolatedDatabaseUrls', isolated)
   project.provide('databaseUrl', database.databaseUrl)
   project.provide('gatewayUrl', database.gateway.url)
   project.provide('realPostgres', !database.embedded)
@@ -52,6 +61,32 @@ export async function setup(project: TestProject): Promise<() => Promise<void>> 
     await database.close()
     rmSync(dataDir, { recursive: true, force: true })
   }
+}
+
+/**
+ * Tests that change state every other file sees (signing-key rotation, a purge or outbox
+ * delivery with the real clock) run against a database of their own so files can run in
+ * parallel. test/helpers/isolation.ts names the scope a file uses.
+ */
+export const ISOLATION_SCOPES = ['keys', 'routes', 'purge'] as const
+
+/** Drops and recreates `<test db>_iso_<scope>` (its name still says "test"), then migrates it. */
+async function freshDatabase(mainUrl: string, scope: string): Promise<string> {
+  const url = new URL(mainUrl)
+  const name = `${decodeURIComponent(url.pathname.slice(1))}_iso_${scope}`
+  url.pathname = `/${encodeURIComponent(name)}`
+  const isolatedUrl = url.toString()
+  assertDisposableTestDatabase(isolatedUrl)
+  const client = new pg.Client({ connectionString: mainUrl })
+  await client.connect()
+  try {
+    await client.query(`drop database if exists "${name}" with (force)`)
+    await client.query(`create database "${name}"`)
+  } finally {
+    await client.end()
+  }
+  await migrateDatabase(isolatedUrl)
+  return isolatedUrl
 }
 
 async function resetSchema(databaseUrl: string): Promise<void> {
