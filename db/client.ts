@@ -61,8 +61,9 @@ export function withRequestScope<T>(requestId: string, work: () => T): T {
  * Runs `work` with a shorter (or longer) deadline for the database calls it makes, e.g. the
  * health check's own short one. Nested calls keep the innermost deadline.
  */
-export function withDatabaseDeadline<T>(timeoutMs: number, work: () => T): T {
-  return deadlineScope.run(timeoutMs, work)
+export function withDatabaseDeadline<T>(timeoutMs: number, work: () => PromiseLike<T> | T): Promise<T> {
+  // Awaited inside the scope: drizzle's queries are lazy and only run once awaited.
+  return deadlineScope.run(timeoutMs, async () => await work())
 }
 
 let configuredGateway: string | undefined | null = null

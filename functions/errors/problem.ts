@@ -25,6 +25,7 @@ export const PROBLEMS = {
   invalid_config: { status: 500, title: 'The service is misconfigured' },
   internal_error: { status: 500, title: 'Internal error' },
   database_unavailable: { status: 503, title: 'The database is unavailable' },
+  signing_key_unavailable: { status: 503, title: 'Tokens cannot be signed or verified right now' },
   overloaded: { status: 503, title: 'The service is busy; retry shortly' },
 } as const satisfies Record<string, { status: number; title: string }>
 

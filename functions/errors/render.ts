@@ -1,14 +1,18 @@
 import type { Context } from 'hono'
 import { HTTPException } from 'hono/http-exception'
-import { isDatabaseUnavailable } from '../../db/errors'
+import { isDatabaseUnavailable, isDataException } from '../../db/errors'
 import { ConfigError } from '../config'
+import { configInvalidHealthResponse } from '../health/healthz'
 import { errorForLog, log } from '../log'
 import { REQUEST_ID_HEADER } from '../middleware/request-context'
+import { SigningKeyUnavailableError } from '../tokens/keys'
 import { OAuthError, type OAuthErrorCode } from './oauth'
 import { PROBLEMS, type ProblemCode, ProblemError } from './problem'
 
 const PROBLEM_TYPE_BASE = 'urn:portcullis:problem:'
 const RETRY_AFTER_UNAVAILABLE_SECONDS = 5
+// A MASTER_KEY that cannot open the signing keys is an operator's fix, not a blip.
+const RETRY_AFTER_SIGNING_KEY_SECONDS = 60
 
 /** OAuth endpoints answer in RFC 6749 §5.2 form; everything else in RFC 9457 form. */
 export function isOAuthPath(path: string): boolean {
@@ -39,11 +43,15 @@ const OAUTH_EQUIVALENT: Record<ProblemCode, OAuthErrorCode> = {
   invalid_config: 'server_error',
   internal_error: 'server_error',
   database_unavailable: 'temporarily_unavailable',
+  signing_key_unavailable: 'temporarily_unavailable',
   overloaded: 'temporarily_unavailable',
 }
 
 /** The single error renderer (`app.onError`). Never puts a stack or internal reason on the wire. */
 export function renderError(error: unknown, c: Context): Response {
+  if (error instanceof ConfigError && c.req.path === '/healthz') {
+    return configInvalidHealthResponse(error)
+  }
   const known = classify(error)
   const requestId = c.get('requestId') as string | undefined
   if (known.status >= 500) {
@@ -103,6 +111,19 @@ function classify(error: unknown): ProblemError | OAuthError {
     return new ProblemError('database_unavailable', {
       detail: 'The database could not be reached; retry shortly',
       retryAfterSeconds: RETRY_AFTER_UNAVAILABLE_SECONDS,
+    })
+  }
+  if (error instanceof SigningKeyUnavailableError) {
+    return new ProblemError('signing_key_unavailable', {
+      detail: 'A signing key cannot be decrypted with the configured master key; see /healthz',
+      retryAfterSeconds: RETRY_AFTER_SIGNING_KEY_SECONDS,
+    })
+  }
+  // SQLSTATE class 22: Postgres refused a value (a NUL byte, an out-of-range number). The input
+  // was bad, so 400, and the statement and value stay off the wire.
+  if (isDataException(error)) {
+    return new ProblemError('validation_failed', {
+      detail: 'A value in the request cannot be stored (for example, it contains a NUL character)',
     })
   }
   return new ProblemError('internal_error', { detail: 'An unexpected error occurred' })

@@ -1,5 +1,6 @@
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type JWK } from 'jose'
 import type { Db } from '../../db/client'
+import { isDatabaseUnavailable } from '../../db/errors'
 import {
   insertSigningKey,
   loadPublishedKeys,
@@ -27,6 +28,32 @@ export const KEY_ROTATION_INTERVAL_SECONDS = 90 * 86_400
 export const CLOCK_SKEW_SECONDS = 60
 /** An unknown `kid` triggers at most one re-read of the key set per this interval. */
 const UNKNOWN_KID_REFRESH_SECONDS = 5
+/**
+ * While the database is unreachable an isolate keeps serving (JWKS), signing and verifying with
+ * the last key set it read, for at most this long after that read: keys only change through
+ * rotation, which publishes a new key KEY_PUBLISH_LEAD_SECONDS before it signs and keeps the old
+ * one published until its tokens expire, so a day-old copy is still the truth unless a rotation
+ * ran during the outage (then verifiers refetch on the unknown kid once the database is back).
+ * Keys past their retireAfter are dropped from the JWKS as usual. Past this bound: 503.
+ */
+export const MAX_STALE_KEY_RING_SECONDS = 86_400
+/** After a failed re-read, the stale set is served without retrying for this long. */
+const STALE_RETRY_SECONDS = 5
+
+/**
+ * A signing key whose private half cannot be decrypted with the configured MASTER_KEY (it was
+ * changed, or a key id is missing). Names the key id only; the edge answers 503.
+ */
+export class SigningKeyUnavailableError extends Error {
+  override name = this.constructor.name
+  readonly code = 'signing_key_unavailable'
+  constructor(
+    readonly kid: string,
+    options: { cause?: unknown } = {},
+  ) {
+    super(`signing key ${kid} cannot be decrypted with the configured MASTER_KEY`, options)
+  }
+}
 
 /**
  * Algorithms kept signing at all times: the access-token algorithm (ES256 unless configured),
@@ -63,6 +90,8 @@ interface KeyRing {
 let ring: KeyRing | undefined
 /** When a request began re-reading a stale key set; meanwhile the others keep the stale one. */
 let refreshStartedAt: number | undefined
+/** When the last re-read failed because the database was away (the stale set is served). */
+let refreshFailedAt: number | undefined
 /** A refresh still running after this long is presumed lost (its request was cancelled). */
 const REFRESH_GIVE_UP_MS = 10_000
 
@@ -70,6 +99,7 @@ const REFRESH_GIVE_UP_MS = 10_000
 export function resetKeyCache(): void {
   ring = undefined
   refreshStartedAt = undefined
+  refreshFailedAt = undefined
 }
 
 function toSigningKey(row: SigningKeyRow, config: Config): SigningKey {
@@ -88,7 +118,12 @@ function toSigningKey(row: SigningKeyRow, config: Config): SigningKey {
         config.masterKeys,
         { masterKeyId: row.masterKeyId, ciphertext: row.privateJwkEncrypted },
         `signing_key:${row.kid}`,
-      ).then((json) => importJWK(JSON.parse(json) as JWK, row.alg))
+      ).then(
+        (json) => importJWK(JSON.parse(json) as JWK, row.alg),
+        (cause: unknown) => {
+          throw new SigningKeyUnavailableError(row.kid, { cause })
+        },
+      )
       return privateKey
     },
   }
@@ -151,6 +186,8 @@ async function loadRing(db: Db, config: Config, now: Date): Promise<KeyRing> {
  */
 export async function keyRing(db: Db, config: Config, now = new Date()): Promise<SigningKey[]> {
   const current = ring
+  const servableStale =
+    current !== undefined && now.getTime() - current.loadedAt < MAX_STALE_KEY_RING_SECONDS * 1000
   if (current !== undefined) {
     if (now.getTime() - current.loadedAt < KEY_CACHE_TTL_SECONDS * 1000) {
       return current.keys
@@ -158,15 +195,54 @@ export async function keyRing(db: Db, config: Config, now = new Date()): Promise
     if (refreshStartedAt !== undefined && now.getTime() - refreshStartedAt < REFRESH_GIVE_UP_MS) {
       return current.keys
     }
+    if (
+      servableStale &&
+      refreshFailedAt !== undefined &&
+      now.getTime() - refreshFailedAt < STALE_RETRY_SECONDS * 1000
+    ) {
+      return current.keys
+    }
   }
   refreshStartedAt = now.getTime()
   try {
     const loaded = await loadRing(db, config, now)
     ring = loaded
+    refreshFailedAt = undefined
     return loaded.keys
+  } catch (error) {
+    if (current === undefined || !servableStale || !isDatabaseUnavailable(error)) {
+      throw error
+    }
+    if (refreshFailedAt === undefined) {
+      log('warn', 'key_ring_served_stale', {
+        ageSeconds: Math.round((now.getTime() - current.loadedAt) / 1000),
+      })
+    }
+    refreshFailedAt = now.getTime()
+    return current.keys
   } finally {
     refreshStartedAt = undefined
   }
+}
+
+/**
+ * The kids among the keys that may still sign (not retired) whose private half the configured
+ * MASTER_KEY cannot decrypt. Round trips: as keyRing (0 on a warm isolate).
+ */
+export async function undecryptableSigningKeys(db: Db, config: Config, now = new Date()): Promise<string[]> {
+  const keys = (await keyRing(db, config, now)).filter((k) => k.status !== 'retired')
+  const failed: string[] = []
+  for (const key of keys) {
+    try {
+      await key.privateKey()
+    } catch (error) {
+      if (!(error instanceof SigningKeyUnavailableError)) {
+        throw error
+      }
+      failed.push(key.kid)
+    }
+  }
+  return failed
 }
 
 /** The key that signs `alg` now: the newest one already activated. */

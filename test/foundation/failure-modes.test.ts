@@ -23,7 +23,11 @@ describe('database unavailable', () => {
     const res = await fetchWith(bindings, '/healthz')
     expect(res.status).toBe(503)
     expect(res.headers.get('retry-after')).toBe('5')
-    expect(await res.json()).toMatchObject({ status: 'unavailable', database: { reachable: false } })
+    expect(await res.json()).toMatchObject({
+      status: 'unavailable',
+      reasons: ['database_unreachable'],
+      database: { reachable: false },
+    })
   })
 
   it('answers 503 problem with Retry-After, never 500', async () => {
@@ -48,7 +52,7 @@ describe('configuration', () => {
     ['REQUIRE_APPROVAL', { REQUIRE_APPROVAL: 'maybe' }],
     ['TIER_QUOTAS', { TIER_QUOTAS: 'gold=5' }],
   ])('a bad %s fails with a 500 problem naming it', async (variable, bindings) => {
-    const res = await fetchWith(bindings, '/healthz')
+    const res = await fetchWith(bindings, '/openapi.json')
     expect(res.status).toBe(500)
     const body = (await res.json()) as { code: string; detail: string }
     expect(body.code).toBe('invalid_config')
@@ -59,6 +63,26 @@ describe('configuration', () => {
         expect(body.detail).not.toContain(value)
       }
     }
+  })
+})
+
+describe('/healthz reason codes', () => {
+  it('a bad configuration is 503 config_invalid naming the variable, never its value', async () => {
+    const res = await fetchWith({ ADMIN_TOKEN: 'short-secret-value' }, '/healthz')
+    expect(res.status).toBe(503)
+    const text = await res.text()
+    expect(JSON.parse(text)).toMatchObject({
+      status: 'unavailable',
+      reasons: ['config_invalid'],
+      config: { variable: 'ADMIN_TOKEN' },
+    })
+    expect(text).not.toContain('short-secret-value')
+  })
+
+  it('a healthy service is 200 with no reasons and its signing keys checked', async () => {
+    const res = await fetchWith({}, '/healthz')
+    expect(res.status).toBe(200)
+    expect(await res.json()).toMatchObject({ status: 'ok', reasons: [], signing_keys: { undecryptable: [] } })
   })
 })
 
