@@ -364,20 +364,25 @@ export async function explainRefreshFailure(
 }
 
 /**
- * RFC 7009 for refresh tokens: revokes the token's family (every token of the grant) and the
- * access tokens it minted. Only the owning client may. One statement.
+ * RFC 7009 for refresh tokens: revokes the token's family (every token of the grant) and every
+ * access token the grant issued, and writes `token_revoked`, in one statement. Only the owning
+ * client may. Returns how many refresh tokens it revoked.
  */
 export async function revokeRefreshFamily(
   x: Executor,
-  tokenHash: string,
-  clientUuid: string,
-  now: Date,
-  accessTokensExpireBy: Date,
+  input: {
+    tokenHash: string
+    client: { id: string; clientId: string; tenantId: string }
+    audit: GrantAudit
+    now: Date
+    accessTokensExpireBy: Date
+  },
 ): Promise<number> {
+  const { now, accessTokensExpireBy, client } = input
   const [row] = await queryRows<{ revoked: number }>(
     x,
     sql`with tok as (
-      select family_id from refresh_tokens where token_hash = ${tokenHash} and client_id = ${clientUuid}
+      select family_id, user_id from refresh_tokens where token_hash = ${input.tokenHash} and client_id = ${client.id}
     ), family as (
       update refresh_tokens set revoked_at = ${now}
       where family_id in (select family_id from tok) and revoked_at is null
@@ -389,6 +394,14 @@ export async function revokeRefreshFamily(
       union select authorization_code_id::text, ${accessTokensExpireBy}::timestamptz from family where authorization_code_id is not null
       on conflict (jti) do nothing
       returning jti
+    ), audited as (
+      insert into audit_events (type, actor, user_id, tenant_id, client_id, ip, metadata)
+      select 'token_revoked', ${`client:${client.clientId}`}, tok.user_id, ${client.tenantId}::uuid, ${client.clientId},
+             ${input.audit.ip},
+             jsonb_build_object('token_type', 'refresh_token', 'family_id', tok.family_id,
+                                'revoked_refresh_tokens', (select count(*) from family))
+      from tok where exists (select 1 from family)
+      returning id
     )
     select (select count(*) from family)::int as revoked`,
   )

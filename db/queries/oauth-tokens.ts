@@ -12,6 +12,11 @@ export interface AccessTokenState {
   userStatus: string | null
   userTenantId: string | null
   userIsAdmin: boolean | null
+  /**
+   * The user's `tokens_valid_after` as whole epoch seconds (floored): access tokens with `iat` at
+   * or before it are dead. Null when no credential event ended the user's tokens.
+   */
+  userTokensValidAfter: number | null
   /** The token's client (may differ from `client` during introspection). */
   tokenClientDisabled: boolean | null
   tokenClientTenantId: string | null
@@ -39,6 +44,8 @@ export async function readAccessTokenState(
       userIsAdmin: sql<
         boolean | null
       >`(select ${users.isAdmin} from ${users} where ${users.id} = ${userId}::uuid)`,
+      userTokensValidAfter: sql<number | null>`(select floor(extract(epoch from ${users.tokensValidAfter}))::float8
+        from ${users} where ${users.id} = ${userId}::uuid)`,
       tokenClientDisabled: sql<
         boolean | null
       >`(select c2.disabled_at is not null from oauth_clients c2 where c2.client_id = ${input.tokenClientId})`,
@@ -55,22 +62,33 @@ export async function readAccessTokenState(
 /**
  * The database half of an access-token check as one SQL predicate, for folding into a hot-path
  * statement: the jti is not revoked, the token's client is enabled, and (user tokens) the user
- * is active. Same rules as `readAccessTokenState` + `principalFromState`.
+ * is active and the token was issued after the user's last credential event (`iat` strictly
+ * after the second of `tokens_valid_after`). Same rules as `readAccessTokenState` +
+ * `principalFromState`.
  */
 export function accessTokenStillValid(input: {
   jti: string
   tokenClientId: string
   userId: string | null
+  /** The token's `iat`, epoch seconds. */
+  issuedAt: number
 }): SQL {
   const userId = input.userId !== null && isUuid(input.userId) ? input.userId : null
+  const issuedAt = Number.isSafeInteger(input.issuedAt) ? input.issuedAt : 0
   const userActive =
     input.userId === null
       ? sql`true`
-      : sql`exists(select 1 from ${users} where ${users.id} = ${userId}::uuid and ${users.status} = 'active')`
+      : sql`exists(select 1 from ${users} where ${users.id} = ${userId}::uuid and ${users.status} = 'active'
+          and (${users.tokensValidAfter} is null or ${users.tokensValidAfter} < to_timestamp(${issuedAt}::bigint)))`
   return sql`(not exists(select 1 from ${revokedAccessTokens} where ${revokedAccessTokens.jti} = ${input.jti})
     and exists(select 1 from ${oauthClients} where ${oauthClients.clientId} = ${input.tokenClientId}
       and ${oauthClients.disabledAt} is null)
     and ${userActive})`
+}
+
+/** The same insert as a statement for the caller's batch (with its audit row). */
+export function revokeAccessTokenStatement(x: Executor, jti: string, expiresAt: Date) {
+  return x.insert(revokedAccessTokens).values({ jti, expiresAt }).onConflictDoNothing()
 }
 
 /** Remembers a revoked access token until it would have expired anyway. One round trip. */

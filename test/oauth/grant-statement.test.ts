@@ -144,4 +144,20 @@ describe('issue 16: each grant is one statement — authentication, the grant an
     expect(await reused.json()).toMatchObject({ error: 'invalid_grant' })
     expect(await auditCount('refresh_token_reuse_detected', client.client_id)).toBe(1)
   })
+
+  it('revocation writes token_revoked with the revocation, for refresh and access tokens', async () => {
+    const client = await webClient()
+    const tokens = (await (
+      await exchangeCode(client, await obtainCode(client, await seedUser()))
+    ).json()) as TokenSet
+    const access = await postForm('/oauth/revoke', { token: tokens.access_token }, basicAuth(client))
+    expect(access.status, await describeResponse(access)).toBe(200)
+    expect(await auditCount('token_revoked', client.client_id)).toBe(1)
+    const family = await postForm('/oauth/revoke', { token: tokens.refresh_token ?? '' }, basicAuth(client))
+    expect(family.status, await describeResponse(family)).toBe(200)
+    expect(await auditCount('token_revoked', client.client_id)).toBe(2)
+    // Already revoked: nothing changes, nothing is recorded.
+    await postForm('/oauth/revoke', { token: tokens.refresh_token ?? '' }, basicAuth(client))
+    expect(await auditCount('token_revoked', client.client_id)).toBe(2)
+  })
 })
