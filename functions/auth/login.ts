@@ -87,8 +87,7 @@ export async function attemptLogin(
       return undefined
     }
     const verified = verifyPassword(input.password, user.passwordHash, config.argon2)
-    const rehashed =
-      verified.ok && verified.rehash ? hashPassword(input.password, config.argon2) : undefined
+    const rehashed = verified.ok && verified.rehash ? hashPassword(input.password, config.argon2) : undefined
     return { ...verified, rehashed }
   })
   if (user === undefined || check === undefined || !check.ok) {
