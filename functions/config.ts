@@ -64,6 +64,13 @@ export interface Config {
   loginMaxFailuresPerAccount: number
   loginMaxFailuresPerIp: number
   loginFailureWindowSeconds: number
+  /** POST /auth/register attempts per IP per window (SIGNUP_MAX_PER_IP, SIGNUP_WINDOW). */
+  signupMaxPerIp: number
+  signupWindowSeconds: number
+  /** Device user-code entries (RFC 8628 §5.1) per user and per IP per window. */
+  deviceMaxAttemptsPerUser: number
+  deviceMaxAttemptsPerIp: number
+  deviceAttemptWindowSeconds: number
   /**
    * Lower-case name of the header carrying the client's address (TRUSTED_IP_HEADER, default
    * `cf-connecting-ip`); undefined (`none`) trusts no header and records no address.
@@ -171,6 +178,11 @@ export function parseConfig(env: Bindings): Config {
     loginMaxFailuresPerAccount: read.integer('LOGIN_MAX_FAILURES_PER_ACCOUNT', 5, 1),
     loginMaxFailuresPerIp: read.integer('LOGIN_MAX_FAILURES_PER_IP', 50, 1),
     loginFailureWindowSeconds: read.seconds('LOGIN_FAILURE_WINDOW', 900),
+    signupMaxPerIp: read.integer('SIGNUP_MAX_PER_IP', 10, 1),
+    signupWindowSeconds: read.seconds('SIGNUP_WINDOW', 3600),
+    deviceMaxAttemptsPerUser: read.integer('DEVICE_MAX_ATTEMPTS_PER_USER', 10, 1),
+    deviceMaxAttemptsPerIp: read.integer('DEVICE_MAX_ATTEMPTS_PER_IP', 50, 1),
+    deviceAttemptWindowSeconds: read.seconds('DEVICE_ATTEMPT_WINDOW', 900),
     trustedIpHeader: parseTrustedIpHeader(env.TRUSTED_IP_HEADER),
     defaultApiKeyTier: read.oneOf('DEFAULT_API_KEY_TIER', API_KEY_TIERS, 'trial'),
     tierQuotas: parseTierQuotas(env.TIER_QUOTAS),

@@ -1,4 +1,4 @@
-import { and, eq, gt, ne } from 'drizzle-orm'
+import { and, eq, gt, ne, sql } from 'drizzle-orm'
 import type { Executor } from '../client'
 import { sessions, users } from '../schema'
 
@@ -75,13 +75,25 @@ export async function touchSession(x: Executor, sessionId: string, now: Date, tt
     .where(and(eq(sessions.id, sessionId), gt(sessions.expiresAt, now)))
 }
 
-/** Ends one session by its token hash; the user id when a session was ended. One round trip. */
-export async function deleteSessionByHash(x: Executor, tokenHash: string): Promise<string | undefined> {
-  const [row] = await x
-    .delete(sessions)
-    .where(eq(sessions.tokenHash, tokenHash))
-    .returning({ userId: sessions.userId })
-  return row?.userId
+/**
+ * Ends the session with this hash and, in the same statement, records `user_logout` for its user
+ * (`metadata` as given, `user:<id>` as actor): the event exists exactly when a session ended.
+ * The user id, or undefined when no such session existed. One round trip.
+ */
+export async function endSessionAudited(
+  x: Executor,
+  tokenHash: string,
+  event: { ip: string | null; metadata: Record<string, unknown> },
+): Promise<string | undefined> {
+  const result = (await x.execute(sql`
+    with d as (delete from ${sessions} where ${sessions.tokenHash} = ${tokenHash} returning user_id),
+         a as (insert into audit_events (type, actor, user_id, tenant_id, ip, metadata)
+               select 'user_logout', 'user:' || d.user_id::text, d.user_id, u.tenant_id, ${event.ip},
+                      ${JSON.stringify(event.metadata)}::jsonb
+               from d join ${users} u on u.id = d.user_id
+               returning 1)
+    select user_id::text as user_id from d`)) as { rows: { user_id: string }[] }
+  return result.rows[0]?.user_id
 }
 
 /** Ends every session of the user but `keepSessionId`. One round trip. */

@@ -1,60 +1,103 @@
-import { and, gt, inArray, sql } from 'drizzle-orm'
+import { and, eq, type SQL, sql } from 'drizzle-orm'
 import type { Executor } from '../client'
 import { loginThrottles } from '../schema'
 
-export interface ThrottleState {
+/**
+ * One counter of attempts: `user:<id>` (sign-in and change-password of an account),
+ * `email:<tenant>:<sha256>` (sign-in to an address with no account), `ip:<address>` (sign-in),
+ * `register-ip:<address>`, `device-user:<id>`, `device-ip:<address>`.
+ */
+export interface AttemptClaim {
   subject: string
-  failures: number
+  /** Attempts in the current window, this one included: the claim's number. */
+  count: number
+  windowStartedAt: Date
   expiresAt: Date
 }
 
-/** The live (unexpired) counters of these subjects. One round trip. */
-export function selectThrottles(x: Executor, subjects: readonly string[], now: Date) {
-  return x
-    .select({
-      subject: loginThrottles.subject,
-      failures: loginThrottles.failures,
-      expiresAt: loginThrottles.expiresAt,
-    })
-    .from(loginThrottles)
-    .where(and(inArray(loginThrottles.subject, [...subjects]), gt(loginThrottles.expiresAt, now)))
-}
-
 /**
- * Counts one failure against each subject in a fixed window of `windowSeconds`: an atomic upsert,
- * so concurrent failures are all counted; a window that has run out starts over at 1.
- * One round trip.
+ * Claims one attempt against each subject in a fixed window of `windowSeconds`: one atomic upsert
+ * that increments and returns the new counts. Row locks hand concurrent claims distinct numbers,
+ * so with a limit of N at most N claims per window get a number ≤ N, however many race; a
+ * window that has run out starts over at 1. Subjects are text or SQL (computed in the statement).
+ * A statement for the caller's batch; `toClaims` reads its rows. One round trip.
  */
-export async function recordFailures(
+export function claimAttemptsStatement(
   x: Executor,
-  subjects: readonly string[],
+  subjects: readonly (string | SQL)[],
   now: Date,
   windowSeconds: number,
-): Promise<ThrottleState[]> {
+) {
+  const startedAt = now.toISOString()
+  const expiresAt = new Date(now.getTime() + windowSeconds * 1000).toISOString()
+  const values = sql.join(
+    subjects.map((s) => sql`(${s}::text)`),
+    sql`, `,
+  )
+  return x.execute(sql`
+    insert into login_throttles as t (subject, failures, window_started_at, expires_at)
+    select s.subject, 1, ${startedAt}::timestamptz, ${expiresAt}::timestamptz from (values ${values}) as s(subject)
+    on conflict (subject) do update set
+      failures = case when t.expires_at <= excluded.window_started_at then 1 else t.failures + 1 end,
+      window_started_at = case when t.expires_at <= excluded.window_started_at
+        then excluded.window_started_at else t.window_started_at end,
+      expires_at = case when t.expires_at <= excluded.window_started_at
+        then excluded.expires_at else t.expires_at end
+    returning subject, failures,
+      (extract(epoch from window_started_at) * 1000)::float8 as window_started_ms,
+      (extract(epoch from expires_at) * 1000)::float8 as expires_ms`)
+}
+
+interface ClaimRow {
+  subject: string
+  failures: number | string
+  window_started_ms: number | string
+  expires_ms: number | string
+}
+
+/** The claims of a `claimAttemptsStatement` result (batched or awaited alone). */
+export function toClaims(result: unknown): AttemptClaim[] {
+  const rows = (result as { rows?: ClaimRow[] }).rows ?? []
+  return rows.map((r) => ({
+    subject: r.subject,
+    count: Number(r.failures),
+    windowStartedAt: new Date(Number(r.window_started_ms)),
+    expiresAt: new Date(Number(r.expires_ms)),
+  }))
+}
+
+/** Claims attempts and reads them back. One round trip. */
+export async function claimAttempts(
+  x: Executor,
+  subjects: readonly (string | SQL)[],
+  now: Date,
+  windowSeconds: number,
+): Promise<AttemptClaim[]> {
   if (subjects.length === 0) {
     return []
   }
-  const expiresAt = new Date(now.getTime() + windowSeconds * 1000)
-  const expired = sql`${loginThrottles.expiresAt} <= excluded.window_started_at`
-  return x
-    .insert(loginThrottles)
-    .values(subjects.map((subject) => ({ subject, failures: 1, windowStartedAt: now, expiresAt })))
-    .onConflictDoUpdate({
-      target: loginThrottles.subject,
-      set: {
-        failures: sql`case when ${expired} then 1 else ${loginThrottles.failures} + 1 end`,
-        windowStartedAt: sql`case when ${expired} then excluded.window_started_at else ${loginThrottles.windowStartedAt} end`,
-        expiresAt: sql`case when ${expired} then excluded.expires_at else ${loginThrottles.expiresAt} end`,
-      },
-    })
-    .returning({
-      subject: loginThrottles.subject,
-      failures: loginThrottles.failures,
-      expiresAt: loginThrottles.expiresAt,
-    })
+  return toClaims(await claimAttemptsStatement(x, subjects, now, windowSeconds))
 }
 
-/** Forgets the failures of these subjects (a successful sign-in clears its account's count). */
-export function clearThrottlesStatement(x: Executor, subjects: readonly string[]) {
-  return x.delete(loginThrottles).where(inArray(loginThrottles.subject, [...subjects]))
+/**
+ * Gives back `count` attempts of a claim's window (a sign-in that succeeded gives back its own
+ * claim and those before it, so earlier typos are forgiven while claims racing after it still
+ * count). A window that has since started over is left alone.
+ */
+export function releaseAttemptsStatement(x: Executor, claim: AttemptClaim, count: number) {
+  return x
+    .update(loginThrottles)
+    .set({ failures: sql`greatest(${loginThrottles.failures} - ${count}, 0)` })
+    .where(
+      and(
+        eq(loginThrottles.subject, claim.subject),
+        eq(loginThrottles.windowStartedAt, claim.windowStartedAt),
+      ),
+    )
+}
+
+/** Seconds until the latest of these windows ends (at least 1), for `Retry-After`. */
+export function retryAfterSeconds(claims: readonly AttemptClaim[], now: Date): number {
+  const until = Math.max(...claims.map((c) => c.expiresAt.getTime()))
+  return Math.max(1, Math.ceil((until - now.getTime()) / 1000))
 }

@@ -1,14 +1,42 @@
 import { and, desc, eq, gt, ilike, inArray, isNull, or, type SQL, sql } from 'drizzle-orm'
 import type { Executor } from '../client'
-import { emailVerifications, passwordResets, type UserStatus, users } from '../schema'
+import { auditEvents, emailVerifications, passwordResets, type UserStatus, users } from '../schema'
 import { isUuid } from '../uuid'
 
 export type UserRow = typeof users.$inferSelect
 export type NewUser = typeof users.$inferInsert
 
-/** `lower(email) = lower($email)`: matches the case-insensitive unique index per tenant. */
+/**
+ * The one case-fold of an email address: Postgres `lower()`, the expression the per-tenant unique
+ * index is built on. Every comparison of addresses goes through it (never JavaScript's
+ * `toLowerCase()`, which folds `İ` to `i̇` where Postgres gives `i`), so a lookup, the uniqueness
+ * rule and a throttle subject cannot disagree about which spellings are the same address.
+ */
+export function emailKey(email: SQL | string): SQL {
+  return sql`lower(${email})`
+}
+
 function sameEmail(email: string): SQL {
-  return sql`lower(${users.email}) = lower(${email})`
+  return sql`${emailKey(sql`${users.email}`)} = ${emailKey(email)}`
+}
+
+/**
+ * The sign-in throttle subject of an address, computed in the statement that claims it: the
+ * account's `user:<id>` when the address belongs to one (every spelling that finds the account
+ * shares its counter), else `email:<tenant>:<sha256 of the folded address>`. The second cannot
+ * multiply guesses: no password stands behind it, and the instant a spelling finds an account the
+ * subject is that account's. It exists so an unknown address is refused with 429 exactly like a
+ * known one (no enumeration); hashed so a password typed into the email field is not kept.
+ */
+export function accountThrottleSubject(tenantId: string, email: string): SQL {
+  return sql`coalesce(
+    (select 'user:' || ${users.id}::text from ${users} where ${users.tenantId} = ${tenantId} and ${sameEmail(email)} limit 1),
+    'email:' || ${tenantId}::text || ':' || encode(sha256(convert_to(${emailKey(email)}, 'UTF8')), 'hex'))`
+}
+
+/** The throttle subject of a known account (sign-in and change-password share it). */
+export function userThrottleSubject(userId: string): string {
+  return `user:${userId}`
 }
 
 /** The user with this email in the tenant (case-insensitive). One round trip. */
@@ -42,14 +70,8 @@ export function recordLoginStatement(x: Executor, id: string, now: Date, upgrade
     .where(eq(users.id, id))
 }
 
-export async function updateDisplayName(
-  x: Executor,
-  id: string,
-  displayName: string | null,
-  now: Date,
-): Promise<UserRow | undefined> {
-  const [row] = await x.update(users).set({ displayName, updatedAt: now }).where(eq(users.id, id)).returning()
-  return row
+export function updateDisplayNameStatement(x: Executor, id: string, displayName: string | null, now: Date) {
+  return x.update(users).set({ displayName, updatedAt: now }).where(eq(users.id, id)).returning()
 }
 
 /**
@@ -139,7 +161,7 @@ export async function issueEmailVerificationForEmail(
   const result = (await x.execute(sql`
     with u as (
       select id, email from users
-      where tenant_id = ${input.tenantId} and lower(email) = lower(${input.email})
+      where tenant_id = ${input.tenantId} and ${sameEmail(input.email)}
         and email_verified_at is null and status <> 'suspended'
         and not exists (select 1 from email_verifications v
                         where v.user_id = users.id and v.created_at > ${input.cooldownSince.toISOString()}::timestamptz)
@@ -158,21 +180,25 @@ export async function issueEmailVerificationForEmail(
 
 /**
  * The same for a password reset: stores the token hash and queues the message when the email
- * belongs to a user who is not suspended and got no reset since `cooldownSince`. One round trip.
+ * belongs to a user who is not suspended and got no reset since `cooldownSince`, and records
+ * `password_reset_requested` in the same statement. One round trip.
  */
 export async function issuePasswordResetForEmail(
   x: Executor,
-  input: IssueAccountTokenInput,
+  input: IssueAccountTokenInput & { ip: string | null },
 ): Promise<{ outboxId: string; userId: string } | undefined> {
   const result = (await x.execute(sql`
     with u as (
       select id, email from users
-      where tenant_id = ${input.tenantId} and lower(email) = lower(${input.email}) and status <> 'suspended'
+      where tenant_id = ${input.tenantId} and ${sameEmail(input.email)} and status <> 'suspended'
         and not exists (select 1 from password_resets r
                         where r.user_id = users.id and r.created_at > ${input.cooldownSince.toISOString()}::timestamptz)
     ), r as (
       insert into password_resets (token_hash, user_id, expires_at, created_at)
       select ${input.tokenHash}, id, ${input.expiresAt.toISOString()}::timestamptz, ${input.now.toISOString()}::timestamptz from u
+    ), a as (
+      insert into audit_events (type, actor, user_id, tenant_id, ip, metadata)
+      select 'password_reset_requested', 'user:' || id::text, id, ${input.tenantId}, ${input.ip}, '{}'::jsonb from u
     ), o as (
       insert into email_outbox (to_address, template, subject, body_text, body_html, created_at, next_attempt_at)
       select email, ${input.message.template}, ${input.message.subject}, ${input.message.text}, ${input.message.html},
@@ -217,10 +243,26 @@ export function markVerifiedByTokenStatement(x: Executor, tokenHash: string, now
       updatedAt: now,
     })
     .where(
-      sql`(${users.id}, lower(${users.email})) in (select user_id, lower(email) from ${emailVerifications}
+      sql`(${users.id}, ${emailKey(sql`${users.email}`)}) in (select user_id, ${emailKey(sql`${emailVerifications.email}`)} from ${emailVerifications}
             where ${emailVerifications.tokenHash} = ${tokenHash} and ${emailVerifications.consumedAt} = ${now.toISOString()}::timestamptz)`,
     )
     .returning()
+}
+
+/**
+ * Records `email_verified` for the user `markVerifiedByTokenStatement` marked earlier in the same
+ * batch (same condition, plus the row's `updated_at` being this batch's `now`): the event exists
+ * exactly when the address was verified.
+ */
+export function auditEmailVerifiedStatement(x: Executor, tokenHash: string, now: Date, ip: string | null) {
+  const at = now.toISOString()
+  return x.execute(sql`
+    insert into ${auditEvents} (type, actor, user_id, tenant_id, ip, metadata)
+    select 'email_verified', 'user:' || u.id::text, u.id, u.tenant_id, ${ip}, '{}'::jsonb
+    from ${users} u
+    where u.updated_at = ${at}::timestamptz
+      and (u.id, ${emailKey(sql`u.email`)}) in (select v.user_id, ${emailKey(sql`v.email`)} from ${emailVerifications} v
+            where v.token_hash = ${tokenHash} and v.consumed_at = ${at}::timestamptz)`)
 }
 
 /** Consumes a live reset token; the user id when it was valid. One round trip. */

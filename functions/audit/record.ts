@@ -63,6 +63,11 @@ function toRow(event: AuditEvent, ip: string | null): NewAuditEvent {
   }
 }
 
+/** The row an event becomes, for a query that writes it inside a larger statement. */
+export function auditRow(event: AuditEvent, ip: string | null): NewAuditEvent {
+  return toRow(event, ip)
+}
+
 /**
  * Records audit events without delaying the response (`waitUntil`); a failed write is logged,
  * never surfaced to the caller.

@@ -1,6 +1,5 @@
 import type { Context } from 'hono'
 import { DEFAULT_TENANT_ID } from '../../db/schema/constants'
-import { recordAudit } from '../audit/record'
 import type { AppEnv } from '../env'
 import { ProblemError } from '../errors/problem'
 import { clientIp } from '../middleware/client-ip'
@@ -8,8 +7,8 @@ import { attemptLogin, type LoginOutcome } from './login'
 import { setSessionCookie } from './session-cookie'
 
 /**
- * Runs a password sign-in for the JSON API and the HTML form alike: sets the session cookie on
- * success and records the audit event either way (off the critical path).
+ * Runs a password sign-in for the JSON API and the HTML form alike and sets the session cookie on
+ * success; `attemptLogin` writes the audit event with the outcome, either way.
  */
 export async function signIn(
   c: Context<AppEnv>,
@@ -26,30 +25,12 @@ export async function signIn(
       remember: input.remember,
       ip: clientIp(c),
       userAgent: c.req.header('user-agent') ?? null,
+      via,
     },
     new Date(),
   )
   if (outcome.kind === 'ok') {
     setSessionCookie(c, outcome.session)
-    recordAudit(c, {
-      type: 'user_login',
-      actor: `user:${outcome.user.id}`,
-      userId: outcome.user.id,
-      tenantId: outcome.user.tenantId,
-      metadata: { via, remember: outcome.session.remember, password_upgraded: outcome.upgradedHash },
-    })
-  } else {
-    const userId =
-      outcome.kind === 'invalid_credentials' || outcome.kind === 'throttled'
-        ? outcome.userId
-        : outcome.user.id
-    recordAudit(c, {
-      type: 'user_login_failed',
-      actor: userId === undefined ? 'anonymous' : `user:${userId}`,
-      userId: userId ?? null,
-      tenantId: DEFAULT_TENANT_ID,
-      metadata: { via, reason: outcome.kind },
-    })
   }
   return outcome
 }

@@ -1,7 +1,20 @@
 import type { HttpDb } from '../../db/client'
 import { insertSessionStatement } from '../../db/queries/sessions'
-import { clearThrottlesStatement, recordFailures, selectThrottles } from '../../db/queries/throttle'
-import { recordLoginStatement, selectUserByEmail, type UserRow } from '../../db/queries/users'
+import {
+  type AttemptClaim,
+  claimAttemptsStatement,
+  releaseAttemptsStatement,
+  retryAfterSeconds,
+  toClaims,
+} from '../../db/queries/throttle'
+import {
+  accountThrottleSubject,
+  recordLoginStatement,
+  selectUserByEmail,
+  type UserRow,
+  userThrottleSubject,
+} from '../../db/queries/users'
+import { auditStatement } from '../audit/record'
 import type { Config } from '../config'
 import { sha256Hex } from '../crypto/hash'
 import { burnPasswordCheck, hashPassword, verifyPassword } from '../crypto/password'
@@ -15,6 +28,8 @@ export interface LoginInput {
   remember: boolean
   ip: string | null
   userAgent: string | null
+  /** Which door the attempt came through, for the audit trail. */
+  via: 'api' | 'form'
 }
 
 export interface NewSession {
@@ -25,21 +40,74 @@ export interface NewSession {
   remember: boolean
 }
 
+/** Every outcome but `ok` carries the attempt's claims (released once the password checked out). */
 export type LoginOutcome =
   | { kind: 'ok'; user: UserRow; session: NewSession; upgradedHash: boolean }
   /** Unknown email or wrong password: indistinguishable to the caller. */
-  | { kind: 'invalid_credentials'; userId: string | undefined; failures: number }
-  | { kind: 'throttled'; retryAfterSeconds: number; userId: string | undefined }
-  | { kind: 'account_pending' | 'account_suspended' | 'email_unverified'; user: UserRow }
+  | { kind: 'invalid_credentials'; userId: string | undefined; failures: number; claims: AttemptClaim[] }
+  | { kind: 'throttled'; retryAfterSeconds: number; userId: string | undefined; claims: AttemptClaim[] }
+  | {
+      kind: 'account_pending' | 'account_suspended' | 'email_unverified'
+      user: UserRow
+      claims: AttemptClaim[]
+    }
 
 const USER_AGENT_MAX_LENGTH = 512
 
-export function throttleSubjects(tenantId: string, email: string, ip: string | null): string[] {
-  const subjects = [`account:${tenantId}:${email.toLowerCase()}`]
-  if (ip !== null && ip !== '') {
-    subjects.push(`ip:${ip}`)
-  }
-  return subjects
+/** The per-IP sign-in subject (null without a known address: no per-IP counter). */
+export function ipThrottleSubject(ip: string | null): string | null {
+  return ip === null || ip === '' ? null : `ip:${ip}`
+}
+
+/** The sign-in subjects of a known account and the caller's address (change-password shares them). */
+export function loginThrottleSubjects(userId: string, ip: string | null): string[] {
+  const address = ipThrottleSubject(ip)
+  return address === null ? [userThrottleSubject(userId)] : [userThrottleSubject(userId), address]
+}
+
+/** The limit a sign-in claim is held to: its account's, or its address's. */
+function claimLimit(config: Config, claim: AttemptClaim): number {
+  return claim.subject.startsWith('ip:') ? config.loginMaxFailuresPerIp : config.loginMaxFailuresPerAccount
+}
+
+/** The claims over their limit (the attempt must be refused without checking the password). */
+export function overLimit(config: Config, claims: readonly AttemptClaim[]): AttemptClaim[] {
+  return claims.filter((claim) => claim.count > claimLimit(config, claim))
+}
+
+/**
+ * What a password check that came out right gives back: the account claim and every attempt
+ * before it (earlier typos are forgiven, as a successful sign-in always did, while attempts racing
+ * after it stay counted), and only its own claim on the address, which counts failures.
+ */
+export function releaseClaimsStatements(db: HttpDb, claims: readonly AttemptClaim[]) {
+  return claims.map((claim) =>
+    releaseAttemptsStatement(db, claim, claim.subject.startsWith('ip:') ? 1 : claim.count),
+  )
+}
+
+type Refusal = Exclude<LoginOutcome, { kind: 'ok' }>
+
+/**
+ * Writes `user_login_failed` before the refusal is answered (awaited: the event cannot be lost,
+ * and it cannot share the claim's batch, which runs before the outcome is known). When the
+ * password was right (pending, suspended, unverified) the claims are given back in the same batch.
+ * One round trip.
+ */
+async function refuse(db: HttpDb, input: LoginInput, outcome: Refusal): Promise<Refusal> {
+  const passwordChecked = 'user' in outcome
+  const userId = passwordChecked ? outcome.user.id : outcome.userId
+  await db.batch([
+    auditStatement(db, input.ip, {
+      type: 'user_login_failed',
+      actor: userId === undefined ? 'anonymous' : `user:${userId}`,
+      userId: userId ?? null,
+      tenantId: input.tenantId,
+      metadata: { via: input.via, reason: outcome.kind },
+    }),
+    ...(passwordChecked ? releaseClaimsStatements(db, outcome.claims) : []),
+  ])
+  return outcome
 }
 
 /** Session lifetime in seconds: REMEMBER_TTL for "remember me", else SESSION_TTL (sliding). */
@@ -48,10 +116,14 @@ export function sessionTtlSeconds(config: Config, remember: boolean): number {
 }
 
 /**
- * Password sign-in. Round trips on the critical path: one batch (user + throttle counters), then
- * one batch on success (session insert, last-login stamp with any upgraded hash, account
- * counter reset) or one upsert on failure. An unknown email spends the same argon2id time as
- * a wrong password, and both count against the account and IP counters.
+ * Password sign-in. The attempt is claimed before the password is checked: the user lookup and
+ * one upsert counting the attempt against the account (`user:<id>`, or the unknown address's
+ * subject) and the caller's address ride one batch, and an attempt whose claim is over a limit is
+ * refused without hashing. However many race, at most LOGIN_MAX_FAILURES_PER_ACCOUNT passwords are
+ * checked per account and window. Round trips: exactly 2 on every path (the claim batch, then
+ * one batch with the session, login stamp, claim release and `user_login` audit on success, or
+ * the `user_login_failed` audit, with the claim release when the password was right). An unknown
+ * email spends the same argon2id time as a wrong password and counts the same way.
  */
 export async function attemptLogin(
   db: HttpDb,
@@ -59,24 +131,29 @@ export async function attemptLogin(
   input: LoginInput,
   now: Date,
 ): Promise<LoginOutcome> {
-  // A busy isolate refuses before the attempt is counted: a 503 must not count as a failure.
+  // A busy isolate refuses before the attempt is claimed: a 503 must not count as a failure.
   assertPasswordSlotFree(config.argon2MaxQueue)
-  const subjects = throttleSubjects(input.tenantId, input.email, input.ip)
-  const [users, throttles] = await db.batch([
+  const ip = ipThrottleSubject(input.ip)
+  const account = accountThrottleSubject(input.tenantId, input.email)
+  const [users, claimed] = await db.batch([
     selectUserByEmail(db, input.tenantId, input.email),
-    selectThrottles(db, subjects, now),
+    claimAttemptsStatement(
+      db,
+      ip === null ? [account] : [account, ip],
+      now,
+      config.loginFailureWindowSeconds,
+    ),
   ])
   const user = users[0]
-  const limits = new Map([
-    [subjects[0], config.loginMaxFailuresPerAccount],
-    [subjects[1], config.loginMaxFailuresPerIp],
-  ])
-  const blockedUntil = throttles
-    .filter((t) => t.failures >= (limits.get(t.subject) ?? Number.POSITIVE_INFINITY))
-    .map((t) => t.expiresAt.getTime())
-  if (blockedUntil.length > 0) {
-    const retryAfterSeconds = Math.max(1, Math.ceil((Math.max(...blockedUntil) - now.getTime()) / 1000))
-    return { kind: 'throttled', retryAfterSeconds, userId: user?.id }
+  const claims = toClaims(claimed)
+  const blocked = overLimit(config, claims)
+  if (blocked.length > 0) {
+    return refuse(db, input, {
+      kind: 'throttled',
+      retryAfterSeconds: retryAfterSeconds(blocked, now),
+      userId: user?.id,
+      claims,
+    })
   }
 
   // One admitted turn checks the password and, when it is right but stored under other
@@ -91,18 +168,17 @@ export async function attemptLogin(
     return { ...verified, rehashed }
   })
   if (user === undefined || check === undefined || !check.ok) {
-    const counted = await recordFailures(db, subjects, now, config.loginFailureWindowSeconds)
-    const failures = counted.find((t) => t.subject === subjects[0])?.failures ?? 1
-    return { kind: 'invalid_credentials', userId: user?.id, failures }
+    const failures = claims.find((claim) => !claim.subject.startsWith('ip:'))?.count ?? 1
+    return refuse(db, input, { kind: 'invalid_credentials', userId: user?.id, failures, claims })
   }
   if (user.status === 'suspended') {
-    return { kind: 'account_suspended', user }
+    return refuse(db, input, { kind: 'account_suspended', user, claims })
   }
   if (user.status === 'pending') {
-    return { kind: 'account_pending', user }
+    return refuse(db, input, { kind: 'account_pending', user, claims })
   }
   if (config.requireEmailVerification && user.emailVerifiedAt === null) {
-    return { kind: 'email_unverified', user }
+    return refuse(db, input, { kind: 'email_unverified', user, claims })
   }
 
   // Rehash on login: imported bcrypt, or argon2id under parameters since changed.
@@ -121,7 +197,14 @@ export async function attemptLogin(
       ip: input.ip,
     }),
     recordLoginStatement(db, user.id, now, upgradedHash),
-    clearThrottlesStatement(db, [subjects[0] ?? '']),
+    auditStatement(db, input.ip, {
+      type: 'user_login',
+      actor: `user:${user.id}`,
+      userId: user.id,
+      tenantId: user.tenantId,
+      metadata: { via: input.via, remember: input.remember, password_upgraded: upgradedHash !== undefined },
+    }),
+    ...releaseClaimsStatements(db, claims),
   ])
   const session = inserted[0]
   if (session === undefined) {

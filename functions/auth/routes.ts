@@ -1,23 +1,21 @@
 import { type Context, Hono } from 'hono'
 import * as v from 'valibot'
 import { sqlState, UNIQUE_VIOLATION } from '../../db/errors'
+import { insertAuditEvents } from '../../db/queries/audit'
 import { insertOutboxStatement } from '../../db/queries/email-outbox'
-import {
-  deleteSessionByHash,
-  findLiveSessionWithUser,
-  insertSessionStatement,
-} from '../../db/queries/sessions'
+import { endSessionAudited, findLiveSessionWithUser, insertSessionStatement } from '../../db/queries/sessions'
+import { claimAttempts, retryAfterSeconds } from '../../db/queries/throttle'
 import {
   insertEmailVerificationStatement,
   insertUserStatement,
   issueEmailVerificationForEmail,
   issuePasswordResetForEmail,
   type UserRow,
-  updateDisplayName,
+  updateDisplayNameStatement,
   updatePasswordStatement,
 } from '../../db/queries/users'
 import { DEFAULT_TENANT_ID } from '../../db/schema/constants'
-import { recordAudit } from '../audit/record'
+import { auditRow, auditStatement } from '../audit/record'
 import { sha256Hex } from '../crypto/hash'
 import { hashPassword, verifyPassword } from '../crypto/password'
 import { randomToken } from '../crypto/random'
@@ -30,9 +28,9 @@ import { clientIp } from '../middleware/client-ip'
 import { documentRoute } from '../openapi/registry'
 import { jsonBody } from '../validation/json-body'
 import { confirmPasswordReset, verifyEmailToken } from './account-tokens'
-import { endUserAccess } from './end-user-access'
+import { endUserAccess, endUserAccessStatement } from './end-user-access'
 import { resetPasswordForm, resetPasswordPage, verifyEmailForm, verifyEmailPage } from './link-pages'
-import { sessionTtlSeconds } from './login'
+import { loginThrottleSubjects, overLimit, releaseClaimsStatements, sessionTtlSeconds } from './login'
 import { loginProblem, signIn } from './login-edge'
 import { withPasswordSlot } from './password-gate'
 import { assertStrongPassword } from './password-policy'
@@ -185,6 +183,26 @@ async function liveSession(c: Context<AppEnv>, now: Date) {
 
 const OptionalEmailBody = v.object({ email: v.optional(EmailOnlyBody.entries.email) })
 
+/**
+ * Issue 9 #16: `POST /auth/register` answers 409 for a taken address (by design), so attempts are
+ * limited per IP, claimed in one upsert before the argon2id hash. Every attempt counts, accounts
+ * created included (sign-up abuse is the point). Without a known address (no trusted IP header)
+ * there is nothing to key on and no limit applies, as for the per-IP sign-in counter.
+ */
+async function claimSignup(c: Context<AppEnv>, ip: string | null, now: Date): Promise<void> {
+  if (ip === null) {
+    return
+  }
+  const config = c.var.config
+  const claims = await claimAttempts(c.var.db.http, [`register-ip:${ip}`], now, config.signupWindowSeconds)
+  if (claims.some((claim) => claim.count > config.signupMaxPerIp)) {
+    throw new ProblemError('rate_limited', {
+      detail: 'Too many sign-up attempts from this address; try again later',
+      retryAfterSeconds: retryAfterSeconds(claims, now),
+    })
+  }
+}
+
 /** `/auth/*`: the account API (JSON). Cookie-authenticated writes refuse cross-site callers. */
 export const auth = new Hono<AppEnv>()
   .use(sameOriginOnly())
@@ -194,6 +212,9 @@ export const auth = new Hono<AppEnv>()
     const config = c.var.config
     const db = c.var.db.http
     const now = new Date()
+    const ip = clientIp(c)
+    await claimSignup(c, ip, now)
+    const status = config.requireApproval ? 'pending' : 'active'
     const userId = crypto.randomUUID()
     const token = randomToken(32)
     const message = renderVerificationEmail(
@@ -214,7 +235,7 @@ export const auth = new Hono<AppEnv>()
           email: body.email,
           passwordHash,
           displayName: body.display_name ?? null,
-          status: config.requireApproval ? 'pending' : 'active',
+          status,
           createdAt: now,
           updatedAt: now,
         }),
@@ -234,6 +255,13 @@ export const auth = new Hono<AppEnv>()
           createdAt: now,
           nextAttemptAt: now,
         }),
+        auditStatement(db, ip, {
+          type: 'user_registered',
+          actor: `user:${userId}`,
+          userId,
+          tenantId: DEFAULT_TENANT_ID,
+          metadata: { status },
+        }),
       ])
       user = insertedUsers[0]
       outboxId = queued[0]?.id
@@ -246,13 +274,6 @@ export const auth = new Hono<AppEnv>()
     if (user === undefined) {
       throw new Error('user insert returned no row')
     }
-    recordAudit(c, {
-      type: 'user_registered',
-      actor: `user:${user.id}`,
-      userId: user.id,
-      tenantId: user.tenantId,
-      metadata: { status: user.status },
-    })
     deliverSoon(c, outboxId === undefined ? [] : [outboxId])
     return c.json({ user: toUserJson(user) }, 201, NO_STORE)
   })
@@ -277,22 +298,23 @@ export const auth = new Hono<AppEnv>()
   .post('/logout', async (c) => {
     const token = readSessionToken(c)
     if (token !== undefined) {
-      const userId = await deleteSessionByHash(c.var.db.http, await sha256Hex(token))
-      if (userId !== undefined) {
-        recordAudit(c, { type: 'user_logout', actor: `user:${userId}`, userId, metadata: { all: false } })
-      }
+      await endSessionAudited(c.var.db.http, await sha256Hex(token), {
+        ip: clientIp(c),
+        metadata: { all: false },
+      })
     }
     clearSessionCookie(c)
     return c.body(null, 204, NO_STORE)
   })
   .post('/logout-all', sessionOnly, async (c) => {
     const userId = principalUserId(c)
-    const ended = await endUserAccess(c.var.db.http, userId, new Date())
-    recordAudit(c, {
-      type: 'user_logout',
-      actor: `user:${userId}`,
-      userId,
-      metadata: { all: true, sessions: ended.sessions, refresh_tokens: ended.refreshTokens },
+    await endUserAccess(c.var.db.http, userId, new Date(), {
+      row: auditRow(
+        { type: 'user_logout', actor: `user:${userId}`, userId, metadata: { all: true } },
+        clientIp(c),
+      ),
+      sessionsKey: 'sessions',
+      refreshTokensKey: 'refresh_tokens',
     })
     clearSessionCookie(c)
     return c.body(null, 204, NO_STORE)
@@ -306,72 +328,102 @@ export const auth = new Hono<AppEnv>()
   .patch('/me', sessionOnly, jsonBody(UpdateMeBody), async (c) => {
     const userId = principalUserId(c)
     const displayName = c.req.valid('json').display_name
-    const user = await updateDisplayName(
-      c.var.db.http,
-      userId,
-      displayName === '' ? null : displayName,
-      new Date(),
-    )
+    const db = c.var.db.http
+    const [updated] = await db.batch([
+      updateDisplayNameStatement(db, userId, displayName === '' ? null : displayName, new Date()),
+      auditStatement(db, clientIp(c), {
+        type: 'user_updated',
+        actor: `user:${userId}`,
+        userId,
+        metadata: { fields: ['display_name'] },
+      }),
+    ])
+    const user = updated[0]
     if (user === undefined) {
       throw new ProblemError('unauthenticated', { detail: 'The account no longer exists' })
     }
-    recordAudit(c, {
-      type: 'user_updated',
-      actor: `user:${userId}`,
-      userId,
-      metadata: { fields: ['display_name'] },
-    })
     return c.json({ user: toUserJson(user) }, 200, NO_STORE)
   })
   .post('/change-password', jsonBody(ChangePasswordBody), async (c) => {
     const body = c.req.valid('json')
     const config = c.var.config
     const db = c.var.db.http
-    const current = await liveSession(c, new Date())
+    const now = new Date()
+    const current = await liveSession(c, now)
     const userId = current.user.id
+    const ip = clientIp(c)
+    assertStrongPassword(body.new_password, 'new_password')
+    // Issue 9 #7: the current-password check is a sign-in attempt on the account: claimed on the
+    // account's (and address's) counter before the hash, refused over the limit without one.
+    const claims = await claimAttempts(
+      db,
+      loginThrottleSubjects(userId, ip),
+      now,
+      config.loginFailureWindowSeconds,
+    )
+    const blocked = overLimit(config, claims)
+    const failed = (reason: string) =>
+      insertAuditEvents(db, [
+        auditRow(
+          {
+            type: 'user_login_failed',
+            actor: `user:${userId}`,
+            userId,
+            tenantId: current.user.tenantId,
+            metadata: { via: 'change_password', reason },
+          },
+          ip,
+        ),
+      ])
+    if (blocked.length > 0) {
+      await failed('throttled')
+      throw new ProblemError('rate_limited', {
+        detail: 'Too many failed password checks; try again later',
+        retryAfterSeconds: retryAfterSeconds(blocked, now),
+      })
+    }
     const check = await withPasswordSlot(config.argon2MaxQueue, () =>
       verifyPassword(body.current_password, current.user.passwordHash, config.argon2),
     )
     if (!check.ok) {
-      recordAudit(c, {
-        type: 'user_login_failed',
-        actor: `user:${userId}`,
-        userId,
-        metadata: { via: 'change_password', reason: 'invalid_credentials' },
-      })
+      await failed('invalid_credentials')
       throw new ProblemError('invalid_credentials', { detail: 'The current password is incorrect' })
     }
-    assertStrongPassword(body.new_password, 'new_password')
-    const now = new Date()
     const newHash = await withPasswordSlot(config.argon2MaxQueue, () =>
       hashPassword(body.new_password, config.argon2),
     )
-    await updatePasswordStatement(db, userId, newHash, now)
-    // A new password ends every other way in (sessions, refresh tokens); this browser gets a
-    // fresh session id rather than keeping the old one.
-    const ended = await endUserAccess(db, userId, now)
+    // One batch, one transaction: the new password, the end of every other way in (sessions,
+    // refresh tokens) with its audit event, a fresh session id for this browser, and the claims
+    // given back (the password checked out).
     const remember = current.session.remember
     const token = randomToken(32)
     const expiresAt = new Date(now.getTime() + sessionTtlSeconds(config, remember) * 1000)
-    const [session] = await insertSessionStatement(db, {
-      tokenHash: await sha256Hex(token),
-      userId,
-      remember,
-      expiresAt,
-      createdAt: now,
-      lastSeenAt: now,
-      userAgent: c.req.header('user-agent')?.slice(0, 512) ?? null,
-      ip: clientIp(c),
-    })
+    const [, , inserted] = await db.batch([
+      updatePasswordStatement(db, userId, newHash, now),
+      endUserAccessStatement(db, userId, now, {
+        row: auditRow(
+          { type: 'password_changed', actor: `user:${userId}`, userId, tenantId: current.user.tenantId },
+          ip,
+        ),
+        sessionsKey: 'sessions_ended',
+        refreshTokensKey: 'refresh_tokens_revoked',
+      }),
+      insertSessionStatement(db, {
+        tokenHash: await sha256Hex(token),
+        userId,
+        remember,
+        expiresAt,
+        createdAt: now,
+        lastSeenAt: now,
+        userAgent: c.req.header('user-agent')?.slice(0, 512) ?? null,
+        ip,
+      }),
+      ...releaseClaimsStatements(db, claims),
+    ])
+    const session = inserted[0]
     if (session !== undefined) {
       setSessionCookie(c, { token, id: session.id, expiresAt, remember })
     }
-    recordAudit(c, {
-      type: 'password_changed',
-      actor: `user:${userId}`,
-      userId,
-      metadata: { sessions_ended: ended.sessions, refresh_tokens_revoked: ended.refreshTokens },
-    })
     return c.body(null, 204, NO_STORE)
   })
   .post('/verify-email', verifyEmailForm(), jsonBody(VerifyEmailBody), async (c) => {
@@ -435,13 +487,9 @@ export const auth = new Hono<AppEnv>()
       expiresAt: new Date(now.getTime() + config.passwordResetTtlSeconds * 1000),
       cooldownSince: new Date(now.getTime() - ACCOUNT_MAIL_COOLDOWN_SECONDS * 1000),
       message,
+      ip: clientIp(c),
     })
     if (issued !== undefined) {
-      recordAudit(c, {
-        type: 'password_reset_requested',
-        actor: `user:${issued.userId}`,
-        userId: issued.userId,
-      })
       deliverSoon(c, [issued.outboxId])
     }
     return c.body(null, 202, NO_STORE)

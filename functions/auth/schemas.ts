@@ -6,10 +6,19 @@ export const DISPLAY_NAME_MAX_LENGTH = 100
 /** Account tokens are 32 random bytes in base64url (43 characters); anything far off is forged. */
 const TOKEN_MAX_LENGTH = 128
 
-/** Trimmed, at most 254 characters, one `@` with something on both sides, no spaces or controls. */
+/**
+ * The one normalisation of a typed email address, at the edge (the JSON schemas and the sign-in
+ * form): surrounding space trimmed, Unicode NFC so a composed and a decomposed `é` are one address.
+ * Case is folded only in Postgres (`emailKey`), never here.
+ */
+export function normalizeEmail(text: string): string {
+  return text.trim().normalize('NFC')
+}
+
+/** Normalised, at most 254 characters, one `@` with something on both sides, no spaces or controls. */
 export const Email = v.pipe(
   v.string('must be a string'),
-  v.trim(),
+  v.transform(normalizeEmail),
   v.nonEmpty('is required'),
   v.maxLength(EMAIL_MAX_LENGTH, `must be at most ${EMAIL_MAX_LENGTH} characters`),
   v.regex(/^[^\s@\p{Cc}]+@[^\s@\p{Cc}]+$/u, 'must be an email address'),

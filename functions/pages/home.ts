@@ -1,10 +1,10 @@
 import { Hono } from 'hono'
 import { html } from 'hono/html'
-import { deleteSessionByHash, findLiveSessionWithUser } from '../../db/queries/sessions'
-import { recordAudit } from '../audit/record'
+import { endSessionAudited, findLiveSessionWithUser } from '../../db/queries/sessions'
 import { clearSessionCookie, readSessionToken, slideSession } from '../auth/session-cookie'
 import { sha256Hex } from '../crypto/hash'
 import type { AppEnv } from '../env'
+import { clientIp } from '../middleware/client-ip'
 import { CSRF_FIELD, issueCsrfToken, verifyCsrf } from './csrf'
 import { sendPage } from './layout'
 
@@ -45,15 +45,10 @@ export const homePage = new Hono<AppEnv>()
     await verifyCsrf(c, form[CSRF_FIELD])
     const token = readSessionToken(c)
     if (token !== undefined) {
-      const userId = await deleteSessionByHash(c.var.db.http, await sha256Hex(token))
-      if (userId !== undefined) {
-        recordAudit(c, {
-          type: 'user_logout',
-          actor: `user:${userId}`,
-          userId,
-          metadata: { all: false, via: 'form' },
-        })
-      }
+      await endSessionAudited(c.var.db.http, await sha256Hex(token), {
+        ip: clientIp(c),
+        metadata: { all: false, via: 'form' },
+      })
     }
     clearSessionCookie(c)
     return c.redirect('/login', 303)

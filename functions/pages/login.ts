@@ -2,7 +2,7 @@ import { type Context, Hono } from 'hono'
 import { html } from 'hono/html'
 import { loginProblem, signIn } from '../auth/login-edge'
 import { PASSWORD_MAX_LENGTH } from '../auth/password-policy'
-import { EMAIL_MAX_LENGTH } from '../auth/schemas'
+import { EMAIL_MAX_LENGTH, normalizeEmail } from '../auth/schemas'
 import type { AppEnv } from '../env'
 import { documentRoute } from '../openapi/registry'
 import { CSRF_FIELD, issueCsrfToken, verifyCsrf } from './csrf'
@@ -74,7 +74,7 @@ export const loginPage = new Hono<AppEnv>()
       return typeof value === 'string' ? value : ''
     }
     const state: LoginFormState = {
-      email: field('email').trim().slice(0, EMAIL_MAX_LENGTH),
+      email: normalizeEmail(field('email')).slice(0, EMAIL_MAX_LENGTH),
       returnTo: safeReturnTo(field('return_to'), c.var.config.issuer),
       remember: field('remember') !== '',
     }
@@ -83,7 +83,7 @@ export const loginPage = new Hono<AppEnv>()
     } catch {
       return renderLogin(c, { ...state, error: 'This form expired. Please sign in again.' }, 403)
     }
-    const email = field('email').trim()
+    const email = normalizeEmail(field('email'))
     const password = field('password')
     if (
       email === '' ||
