@@ -117,6 +117,12 @@ export function createPortcullis(options: PortcullisOptions): Portcullis {
       caller.invalidate(token)
       return callVerify(key, verifyOptions, false)
     }
+    if (response.status === 400) {
+      // The body the SDK builds is well-formed, so a 400 is about the presented key itself (too
+      // long, not valid text): the caller's fault, a verdict rather than an error.
+      await response.body?.cancel()
+      return { valid: false, code: 'MALFORMED', key: null }
+    }
     return toApiKeyVerification(await readJson(response, 'verify'))
   }
 

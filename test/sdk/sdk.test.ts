@@ -116,6 +116,8 @@ describe('verifyApiKey', () => {
   it.each([
     ['garbage', 'MALFORMED'],
     [`pk_test_${'A'.repeat(49)}`, 'MALFORMED'],
+    // Longer than the verify endpoint accepts (it answers 400): still a verdict, not an error.
+    [`pk_test_${'A'.repeat(5000)}`, 'MALFORMED'],
   ])('answers %s as %s', async (candidate, code) => {
     expect((await sdk().portcullis.verifyApiKey(candidate)).code).toBe(code)
   })
