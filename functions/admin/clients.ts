@@ -1,11 +1,12 @@
 import { Hono } from 'hono'
 import * as v from 'valibot'
 import { disableClient, listClients } from '../../db/queries/oauth-clients'
-import { TOKEN_ENDPOINT_AUTH_METHODS } from '../../db/schema'
 import type { OAuthClientRow } from '../../db/queries/oauth-tokens'
+import { TOKEN_ENDPOINT_AUTH_METHODS } from '../../db/schema'
 import { recordAudit } from '../audit/record'
 import type { AppEnv } from '../env'
 import { ProblemError } from '../errors/problem'
+import { clientIp } from '../middleware/client-ip'
 import { requireAdmin } from '../middleware/require-admin'
 import { clientInformation, GRANT_TYPES, parseClientMetadata } from '../oauth/client-metadata'
 import { createClient } from '../oauth/clients'
@@ -69,13 +70,14 @@ export const clientsAdmin = new Hono<AppEnv>()
     const created = await createClient(c.var.db.http, c.var.config, result.value, {
       registrationAccessToken: false,
       now: new Date(),
-    })
-    recordAudit(c, {
-      type: 'client_registered',
-      actor: c.var.principal.kind === 'user' ? `user:${c.var.principal.userId}` : 'admin',
-      tenantId: created.client.tenantId,
-      clientId: created.client.clientId,
-      metadata: { via: 'admin', first_party: created.client.firstParty, scope: created.client.scope },
+      ip: clientIp(c),
+      audit: (client) => ({
+        type: 'client_registered',
+        actor: c.var.principal.kind === 'user' ? `user:${c.var.principal.userId}` : 'admin',
+        tenantId: client.tenantId,
+        clientId: client.clientId,
+        metadata: { via: 'admin', first_party: result.value.firstParty, scope: result.value.scope },
+      }),
     })
     return c.json({ ...created.body, first_party: created.client.firstParty }, 201)
   })

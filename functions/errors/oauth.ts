@@ -24,6 +24,8 @@ export const OAUTH_ERRORS = {
   not_found: 404,
   method_not_allowed: 405,
   request_too_large: 413,
+  /** Not an RFC code: a rate limit (dynamic registration), sent with Retry-After. */
+  too_many_requests: 429,
   server_error: 500,
   temporarily_unavailable: 503,
 } as const satisfies Record<string, number>

@@ -2,15 +2,18 @@ import { type Context, Hono } from 'hono'
 import * as v from 'valibot'
 import { deleteClient, findClientForManagement, updateClient } from '../../db/queries/oauth-clients'
 import type { OAuthClientRow } from '../../db/queries/oauth-tokens'
+import { claimAttempts, retryAfterSeconds } from '../../db/queries/throttle'
 import { recordAudit } from '../audit/record'
 import { secretsEqual } from '../crypto/compare'
 import { sha256Hex } from '../crypto/hash'
 import type { AppEnv } from '../env'
 import { OAuthError } from '../errors/oauth'
 import { bearerToken } from '../middleware/authenticate'
+import { clientIp } from '../middleware/client-ip'
 import { documentRoute } from '../openapi/registry'
 import { clientInformation, metadataColumns, parseClientMetadata } from './client-metadata'
 import { createClient } from './clients'
+import { repeatedJsonKey } from './form'
 import { NO_STORE } from './token'
 
 async function readJson(c: Context<AppEnv>): Promise<unknown> {
@@ -18,11 +21,18 @@ async function readJson(c: Context<AppEnv>): Promise<unknown> {
   if (type !== 'application/json') {
     throw new OAuthError('invalid_client_metadata', { description: 'Send the metadata as application/json' })
   }
+  const text = await c.req.text()
+  let body: unknown
   try {
-    return JSON.parse(await c.req.text())
+    body = JSON.parse(text)
   } catch {
     throw new OAuthError('invalid_client_metadata', { description: 'The body is not valid JSON' })
   }
+  const repeated = repeatedJsonKey(text)
+  if (repeated !== undefined) {
+    throw new OAuthError('invalid_request', { description: `${repeated} is repeated` })
+  }
+  return body
 }
 
 function metadataOrThrow(input: unknown, c: Context<AppEnv>) {
@@ -31,6 +41,34 @@ function metadataOrThrow(input: unknown, c: Context<AppEnv>) {
     throw new OAuthError(result.error, { description: `${result.field}: ${result.message}` })
   }
   return result.value
+}
+
+/**
+ * Issue 9 #11: anonymous registrations per IP in a fixed window, claimed atomically before any
+ * work (one upsert returns the new count), so a burst of any size creates at most the limit.
+ * Without a known address every anonymous registration shares one bucket (fails closed).
+ */
+async function claimAnonymousRegistration(c: Context<AppEnv>, now: Date): Promise<void> {
+  const { registrationMaxPerIp, registrationWindowSeconds } = c.var.config
+  const subject = `client-registration-ip:${clientIp(c) ?? 'unknown'}`
+  const claims = await claimAttempts(c.var.db.http, [subject], now, registrationWindowSeconds)
+  if (claims.some((claim) => claim.count > registrationMaxPerIp)) {
+    throw new OAuthError('too_many_requests', {
+      description: 'Too many client registrations from this address; try again later',
+      log: 'registration_rate_limited',
+      retryAfterSeconds: retryAfterSeconds(claims, now),
+    })
+  }
+}
+
+/** REGISTRATION_ANONYMOUS_GRANT_TYPES: grants a client nobody vouched for may ask for. */
+function refuseUnlistedGrants(asked: readonly string[], allowed: readonly string[]): void {
+  const refused = asked.find((g) => !allowed.includes(g))
+  if (refused !== undefined) {
+    throw new OAuthError('invalid_client_metadata', {
+      description: `grant_types: ${refused} needs an initial access token`,
+    })
+  }
 }
 
 /** RFC 7592 §2: the client named in the path, authorised by its registration access token. */
@@ -53,35 +91,43 @@ async function managedClient(c: Context<AppEnv>): Promise<OAuthClientRow> {
 
 /**
  * RFC 7591 registration and RFC 7592 management. Open by default for non-privileged scopes;
- * with REGISTRATION_POLICY=token the initial access token is the ADMIN_TOKEN (Bearer).
+ * with REGISTRATION_POLICY=token the initial access token is the ADMIN_TOKEN (Bearer). Anonymous
+ * registrations are rate-limited per IP and limited to REGISTRATION_ANONYMOUS_GRANT_TYPES.
  */
 export const register = new Hono<AppEnv>()
   .post('/', async (c) => {
-    if (c.var.config.registrationPolicy === 'token') {
-      const initial = bearerToken(c.req.header('authorization'))
-      if (initial === undefined || !(await secretsEqual(initial, c.var.config.adminToken))) {
-        throw new OAuthError('invalid_token', {
-          description: 'An initial access token is required',
-          bearer: true,
-        })
-      }
+    const now = new Date()
+    const initial = bearerToken(c.req.header('authorization'))
+    const vouched = initial !== undefined && (await secretsEqual(initial, c.var.config.adminToken))
+    if (c.var.config.registrationPolicy === 'token' && !vouched) {
+      throw new OAuthError('invalid_token', {
+        description: 'An initial access token is required',
+        bearer: true,
+      })
+    }
+    if (!vouched) {
+      await claimAnonymousRegistration(c, now)
     }
     const metadata = metadataOrThrow(await readJson(c), c)
-    const now = new Date()
+    if (!vouched) {
+      refuseUnlistedGrants(metadata.grantTypes, c.var.config.anonymousRegistrationGrantTypes)
+    }
     const created = await createClient(c.var.db.http, c.var.config, metadata, {
       registrationAccessToken: true,
       now,
-    })
-    recordAudit(c, {
-      type: 'client_registered',
-      actor: `client:${created.client.clientId}`,
-      tenantId: created.client.tenantId,
-      clientId: created.client.clientId,
-      metadata: {
-        via: 'dynamic_registration',
-        scope: created.client.scope,
-        grant_types: created.client.grantTypes,
-      },
+      ip: clientIp(c),
+      audit: (client) => ({
+        type: 'client_registered',
+        actor: `client:${client.clientId}`,
+        tenantId: client.tenantId,
+        clientId: client.clientId,
+        metadata: {
+          via: 'dynamic_registration',
+          anonymous: !vouched,
+          scope: metadata.scope,
+          grant_types: metadata.grantTypes,
+        },
+      }),
     })
     return c.json(created.body, 201, NO_STORE)
   })
@@ -106,6 +152,11 @@ export const register = new Hono<AppEnv>()
       }
     }
     const metadata = metadataOrThrow(fields, c)
+    // An update may keep the grants the client holds, but adds only what anonymous registration may.
+    refuseUnlistedGrants(metadata.grantTypes, [
+      ...c.var.config.anonymousRegistrationGrantTypes,
+      ...client.grantTypes,
+    ])
     if ((metadata.tokenEndpointAuthMethod === 'none') !== (client.tokenEndpointAuthMethod === 'none')) {
       throw new OAuthError('invalid_client_metadata', {
         description: 'token_endpoint_auth_method cannot switch between public and confidential',
