@@ -1,5 +1,5 @@
-import { PortcullisError } from './errors'
-import { isRecord } from './http'
+import { PortcullisError } from './errors.js'
+import { isRecord } from './http.js'
 
 export const API_KEY_CODES = [
   'VALID',

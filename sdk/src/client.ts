@@ -7,11 +7,11 @@ import {
   hasClaimTypes,
   REQUIRED_CLAIMS,
   type VerifyAccessTokenOptions,
-} from './access-tokens'
-import { type ApiKeyVerification, toApiKeyVerification, type VerifyApiKeyOptions } from './api-keys'
-import { type CallerCredentials, CallerToken } from './credentials'
-import { cachedDiscovery } from './discovery'
-import { PortcullisError } from './errors'
+} from './access-tokens.js'
+import { type ApiKeyVerification, toApiKeyVerification, type VerifyApiKeyOptions } from './api-keys.js'
+import { type CallerCredentials, CallerToken } from './credentials.js'
+import { cachedDiscovery } from './discovery.js'
+import { PortcullisError } from './errors.js'
 import {
   basicAuthorization,
   DEFAULT_TIMEOUT_MS,
@@ -20,7 +20,7 @@ import {
   isRecord,
   readJson,
   send,
-} from './http'
+} from './http.js'
 
 export interface PortcullisOptions {
   /** The issuer URL exactly as discovery states it, e.g. `https://auth.example.com`. */

@@ -1,5 +1,5 @@
-import { PortcullisError } from './errors'
-import { basicAuthorization, type HttpContext, isRecord, readJson, send } from './http'
+import { PortcullisError } from './errors.js'
+import { basicAuthorization, type HttpContext, isRecord, readJson, send } from './http.js'
 
 /**
  * How this service authenticates itself to Portcullis when it calls `POST /api-keys/verify`

@@ -1,5 +1,5 @@
-import { PortcullisError } from './errors'
-import { type HttpContext, isRecord, readJson, send } from './http'
+import { PortcullisError } from './errors.js'
+import { type HttpContext, isRecord, readJson, send } from './http.js'
 
 /** The parts of RFC 8414 metadata the SDK uses. */
 export interface IssuerMetadata {

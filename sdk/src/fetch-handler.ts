@@ -1,7 +1,7 @@
-import type { AccessTokenClaims } from './access-tokens'
-import type { VerifiedApiKey } from './api-keys'
-import type { Portcullis } from './client'
-import { PortcullisError } from './errors'
+import type { AccessTokenClaims } from './access-tokens.js'
+import type { VerifiedApiKey } from './api-keys.js'
+import type { Portcullis } from './client.js'
+import { PortcullisError } from './errors.js'
 
 /** Who called, once authenticated. */
 export type PortcullisAuth =

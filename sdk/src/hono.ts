@@ -1,7 +1,7 @@
 import type { MiddlewareHandler } from 'hono'
-import { type AuthenticateOptions, authenticateRequest, type PortcullisAuth } from './fetch-handler'
+import { type AuthenticateOptions, authenticateRequest, type PortcullisAuth } from './fetch-handler.js'
 
-export type { PortcullisAuth } from './fetch-handler'
+export type { PortcullisAuth } from './fetch-handler.js'
 
 /** Hono variables set by `requireAuth`: `c.var.auth`. */
 export interface PortcullisVariables {

@@ -1,4 +1,4 @@
-import { PortcullisError } from './errors'
+import { PortcullisError } from './errors.js'
 
 /** A `fetch` with the standard signature (tests pass the Worker's own, e.g. `SELF.fetch`). */
 export type FetchLike = (input: string | URL | Request, init?: RequestInit) => Promise<Response>

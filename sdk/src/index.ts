@@ -3,7 +3,7 @@ export type {
   AccessTokenFailure,
   AccessTokenVerification,
   VerifyAccessTokenOptions,
-} from './access-tokens'
+} from './access-tokens.js'
 export {
   API_KEY_CODES,
   type ApiKeyCode,
@@ -11,14 +11,14 @@ export {
   type LimitState,
   type VerifiedApiKey,
   type VerifyApiKeyOptions,
-} from './api-keys'
-export { createPortcullis, type Portcullis, type PortcullisOptions } from './client'
-export { bearerToken, type CallerCredentials, clientCredentials } from './credentials'
-export { PortcullisError, type PortcullisErrorCode } from './errors'
+} from './api-keys.js'
+export { createPortcullis, type Portcullis, type PortcullisOptions } from './client.js'
+export { bearerToken, type CallerCredentials, clientCredentials } from './credentials.js'
+export { PortcullisError, type PortcullisErrorCode } from './errors.js'
 export {
   type AuthenticateOptions,
   authenticateRequest,
   type PortcullisAuth,
   withPortcullis,
-} from './fetch-handler'
-export type { FetchLike } from './http'
+} from './fetch-handler.js'
+export type { FetchLike } from './http.js'
