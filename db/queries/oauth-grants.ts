@@ -70,6 +70,11 @@ export interface Grantee {
   emailVerified: boolean
   /** Seconds since the epoch. */
   authTime: number | null
+  /**
+   * The user's last credential event (`tokens_valid_after`), whole epoch seconds (floored):
+   * access tokens must be issued after this second to be accepted. Null: none yet.
+   */
+  tokensValidAfter: number | null
 }
 
 /**
@@ -129,7 +134,7 @@ export async function consumeAuthorizationCode(
         and consumed_at is null and expires_at > ${input.now}
       returning id, user_id, redirect_uri, scope, resource, nonce, code_challenge, auth_time
     ), grantee as (
-      select c.*, u.status, u.email, u.display_name, u.email_verified_at
+      select c.*, u.status, u.email, u.display_name, u.email_verified_at, u.tokens_valid_after
       from consumed c join users u on u.id = c.user_id
     ), ok as (
       select g.* from grantee g
@@ -151,6 +156,7 @@ export async function consumeAuthorizationCode(
     )
     select ${CLIENT_COLUMNS}, g.id::text as code_id, g.user_id::text as user_id, g.redirect_uri, g.scope, g.resource, g.nonce,
            g.code_challenge, g.status, g.email, g.display_name, g.email_verified_at is not null as email_verified,
+           floor(extract(epoch from g.tokens_valid_after))::float8 as tokens_valid_after,
            floor(extract(epoch from g.auth_time))::int as auth_time, (select count(*) from issued)::int as refresh_issued
     from client cl left join grantee g on true`,
   )
@@ -175,6 +181,7 @@ export async function consumeAuthorizationCode(
       email: String(row.email),
       displayName: row.display_name === null ? null : String(row.display_name),
       emailVerified: row.email_verified === true,
+      tokensValidAfter: row.tokens_valid_after == null ? null : Number(row.tokens_valid_after),
       authTime: row.auth_time === null ? null : Number(row.auth_time),
       refreshIssued: Number(row.refresh_issued) > 0,
     },
@@ -258,7 +265,7 @@ export async function rotateRefreshToken(
         and u.id = r.user_id and u.status = 'active'
         and string_to_array(${input.requestedScope}, ' ') <@ string_to_array(r.scope, ' ')
       returning r.id, r.family_id, r.authorization_code_id, r.client_id, r.user_id, r.scope, r.resource, r.auth_time,
-                u.status, u.email, u.display_name, u.email_verified_at
+                u.status, u.email, u.display_name, u.email_verified_at, u.tokens_valid_after
     ), issued as (
       insert into refresh_tokens (id, token_hash, family_id, parent_id, authorization_code_id, client_id, user_id, scope, resource, auth_time, expires_at)
       select ${input.next.id}::uuid, ${input.next.tokenHash}, family_id, id, authorization_code_id, client_id,
@@ -274,6 +281,7 @@ export async function rotateRefreshToken(
     )
     select ${CLIENT_COLUMNS}, r.id::text as previous_id, r.family_id::text as family_id, r.user_id::text as user_id,
            r.scope, r.resource, r.status, r.email, r.display_name, r.email_verified_at is not null as email_verified,
+           floor(extract(epoch from r.tokens_valid_after))::float8 as tokens_valid_after,
            floor(extract(epoch from r.auth_time))::int as auth_time
     from client cl left join rotated r on true`,
   )
@@ -296,6 +304,7 @@ export async function rotateRefreshToken(
       email: String(row.email),
       displayName: row.display_name === null ? null : String(row.display_name),
       emailVerified: row.email_verified === true,
+      tokensValidAfter: row.tokens_valid_after == null ? null : Number(row.tokens_valid_after),
       authTime: row.auth_time === null ? null : Number(row.auth_time),
     },
   }
@@ -542,7 +551,7 @@ export async function pollDeviceCode(
         (p.status = 'pending' and p.last_polled_at is not null
           and p.last_polled_at + make_interval(secs => p.interval_seconds) > ${input.now}) as slow_down
     ), grantee as (
-      select p.*, u.status as user_status, u.email, u.display_name, u.email_verified_at
+      select p.*, u.status as user_status, u.email, u.display_name, u.email_verified_at, u.tokens_valid_after
       from polled p left join users u on u.id = p.user_id
     ), ok as (
       select g.* from grantee g where g.prev_status = 'approved' and not g.expired and g.user_status = 'active'
@@ -562,7 +571,8 @@ export async function pollDeviceCode(
     )
     select ${CLIENT_COLUMNS}, g.id::text as device_id, g.prev_status, g.interval_seconds, g.user_id::text as user_id,
            g.scope, g.resource, g.expired, g.slow_down, g.user_status, g.email, g.display_name,
-           g.email_verified_at is not null as email_verified, (select count(*) from issued)::int as refresh_issued
+           g.email_verified_at is not null as email_verified,
+           floor(extract(epoch from g.tokens_valid_after))::float8 as tokens_valid_after, (select count(*) from issued)::int as refresh_issued
     from client cl left join grantee g on true`,
   )
   if (row === undefined) {
@@ -587,6 +597,7 @@ export async function pollDeviceCode(
       email: row.email === null ? '' : String(row.email),
       displayName: row.display_name === null ? null : String(row.display_name),
       emailVerified: row.email_verified === true,
+      tokensValidAfter: row.tokens_valid_after == null ? null : Number(row.tokens_valid_after),
       authTime: null,
       refreshIssued: Number(row.refresh_issued) > 0,
     },

@@ -44,7 +44,9 @@ export async function readAccessTokenState(
       userIsAdmin: sql<
         boolean | null
       >`(select ${users.isAdmin} from ${users} where ${users.id} = ${userId}::uuid)`,
-      userTokensValidAfter: sql<number | null>`(select floor(extract(epoch from ${users.tokensValidAfter}))::float8
+      userTokensValidAfter: sql<
+        number | null
+      >`(select floor(extract(epoch from ${users.tokensValidAfter}))::float8
         from ${users} where ${users.id} = ${userId}::uuid)`,
       tokenClientDisabled: sql<
         boolean | null

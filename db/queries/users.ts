@@ -58,8 +58,18 @@ export function insertUserStatement(x: Executor, user: NewUser) {
   return x.insert(users).values(user).returning()
 }
 
+/** Sets a new password; every access token issued until `now` dies with the old one. */
 export function updatePasswordStatement(x: Executor, id: string, passwordHash: string, now: Date) {
-  return x.update(users).set({ passwordHash, updatedAt: now }).where(eq(users.id, id)).returning()
+  return x
+    .update(users)
+    .set({ passwordHash, updatedAt: now, tokensValidAfter: laterOf(users.tokensValidAfter, now) })
+    .where(eq(users.id, id))
+    .returning()
+}
+
+// tokens_valid_after only moves forward (greatest() ignores a null).
+function laterOf(column: typeof users.tokensValidAfter, now: Date): SQL {
+  return sql`greatest(${column}, ${now.toISOString()}::timestamptz)`
 }
 
 /** Stamps a successful sign-in, storing an upgraded password hash when one is given. */
@@ -87,7 +97,12 @@ export async function transitionUserStatus(
 ): Promise<UserRow | undefined> {
   const [row] = await x
     .update(users)
-    .set({ status: to, updatedAt: now })
+    // Suspension ends every access token issued so far, for good: reinstating does not revive them.
+    .set(
+      to === 'suspended'
+        ? { status: to, updatedAt: now, tokensValidAfter: laterOf(users.tokensValidAfter, now) }
+        : { status: to, updatedAt: now },
+    )
     .where(and(eq(users.id, id), inArray(users.status, [...from])))
     .returning()
   return row

@@ -18,6 +18,13 @@ export interface AccessTokenInput {
   jti: string
   now: Date
   authTime?: Date | null
+  /**
+   * The subject's last credential event, whole epoch seconds: the token's `iat` is put past it.
+   * `iat` has second resolution and a token issued in the event's second is refused (it may
+   * predate the event), so a token minted after the event in that same second says the next
+   * second (at most 1 s ahead of the clock).
+   */
+  issuedAfter?: number | null
 }
 
 export interface MintedToken {
@@ -45,7 +52,10 @@ async function sign(
  * isolate (the key set is cached).
  */
 export async function mintAccessToken(db: Db, config: Config, input: AccessTokenInput): Promise<MintedToken> {
-  const iat = Math.floor(input.now.getTime() / 1000)
+  const iat = Math.max(
+    Math.floor(input.now.getTime() / 1000),
+    (input.issuedAfter ?? Number.NEGATIVE_INFINITY) + 1,
+  )
   const exp = iat + config.accessTokenTtlSeconds
   const claims: JWTPayload = {
     iss: config.issuer,

@@ -109,6 +109,9 @@ export function principalFromState(
   if (state.userStatus !== 'active' || state.userTenantId === null) {
     throw invalid(`user ${state.userStatus ?? 'gone'}`)
   }
+  if (issuedBeforeCredentialEvent(claims, state.userTokensValidAfter)) {
+    throw invalid('issued before a credential change')
+  }
   return {
     kind: 'user',
     userId: claims.sub,
@@ -118,6 +121,19 @@ export function principalFromState(
     scopes,
     clientId: claims.client_id,
   }
+}
+
+/**
+ * True when the token was issued in or before the second of the user's last credential event
+ * (password reset or change, logout-all, suspension). `iat` has second resolution, so a token
+ * minted earlier in that same second must die too; minting gives tokens issued after the event
+ * an `iat` past that second (see `issueUserTokens`), so a fresh sign-in is never caught.
+ */
+export function issuedBeforeCredentialEvent(
+  claims: AccessTokenClaims,
+  tokensValidAfterSeconds: number | null,
+): boolean {
+  return tokensValidAfterSeconds !== null && !(claims.iat > tokensValidAfterSeconds)
 }
 
 /** Signature and claims of a token meant for our own APIs (aud = issuer or DEFAULT_AUDIENCE). No database. */
@@ -139,6 +155,7 @@ export function stillValidGuard(claims: AccessTokenClaims): SQL {
     jti: claims.jti,
     tokenClientId: claims.client_id,
     userId: isClientToken(claims) ? null : claims.sub,
+    issuedAt: claims.iat,
   })
 }
 

@@ -123,6 +123,7 @@ export async function issueUserTokens(
     jti: input.jti,
     now: ctx.now,
     authTime,
+    issuedAfter: input.grantee.tokensValidAfter,
   })
   const response: TokenResponse = {
     access_token: access.token,
