@@ -4,11 +4,18 @@ import { html } from 'hono/html'
 import * as v from 'valibot'
 import { decideDeviceCode, findPendingDeviceCode } from '../../db/queries/oauth-grants'
 import { findLiveSession, type LiveSession } from '../../db/queries/sessions'
+import {
+  type AttemptClaim,
+  claimAttempts,
+  releaseAttemptsStatement,
+  retryAfterSeconds,
+} from '../../db/queries/throttle'
 import { recordAudit } from '../audit/record'
 import { sha256Hex } from '../crypto/hash'
 import type { AppEnv } from '../env'
 import { ProblemError } from '../errors/problem'
 import { SESSION_COOKIE } from '../middleware/authenticate'
+import { clientIp } from '../middleware/client-ip'
 import { normalizeUserCode } from '../oauth/device-authorization'
 import { documentRoute } from '../openapi/registry'
 import { CSRF_FIELD, issueCsrfToken, verifyCsrf } from './csrf'
@@ -31,12 +38,20 @@ function loginRedirect(c: Context<AppEnv>, userCode: string | undefined): Respon
   })
 }
 
-function devicePage(
+interface DevicePageOptions {
+  userCode: string
+  /** Set once a throttled POST found the code live: the request is shown with Approve / Deny. */
+  client?: { name: string; scope: string }
+  error?: string
+}
+
+async function devicePage(
   c: Context<AppEnv>,
-  options: { userCode: string; client?: { name: string; scope: string }; error?: string },
-  status: 200 | 400 = 200,
+  options: DevicePageOptions,
+  status: 200 | 400 | 429 = 200,
 ): Promise<Response> {
   const csrf = issueCsrfToken(c)
+  const client = options.client
   return sendPage(
     c,
     'Connect a device',
@@ -44,24 +59,79 @@ function devicePage(
       <p class="lead">Enter the code shown on your device.</p>
       ${options.error === undefined ? '' : html`<div class="error">${options.error}</div>`}
       ${
-        options.client === undefined
+        client === undefined
           ? ''
-          : html`<p><strong>${options.client.name}</strong> asks for: ${options.client.scope || 'basic access'}</p>`
+          : html`<p><strong>${client.name}</strong> asks for: ${client.scope || 'basic access'}</p>`
       }
       <form method="post" action="/device">
         <label for="user_code">Code</label>
         <input type="text" id="user_code" name="user_code" value="${options.userCode}" autocomplete="off" autocapitalize="characters" required />
         <input type="hidden" name="${CSRF_FIELD}" value="${csrf}" />
         <div class="row">
-          <button type="submit" name="decision" value="deny" class="secondary">Deny</button>
-          <button type="submit" name="decision" value="approve">Approve</button>
+          ${
+            client === undefined
+              ? html`<button type="submit">Continue</button>`
+              : html`<button type="submit" name="decision" value="deny" class="secondary">Deny</button>
+                <button type="submit" name="decision" value="approve">Approve</button>`
+          }
         </div>
       </form>`,
     status,
   )
 }
 
-/** GET/POST /device (RFC 8628 §3.3): a signed-in user enters the code and approves or denies. */
+/**
+ * RFC 8628 §5.1: user codes are short enough to guess, so every code entered is an attempt,
+ * claimed per user (all of their sessions) and per address in one upsert before the code is
+ * looked up; over DEVICE_MAX_ATTEMPTS_PER_USER / _PER_IP the page answers 429 and looks nothing
+ * up. A code that turns out live gives its claims back (only wrong codes use up the allowance).
+ * The claims, or a refusal page.
+ */
+async function claimCodeEntry(
+  c: Context<AppEnv>,
+  user: LiveSession,
+  userCode: string,
+  now: Date,
+): Promise<AttemptClaim[] | Response> {
+  const config = c.var.config
+  const ip = clientIp(c)
+  const subjects = [`device-user:${user.userId}`, ...(ip === null ? [] : [`device-ip:${ip}`])]
+  const claims = await claimAttempts(c.var.db.http, subjects, now, config.deviceAttemptWindowSeconds)
+  const blocked = claims.filter(
+    (claim) =>
+      claim.count >
+      (claim.subject.startsWith('device-ip:')
+        ? config.deviceMaxAttemptsPerIp
+        : config.deviceMaxAttemptsPerUser),
+  )
+  if (blocked.length === 0) {
+    return claims
+  }
+  const retryAfter = retryAfterSeconds(blocked, now)
+  c.header('retry-after', String(retryAfter))
+  return devicePage(
+    c,
+    {
+      userCode,
+      error: `Too many codes tried. Wait ${Math.ceil(retryAfter / 60)} minutes, then enter the code again.`,
+    },
+    429,
+  )
+}
+
+async function releaseCodeEntry(c: Context<AppEnv>, claims: readonly AttemptClaim[]): Promise<void> {
+  const db = c.var.db.http
+  const [first, ...rest] = claims.map((claim) => releaseAttemptsStatement(db, claim, 1))
+  if (first !== undefined) {
+    await db.batch([first, ...rest])
+  }
+}
+
+/**
+ * GET/POST /device (RFC 8628 §3.3): a signed-in user enters the code, sees which client asks,
+ * and approves or denies. GET only fills the form in: whether a code is live is told only by
+ * the throttled POST.
+ */
 export const devicePages = new Hono<AppEnv>()
   .get('/', async (c) => {
     const userCode = c.req.query('user_code')?.slice(0, 32)
@@ -69,23 +139,14 @@ export const devicePages = new Hono<AppEnv>()
     if (user === undefined) {
       return loginRedirect(c, userCode)
     }
-    const pending =
-      userCode === undefined
-        ? undefined
-        : await findPendingDeviceCode(c.var.db.http, await sha256Hex(normalizeUserCode(userCode)), new Date())
-    return devicePage(c, {
-      userCode: userCode ?? '',
-      ...(pending === undefined
-        ? {}
-        : { client: { name: pending.client_name ?? pending.client_id, scope: pending.scope } }),
-    })
+    return devicePage(c, { userCode: userCode ?? '' })
   })
   .post('/', async (c) => {
     const form = await c.req.parseBody()
     await verifyCsrf(c, form[CSRF_FIELD])
     const userCode = typeof form.user_code === 'string' ? form.user_code.slice(0, 32) : ''
     const decision = form.decision
-    if (decision !== 'approve' && decision !== 'deny') {
+    if (decision !== undefined && decision !== 'approve' && decision !== 'deny') {
       throw new ProblemError('validation_failed', {
         detail: 'decision: must be approve or deny',
         errors: [{ field: 'decision', message: 'must be approve or deny' }],
@@ -95,16 +156,34 @@ export const devicePages = new Hono<AppEnv>()
     if (user === undefined) {
       return loginRedirect(c, userCode)
     }
+    const now = new Date()
+    const claims = await claimCodeEntry(c, user, userCode, now)
+    if (claims instanceof Response) {
+      return claims
+    }
+    const userCodeHash = await sha256Hex(normalizeUserCode(userCode))
+    if (decision === undefined) {
+      const pending = await findPendingDeviceCode(c.var.db.http, userCodeHash, now)
+      if (pending === undefined) {
+        return devicePage(c, { userCode, error: 'That code is not valid or has expired.' }, 400)
+      }
+      await releaseCodeEntry(c, claims)
+      return devicePage(c, {
+        userCode,
+        client: { name: pending.client_name ?? pending.client_id, scope: pending.scope },
+      })
+    }
     const decided = await decideDeviceCode(
       c.var.db.http,
-      await sha256Hex(normalizeUserCode(userCode)),
+      userCodeHash,
       user.userId,
       decision === 'approve',
-      new Date(),
+      now,
     )
     if (decided === undefined) {
       return devicePage(c, { userCode, error: 'That code is not valid or has expired.' }, 400)
     }
+    await releaseCodeEntry(c, claims)
     recordAudit(c, {
       type: decision === 'approve' ? 'device_code_approved' : 'device_code_denied',
       actor: `user:${user.userId}`,
@@ -131,16 +210,20 @@ documentRoute({
 documentRoute({
   method: 'post',
   path: '/device',
-  summary: 'Approve or deny a device',
+  summary: 'Check a user code (no decision: shows the asking client) or approve / deny it; throttled (RFC 8628 §5.1)',
   tags: ['pages'],
   security: ['sessionCookie'],
   requestBody: {
     schema: v.object({
       user_code: v.string(),
       csrf_token: v.string(),
-      decision: v.picklist(['approve', 'deny']),
+      decision: v.optional(v.picklist(['approve', 'deny'])),
     }),
     contentTypes: ['application/x-www-form-urlencoded'],
   },
-  responses: { 200: { description: 'Result page', contentType: 'text/html' } },
+  responses: {
+    200: { description: 'The asking client, or the result', contentType: 'text/html' },
+    400: { description: 'Unknown or expired code', contentType: 'text/html' },
+    429: { description: 'Too many codes tried; Retry-After', contentType: 'text/html' },
+  },
 })
