@@ -41,7 +41,7 @@ import {
 } from './seed'
 
 /**
- * `npm run bench [-- --quick] [-- --json <file>]`: every hot path side by side with its floor
+ * `npm run bench [-- --quick] [-- --json <file>] [-- --db-rtt <ms>]`: every hot path side by side with its floor
  * and with the peers, all measured in this run against the Postgres at BENCH_DATABASE_URL.
  * Load comes from a forked process (autocannon), on loopback only, bounded in time.
  */
@@ -62,6 +62,8 @@ interface Options {
   only: Set<string> | undefined
   runtimes: RuntimeName[]
   purge: boolean
+  /** Simulated database round trip in ms, added by the gateway (`--db-rtt`), e.g. Neon's 1-5 ms from a nearby region. */
+  dbRttMs: number
 }
 
 interface Timing {
@@ -80,6 +82,7 @@ function readOptions(): Options {
       runtime: { type: 'string' },
       'no-purge': { type: 'boolean', default: false },
       render: { type: 'string' },
+      'db-rtt': { type: 'string' },
     },
     allowPositionals: false,
   })
@@ -89,7 +92,12 @@ function readOptions(): Options {
       throw new Error(`--runtime takes ${RUNTIMES.join(', ')}`)
     }
   }
+  const dbRttMs = Number(values['db-rtt'] ?? 0)
+  if (!Number.isInteger(dbRttMs) || dbRttMs < 0) {
+    throw new Error('--db-rtt takes a whole number of milliseconds')
+  }
   return {
+    dbRttMs,
     render: values.render,
     quick: values.quick,
     jsonPath: values.json,
@@ -485,7 +493,10 @@ async function main(): Promise<void> {
     `database ${new URL(databaseUrl).pathname.slice(1)} on ${new URL(databaseUrl).host}; ${options.quick ? 'quick' : 'full'} run`,
   )
   await migrateDatabase(databaseUrl)
-  const gateway = await startGateway()
+  const gateway = await startGateway({ rttMs: options.dbRttMs })
+  if (options.dbRttMs > 0) {
+    log(`gateway adds ${options.dbRttMs} ms to every database round trip`)
+  }
   const load = new LoadProcess()
   const adminToken = `bench-admin-${randomBytes(24).toString('hex')}`
   const bindings = {
