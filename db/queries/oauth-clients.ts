@@ -13,6 +13,11 @@ export async function insertClient(x: Executor, client: NewOAuthClient): Promise
   return row
 }
 
+/** The same insert as a statement for the caller's batch (so its audit event commits with it). */
+export function insertClientStatement(x: Executor, client: NewOAuthClient) {
+  return x.insert(oauthClients).values(client).returning()
+}
+
 /** The client with this public client_id (disabled ones included). One round trip. */
 export async function findClient(x: Executor, clientId: string): Promise<OAuthClientRow | undefined> {
   const [row] = await x.select().from(oauthClients).where(eq(oauthClients.clientId, clientId)).limit(1)
@@ -50,6 +55,20 @@ export async function updateClient(
     .where(eq(oauthClients.id, id))
     .returning()
   return row
+}
+
+/** `updateClient` as a statement for the caller's batch. */
+export function updateClientStatement(x: Executor, id: string, fields: Partial<NewOAuthClient>) {
+  return x
+    .update(oauthClients)
+    .set({ ...fields, updatedAt: sql`now()` })
+    .where(eq(oauthClients.id, id))
+    .returning()
+}
+
+/** `deleteClient` as a statement for the caller's batch. */
+export function deleteClientStatement(x: Executor, id: string) {
+  return x.delete(oauthClients).where(eq(oauthClients.id, id)).returning({ id: oauthClients.id })
 }
 
 export async function deleteClient(x: Executor, id: string): Promise<boolean> {

@@ -1,9 +1,13 @@
 import { type Context, Hono } from 'hono'
 import * as v from 'valibot'
-import { deleteClient, findClientForManagement, updateClient } from '../../db/queries/oauth-clients'
+import {
+  deleteClientStatement,
+  findClientForManagement,
+  updateClientStatement,
+} from '../../db/queries/oauth-clients'
 import type { OAuthClientRow } from '../../db/queries/oauth-tokens'
 import { claimAttempts, retryAfterSeconds } from '../../db/queries/throttle'
-import { recordAudit } from '../audit/record'
+import { auditStatement } from '../audit/record'
 import { secretsEqual } from '../crypto/compare'
 import { sha256Hex } from '../crypto/hash'
 import type { AppEnv } from '../env'
@@ -162,32 +166,38 @@ export const register = new Hono<AppEnv>()
         description: 'token_endpoint_auth_method cannot switch between public and confidential',
       })
     }
-    const updated = await updateClient(c.var.db.http, client.id, metadataColumns(metadata))
+    // The change and its audit row commit together (one batch).
+    const [rows] = await c.var.db.http.batch([
+      updateClientStatement(c.var.db.http, client.id, metadataColumns(metadata)),
+      auditStatement(c.var.db.http, clientIp(c), {
+        type: 'client_updated',
+        actor: `client:${client.clientId}`,
+        tenantId: client.tenantId,
+        clientId: client.clientId,
+        metadata: { via: 'rfc7592', grant_types: metadata.grantTypes, scope: metadata.scope },
+      }),
+    ])
+    const updated = rows[0]
     if (updated === undefined) {
       throw new OAuthError('invalid_token', {
         description: 'The registration access token is not valid',
         bearer: true,
       })
     }
-    recordAudit(c, {
-      type: 'client_updated',
-      actor: `client:${client.clientId}`,
-      tenantId: client.tenantId,
-      clientId: client.clientId,
-      metadata: { via: 'rfc7592' },
-    })
     return c.json(clientInformation(updated, c.var.config), 200, NO_STORE)
   })
   .delete('/:client_id', async (c) => {
     const client = await managedClient(c)
-    await deleteClient(c.var.db.http, client.id)
-    recordAudit(c, {
-      type: 'client_deleted',
-      actor: `client:${client.clientId}`,
-      tenantId: client.tenantId,
-      clientId: client.clientId,
-      metadata: { via: 'rfc7592' },
-    })
+    await c.var.db.http.batch([
+      deleteClientStatement(c.var.db.http, client.id),
+      auditStatement(c.var.db.http, clientIp(c), {
+        type: 'client_deleted',
+        actor: `client:${client.clientId}`,
+        tenantId: client.tenantId,
+        clientId: client.clientId,
+        metadata: { via: 'rfc7592' },
+      }),
+    ])
     return c.body(null, 204)
   })
 

@@ -197,6 +197,25 @@ describe('issue 9 #11: dynamic registration is rate-limited per IP and keeps cli
     const { client_id: clientId } = (await res.json()) as TestClient
     expect(await auditCount('client_registered', clientId)).toBe(1)
   })
+
+  it('RFC 7592 update and delete write client_updated / client_deleted with the change', async () => {
+    const res = await postJson('/oauth/register', metadata, adminHeaders())
+    const created = (await res.json()) as TestClient
+    const manage = {
+      'content-type': 'application/json',
+      authorization: `Bearer ${created.registration_access_token}`,
+    }
+    const put = await call(`/oauth/register/${created.client_id}`, {
+      method: 'PUT',
+      headers: manage,
+      body: JSON.stringify({ ...metadata, client_id: created.client_id, client_name: 'renamed' }),
+    })
+    expect(put.status, await describeResponse(put)).toBe(200)
+    expect(await auditCount('client_updated', created.client_id)).toBe(1)
+    const del = await call(`/oauth/register/${created.client_id}`, { method: 'DELETE', headers: manage })
+    expect(del.status, await describeResponse(del)).toBe(204)
+    expect(await auditCount('client_deleted', created.client_id)).toBe(1)
+  })
 })
 
 describe('issue 9 #12: repeated JSON keys are refused on /oauth/*', () => {
