@@ -32,8 +32,10 @@ function auditInsert(audit: EndedAccessAudit | undefined): SQL {
 
 /**
  * The statement behind `endUserAccess`, for a caller's batch: deletes every session of the user,
- * revokes every live refresh token and moves the user's `tokens_valid_after` to `now` (so every
- * access token issued until then is refused), writing `audit` (if given) in the same statement.
+ * revokes every live refresh token, moves the user's `tokens_valid_after` to `now` (so every
+ * access token issued until then is refused) and voids grants not yet redeemed (unexchanged
+ * authorization codes, approved device codes not yet polled), which would otherwise mint fresh
+ * tokens after the event; writes `audit` (if given) in the same statement.
  */
 export function endUserAccessStatement(x: Executor, userId: string, now: Date, audit?: EndedAccessAudit) {
   return x.execute(
@@ -41,7 +43,10 @@ export function endUserAccessStatement(x: Executor, userId: string, now: Date, a
          t as (update refresh_tokens set revoked_at = ${now.toISOString()}::timestamptz
                where user_id = ${userId} and revoked_at is null returning 1),
          u as (update users set tokens_valid_after = greatest(tokens_valid_after, ${now.toISOString()}::timestamptz)
-               where id = ${userId} returning 1)${auditInsert(audit)}
+               where id = ${userId} returning 1),
+         c as (delete from authorization_codes where user_id = ${userId} and consumed_at is null returning 1),
+         d as (update device_codes set status = 'denied' where user_id = ${userId} and status = 'approved'
+               returning 1)${auditInsert(audit)}
        select (select count(*) from s)::int as sessions, (select count(*) from t)::int as refresh_tokens`,
   )
 }

@@ -133,6 +133,15 @@ describe('a credential change ends the access tokens issued before it (tokens_va
     expect(await reach(h, await freshToken(h, h.user.password))).toEqual(ALIVE)
   })
 
+  it('voids an authorization code issued before the change and not yet exchanged', async () => {
+    const h = await holder()
+    const code = await obtainCode(h.client, h.user, { scope: SCOPE })
+    await changePassword(h)
+    const res = await exchangeCode(h.client, code)
+    expect(res.status, await describeResponse(res)).toBe(400)
+    expect(await res.json()).toMatchObject({ error: 'invalid_grant' })
+  })
+
   it('an admin’s access token loses the admin API with the rest', async () => {
     const h = await holder({ isAdmin: true })
     const old = await accessToken(h, 'openid admin')
