@@ -210,7 +210,8 @@ documentRoute({
 documentRoute({
   method: 'post',
   path: '/device',
-  summary: 'Check a user code (no decision: shows the asking client) or approve / deny it; throttled (RFC 8628 §5.1)',
+  summary:
+    'Check a user code (no decision: shows the asking client) or approve / deny it; throttled (RFC 8628 §5.1)',
   tags: ['pages'],
   security: ['sessionCookie'],
   requestBody: {
