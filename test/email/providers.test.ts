@@ -1,11 +1,13 @@
-import { env } from 'cloudflare:test'
+import { createExecutionContext, env, waitOnExecutionContext } from 'cloudflare:test'
 import { eq } from 'drizzle-orm'
 import { describe, expect, inject, it } from 'vitest'
 import { emailOutbox } from '../../db/schema'
+import { createApp } from '../../functions/app'
 import { type Config, ConfigError, type MailConfig, parseConfig } from '../../functions/config'
 import { deliverPendingEmail } from '../../functions/email/deliver'
 import { MAIL_SIGNATURE_HEADER } from '../../functions/email/providers'
 import type { Bindings } from '../../functions/env'
+import { seedUser } from '../helpers/accounts'
 import { testDb, unique } from '../helpers/db'
 
 // The fake (test/setup/fake-mail-api.ts) accepts only this Resend key.
@@ -206,5 +208,57 @@ describe('mail configuration', () => {
       url: `${fakeMailUrl}/webhook`,
       secret: undefined,
     })
+  })
+})
+
+describe('mail from a request, as a deployment configures it', () => {
+  /** The app under other bindings; waits for its waitUntil work (the delivery) before returning. */
+  async function withVars(vars: Bindings, path: string, body: unknown) {
+    const ctx = createExecutionContext()
+    const res = await createApp().fetch(
+      new Request(`https://auth.example.com${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      }),
+      { ...env, MAIL_WEBHOOK_URL: '', ...vars },
+      ctx,
+    )
+    await waitOnExecutionContext(ctx)
+    return res
+  }
+
+  const outboxFor = (email: string) =>
+    testDb().select().from(emailOutbox).where(eq(emailOutbox.toAddress, email))
+
+  it('sends a password reset through Resend (RESEND_BASE_URL) for a public issuer', async () => {
+    const user = await seedUser()
+    const res = await withVars(
+      { ISSUER: 'https://auth.example.com', RESEND_API_KEY: RESEND_KEY, RESEND_BASE_URL: fakeMailUrl },
+      '/auth/password-reset',
+      { email: user.email },
+    )
+    expect(res.status).toBe(202)
+    const [request, ...more] = await received(user.email)
+    expect(more).toHaveLength(0)
+    expect(request?.path).toBe('/emails')
+    const sent = JSON.parse(request?.body ?? '{}') as { to: string[]; subject: string; text: string }
+    expect(sent.to).toEqual([user.email])
+    expect(sent.text).toContain('https://auth.example.com/')
+    expect(sent.text).toMatch(/token=[\w-]{20,}/)
+    const [row] = await outboxFor(user.email)
+    expect(row?.sentAt).not.toBeNull()
+    expect(row?.bodyText).toBeNull()
+  })
+
+  it('refuses to run (500) rather than queue mail it cannot send, for a public issuer without mail', async () => {
+    const user = await seedUser()
+    const res = await withVars({ ISSUER: 'https://auth.example.com' }, '/auth/password-reset', {
+      email: user.email,
+    })
+    expect(res.status).toBe(500)
+    expect(await res.text()).toContain('MAIL_PROVIDER')
+    expect(await outboxFor(user.email)).toHaveLength(0)
+    expect(await received(user.email)).toHaveLength(0)
   })
 })
