@@ -90,6 +90,29 @@ export async function disableClient(
   return row
 }
 
+/**
+ * The `client_disabled` audit row for the batch that disables the client: read from the row the
+ * disable statement just wrote (its tenant), nothing when no such client exists.
+ */
+export function clientDisabledAuditStatement(
+  x: Executor,
+  clientId: string,
+  actor: string,
+  ip: string | null,
+) {
+  return x.execute(sql`insert into audit_events (type, actor, tenant_id, client_id, ip, metadata)
+    select 'client_disabled', ${actor}, tenant_id, client_id, ${ip}, '{}'::jsonb
+    from oauth_clients where client_id = ${clientId}`)
+}
+
+export function disableClientStatement(x: Executor, clientId: string, now: Date) {
+  return x
+    .update(oauthClients)
+    .set({ disabledAt: sql`coalesce(${oauthClients.disabledAt}, ${now})`, updatedAt: now })
+    .where(eq(oauthClients.clientId, clientId))
+    .returning()
+}
+
 export interface ClientCursor {
   createdAt: Date
   id: string

@@ -1,9 +1,12 @@
 import { Hono } from 'hono'
 import * as v from 'valibot'
-import { disableClient, listClients } from '../../db/queries/oauth-clients'
+import {
+  clientDisabledAuditStatement,
+  disableClientStatement,
+  listClients,
+} from '../../db/queries/oauth-clients'
 import type { OAuthClientRow } from '../../db/queries/oauth-tokens'
 import { TOKEN_ENDPOINT_AUTH_METHODS } from '../../db/schema'
-import { recordAudit } from '../audit/record'
 import type { AppEnv } from '../env'
 import { ProblemError } from '../errors/problem'
 import { clientIp } from '../middleware/client-ip'
@@ -94,16 +97,17 @@ export const clientsAdmin = new Hono<AppEnv>()
     })
   })
   .post('/:client_id/disable', async (c) => {
-    const client = await disableClient(c.var.db.http, c.req.param('client_id'), new Date())
+    const clientId = c.req.param('client_id')
+    const actor = c.var.principal.kind === 'user' ? `user:${c.var.principal.userId}` : 'admin'
+    // The change and its audit row commit together (one batch).
+    const [rows] = await c.var.db.http.batch([
+      disableClientStatement(c.var.db.http, clientId, new Date()),
+      clientDisabledAuditStatement(c.var.db.http, clientId, actor, clientIp(c)),
+    ])
+    const client = rows[0]
     if (client === undefined) {
       throw new ProblemError('not_found', { detail: 'No such client' })
     }
-    recordAudit(c, {
-      type: 'client_disabled',
-      actor: c.var.principal.kind === 'user' ? `user:${c.var.principal.userId}` : 'admin',
-      tenantId: client.tenantId,
-      clientId: client.clientId,
-    })
     return c.json({ client: adminView(client, c) })
   })
 

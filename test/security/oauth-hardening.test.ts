@@ -198,6 +198,16 @@ describe('issue 9 #11: dynamic registration is rate-limited per IP and keeps cli
     expect(await auditCount('client_registered', clientId)).toBe(1)
   })
 
+  it('an admin disabling a client writes client_disabled with the change; an unknown client writes nothing', async () => {
+    const client = await adminClient({ grant_types: ['client_credentials'], scope: 'apikeys:write' })
+    const res = await postJson(`/admin/clients/${client.client_id}/disable`, {}, adminHeaders())
+    expect(res.status, await describeResponse(res)).toBe(200)
+    expect(await auditCount('client_disabled', client.client_id)).toBe(1)
+    const unknown = await postJson('/admin/clients/no-such-client-x/disable', {}, adminHeaders())
+    expect(unknown.status).toBe(404)
+    expect(await auditCount('client_disabled', 'no-such-client-x')).toBe(0)
+  })
+
   it('RFC 7592 update and delete write client_updated / client_deleted with the change', async () => {
     const res = await postJson('/oauth/register', metadata, adminHeaders())
     const created = (await res.json()) as TestClient
