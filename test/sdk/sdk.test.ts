@@ -249,6 +249,22 @@ describe('verifyAccessToken', () => {
     expect((await portcullis.verifyAccessToken(token)).valid).toBe(true)
   })
 
+  it('introspects as the resource server: a live token of another client stays valid', async () => {
+    const [app, api] = await Promise.all([resourceServerClient(), resourceServerClient()])
+    const token = await accessToken(app, 'apikeys:verify')
+    const credentials = clientCredentials({ clientId: api.client_id, clientSecret: api.client_secret })
+    const { portcullis, count } = sdk({ credentials })
+    const result = await portcullis.verifyAccessToken(token, { introspect: true })
+    expect(result).toMatchObject({ valid: true, claims: { client_id: app.client_id } })
+    expect(count('/oauth/introspect')).toBe(1)
+    const revoked = await postForm('/oauth/revoke', { token }, basicAuth(app))
+    expect(revoked.status).toBe(200)
+    expect(await portcullis.verifyAccessToken(token, { introspect: true })).toEqual({
+      valid: false,
+      code: 'REVOKED',
+    })
+  })
+
   it('refetches the JWKS for an unknown kid, then rejects a token signed by a foreign key', async () => {
     const client = await resourceServerClient()
     const token = await accessToken(client, 'apikeys:verify')
