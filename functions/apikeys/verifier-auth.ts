@@ -4,9 +4,48 @@ import type { AppEnv } from '../env'
 import { OAuthError } from '../errors/oauth'
 import { ProblemError } from '../errors/problem'
 import { bearerToken, unauthenticated } from '../middleware/authenticate'
-import { stillValidGuard, verifyOwnAccessTokenSignature } from '../tokens/verify-access-token'
+import {
+  type AccessTokenClaims,
+  stillValidGuard,
+  verifyOwnAccessTokenSignature,
+} from '../tokens/verify-access-token'
 
 export const VERIFY_SCOPE = 'apikeys:verify'
+
+/** Verified caller tokens remembered per isolate. */
+export const CALLER_TOKEN_CACHE_ENTRIES = 1000
+
+// Caller access tokens whose signature and claims checked out, until their `exp`: a resource
+// server's token then costs one signature check per isolate, not one per verify. Only what the
+// signature proves is cached; the token's database half (revocation, client disabled, user
+// status, tokens_valid_after) rides in every verify statement, so nothing here can hide a
+// revocation. Insertion order makes eviction oldest-first.
+const verifiedCallers = new Map<string, AccessTokenClaims>()
+const callerCacheStats = { hits: 0, misses: 0 }
+
+function cachedCaller(token: string, now: Date): AccessTokenClaims | undefined {
+  const claims = verifiedCallers.get(token)
+  if (claims !== undefined && claims.exp * 1000 <= now.getTime()) {
+    verifiedCallers.delete(token)
+    return undefined
+  }
+  return claims
+}
+
+function rememberCaller(token: string, claims: AccessTokenClaims): void {
+  if (verifiedCallers.size >= CALLER_TOKEN_CACHE_ENTRIES) {
+    const oldest = verifiedCallers.keys().next()
+    if (!oldest.done) {
+      verifiedCallers.delete(oldest.value)
+    }
+  }
+  verifiedCallers.set(token, claims)
+}
+
+/** Hits and misses of this isolate's caller-token cache (for tests and the bench). */
+export function callerTokenCacheStats(): { hits: number; misses: number; size: number } {
+  return { ...callerCacheStats, size: verifiedCallers.size }
+}
 
 /**
  * Who may call verify: the admin token, or an access token carrying `apikeys:verify`. The
@@ -27,11 +66,20 @@ export function authenticateVerifier(): MiddlewareHandler<AppEnv> {
     }
     let guard: ReturnType<typeof stillValidGuard>
     try {
-      const claims = await verifyOwnAccessTokenSignature(c.var.db, c.var.config, token)
+      const cached = cachedCaller(token, new Date())
+      if (cached !== undefined) {
+        callerCacheStats.hits++
+      } else {
+        callerCacheStats.misses++
+      }
+      const claims = cached ?? (await verifyOwnAccessTokenSignature(c.var.db, c.var.config, token))
       if (!(claims.scope ?? '').split(' ').includes(VERIFY_SCOPE)) {
         throw new ProblemError('insufficient_scope', {
           detail: 'Verifying keys needs the admin token or an access token with scope apikeys:verify',
         })
+      }
+      if (cached === undefined) {
+        rememberCaller(token, claims)
       }
       guard = stillValidGuard(claims)
     } catch (error) {

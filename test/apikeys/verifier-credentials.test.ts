@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import { callerTokenCacheStats } from '../../functions/apikeys/verifier-auth'
 import { createKeyAsAdmin, quotaUsed, roundTrips, usageRows, verify } from '../helpers/apikeys'
 import { adminClient, basicAuth, clientCredentialsToken, postForm, type TestClient } from '../helpers/oauth'
 import { consistently } from '../helpers/poll'
@@ -52,6 +53,25 @@ describe('verify with a client_credentials access token', () => {
       300,
       'no quota charge and no usage row',
     )
+  })
+
+  it('checks a caller token’s signature once per isolate, yet a later revocation still refuses it', async () => {
+    const [key, { client, token }] = await Promise.all([createKeyAsAdmin(), machineClient('apikeys:verify')])
+    const first = await verify({ key: key.key }, bearer(token))
+    expect(first.status, await describeResponse(first)).toBe(200)
+    const before = callerTokenCacheStats()
+    const again = await verify({ key: key.key }, bearer(token))
+    expect(await again.json()).toMatchObject({ valid: true, code: 'VALID' })
+    // Served from the isolate's cache of verified tokens: no second signature check.
+    expect(callerTokenCacheStats().hits).toBe(before.hits + 1)
+    expect(callerTokenCacheStats().misses).toBe(before.misses)
+    // The cache holds what the signature proved, never the revocation state.
+    const revoked = await postForm('/oauth/revoke', { token }, basicAuth(client))
+    expect(revoked.status, await describeResponse(revoked)).toBe(200)
+    const res = await verify({ key: key.key }, bearer(token))
+    expect(res.status, await describeResponse(res)).toBe(401)
+    expect(await quotaUsed(key.id)).toBe(2)
+    expect(await usageRows(key.id)).toHaveLength(2)
   })
 
   it('refuses a token whose client has been disabled', async () => {
