@@ -4,6 +4,9 @@ import { defineConfig } from 'vitest/config'
 // Test-only secrets: fixed so failures are reproducible; never used outside the suite.
 const TEST_MASTER_KEY = 'k1:dGVzdC1tYXN0ZXIta2V5LTAwMDAwMDAwMDAwMDAwMDA'
 const TEST_ADMIN_TOKEN = 'test-admin-token-0123456789abcdefghijklmnop'
+// Cheap argon2id for every login and registration of the suite (production: m=19456, t=2).
+// test/auth/password-hash.test.ts and accounts.test.ts run the production parameters.
+const TEST_ARGON2 = { ARGON2_MEMORY_KIB: '128', ARGON2_ITERATIONS: '1', ARGON2_PARALLELISM: '1' }
 
 // Default export: vitest loads this file and reads its default.
 export default defineConfig({
@@ -17,6 +20,7 @@ export default defineConfig({
           TEST_REAL_POSTGRES: inject('realPostgres') ? 'true' : 'false',
           MASTER_KEY: TEST_MASTER_KEY,
           ADMIN_TOKEN: TEST_ADMIN_TOKEN,
+          ...TEST_ARGON2,
         },
       },
     })),
@@ -26,5 +30,12 @@ export default defineConfig({
     include: ['test/**/*.test.ts'],
     testTimeout: 30_000,
     hookTimeout: 60_000,
+    // Several files at once, as an 8-core laptop would run them: files keep to their own rows,
+    // and those that change shared state use a database of their own (test/helpers/isolation.ts).
+    // VITEST_MAX_WORKERS overrides (CI keeps at least 4).
+    maxWorkers: Number(process.env.VITEST_MAX_WORKERS ?? 4),
+    // One workerd isolate per worker, reused file after file: starting one per file cost ~4 s
+    // each. Module state that must not cross files is reset by the helpers that set it.
+    isolate: false,
   },
 })

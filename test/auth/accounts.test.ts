@@ -4,9 +4,29 @@ import { auditEvents, emailOutbox, emailVerifications, sessions, users } from '.
 import { STRONG_PASSWORD, seedUser, sessionCookieOf, signIn, uniqueEmail, userRow } from '../helpers/accounts'
 import { testDb } from '../helpers/db'
 import { until } from '../helpers/poll'
-import { call, describeResponse, postJson } from '../helpers/worker'
+import { call, callWith, describeResponse, postJson } from '../helpers/worker'
 
 describe('POST /auth/register', () => {
+  it('hashes with the production argon2id parameters when ARGON2_* are left at their defaults', async () => {
+    const email = uniqueEmail()
+    const production = { ARGON2_MEMORY_KIB: undefined, ARGON2_ITERATIONS: undefined, ARGON2_PARALLELISM: undefined }
+    const res = await callWith(production, '/auth/register', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ email, password: STRONG_PASSWORD }),
+    })
+    expect(res.status, await describeResponse(res)).toBe(201)
+    const { user } = (await res.json()) as { user: { id: string } }
+    expect((await userRow(user.id))?.passwordHash).toMatch(/^\$argon2id\$v=19\$m=19456,t=2,p=1\$/)
+    // And a sign-in under those parameters verifies it.
+    const login = await callWith(production, '/auth/login', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ email, password: STRONG_PASSWORD }),
+    })
+    expect(login.status, await describeResponse(login)).toBe(200)
+  })
+
   it('creates an active user, queues a verification email and audits it', async () => {
     const email = uniqueEmail()
     const res = await postJson('/auth/register', {
@@ -27,7 +47,8 @@ describe('POST /auth/register', () => {
     })
     const id = body.user.id as string
     const row = await userRow(id)
-    expect(row?.passwordHash).toMatch(/^\$argon2id\$v=19\$m=19456,t=2,p=1\$/)
+    // The suite's configured (cheap) parameters: vitest.config.ts TEST_ARGON2.
+    expect(row?.passwordHash).toMatch(/^\$argon2id\$v=19\$m=128,t=1,p=1\$/)
     const [verification] = await testDb()
       .select()
       .from(emailVerifications)
@@ -122,7 +143,7 @@ describe('POST /auth/login', () => {
     const ttl = new Date(body.session.expires_at).getTime() - Date.now()
     expect(ttl).toBeGreaterThan(7100_000)
     expect(ttl).toBeLessThanOrEqual(7200_000)
-    expect((await userRow(user.id))?.passwordHash).toMatch(/m=19456,t=2,p=1/)
+    expect((await userRow(user.id))?.passwordHash).toMatch(/m=128,t=1,p=1/)
     // The stored session is the hash of the cookie, never the cookie.
     const token = sessionCookieOf(res) ?? ''
     const rows = await testDb().select().from(sessions).where(eq(sessions.userId, user.id))

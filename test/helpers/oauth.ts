@@ -1,5 +1,6 @@
 import { SELF } from 'cloudflare:test'
 import { sql } from 'drizzle-orm'
+import { createLocalJWKSet, type JSONWebKeySet, type JWTPayload, jwtVerify } from 'jose'
 import { sessions, users } from '../../db/schema'
 import { sha256Hex } from '../../functions/crypto/hash'
 import { randomToken } from '../../functions/crypto/random'
@@ -245,3 +246,82 @@ export function refresh(
 }
 
 export { randomToken }
+
+/** The suite's one JWKS fetcher: the key set the Worker publishes. */
+export async function fetchJwks(): Promise<JSONWebKeySet> {
+  const res = await call('/.well-known/jwks.json')
+  if (res.status !== 200) {
+    throw new Error(`jwks: ${res.status} ${await res.text()}`)
+  }
+  return (await res.json()) as JSONWebKeySet
+}
+
+/**
+ * Verifies an id_token the way a relying party must (OIDC Core §3.1.3.7): signature against
+ * the published JWKS, iss, aud (and azp), exp, and the nonce when one was sent. Returns the claims.
+ */
+export async function verifyIdToken(
+  idToken: string | undefined,
+  expected: { clientId: string; nonce?: string; subject?: string },
+): Promise<JWTPayload> {
+  if (idToken === undefined) {
+    throw new Error('no id_token')
+  }
+  const { payload } = await jwtVerify(idToken, createLocalJWKSet(await fetchJwks()), {
+    issuer: ISSUER,
+    audience: expected.clientId,
+    requiredClaims: ['sub', 'iat', 'exp'],
+  })
+  if (expected.nonce !== undefined && payload.nonce !== expected.nonce) {
+    throw new Error(`id_token nonce ${String(payload.nonce)} is not ${expected.nonce}`)
+  }
+  if (expected.subject !== undefined && payload.sub !== expected.subject) {
+    throw new Error(`id_token sub ${payload.sub} is not ${expected.subject}`)
+  }
+  return payload
+}
+
+/** The CSRF pair of a rendered form page: the hidden field and the cookie it is bound to. */
+export function csrfOf(page: Response, html: string): { field: string; cookie: string } {
+  const field = /name="csrf_token" value="([^"]+)"/.exec(html)?.[1] ?? ''
+  const cookie = page.headers.get('set-cookie')?.match(/(?:__Host-)?portcullis_csrf=([^;]+)/)?.[1] ?? ''
+  return { field, cookie }
+}
+
+export interface DeviceStart {
+  device_code: string
+  user_code: string
+  verification_uri: string
+  verification_uri_complete: string
+  interval: number
+}
+
+/** POST /oauth/device_authorization for a public client. */
+export async function deviceStart(clientId: string, scope = 'openid offline_access'): Promise<DeviceStart> {
+  const res = await postForm('/oauth/device_authorization', { client_id: clientId, scope })
+  if (res.status !== 200) {
+    throw new Error(`device_authorization: ${res.status} ${await res.text()}`)
+  }
+  return (await res.json()) as DeviceStart
+}
+
+/** The user enters the code at /device and decides (through the real form and its CSRF token). */
+export async function deviceDecide(user: SeededUser, userCode: string, decision: string): Promise<Response> {
+  const page = await call(`/device?user_code=${encodeURIComponent(userCode)}`, {
+    headers: { cookie: user.cookie },
+  })
+  if (page.status !== 200) {
+    throw new Error(`device page: ${page.status} ${await page.text()}`)
+  }
+  const csrf = csrfOf(page, await page.text())
+  return postForm(
+    '/device',
+    { user_code: userCode, csrf_token: csrf.field, decision },
+    { cookie: `${user.cookie}; portcullis_csrf=${csrf.cookie}` },
+  )
+}
+
+/** One device-grant poll at the token endpoint (public client: client_id in the body). */
+export function devicePoll(clientId: string, deviceCode: string): Promise<Response> {
+  return postForm('/oauth/token', { grant_type: DEVICE_GRANT, device_code: deviceCode, client_id: clientId })
+}

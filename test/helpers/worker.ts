@@ -1,6 +1,7 @@
 import { createExecutionContext, env, SELF, waitOnExecutionContext } from 'cloudflare:test'
 import { afterAll, beforeAll } from 'vitest'
 import type { Bindings } from '../../functions/env'
+import { resetKeyCache } from '../../functions/tokens/keys'
 import worker from '../../functions/index'
 import { type IsolationScope, isolatedDatabaseUrl } from './isolation'
 
@@ -52,11 +53,15 @@ export function fileEnv(): Bindings {
  * Call at the top of the file (or of a describe block).
  */
 export function useIsolatedDatabase(scope: IsolationScope): void {
+  // Files may share an isolate (vitest --no-isolate): the per-isolate signing-key cache must
+  // not carry keys from one database into another.
   beforeAll(() => {
     fileBindings = { DATABASE_URL: isolatedDatabaseUrl(scope) }
+    resetKeyCache()
   })
   afterAll(() => {
     fileBindings = undefined
+    resetKeyCache()
   })
 }
 

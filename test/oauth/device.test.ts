@@ -2,31 +2,15 @@ import { describe, expect, it } from 'vitest'
 import {
   adminClient,
   DEVICE_GRANT,
-  postForm,
+  deviceDecide,
+  devicePoll,
+  deviceStart,
   type SeededUser,
   seedUser,
   type TokenSet,
+  verifyIdToken,
 } from '../helpers/oauth'
 import { call, describeResponse } from '../helpers/worker'
-
-interface DeviceStart {
-  device_code: string
-  user_code: string
-  verification_uri: string
-  verification_uri_complete: string
-  interval: number
-}
-
-async function decide(user: SeededUser, userCode: string, decision: string): Promise<Response> {
-  const page = await call(`/device?user_code=${encodeURIComponent(userCode)}`, {
-    headers: { cookie: user.cookie },
-  })
-  expect(page.status, await describeResponse(page)).toBe(200)
-  const html = await page.text()
-  const csrf = html.match(/name="csrf_token" value="([^"]+)"/)?.[1] ?? ''
-  const cookie = page.headers.get('set-cookie')?.match(/portcullis_csrf=([^;]+)/)?.[1] ?? ''
-  return fetchForm(user, { user_code: userCode, csrf_token: csrf, decision }, cookie)
-}
 
 function fetchForm(user: SeededUser, form: Record<string, string>, csrfCookie: string): Promise<Response> {
   return call('/device', {
@@ -39,18 +23,9 @@ function fetchForm(user: SeededUser, form: Record<string, string>, csrfCookie: s
   })
 }
 
-async function start(clientId: string): Promise<DeviceStart> {
-  const res = await postForm('/oauth/device_authorization', {
-    client_id: clientId,
-    scope: 'openid offline_access',
-  })
-  expect(res.status, await describeResponse(res)).toBe(200)
-  return (await res.json()) as DeviceStart
-}
-
-function poll(clientId: string, deviceCode: string): Promise<Response> {
-  return postForm('/oauth/token', { grant_type: DEVICE_GRANT, device_code: deviceCode, client_id: clientId })
-}
+const start = (clientId: string) => deviceStart(clientId)
+const poll = devicePoll
+const decide = deviceDecide
 
 describe('device authorization (RFC 8628)', () => {
   it('pending → slow_down → approved → tokens, then the code is spent', async () => {
@@ -75,7 +50,9 @@ describe('device authorization (RFC 8628)', () => {
     expect(res.status, await describeResponse(res)).toBe(200)
     const tokens = (await res.json()) as TokenSet
     expect(tokens.refresh_token).toBeTruthy()
-    expect(tokens.id_token).toBeTruthy()
+    // A relying party's checks: signature (JWKS), iss, aud, exp, and the approving user as sub.
+    const claims = await verifyIdToken(tokens.id_token, { clientId: client.client_id, subject: user.id })
+    expect(claims.aud).toBe(client.client_id)
     expect(await (await poll(client.client_id, device.device_code)).json()).toMatchObject({
       error: 'invalid_grant',
     })

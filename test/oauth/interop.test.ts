@@ -2,7 +2,16 @@ import { SELF } from 'cloudflare:test'
 import { createLocalJWKSet, jwtVerify } from 'jose'
 import * as oidc from 'openid-client'
 import { describe, expect, it } from 'vitest'
-import { adminClient, approveConsent, DEVICE_GRANT, ISSUER, seedUser, webClient } from '../helpers/oauth'
+import {
+  adminClient,
+  approveConsent,
+  DEVICE_GRANT,
+  deviceDecide,
+  ISSUER,
+  seedUser,
+  verifyIdToken,
+  webClient,
+} from '../helpers/oauth'
 import { call } from '../helpers/worker'
 
 // openid-client talks to the Worker through SELF.fetch; the issuer is the configured one.
@@ -116,27 +125,13 @@ describe('interop with openid-client (panva) as the client', () => {
     )
     const device = await oidc.initiateDeviceAuthorization(config, { scope: 'openid offline_access' })
     const user = await seedUser()
-    const page = await call(`/device?user_code=${encodeURIComponent(device.user_code)}`, {
-      headers: { cookie: user.cookie },
-    })
-    const html = await page.text()
-    const csrf = html.match(/name="csrf_token" value="([^"]+)"/)?.[1] ?? ''
-    const csrfCookie = page.headers.get('set-cookie')?.match(/portcullis_csrf=([^;]+)/)?.[1] ?? ''
-    const approved = await call('/device', {
-      method: 'POST',
-      headers: {
-        'content-type': 'application/x-www-form-urlencoded',
-        cookie: `${user.cookie}; portcullis_csrf=${csrfCookie}`,
-      },
-      body: new URLSearchParams({
-        user_code: device.user_code,
-        csrf_token: csrf,
-        decision: 'approve',
-      }).toString(),
-    })
+    const approved = await deviceDecide(user, device.user_code, 'approve')
     expect(approved.status).toBe(200)
-    const tokens = await oidc.pollDeviceAuthorizationGrant(config, device)
+    // Approved before the first poll, so openid-client need not wait the real 5 s interval.
+    const tokens = await oidc.pollDeviceAuthorizationGrant(config, { ...device, interval: 0.01 })
     expect(tokens.claims()?.sub).toBe(user.id)
     expect(tokens.refresh_token).toBeTruthy()
+    // openid-client checks the claims; a relying party also checks the signature against the JWKS.
+    await verifyIdToken(tokens.id_token, { clientId: registered.client_id, subject: user.id })
   })
 })
