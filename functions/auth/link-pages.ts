@@ -35,18 +35,19 @@ function invalidLinkPage(c: Context<AppEnv>) {
 }
 
 /** `GET /auth/verify-email?token=…`: a confirm button. */
-export function verifyEmailPage(c: Context<AppEnv>) {
+export async function verifyEmailPage(c: Context<AppEnv>) {
   const token = tokenOf(c.req.query('token'))
   if (token === '') {
     return invalidLinkPage(c)
   }
+  const csrf = await issueCsrfToken(c)
   return sendPage(
     c,
     'Confirm your email',
     html`<h1>Confirm your email address</h1>
       <p class="lead">One click and your address is confirmed.</p>
       <form method="post" action="/auth/verify-email">
-        <input type="hidden" name="${CSRF_FIELD}" value="${issueCsrfToken(c)}" />
+        <input type="hidden" name="${CSRF_FIELD}" value="${csrf}" />
         <input type="hidden" name="token" value="${token}" />
         <div class="row"><button type="submit">Confirm email address</button></div>
       </form>`,
@@ -75,7 +76,8 @@ export function verifyEmailForm(): MiddlewareHandler<AppEnv> {
   }
 }
 
-function resetForm(c: Context<AppEnv>, token: string, error?: string, status: 200 | 400 = 200) {
+async function resetForm(c: Context<AppEnv>, token: string, error?: string, status: 200 | 400 = 200) {
+  const csrf = await issueCsrfToken(c)
   return sendPage(
     c,
     'Choose a new password',
@@ -83,7 +85,7 @@ function resetForm(c: Context<AppEnv>, token: string, error?: string, status: 20
       <p class="lead">At least ${PASSWORD_MIN_LENGTH} characters. Every device signed in to your account will be signed out.</p>
       ${error === undefined ? '' : html`<div class="error" role="alert">${error}</div>`}
       <form method="post" action="/auth/password-reset/confirm">
-        <input type="hidden" name="${CSRF_FIELD}" value="${issueCsrfToken(c)}" />
+        <input type="hidden" name="${CSRF_FIELD}" value="${csrf}" />
         <input type="hidden" name="token" value="${token}" />
         <label for="password">New password</label>
         <input id="password" name="password" type="password" autocomplete="new-password" required

@@ -12,12 +12,26 @@ import type { NewSession } from './login'
 const SESSION_TOKEN = /^[A-Za-z0-9_-]{43}$/
 
 export function readSessionToken(c: Context<AppEnv>): string | undefined {
-  const token = getCookie(c, SESSION_COOKIE)
+  const token = getCookie(c, sessionCookieName(c.var.config))
   return token !== undefined && SESSION_TOKEN.test(token) ? token : undefined
 }
 
-function secureCookies(config: Config): boolean {
+/** Cookies are Secure whenever the issuer is https. */
+export function secureCookies(config: Config): boolean {
   return config.issuer.startsWith('https://')
+}
+
+/**
+ * `__Host-<base>` with an https issuer: the browser then insists on Secure, Path=/ and no Domain,
+ * so a sibling subdomain or a plain-http page can neither set nor shadow the cookie (RFC 6265bis
+ * §4.1.3.2). Plain `<base>` for an http (local) issuer, where Secure cookies cannot be kept.
+ */
+export function cookieName(config: Config, base: string): string {
+  return secureCookies(config) ? `__Host-${base}` : base
+}
+
+export function sessionCookieName(config: Config): string {
+  return cookieName(config, SESSION_COOKIE)
 }
 
 /**
@@ -26,7 +40,7 @@ function secureCookies(config: Config): boolean {
  * side still expires after SESSION_TTL of inactivity.
  */
 export function setSessionCookie(c: Context<AppEnv>, session: NewSession): void {
-  setCookie(c, SESSION_COOKIE, session.token, {
+  setCookie(c, sessionCookieName(c.var.config), session.token, {
     httpOnly: true,
     sameSite: 'Lax',
     secure: secureCookies(c.var.config),
@@ -36,7 +50,7 @@ export function setSessionCookie(c: Context<AppEnv>, session: NewSession): void 
 }
 
 export function clearSessionCookie(c: Context<AppEnv>): void {
-  deleteCookie(c, SESSION_COOKIE, {
+  deleteCookie(c, sessionCookieName(c.var.config), {
     httpOnly: true,
     sameSite: 'Lax',
     secure: secureCookies(c.var.config),

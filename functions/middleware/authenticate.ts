@@ -2,7 +2,7 @@ import type { Context, MiddlewareHandler } from 'hono'
 import { getCookie } from 'hono/cookie'
 import { findLiveSession } from '../../db/queries/sessions'
 import { type Principal, SESSION_SCOPES } from '../auth/principal'
-import { slideSession } from '../auth/session-cookie'
+import { sessionCookieName, slideSession } from '../auth/session-cookie'
 import { secretsEqual } from '../crypto/compare'
 import { sha256Hex } from '../crypto/hash'
 import type { AppEnv } from '../env'
@@ -10,6 +10,7 @@ import { OAuthError } from '../errors/oauth'
 import { ProblemError } from '../errors/problem'
 import { verifyAccessToken } from '../tokens/verify-access-token'
 
+/** The session cookie's name; `__Host-` prefixed with an https issuer (`sessionCookieName`). */
 export const SESSION_COOKIE = 'portcullis_session'
 
 export type CredentialKind = 'session' | 'access_token' | 'admin_token'
@@ -62,7 +63,7 @@ async function resolvePrincipal(
     }
     throw unauthenticated('The bearer token is not valid', 'invalid_token')
   }
-  const cookie = accepts.has('session') ? getCookie(c, SESSION_COOKIE) : undefined
+  const cookie = accepts.has('session') ? getCookie(c, sessionCookieName(c.var.config)) : undefined
   if (cookie !== undefined && cookie.length > 0 && cookie.length <= 128) {
     const now = new Date()
     const session = await findLiveSession(c.var.db.http, await sha256Hex(cookie), now)

@@ -4,9 +4,9 @@ import * as v from 'valibot'
 import { findConsent, upsertConsent } from '../../db/queries/oauth-grants'
 import { findLiveSession, type LiveSession } from '../../db/queries/sessions'
 import { recordAudit } from '../audit/record'
+import { sessionCookieName } from '../auth/session-cookie'
 import { sha256Hex } from '../crypto/hash'
 import type { AppEnv } from '../env'
-import { SESSION_COOKIE } from '../middleware/authenticate'
 import { documentRoute } from '../openapi/registry'
 import { renderConsentPage } from '../pages/consent'
 import { CSRF_FIELD, verifyCsrf } from '../pages/csrf'
@@ -20,7 +20,7 @@ import {
 import { readOAuthBody, readOAuthQuery } from './form'
 
 async function currentSession(c: Context<AppEnv>): Promise<LiveSession | undefined> {
-  const cookie = getCookie(c, SESSION_COOKIE)
+  const cookie = getCookie(c, sessionCookieName(c.var.config))
   if (cookie === undefined || cookie.length === 0 || cookie.length > 128) {
     return undefined
   }

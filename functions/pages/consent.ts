@@ -15,8 +15,11 @@ const SCOPE_TEXT: Record<string, string> = {
 }
 
 /** The consent page (DESIGN): a no-JavaScript form posting to /oauth/consent. */
-export function renderConsentPage(c: Context<AppEnv>, request: AuthorizationRequest): Promise<Response> {
-  const csrf = issueCsrfToken(c)
+export async function renderConsentPage(
+  c: Context<AppEnv>,
+  request: AuthorizationRequest,
+): Promise<Response> {
+  const csrf = await issueCsrfToken(c)
   const fields = { ...requestFields(request), [CSRF_FIELD]: csrf }
   const name = request.client.clientName ?? request.client.clientId
   const host = new URL(request.redirectUri).host || request.redirectUri

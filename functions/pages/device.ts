@@ -10,11 +10,10 @@ import {
   releaseAttemptsStatement,
   retryAfterSeconds,
 } from '../../db/queries/throttle'
-import { recordAudit } from '../audit/record'
+import { sessionCookieName } from '../auth/session-cookie'
 import { sha256Hex } from '../crypto/hash'
 import type { AppEnv } from '../env'
 import { ProblemError } from '../errors/problem'
-import { SESSION_COOKIE } from '../middleware/authenticate'
 import { clientIp } from '../middleware/client-ip'
 import { normalizeUserCode } from '../oauth/device-authorization'
 import { documentRoute } from '../openapi/registry'
@@ -22,7 +21,7 @@ import { CSRF_FIELD, issueCsrfToken, verifyCsrf } from './csrf'
 import { sendPage } from './layout'
 
 async function session(c: Context<AppEnv>): Promise<LiveSession | undefined> {
-  const cookie = getCookie(c, SESSION_COOKIE)
+  const cookie = getCookie(c, sessionCookieName(c.var.config))
   if (cookie === undefined || cookie.length === 0 || cookie.length > 128) {
     return undefined
   }
@@ -50,7 +49,7 @@ async function devicePage(
   options: DevicePageOptions,
   status: 200 | 400 | 429 = 200,
 ): Promise<Response> {
-  const csrf = issueCsrfToken(c)
+  const csrf = await issueCsrfToken(c)
   const client = options.client
   return sendPage(
     c,
@@ -173,24 +172,18 @@ export const devicePages = new Hono<AppEnv>()
         client: { name: pending.client_name ?? pending.client_id, scope: pending.scope },
       })
     }
-    const decided = await decideDeviceCode(
-      c.var.db.http,
+    const decided = await decideDeviceCode(c.var.db.http, {
       userCodeHash,
-      user.userId,
-      decision === 'approve',
+      userId: user.userId,
+      tenantId: user.tenantId,
+      approve: decision === 'approve',
+      ip: clientIp(c),
       now,
-    )
+    })
     if (decided === undefined) {
       return devicePage(c, { userCode, error: 'That code is not valid or has expired.' }, 400)
     }
     await releaseCodeEntry(c, claims)
-    recordAudit(c, {
-      type: decision === 'approve' ? 'device_code_approved' : 'device_code_denied',
-      actor: `user:${user.userId}`,
-      userId: user.userId,
-      tenantId: user.tenantId,
-      metadata: { device_code_id: decided.id },
-    })
     return sendPage(
       c,
       decision === 'approve' ? 'Device connected' : 'Request denied',

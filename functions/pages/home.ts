@@ -28,6 +28,7 @@ export const homePage = new Hono<AppEnv>()
     }
     slideSession(c, found.session, now)
     const name = found.user.displayName ?? found.user.email
+    const csrf = await issueCsrfToken(c)
     return sendPage(
       c,
       'Signed in',
@@ -35,7 +36,7 @@ export const homePage = new Hono<AppEnv>()
         <p class="lead">You are signed in as <strong data-testid="signed-in-email">${found.user.email}</strong>.</p>
         <p class="muted">Session expires ${found.session.expiresAt.toISOString()}.</p>
         <form method="post" action="/logout">
-          <input type="hidden" name="${CSRF_FIELD}" value="${issueCsrfToken(c)}" />
+          <input type="hidden" name="${CSRF_FIELD}" value="${csrf}" />
           <div class="row"><button type="submit" class="secondary">Sign out</button></div>
         </form>`,
     )

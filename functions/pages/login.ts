@@ -18,8 +18,8 @@ interface LoginFormState {
   error?: string
 }
 
-function renderLogin(c: Context<AppEnv>, state: LoginFormState, status: 200 | FailureStatus = 200) {
-  const csrf = issueCsrfToken(c)
+async function renderLogin(c: Context<AppEnv>, state: LoginFormState, status: 200 | FailureStatus = 200) {
+  const csrf = await issueCsrfToken(c)
   return sendPage(
     c,
     'Sign in',

@@ -123,10 +123,13 @@ describe('/login', () => {
     const { csrfCookie, token } = await openLogin()
     const res = await submit({ email: user.email, password: user.password, csrf_token: token }, csrfCookie)
     const cookie = `portcullis_session=${sessionCookieOf(res)}; ${csrfCookie}`
+    // The form token is bound to the session: the landing page's form, not the login page's.
+    const home = await call('/', { headers: { cookie } })
+    const homeToken = /name="csrf_token" value="([^"]+)"/.exec(await home.text())?.[1] ?? ''
     const out = await call('/logout', {
       method: 'POST',
       headers: { 'content-type': 'application/x-www-form-urlencoded', cookie },
-      body: new URLSearchParams({ csrf_token: token }).toString(),
+      body: new URLSearchParams({ csrf_token: homeToken }).toString(),
       redirect: 'manual',
     })
     expect(out.status).toBe(303)
