@@ -122,6 +122,14 @@ export class ConfigError extends Error {
   }
 }
 
+/** Every problem with the configuration at once; `variable` is the first one's. */
+export class InvalidConfigError extends ConfigError {
+  constructor(readonly problems: readonly [ConfigError, ...ConfigError[]]) {
+    super(problems[0].variable, problems[0].message.slice(problems[0].variable.length + 1))
+    this.message = problems.map((p) => p.message).join('; ')
+  }
+}
+
 const cache = new WeakMap<object, Config | ConfigError>()
 
 /**
@@ -147,15 +155,93 @@ export function loadConfig(env: Bindings): Config {
   return entry
 }
 
+/** The typed configuration; throws InvalidConfigError listing every problem at once. */
 export function parseConfig(env: Bindings): Config {
-  const read = reader(env)
+  const problems: ConfigError[] = []
+  const config = readConfig(env, problems)
+  const [first, ...rest] = problems
+  if (first !== undefined) {
+    throw new InvalidConfigError([first, ...rest])
+  }
+  return config
+}
+
+export interface ConfigReport {
+  /** What stops the service (or a deployment) from working: each variable once. */
+  problems: ConfigError[]
+  /** Allowed, but rarely what a public deployment wants. */
+  warnings: ConfigError[]
+}
+
+// A Workers isolate has 128 MB; an argon2id core needs m KiB of it on top of the Worker's own.
+const ARGON2_MEMORY_KIB_WORKERS_MAX = 65_536
+
+/**
+ * The config check of `npm start` and `npm run check`: every parse problem at once, plus what a
+ * public deployment needs (an https issuer, argon2 memory that fits an isolate) and warnings for
+ * development defaults left in place. Never includes a value, only variable names.
+ */
+export function checkConfig(env: Bindings): ConfigReport {
+  const problems: ConfigError[] = []
+  const warnings: ConfigError[] = []
+  const config = readConfig(env, problems)
+  const publicIssuer = URL.canParse(config.issuer) && !isLoopbackIssuer(config.issuer)
+  if (publicIssuer && new URL(config.issuer).protocol !== 'https:') {
+    problems.push(
+      new ConfigError('ISSUER', 'must be an https URL unless it is a loopback address (OAuth 2.1 §1.5)'),
+    )
+  }
+  if (publicIssuer && /(^|\.)example\.(com|org|net)$/.test(new URL(config.issuer).hostname)) {
+    problems.push(new ConfigError('ISSUER', 'is still the example.com placeholder: set your public URL'))
+  }
+  if (config.argon2.memoryKib > ARGON2_MEMORY_KIB_WORKERS_MAX) {
+    problems.push(
+      new ConfigError(
+        'ARGON2_MEMORY_KIB',
+        `must be at most ${ARGON2_MEMORY_KIB_WORKERS_MAX} to fit a Workers isolate (128 MB)`,
+      ),
+    )
+  }
+  if (publicIssuer && config.apiKeyEnv === 'test') {
+    warnings.push(
+      new ConfigError('API_KEY_ENV', 'is test: keys read pk_test_…; production keys should be live'),
+    )
+  }
+  if (publicIssuer && config.dbGatewayUrl !== undefined) {
+    warnings.push(new ConfigError('DB_GATEWAY_URL', 'is set: it is meant for the local gateway only'))
+  }
+  if (publicIssuer && config.registrationPolicy === 'open') {
+    warnings.push(
+      new ConfigError(
+        'REGISTRATION_POLICY',
+        'is open: anyone may register OAuth clients (MCP clients need this)',
+      ),
+    )
+  }
+  return { problems, warnings }
+}
+
+function readConfig(env: Bindings, problems: ConfigError[]): Config {
+  const read = reader(env, problems)
+  // A parser outside the reader throws; its problem is recorded and a placeholder stands in.
+  const attempt = <T>(parse: () => T, fallback: T): T => {
+    try {
+      return parse()
+    } catch (error) {
+      if (!(error instanceof ConfigError)) {
+        throw error
+      }
+      record(problems, error)
+      return fallback
+    }
+  }
   const issuer = read.url('ISSUER', 'http://127.0.0.1:8787').replace(/\/+$/, '')
   return {
     issuer,
     databaseUrl: read.postgresUrl('DATABASE_URL'),
     dbGatewayUrl: read.optionalUrl('DB_GATEWAY_URL'),
     dbTimeoutMs: read.integer('DB_TIMEOUT_MS', 5_000, 100),
-    masterKeys: parseMasterKeys(read.secret('MASTER_KEY')),
+    masterKeys: attempt(() => parseMasterKeys(read.secret('MASTER_KEY')), PLACEHOLDER_MASTER_KEYS),
     adminToken: read.secret('ADMIN_TOKEN', 32),
     apiKeyEnv: read.oneOf('API_KEY_ENV', ['live', 'test'] as const, 'test'),
     defaultAudience: read.optionalUrl('DEFAULT_AUDIENCE'),
@@ -174,7 +260,10 @@ export function parseConfig(env: Bindings): Config {
     registrationPolicy: read.oneOf('REGISTRATION_POLICY', ['open', 'token'] as const, 'open'),
     registrationMaxPerIp: read.integer('REGISTRATION_MAX_PER_IP', 20, 1),
     registrationWindowSeconds: read.seconds('REGISTRATION_WINDOW', 3600),
-    anonymousRegistrationGrantTypes: parseAnonymousGrantTypes(env.REGISTRATION_ANONYMOUS_GRANT_TYPES),
+    anonymousRegistrationGrantTypes: attempt(
+      () => parseAnonymousGrantTypes(env.REGISTRATION_ANONYMOUS_GRANT_TYPES),
+      [],
+    ),
     loginMaxFailuresPerAccount: read.integer('LOGIN_MAX_FAILURES_PER_ACCOUNT', 5, 1),
     loginMaxFailuresPerIp: read.integer('LOGIN_MAX_FAILURES_PER_IP', 50, 1),
     loginFailureWindowSeconds: read.seconds('LOGIN_FAILURE_WINDOW', 900),
@@ -183,9 +272,9 @@ export function parseConfig(env: Bindings): Config {
     deviceMaxAttemptsPerUser: read.integer('DEVICE_MAX_ATTEMPTS_PER_USER', 10, 1),
     deviceMaxAttemptsPerIp: read.integer('DEVICE_MAX_ATTEMPTS_PER_IP', 50, 1),
     deviceAttemptWindowSeconds: read.seconds('DEVICE_ATTEMPT_WINDOW', 900),
-    trustedIpHeader: parseTrustedIpHeader(env.TRUSTED_IP_HEADER),
+    trustedIpHeader: attempt(() => parseTrustedIpHeader(env.TRUSTED_IP_HEADER), undefined),
     defaultApiKeyTier: read.oneOf('DEFAULT_API_KEY_TIER', API_KEY_TIERS, 'trial'),
-    tierQuotas: parseTierQuotas(env.TIER_QUOTAS),
+    tierQuotas: attempt(() => parseTierQuotas(env.TIER_QUOTAS), DEFAULT_TIER_QUOTAS),
     usageRetentionDays: read.integer('USAGE_RETENTION_DAYS', 90, 1),
     auditRetentionDays: read.integer('AUDIT_RETENTION_DAYS', 365, 1),
     argon2: {
@@ -194,7 +283,7 @@ export function parseConfig(env: Bindings): Config {
       parallelism: read.integer('ARGON2_PARALLELISM', 1, 1),
     },
     argon2MaxQueue: read.integer('ARGON2_MAX_QUEUE', 16, 1),
-    mail: parseMail(read, issuer),
+    mail: attempt(() => parseMail(read, issuer), { provider: 'log' }),
     mailFrom: env.MAIL_FROM?.trim() || 'Portcullis <no-reply@localhost>',
   }
 }
@@ -225,19 +314,34 @@ function parseAnonymousGrantTypes(raw: string | undefined): readonly string[] {
   return grants
 }
 
-function reader(env: Bindings) {
+// Stands in for an unusable MASTER_KEY while the other variables are checked; never returned.
+const PLACEHOLDER_MASTER_KEYS: readonly [MasterKey] = [{ id: 'k1', bytes: new Uint8Array(32) }]
+
+/** Records a problem once per variable (a missing secret is not also reported as malformed). */
+function record(problems: ConfigError[], error: ConfigError): void {
+  if (!problems.some((p) => p.variable === error.variable)) {
+    problems.push(error)
+  }
+}
+
+/** Typed reads of the raw bindings; a bad value is recorded in `problems` and its fallback used. */
+function reader(env: Bindings, problems: ConfigError[]) {
   const value = (name: string): string | undefined => {
     const raw = env[name]?.trim()
     return raw === undefined || raw === '' ? undefined : raw
+  }
+  const fail = <T>(name: string, reason: string, fallback: T): T => {
+    record(problems, new ConfigError(name, reason))
+    return fallback
   }
   return {
     secret(name: string, minLength = 1): string {
       const raw = value(name)
       if (raw === undefined) {
-        throw new ConfigError(name, 'is required (a secret: wrangler secret put, or .dev.vars locally)')
+        return fail(name, 'is required (a secret: wrangler secret put, or .dev.vars locally)', '')
       }
       if (raw.length < minLength) {
-        throw new ConfigError(name, `must be at least ${minLength} characters`)
+        return fail(name, `must be at least ${minLength} characters`, raw)
       }
       return raw
     },
@@ -247,7 +351,7 @@ function reader(env: Bindings) {
     postgresUrl(name: string): string {
       const raw = this.secret(name)
       if (!/^postgres(ql)?:\/\//.test(raw) || !URL.canParse(raw)) {
-        throw new ConfigError(name, 'must be a postgres:// connection string')
+        return fail(name, 'must be a postgres:// connection string', raw)
       }
       return raw
     },
@@ -260,7 +364,7 @@ function reader(env: Bindings) {
         return undefined
       }
       if (!URL.canParse(raw) || !/^https?:$/.test(new URL(raw).protocol)) {
-        throw new ConfigError(name, 'must be an http(s) URL')
+        return fail(name, 'must be an http(s) URL', undefined)
       }
       return raw
     },
@@ -270,7 +374,7 @@ function reader(env: Bindings) {
         return fallback
       }
       if (!/^\d+$/.test(raw) || Number(raw) < min || !Number.isSafeInteger(Number(raw))) {
-        throw new ConfigError(name, `must be an integer >= ${min}`)
+        return fail(name, `must be an integer >= ${min}`, fallback)
       }
       return Number(raw)
     },
@@ -288,7 +392,7 @@ function reader(env: Bindings) {
       if (raw === 'false' || raw === '0') {
         return false
       }
-      throw new ConfigError(name, 'must be true or false')
+      return fail(name, 'must be true or false', fallback)
     },
     oneOf<T extends string>(name: string, allowed: readonly T[], fallback: T): T {
       const raw = value(name)
@@ -297,7 +401,7 @@ function reader(env: Bindings) {
       }
       const found = allowed.find((a) => a === raw)
       if (found === undefined) {
-        throw new ConfigError(name, `must be one of ${allowed.join(', ')}`)
+        return fail(name, `must be one of ${allowed.join(', ')}`, fallback)
       }
       return found
     },
@@ -309,7 +413,7 @@ function reader(env: Bindings) {
       const scopes = raw.split(/[\s,]+/).filter(Boolean)
       // RFC 6749 §3.3 scope-token: printable ASCII except space, quote and backslash.
       if (scopes.some((s) => !/^[\x21\x23-\x5B\x5D-\x7E]+$/.test(s))) {
-        throw new ConfigError(name, 'must be a space-separated list of RFC 6749 scope tokens')
+        return fail(name, 'must be a space-separated list of RFC 6749 scope tokens', [])
       }
       return scopes
     },

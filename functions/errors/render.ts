@@ -5,6 +5,7 @@ import { ConfigError } from '../config'
 import { configInvalidHealthResponse } from '../health/healthz'
 import { errorForLog, log } from '../log'
 import { REQUEST_ID_HEADER } from '../middleware/request-context'
+import { configErrorPage, wantsHtml } from '../pages/config-error'
 import { SigningKeyUnavailableError } from '../tokens/keys'
 import { OAuthError, type OAuthErrorCode } from './oauth'
 import { PROBLEMS, type ProblemCode, ProblemError } from './problem'
@@ -64,7 +65,10 @@ export function renderError(error: unknown, c: Context): Response {
       error: errorForLog(error),
     })
   }
-  const response = render(known, error, c.req.path)
+  const response =
+    error instanceof ConfigError && wantsHtml(c.req.header('accept'))
+      ? configErrorPage(requestId)
+      : render(known, error, c.req.path)
   // A fresh Response drops what middleware set on the context; the request id must survive.
   if (requestId !== undefined) {
     response.headers.set(REQUEST_ID_HEADER, requestId)
@@ -93,7 +97,7 @@ function classify(error: unknown): ProblemError | OAuthError {
   }
   if (error instanceof ConfigError) {
     return new ProblemError('invalid_config', {
-      detail: `Configuration variable ${error.variable} is missing or invalid: ${error.message}`,
+      detail: `The configuration is invalid: ${error.message}`,
     })
   }
   if (error instanceof HTTPException) {
