@@ -5,15 +5,7 @@ import type { OAuthClientRow } from './oauth-tokens'
 
 export type NewOAuthClient = typeof oauthClients.$inferInsert
 
-export async function insertClient(x: Executor, client: NewOAuthClient): Promise<OAuthClientRow> {
-  const [row] = await x.insert(oauthClients).values(client).returning()
-  if (row === undefined) {
-    throw new Error('insert into oauth_clients returned nothing')
-  }
-  return row
-}
-
-/** The same insert as a statement for the caller's batch (so its audit event commits with it). */
+/** Inserts a client, as a statement for the caller's batch (so its audit event commits with it). */
 export function insertClientStatement(x: Executor, client: NewOAuthClient) {
   return x.insert(oauthClients).values(client).returning()
 }
@@ -44,20 +36,7 @@ export async function findClientForManagement(
   return row
 }
 
-export async function updateClient(
-  x: Executor,
-  id: string,
-  fields: Partial<NewOAuthClient>,
-): Promise<OAuthClientRow | undefined> {
-  const [row] = await x
-    .update(oauthClients)
-    .set({ ...fields, updatedAt: sql`now()` })
-    .where(eq(oauthClients.id, id))
-    .returning()
-  return row
-}
-
-/** `updateClient` as a statement for the caller's batch. */
+/** Updates a client's columns (and `updated_at`), as a statement for the caller's batch. */
 export function updateClientStatement(x: Executor, id: string, fields: Partial<NewOAuthClient>) {
   return x
     .update(oauthClients)
@@ -66,28 +45,18 @@ export function updateClientStatement(x: Executor, id: string, fields: Partial<N
     .returning()
 }
 
-/** `deleteClient` as a statement for the caller's batch. */
+/** Deletes a client (its codes, tokens and consents cascade), as a statement for the caller's batch. */
 export function deleteClientStatement(x: Executor, id: string) {
   return x.delete(oauthClients).where(eq(oauthClients.id, id)).returning({ id: oauthClients.id })
 }
 
-export async function deleteClient(x: Executor, id: string): Promise<boolean> {
-  const rows = await x.delete(oauthClients).where(eq(oauthClients.id, id)).returning({ id: oauthClients.id })
-  return rows.length > 0
-}
-
-/** Disables a client: its tokens stop verifying and it can no longer authenticate. */
-export async function disableClient(
-  x: Executor,
-  clientId: string,
-  now: Date,
-): Promise<OAuthClientRow | undefined> {
-  const [row] = await x
+/** Disables a client (its tokens stop verifying, it can no longer authenticate), for a batch. */
+export function disableClientStatement(x: Executor, clientId: string, now: Date) {
+  return x
     .update(oauthClients)
     .set({ disabledAt: sql`coalesce(${oauthClients.disabledAt}, ${now})`, updatedAt: now })
     .where(eq(oauthClients.clientId, clientId))
     .returning()
-  return row
 }
 
 /**
@@ -103,14 +72,6 @@ export function clientDisabledAuditStatement(
   return x.execute(sql`insert into audit_events (type, actor, tenant_id, client_id, ip, metadata)
     select 'client_disabled', ${actor}, tenant_id, client_id, ${ip}, '{}'::jsonb
     from oauth_clients where client_id = ${clientId}`)
-}
-
-export function disableClientStatement(x: Executor, clientId: string, now: Date) {
-  return x
-    .update(oauthClients)
-    .set({ disabledAt: sql`coalesce(${oauthClients.disabledAt}, ${now})`, updatedAt: now })
-    .where(eq(oauthClients.clientId, clientId))
-    .returning()
 }
 
 export interface ClientCursor {
