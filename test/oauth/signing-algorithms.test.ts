@@ -76,7 +76,7 @@ describe('signing algorithms', () => {
   })
 
   it('refuses an unknown ACCESS_TOKEN_ALG with a 500 problem naming the variable', async () => {
-    const res = await callWith({ ACCESS_TOKEN_ALG: 'HS256' }, '/healthz')
+    const res = await callWith({ ACCESS_TOKEN_ALG: 'HS256' }, '/openapi.json')
     expect(res.status).toBe(500)
     expect(res.headers.get('content-type')).toContain('application/problem+json')
     const body = (await res.json()) as { detail: string }
