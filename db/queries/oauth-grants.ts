@@ -1,4 +1,4 @@
-import { and, eq, gt, type SQL, sql } from 'drizzle-orm'
+import { and, eq, type SQL, sql } from 'drizzle-orm'
 import { type Executor, queryRows } from '../client'
 import { authorizationCodes, deviceCodes, oauthConsents } from '../schema'
 
@@ -444,14 +444,9 @@ export async function findConsent(
   return row?.scopes
 }
 
-/** Remembers consent, merged with what was granted before. One round trip. */
-export async function upsertConsent(
-  x: Executor,
-  userId: string,
-  clientUuid: string,
-  scopes: string[],
-): Promise<void> {
-  await x
+/** Remembers consent, merged with what was granted before: a statement for the caller's batch. */
+export function upsertConsentStatement(x: Executor, userId: string, clientUuid: string, scopes: string[]) {
+  return x
     .insert(oauthConsents)
     .values({ userId, clientId: clientUuid, scopes })
     .onConflictDoUpdate({
@@ -481,26 +476,37 @@ export async function findPendingDeviceCode(x: Executor, userCodeHash: string, n
   return row
 }
 
-/** RFC 8628 §3.3: the user's decision on a pending, unexpired request. One statement. */
+/**
+ * RFC 8628 §3.3: the user's decision on a pending, unexpired request, with its
+ * `device_code_approved` / `device_code_denied` audit row written by the same statement (the
+ * event exists exactly when the decision does). One statement.
+ */
 export async function decideDeviceCode(
   x: Executor,
-  userCodeHash: string,
-  userId: string,
-  approve: boolean,
-  now: Date,
+  input: {
+    userCodeHash: string
+    userId: string
+    tenantId: string
+    approve: boolean
+    ip: string | null
+    now: Date
+  },
 ): Promise<{ id: string; clientUuid: string } | undefined> {
-  const [row] = await x
-    .update(deviceCodes)
-    .set({ status: approve ? 'approved' : 'denied', userId })
-    .where(
-      and(
-        eq(deviceCodes.userCodeHash, userCodeHash),
-        eq(deviceCodes.status, 'pending'),
-        gt(deviceCodes.expiresAt, now),
-      ),
+  const [row] = await queryRows<{ id: string; client_uuid: string }>(
+    x,
+    sql`with d as (
+      update device_codes set status = ${input.approve ? 'approved' : 'denied'}, user_id = ${input.userId}
+      where user_code_hash = ${input.userCodeHash} and status = 'pending' and expires_at > ${input.now.toISOString()}::timestamptz
+      returning id, client_id
+    ), a as (
+      insert into audit_events (type, actor, user_id, tenant_id, client_id, ip, metadata)
+      select ${input.approve ? 'device_code_approved' : 'device_code_denied'}, ${`user:${input.userId}`},
+             ${input.userId}, ${input.tenantId}, c.client_id, ${input.ip}, jsonb_build_object('device_code_id', d.id)
+      from d join oauth_clients c on c.id = d.client_id
     )
-    .returning({ id: deviceCodes.id, clientUuid: deviceCodes.clientId })
-  return row
+    select d.id::text as id, d.client_id::text as client_uuid from d`,
+  )
+  return row === undefined ? undefined : { id: row.id, clientUuid: row.client_uuid }
 }
 
 export interface DevicePoll extends Grantee {

@@ -1,6 +1,6 @@
-import { eq } from 'drizzle-orm'
+import { and, eq } from 'drizzle-orm'
 import { describe, expect, it } from 'vitest'
-import { loginThrottles } from '../../db/schema'
+import { auditEvents, loginThrottles } from '../../db/schema'
 import { testDb, unique } from '../helpers/db'
 import { adminClient, DEVICE_GRANT, postForm, type SeededUser, seedUser } from '../helpers/oauth'
 import { call, describeResponse, realPostgres } from '../helpers/worker'
@@ -141,6 +141,12 @@ describe.skipIf(!realPostgres)('device user codes cannot be guessed (issue 9 #5,
     expect(page).toContain('value="approve"')
     const approved = await post(session, { user_code: device.userCode, decision: 'approve' })
     expect(approved.status, await describeResponse(approved)).toBe(200)
+    // The decision and its audit row are one statement: the row is there with the answer.
+    const events = await testDb()
+      .select()
+      .from(auditEvents)
+      .where(and(eq(auditEvents.userId, user.id), eq(auditEvents.type, 'device_code_approved')))
+    expect(events).toMatchObject([{ clientId: device.clientId }])
     expect(await pollStatus(device.clientId, device.deviceCode)).toBe('issued')
     const [counter] = await testDb()
       .select({ failures: loginThrottles.failures })
