@@ -444,9 +444,14 @@ export async function findConsent(
   return row?.scopes
 }
 
-/** Remembers consent, merged with what was granted before: a statement for the caller's batch. */
-export function upsertConsentStatement(x: Executor, userId: string, clientUuid: string, scopes: string[]) {
-  return x
+/** Remembers consent, merged with what was granted before. One round trip. */
+export async function upsertConsent(
+  x: Executor,
+  userId: string,
+  clientUuid: string,
+  scopes: string[],
+): Promise<void> {
+  await x
     .insert(oauthConsents)
     .values({ userId, clientId: clientUuid, scopes })
     .onConflictDoUpdate({
