@@ -3,6 +3,7 @@ import { loadConfig } from '../functions/config'
 import { deliverPendingEmail } from '../functions/email/deliver'
 import type { Bindings } from '../functions/env'
 import { errorForLog, log } from '../functions/log'
+import { rotateDueSigningKeys } from '../functions/tokens/keys'
 import { runPurge } from './run'
 
 /** The cron trigger: purge what has expired. Errors are logged, never thrown into the void. */
@@ -24,6 +25,10 @@ export async function scheduled(
     const email = await deliverPendingEmail(db.http, config, new Date())
     if (email.sent + email.failed > 0) {
       log('info', 'email_delivery_completed', { ...email })
+    }
+    // Key rotation is housekeeping: the request path only reads the key ring.
+    for (const rotated of await rotateDueSigningKeys(db, config, new Date(controller.scheduledTime))) {
+      log('info', 'signing_key_rotated', { kid: rotated.kid, alg: rotated.alg, retiring: rotated.retiring })
     }
   } catch (error) {
     log('error', 'purge_failed', {

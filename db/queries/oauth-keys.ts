@@ -1,5 +1,5 @@
 import { and, eq, lt, ne, sql } from 'drizzle-orm'
-import type { Executor } from '../client'
+import type { Executor, HttpDb } from '../client'
 import type { SigningAlgorithm } from '../schema'
 import { signingKeys } from '../schema'
 
@@ -53,4 +53,21 @@ export async function retireOtherKeys(
     .where(and(eq(signingKeys.alg, alg), eq(signingKeys.status, 'active'), ne(signingKeys.kid, keepKid)))
     .returning({ kid: signingKeys.kid })
   return rows.map((r) => r.kid)
+}
+
+/**
+ * Inserts `key` as the first active key of its algorithm unless one exists: a transaction-scoped
+ * advisory lock per algorithm serialises concurrent first starts, so exactly one key is created
+ * however many isolates find none at once. One round trip (a batch). True when it inserted.
+ */
+export async function insertFirstSigningKey(db: HttpDb, key: NewSigningKey): Promise<boolean> {
+  const [, inserted] = await db.batch([
+    db.execute(sql`select pg_advisory_xact_lock(hashtext(${`signing_keys:first:${key.alg}`}))`),
+    db.execute(sql`insert into ${signingKeys} (kid, alg, public_jwk, private_jwk_encrypted, master_key_id,
+        status, activates_at)
+      select ${key.kid}, ${key.alg}, ${JSON.stringify(key.publicJwk)}::jsonb, ${key.privateJwkEncrypted},
+        ${key.masterKeyId}, 'active', ${key.activatesAt ?? new Date()}::timestamptz
+      where not exists (select 1 from ${signingKeys} where alg = ${key.alg} and status = 'active')`),
+  ])
+  return (inserted as { rowCount?: number | null }).rowCount === 1
 }

@@ -2,6 +2,7 @@ import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type JWK
 import type { Db } from '../../db/client'
 import { isDatabaseUnavailable } from '../../db/errors'
 import {
+  insertFirstSigningKey,
   insertSigningKey,
   loadPublishedKeys,
   retireExpiredKeys,
@@ -22,7 +23,7 @@ export const JWKS_MAX_AGE_SECONDS = 300
  * resource servers, our own isolates) has seen it before the first token it signs arrives.
  */
 export const KEY_PUBLISH_LEAD_SECONDS = JWKS_MAX_AGE_SECONDS + KEY_CACHE_TTL_SECONDS
-/** Scheduled rotation: a key older than this is replaced on the next key-set read. */
+/** Scheduled rotation: the cron replaces a key older than this (rotateDueSigningKeys). */
 export const KEY_ROTATION_INTERVAL_SECONDS = 90 * 86_400
 /** Clock skew tolerated by verifiers, added before a retiring key leaves the JWKS. */
 export const CLOCK_SKEW_SECONDS = 60
@@ -64,11 +65,22 @@ function requiredAlgorithms(config: Config): SigningAlgorithm[] {
   return [...new Set<SigningAlgorithm>([config.accessTokenAlg, 'ES256', 'RS256'])]
 }
 
-/** A key that may sign at once: nothing can have been signed by it yet. */
-function generateFirstKey(db: Db, config: Config, alg: SigningAlgorithm, now: Date): Promise<SigningKeyRow> {
+/**
+ * A deployment's first key for `alg`, created at most once (guarded in the database), and only
+ * when no active key of `alg` exists. It may sign at once: nothing can have been signed by it.
+ */
+async function createFirstKey(db: Db, config: Config, alg: SigningAlgorithm, now: Date): Promise<void> {
   // Activation is backdated by the clock skew: an isolate that started its request a moment
   // earlier (workerd's clock only moves on I/O) must still find it activated, not fail to sign.
-  return generateKey(db, config, alg, new Date(now.getTime() - CLOCK_SKEW_SECONDS * 1000))
+  const sealed = await newSealedKey(config, alg)
+  const inserted = await insertFirstSigningKey(db.http, {
+    ...sealed,
+    status: 'active',
+    activatesAt: new Date(now.getTime() - CLOCK_SKEW_SECONDS * 1000),
+  })
+  if (inserted) {
+    log('info', 'signing_key_created', { kid: sealed.kid, alg, reason: 'first_key' })
+  }
 }
 
 export interface SigningKey {
@@ -129,12 +141,16 @@ function toSigningKey(row: SigningKeyRow, config: Config): SigningKey {
   }
 }
 
-async function generateKey(
-  db: Db,
+async function newSealedKey(
   config: Config,
   alg: SigningAlgorithm,
-  activatesAt: Date,
-): Promise<SigningKeyRow> {
+): Promise<{
+  kid: string
+  alg: SigningAlgorithm
+  publicJwk: Record<string, unknown>
+  privateJwkEncrypted: string
+  masterKeyId: string
+}> {
   const pair = await generateKeyPair(alg, {
     extractable: true,
     ...(alg === 'EdDSA' ? { crv: 'Ed25519' } : {}),
@@ -144,35 +160,70 @@ async function generateKey(
   const privateJwk = await exportJWK(pair.privateKey)
   const kid = await calculateJwkThumbprint(publicJwk)
   const sealed = await seal(config.masterKeys, JSON.stringify(privateJwk), `signing_key:${kid}`)
-  return insertSigningKey(db.http, {
+  return {
     kid,
     alg,
     publicJwk: { ...publicJwk, kid, alg, use: 'sig' },
     privateJwkEncrypted: sealed.ciphertext,
     masterKeyId: sealed.masterKeyId,
-    status: 'active',
-    activatesAt,
-  })
+  }
 }
 
+async function generateKey(
+  db: Db,
+  config: Config,
+  alg: SigningAlgorithm,
+  activatesAt: Date,
+): Promise<SigningKeyRow> {
+  return insertSigningKey(db.http, { ...(await newSealedKey(config, alg)), status: 'active', activatesAt })
+}
+
+// The request path only reads: rotation is the cron's (rotateDueSigningKeys). The one write
+// left here is a deployment's very first key per algorithm, created once, guarded in the database.
 async function loadRing(db: Db, config: Config, now: Date): Promise<KeyRing> {
   let rows = await loadPublishedKeys(db.http, now)
-  const created: SigningKeyRow[] = []
+  const missing = requiredAlgorithms(config).filter(
+    (alg) => !rows.some((r) => r.alg === alg && r.status === 'active'),
+  )
+  if (missing.length > 0) {
+    for (const alg of missing) {
+      await createFirstKey(db, config, alg, now)
+    }
+    rows = await loadPublishedKeys(db.http, now)
+  }
+  return { loadedAt: now.getTime(), keys: rows.map((row) => toSigningKey(row, config)) }
+}
+
+/**
+ * The scheduled job's half of key management: replaces every required algorithm's key older
+ * than KEY_ROTATION_INTERVAL_SECONDS (published KEY_PUBLISH_LEAD_SECONDS before it signs) and
+ * retires keys whose tokens have all expired. Round trips: one, plus three per rotation.
+ */
+export async function rotateDueSigningKeys(
+  db: Db,
+  config: Config,
+  now = new Date(),
+): Promise<RotationReport[]> {
+  const rows = await loadPublishedKeys(db.http, now)
+  const reports: RotationReport[] = []
   for (const alg of requiredAlgorithms(config)) {
-    const own = rows.filter((r) => r.alg === alg && r.status === 'active')
-    const newest = own.reduce<SigningKeyRow | undefined>(
-      (a, b) => (a === undefined || b.activatesAt > a.activatesAt ? b : a),
-      undefined,
-    )
-    if (newest === undefined) {
-      created.push(await generateFirstKey(db, config, alg, now))
-    } else if (now.getTime() - newest.activatesAt.getTime() > KEY_ROTATION_INTERVAL_SECONDS * 1000) {
-      await rotateSigningKey(db, config, alg, KEY_PUBLISH_LEAD_SECONDS, now)
-      rows = await loadPublishedKeys(db.http, now)
+    const newest = rows
+      .filter((r) => r.alg === alg && r.status === 'active')
+      .reduce<SigningKeyRow | undefined>(
+        (a, b) => (a === undefined || b.activatesAt > a.activatesAt ? b : a),
+        undefined,
+      )
+    if (
+      newest !== undefined &&
+      now.getTime() - newest.activatesAt.getTime() > KEY_ROTATION_INTERVAL_SECONDS * 1000
+    ) {
+      reports.push(await rotateSigningKey(db, config, alg, KEY_PUBLISH_LEAD_SECONDS, now))
     }
   }
-  rows = [...rows, ...created]
-  return { loadedAt: now.getTime(), keys: rows.map((row) => toSigningKey(row, config)) }
+  if (reports.length === 0) {
+    await retireExpiredKeys(db.http, now)
+  }
+  return reports
 }
 
 /**
@@ -255,7 +306,7 @@ export async function signingKeyFor(
   let keys = (await keyRing(db, config, now)).filter((k) => k.alg === alg && k.status !== 'retired')
   if (keys.length === 0) {
     // An algorithm outside the required set (a client registered EdDSA id_tokens): its first key.
-    await generateFirstKey(db, config, alg, now)
+    await createFirstKey(db, config, alg, now)
     resetKeyCache()
     keys = (await keyRing(db, config, now)).filter((k) => k.alg === alg && k.status !== 'retired')
   }

@@ -130,8 +130,6 @@ async function startWorker(options: {
   databaseUrl: string
   gatewayUrl: string
   masterKey: string
-  /** Wait for /healthz to be 200 (default), or only for it to answer at all. */
-  expectHealthy?: boolean
 }): Promise<{ url: string; child: ChildProcess; stop(): Promise<void> }> {
   const port = await freePort()
   const url = `http://127.0.0.1:${port}`
@@ -161,6 +159,7 @@ async function startWorker(options: {
       `DB_TIMEOUT_MS:${DB_TIMEOUT_MS}`,
       '--persist-to',
       join(options.workDir, `wrangler-${port}`),
+      '--test-scheduled',
     ],
     {
       cwd: ROOT,
@@ -177,9 +176,10 @@ async function startWorker(options: {
     if (child.exitCode !== null) {
       throw new Error(`wrangler dev exited with ${child.exitCode}: ${stderrTail}`)
     }
-    const res = await fetch(`${url}/healthz`)
+    // Not /healthz: it reads the key ring, and the first burst must find no keys at all.
+    const res = await fetch(`${url}/openapi.json`)
     await res.body?.cancel()
-    return res.status === 200 || options.expectHealthy === false ? true : undefined
+    return res.status === 200 ? true : undefined
   })
   return {
     url,
@@ -482,6 +482,26 @@ async function main(): Promise<number> {
     const masterKey = `k1:${randomBytes(32).toString('base64url')}`
     worker = await startWorker({ workDir, databaseUrl, gatewayUrl: gateway.url, masterKey })
     const base = worker.url
+    // A deployment's first keys: a cold burst creates exactly one per algorithm (guarded in the
+    // database), not one per request that found none.
+    const burst = await Promise.all(Array.from({ length: 8 }, () => request(`${base}/.well-known/jwks.json`)))
+    check(
+      burst.every((r) => r.status === 200),
+      `cold JWKS burst: ${burst.map((r) => r.status).join(',')}`,
+    )
+    const firstKeys = await operator(databaseUrl, (c) =>
+      c.query<{ alg: string; n: number }>(
+        `select alg, count(*)::int as n from signing_keys where status = 'active' group by alg order by alg`,
+      ),
+    )
+    check(
+      JSON.stringify(firstKeys.rows) ===
+        JSON.stringify([
+          { alg: 'ES256', n: 1 },
+          { alg: 'RS256', n: 1 },
+        ]),
+      `first keys created once per algorithm: ${JSON.stringify(firstKeys.rows)}`,
+    )
     const fixture = await seed(base, databaseUrl)
     const ledger: Ledger = { valid: new Map(), createdKeys: [], tokens: [] }
     // Warm the key ring, then load.
@@ -628,6 +648,27 @@ async function main(): Promise<number> {
       }
     }
 
+    // ------------------------------------------------------------ rotation is the cron's
+    // Age the ES256 key past the rotation interval: requests keep reading it; the cron rotates.
+    await operator(databaseUrl, (c) =>
+      c.query(`update signing_keys set activates_at = now() - interval '100 days' where alg = 'ES256'`),
+    )
+    const cron = await request(`${base}/__scheduled?cron=${encodeURIComponent('*/15 * * * *')}`)
+    check(cron.status === 200, `scheduled run answered ${cron.status}`)
+    const rotated = await operator(databaseUrl, (c) =>
+      c.query<{ status: string; n: number }>(
+        `select status, count(*)::int as n from signing_keys where alg = 'ES256' group by status order by status`,
+      ),
+    )
+    check(
+      JSON.stringify(rotated.rows) ===
+        JSON.stringify([
+          { status: 'active', n: 1 },
+          { status: 'retiring', n: 1 },
+        ]),
+      `the cron rotated the aged ES256 key: ${JSON.stringify(rotated.rows)}`,
+    )
+
     // ------------------------------------------------------------ a changed MASTER_KEY
     await worker.stop()
     const otherKey = `k1:${randomBytes(32).toString('base64url')}`
@@ -636,12 +677,15 @@ async function main(): Promise<number> {
       databaseUrl,
       gatewayUrl: gateway.url,
       masterKey: otherKey,
-      expectHealthy: false,
     })
     const health = await request(`${worker.url}/healthz`)
     const healthText = JSON.stringify(health.body)
     const report = health.body as { reasons?: string[]; signing_keys?: { undecryptable?: string[] } }
-    const publishedKids = (jwks as { keys: { kid?: string }[] }).keys.map((k) => k.kid)
+    const publishedKids = await operator(databaseUrl, async (c) =>
+      (await c.query<{ kid: string }>(`select kid from signing_keys where status <> 'retired'`)).rows.map(
+        (r) => r.kid,
+      ),
+    )
     check(health.status === 503, `changed MASTER_KEY: /healthz ${health.status}, expected 503`)
     check(
       report.reasons?.includes('signing_key_undecryptable') === true,
