@@ -107,6 +107,10 @@ export async function verifyApiKey(
     return { valid: false, code: 'MALFORMED' }
   }
   const keyHash = await sha256Hex(parsed.key)
+  // A remembered miss spends no statement, so a caller token's database half is not re-read for
+  // it: a caller whose token was revoked meanwhile learns again that a key it already asked about
+  // does not exist, and nothing else (no charge, no key data). Every other answer rides with the
+  // caller check in one statement.
   if (unknownKeyHashes.has(keyHash)) {
     return { valid: false, code: 'NOT_FOUND' }
   }
