@@ -103,8 +103,10 @@ export const passwordResets = pgTable(
 )
 
 /**
- * Failed-login counters for throttling, one row per subject (`account:<tenant>:<email>` or
- * `ip:<address>`) and fixed window; bumped by an atomic upsert.
+ * Attempt counters for throttling, one row per subject and fixed window, claimed by an atomic
+ * upsert before the guarded work (`claimAttemptsStatement` lists the subjects: `user:<id>`,
+ * `email:<tenant>:<sha256>`, `ip:`, `register-ip:`, `device-user:`, `device-ip:` ...).
+ * `failures` is the number of attempts claimed in the window, less those given back.
  */
 export const loginThrottles = pgTable(
   'login_throttles',
