@@ -444,14 +444,9 @@ export async function findConsent(
   return row?.scopes
 }
 
-/** Remembers consent, merged with what was granted before. One round trip. */
-export async function upsertConsent(
-  x: Executor,
-  userId: string,
-  clientUuid: string,
-  scopes: string[],
-): Promise<void> {
-  await x
+/** Remembers consent, merged with what was granted before: a statement for the caller's batch. */
+export function upsertConsentStatement(x: Executor, userId: string, clientUuid: string, scopes: string[]) {
+  return x
     .insert(oauthConsents)
     .values({ userId, clientId: clientUuid, scopes })
     .onConflictDoUpdate({

@@ -1,12 +1,13 @@
 import { type Context, Hono } from 'hono'
 import { getCookie } from 'hono/cookie'
 import * as v from 'valibot'
-import { findConsent, upsertConsent } from '../../db/queries/oauth-grants'
+import { findConsent, upsertConsentStatement } from '../../db/queries/oauth-grants'
 import { findLiveSession, type LiveSession } from '../../db/queries/sessions'
-import { recordAudit } from '../audit/record'
+import { auditStatement } from '../audit/record'
 import { sessionCookieName } from '../auth/session-cookie'
 import { sha256Hex } from '../crypto/hash'
 import type { AppEnv } from '../env'
+import { clientIp } from '../middleware/client-ip'
 import { documentRoute } from '../openapi/registry'
 import { renderConsentPage } from '../pages/consent'
 import { CSRF_FIELD, verifyCsrf } from '../pages/csrf'
@@ -149,15 +150,18 @@ export const consentEndpoint = new Hono<AppEnv>().post('/', async (c) => {
         request.state,
       )
     }
-    await upsertConsent(c.var.db.http, session.userId, request.client.id, request.scope)
-    recordAudit(c, {
-      type: 'consent_granted',
-      actor: `user:${session.userId}`,
-      userId: session.userId,
-      tenantId: session.tenantId,
-      clientId: request.client.clientId,
-      metadata: { scope: request.scope.join(' ') },
-    })
+    // The consent and its audit row commit together (one batch).
+    await c.var.db.http.batch([
+      upsertConsentStatement(c.var.db.http, session.userId, request.client.id, request.scope),
+      auditStatement(c.var.db.http, clientIp(c), {
+        type: 'consent_granted',
+        actor: `user:${session.userId}`,
+        userId: session.userId,
+        tenantId: session.tenantId,
+        clientId: request.client.clientId,
+        metadata: { scope: request.scope.join(' ') },
+      }),
+    ])
     return completeWithCode(c, request, session)
   })
 })

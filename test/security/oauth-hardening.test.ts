@@ -8,10 +8,12 @@ import {
   basicAuth,
   clientCredentialsToken,
   DEVICE_GRANT,
+  obtainCode,
   postForm,
   seedUser,
   type TestClient,
   type TokenSet,
+  webClient,
 } from '../helpers/oauth'
 import { adminHeaders, BASE, call, describeResponse, postJson } from '../helpers/worker'
 
@@ -196,6 +198,12 @@ describe('issue 9 #11: dynamic registration is rate-limited per IP and keeps cli
     expect(res.status, await describeResponse(res)).toBe(201)
     const { client_id: clientId } = (await res.json()) as TestClient
     expect(await auditCount('client_registered', clientId)).toBe(1)
+  })
+
+  it('an approved consent writes consent_granted with the consent', async () => {
+    const client = await webClient()
+    await obtainCode(client, await seedUser())
+    expect(await auditCount('consent_granted', client.client_id)).toBe(1)
   })
 
   it('an admin disabling a client writes client_disabled with the change; an unknown client writes nothing', async () => {
