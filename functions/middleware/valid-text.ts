@@ -1,4 +1,5 @@
 import type { Context, MiddlewareHandler } from 'hono'
+import { fromBase64Url } from '../crypto/encoding'
 import type { AppEnv } from '../env'
 import { ProblemError } from '../errors/problem'
 import {
@@ -13,15 +14,18 @@ import {
 const encoder = new TextEncoder()
 
 /**
- * Refuses, before any route runs, a request whose path, query string or body carries text that
- * `isValidText` rejects (NUL, other C0 controls but TAB/LF/CR, lone surrogates) or that is not
- * UTF-8: 400 `validation_failed`, which `/oauth/*` answers as `invalid_request`. Bodies are
+ * Refuses, before any route runs, a request whose path, query string, Basic credentials or body
+ * carries text that `isValidText` rejects (NUL, other C0 controls but TAB/LF/CR, lone surrogates)
+ * or that is not UTF-8: 400 `validation_failed`, which `/oauth/*` answers as `invalid_request`. Bodies are
  * read once here (Hono caches them for the route): form and multipart fields by name and value;
  * anything else must be UTF-8 and, when it is JSON, every string and key at any depth is checked.
  */
 export function validText(): MiddlewareHandler<AppEnv> {
   return async function validText(c, next) {
-    const fault = findUrlFault(new URL(c.req.url)) ?? (await findBodyFault(c))
+    const fault =
+      findUrlFault(new URL(c.req.url)) ??
+      findBasicCredentialsFault(c.req.header('authorization')) ??
+      (await findBodyFault(c))
     if (fault !== undefined) {
       const message =
         'must be UTF-8 text without NUL, control characters (other than tab and newline) or lone surrogates'
@@ -40,6 +44,26 @@ function findUrlFault(url: URL): TextFault | undefined {
     return { field: 'path' }
   }
   return findFormTextFault(encoder.encode(url.search.slice(1)), 'query')
+}
+
+/**
+ * HTTP Basic client credentials (RFC 6749 §2.3.1: form-encoded, then base64): a NUL there would
+ * otherwise reach the client lookup. Malformed base64 is left to client authentication.
+ */
+function findBasicCredentialsFault(header: string | undefined): TextFault | undefined {
+  const encoded = /^Basic +([A-Za-z0-9+/=_-]+) *$/i.exec(header ?? '')?.[1]
+  const bytes = encoded === undefined ? undefined : fromBase64Url(encoded)
+  if (bytes === undefined) {
+    return undefined
+  }
+  const colon = bytes.indexOf(0x3a)
+  const parts = colon === -1 ? [bytes] : [bytes.subarray(0, colon), bytes.subarray(colon + 1)]
+  return parts.every((part) => {
+    const text = percentDecode(part, true)
+    return text !== undefined && isValidText(text)
+  })
+    ? undefined
+    : { field: 'authorization' }
 }
 
 async function findBodyFault(c: Context<AppEnv>): Promise<TextFault | undefined> {

@@ -10,6 +10,7 @@ interface Attack {
   method: 'GET' | 'POST' | 'PATCH'
   path: string
   auth?: Auth
+  headers?: Record<string, string>
   /** A raw body and its content type. */
   body?: { type: string; text: string } | { multipart: Record<string, string> }
 }
@@ -45,6 +46,28 @@ const ATTACKS: Attack[] = [
   { name: 'api-key id path', method: 'GET', path: '/api-keys/a%00', auth: 'session' },
   { name: 'admin client disable path', method: 'POST', path: '/admin/clients/a%00/disable', auth: 'admin' },
   { name: 'admin user path, invalid UTF-8', method: 'GET', path: '/admin/users/%C0%80', auth: 'admin' },
+  // HTTP Basic client credentials (RFC 6749 §2.3.1: form-encoded inside base64).
+  {
+    name: 'Basic client_id a%00',
+    method: 'POST',
+    path: '/oauth/token',
+    headers: { authorization: `Basic ${btoa('a%00:secret')}` },
+    body: { type: FORM, text: 'grant_type=client_credentials' },
+  },
+  {
+    name: 'Basic client_id with a raw NUL',
+    method: 'POST',
+    path: '/oauth/introspect',
+    headers: { authorization: `Basic ${btoa('a\u0000:secret')}` },
+    body: { type: FORM, text: 'token=x' },
+  },
+  {
+    name: 'Basic client_secret %01',
+    method: 'POST',
+    path: '/oauth/revoke',
+    headers: { authorization: `Basic ${btoa('client:se%01cret')}` },
+    body: { type: FORM, text: 'token=x' },
+  },
   // Form bodies.
   {
     name: 'token client_id=a%00',
@@ -212,7 +235,7 @@ function headersFor(auth: Auth | undefined): Record<string, string> {
 }
 
 function send(attack: Attack): Promise<Response> {
-  const headers = headersFor(attack.auth)
+  const headers = { ...headersFor(attack.auth), ...attack.headers }
   const init: RequestInit = { method: attack.method, headers }
   if (attack.body !== undefined && 'multipart' in attack.body) {
     const form = new FormData()
