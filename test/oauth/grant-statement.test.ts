@@ -134,6 +134,19 @@ describe('issue 16: each grant is one statement — authentication, the grant an
     expect(await auditCount('code_replay_detected', client.client_id)).toBe(5)
   })
 
+  it('concurrent refreshes of one token: one rotation, one token_issued, every loser recorded as reuse', async () => {
+    const client = await webClient()
+    const tokens = (await (
+      await exchangeCode(client, await obtainCode(client, await seedUser()))
+    ).json()) as TokenSet
+    const answers = await Promise.all(
+      Array.from({ length: 6 }, () => refresh(client, tokens.refresh_token ?? '')),
+    )
+    expect(answers.map((r) => r.status).filter((s) => s === 200)).toHaveLength(1)
+    expect(await auditCount('token_issued', client.client_id)).toBe(2)
+    expect(await auditCount('refresh_token_reuse_detected', client.client_id)).toBe(5)
+  })
+
   it('refresh-token reuse is recorded in the statement that revokes the family', async () => {
     const client = await webClient()
     const tokens = (await (
