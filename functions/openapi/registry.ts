@@ -147,7 +147,12 @@ export function buildOpenApiDocument(issuer: string): JsonObject {
           description: 'ADMIN_TOKEN or an access token with scope admin',
         },
         bearerToken: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
-        sessionCookie: { type: 'apiKey', in: 'cookie', name: 'portcullis_session' },
+        sessionCookie: {
+          type: 'apiKey',
+          in: 'cookie',
+          // session-cookie.ts cookieName: __Host- prefixed with an https issuer.
+          name: issuer.startsWith('https://') ? '__Host-portcullis_session' : 'portcullis_session',
+        },
         clientBasic: { type: 'http', scheme: 'basic' },
       },
     },

@@ -230,6 +230,12 @@ describe('__Host- cookies with an https issuer (issue 9 item 13)', () => {
     expect(plain.status).toBe(401)
   })
 
+  it('documents the __Host- session cookie in OpenAPI', async () => {
+    const res = await callWith(HTTPS, '/openapi.json')
+    const doc = (await res.json()) as { components: { securitySchemes: { sessionCookie: { name: string } } } }
+    expect(doc.components.securitySchemes.sessionCookie.name).toBe('__Host-portcullis_session')
+  })
+
   it('signs out with the __Host- session through the landing page form', async () => {
     const user = await seedUser()
     const cookie = user.cookie.replace('portcullis_session=', '__Host-portcullis_session=')
