@@ -10,10 +10,10 @@ import {
   releaseAttemptsStatement,
   retryAfterSeconds,
 } from '../../db/queries/throttle'
+import { sessionCookieName } from '../auth/session-cookie'
 import { sha256Hex } from '../crypto/hash'
 import type { AppEnv } from '../env'
 import { ProblemError } from '../errors/problem'
-import { SESSION_COOKIE } from '../middleware/authenticate'
 import { clientIp } from '../middleware/client-ip'
 import { normalizeUserCode } from '../oauth/device-authorization'
 import { documentRoute } from '../openapi/registry'
@@ -21,7 +21,7 @@ import { CSRF_FIELD, issueCsrfToken, verifyCsrf } from './csrf'
 import { sendPage } from './layout'
 
 async function session(c: Context<AppEnv>): Promise<LiveSession | undefined> {
-  const cookie = getCookie(c, SESSION_COOKIE)
+  const cookie = getCookie(c, sessionCookieName(c.var.config))
   if (cookie === undefined || cookie.length === 0 || cookie.length > 128) {
     return undefined
   }
@@ -49,7 +49,7 @@ async function devicePage(
   options: DevicePageOptions,
   status: 200 | 400 | 429 = 200,
 ): Promise<Response> {
-  const csrf = issueCsrfToken(c)
+  const csrf = await issueCsrfToken(c)
   const client = options.client
   return sendPage(
     c,
