@@ -58,6 +58,19 @@ describe('admin users', () => {
   it('treats % and _ in the search text literally', async () => {
     await seedUser()
     expect((await listUsers('?q=%25')).data).toEqual([])
+    // `_` is LIKE's one-character wildcard: a_b must find a_b and not axb.
+    const tag = unique('like')
+    const [literal, lookalike] = [
+      await seedUser({ email: `${tag}-a_b@example.test` }),
+      await seedUser({ email: `${tag}-axb@example.test` }),
+    ]
+    const underscore = await listUsers(`?q=${encodeURIComponent(`${tag}-a_b`)}`)
+    expect(underscore.data.map((u) => u.email)).toEqual([literal.email])
+    expect((await listUsers(`?q=${encodeURIComponent(`${tag}-axb`)}`)).data.map((u) => u.email)).toEqual([
+      lookalike.email,
+    ])
+    // `%` likewise: tag-% matches nothing, although both addresses start with tag-.
+    expect((await listUsers(`?q=${encodeURIComponent(`${tag}-%`)}`)).data).toEqual([])
     expect((await listUsers(`?q=${encodeURIComponent("'; drop table users;--")}`)).data).toEqual([])
   })
 
