@@ -19,6 +19,8 @@ import { openapiJson } from './openapi/route'
 import { devicePages } from './pages/device'
 import { homePage } from './pages/home'
 import { loginPage } from './pages/login'
+import { tenantsAdmin } from './tenants/admin'
+import { tenants } from './tenants/routes'
 import { wellKnown } from './wellknown'
 
 /**
@@ -39,6 +41,8 @@ export function createApp(): Hono<AppEnv> {
   app.route('/auth', auth)
   app.route('/admin/users', usersAdmin)
   app.route('/admin/audit', auditAdmin)
+  app.route('/admin/tenants', tenantsAdmin)
+  app.route('/tenants', tenants)
   app.route('/login', loginPage)
   app.route('/', homePage)
   app.route('/.well-known', wellKnown)

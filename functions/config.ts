@@ -6,6 +6,7 @@ import {
 } from '../db/schema/constants'
 import { fromBase64Url } from './crypto/encoding'
 import type { Bindings } from './env'
+import { type FederationConfig, parseFederation } from './federation/config'
 
 export const BUILTIN_SCOPES = [
   'openid',
@@ -15,6 +16,7 @@ export const BUILTIN_SCOPES = [
   'apikeys:write',
   'apikeys:verify',
   'admin',
+  'tenant:admin',
 ] as const
 
 export interface MasterKey {
@@ -54,6 +56,10 @@ export interface Config {
   emailVerificationTtlSeconds: number
   deviceCodeTtlSeconds: number
   requireApproval: boolean
+  /** TENANT_SELF_SERVICE: any signed-in user may create a tenant (and becomes its owner). */
+  tenantSelfService: boolean
+  /** TENANT_INVITATION_TTL: how long an invitation link works. */
+  invitationTtlSeconds: number
   requireEmailVerification: boolean
   registrationPolicy: 'open' | 'token'
   /** Anonymous (no initial access token) client registrations allowed per IP per window. */
@@ -87,6 +93,8 @@ export interface Config {
   /** Where account mail goes (MAIL_PROVIDER); `log` only works for a loopback issuer. */
   mail: MailConfig
   mailFrom: string
+  /** Federated sign-in (issue 13): GITHUB_*, OIDC_PROVIDERS, FEDERATION_*. */
+  federation: FederationConfig
 }
 
 export const MAIL_PROVIDERS = ['webhook', 'resend', 'log'] as const
@@ -256,6 +264,8 @@ function readConfig(env: Bindings, problems: ConfigError[]): Config {
     emailVerificationTtlSeconds: read.seconds('EMAIL_VERIFICATION_TTL', 86_400),
     deviceCodeTtlSeconds: read.seconds('DEVICE_CODE_TTL', 600),
     requireApproval: read.flag('REQUIRE_APPROVAL', false),
+    tenantSelfService: read.flag('TENANT_SELF_SERVICE', false),
+    invitationTtlSeconds: read.seconds('TENANT_INVITATION_TTL', 7 * 86_400),
     requireEmailVerification: read.flag('REQUIRE_EMAIL_VERIFICATION', false),
     registrationPolicy: read.oneOf('REGISTRATION_POLICY', ['open', 'token'] as const, 'open'),
     registrationMaxPerIp: read.integer('REGISTRATION_MAX_PER_IP', 20, 1),
@@ -285,7 +295,20 @@ function readConfig(env: Bindings, problems: ConfigError[]): Config {
     argon2MaxQueue: read.integer('ARGON2_MAX_QUEUE', 16, 1),
     mail: attempt(() => parseMail(read, issuer), { provider: 'log' }),
     mailFrom: env.MAIL_FROM?.trim() || 'Portcullis <no-reply@localhost>',
+    federation: federation(env, read, problems),
   }
+}
+
+function federation(
+  env: Bindings,
+  read: ReturnType<typeof reader>,
+  problems: ConfigError[],
+): FederationConfig {
+  const parsed = parseFederation(env, read)
+  for (const problem of parsed.problems) {
+    record(problems, new ConfigError(problem.variable, problem.reason))
+  }
+  return parsed.config
 }
 
 const REGISTRABLE_GRANT_TYPES = [

@@ -43,6 +43,8 @@ export const PURGE_RULES: readonly PurgeRule[] = [
   { table: 'password_resets', expired: ({ now }) => sql`expires_at < ${now}` },
   { table: 'revoked_access_tokens', expired: ({ now }) => sql`expires_at < ${now}` },
   { table: 'login_throttles', expired: ({ now }) => sql`expires_at < ${now}` },
+  // Accepted invitations go too once expired: membership is the lasting record, audit the history.
+  { table: 'tenant_invitations', expired: ({ now }) => sql`expires_at < ${now}` },
   {
     table: 'api_key_usage',
     expired: ({ now, usageRetentionDays }) => sql`created_at < ${daysBefore(now, usageRetentionDays)}`,

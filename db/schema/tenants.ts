@@ -12,6 +12,7 @@ export const tenants = pgTable(
     plan: text('plan', { enum: TENANT_PLANS }).notNull().default('free'),
     active: boolean('active').notNull().default(true),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+    updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
   },
   (t) => [check('tenants_plan_ck', sql`${t.plan} in (${sql.raw(inList(TENANT_PLANS))})`)],
 )
@@ -32,5 +33,33 @@ export const tenantMembers = pgTable(
     primaryKey({ columns: [t.tenantId, t.userId] }),
     index('tenant_members_user_idx').on(t.userId),
     check('tenant_members_role_ck', sql`${t.role} in (${sql.raw(inList(TENANT_ROLES))})`),
+  ],
+)
+
+/**
+ * Invitations to join a tenant by email: the raw token goes out in the mail, only its SHA-256 is
+ * stored. Single use (`accepted_at`), expiring; the purge deletes expired rows.
+ */
+export const tenantInvitations = pgTable(
+  'tenant_invitations',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    email: text('email').notNull(),
+    role: text('role', { enum: TENANT_ROLES }).notNull().default('member'),
+    tokenHash: text('token_hash').notNull().unique(),
+    /** `user:<id>` or `admin`: who sent it. */
+    invitedBy: text('invited_by').notNull(),
+    expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
+    acceptedAt: timestamp('accepted_at', { withTimezone: true }),
+    acceptedBy: uuid('accepted_by').references(() => users.id, { onDelete: 'set null' }),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    index('tenant_invitations_tenant_idx').on(t.tenantId, t.createdAt),
+    index('tenant_invitations_expires_at_idx').on(t.expiresAt),
+    check('tenant_invitations_role_ck', sql`${t.role} in (${sql.raw(inList(TENANT_ROLES))})`),
   ],
 )

@@ -34,6 +34,13 @@ export const AUDIT_EVENT_TYPES = [
   'api_key_rotated',
   'signing_key_rotated',
   'tenant_created',
+  'tenant_updated',
+  'member_role_changed',
+  'member_removed',
+  'invitation_created',
+  'invitation_accepted',
+  'user_promoted',
+  'user_demoted',
   'admin_action',
   'purge_completed',
 ] as const

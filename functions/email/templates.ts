@@ -1,4 +1,4 @@
-export type EmailTemplate = 'verify_email' | 'password_reset'
+export type EmailTemplate = 'verify_email' | 'password_reset' | 'tenant_invitation'
 
 export interface RenderedEmail {
   template: EmailTemplate
@@ -69,5 +69,22 @@ export function renderPasswordResetEmail(link: string, ttlSeconds: number): Rend
       'Choose a new password',
       expires,
     ),
+  }
+}
+
+/** The invitation to join a tenant; `link` carries the raw token. */
+export function renderInvitationEmail(
+  tenantName: string,
+  role: string,
+  link: string,
+  ttlSeconds: number,
+): RenderedEmail {
+  const expires = `The invitation expires in ${describeDuration(ttlSeconds)} and works once, for the account with this address. If you did not expect it, ignore this message.`
+  const intro = `You are invited to join ${tenantName} on Portcullis as ${role === 'admin' ? 'an' : 'a'} ${role}.`
+  return {
+    template: 'tenant_invitation',
+    subject: `Join ${tenantName}`,
+    text: `Join ${tenantName}\n\n${intro} Sign in with this address, then open this link:\n\n${link}\n\n${expires}\n`,
+    html: htmlBody(`Join ${tenantName}`, intro, link, 'Accept the invitation', expires),
   }
 }

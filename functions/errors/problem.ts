@@ -19,6 +19,8 @@ export const PROBLEMS = {
   method_not_allowed: { status: 405, title: 'Method not allowed' },
   conflict: { status: 409, title: 'The request conflicts with the current state' },
   email_taken: { status: 409, title: 'An account with this email already exists' },
+  slug_taken: { status: 409, title: 'A tenant with this slug already exists' },
+  last_owner: { status: 409, title: 'A tenant must keep at least one owner' },
   payload_too_large: { status: 413, title: 'The request body is too large' },
   unsupported_media_type: { status: 415, title: 'Unsupported content type' },
   rate_limited: { status: 429, title: 'Too many requests' },

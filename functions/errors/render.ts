@@ -38,6 +38,8 @@ const OAUTH_EQUIVALENT: Record<ProblemCode, OAuthErrorCode> = {
   method_not_allowed: 'method_not_allowed',
   conflict: 'invalid_request',
   email_taken: 'invalid_request',
+  slug_taken: 'invalid_request',
+  last_owner: 'invalid_request',
   payload_too_large: 'invalid_request',
   unsupported_media_type: 'invalid_request',
   rate_limited: 'slow_down',
