@@ -1,6 +1,6 @@
 import { and, eq, sql } from 'drizzle-orm'
 import { describe, expect, it } from 'vitest'
-import { apiKeyRateWindows, apiKeyUsageCounters, tenants, users } from '../../db/schema'
+import { apiKeyRateWindows, apiKeys, apiKeyUsageCounters, tenants, users } from '../../db/schema'
 import { checksumOf } from '../../functions/apikeys/key-format'
 import {
   createKey,
@@ -121,6 +121,19 @@ describe('a verify is one statement in all: check, charge and record', () => {
     expect(await quotaUsed(key.id)).toBe(1)
     // Nothing deferred either: the figure stays at one.
     await expectRoundTrips(res, { httpRequests: 1, httpQueries: 1, wsConnections: 0, wsClientMessages: 0 })
+  })
+
+  it('moves last_used_at forward to the minute: not rewritten by every verify, never backwards', async () => {
+    const key = await createKeyAsAdmin()
+    await verifyKey(key.key)
+    const first = (await keyRow(key.id))?.lastUsedAt
+    await verifyKey(key.key)
+    expect((await keyRow(key.id))?.lastUsedAt).toEqual(first)
+    // A stamp over a minute old moves to this call's time.
+    const old = new Date(Date.now() - 61_000)
+    await testDb().update(apiKeys).set({ lastUsedAt: old }).where(eq(apiKeys.id, key.id))
+    await verifyKey(key.key)
+    expect((await keyRow(key.id))?.lastUsedAt?.getTime()).toBeGreaterThan(old.getTime() + 60_000)
   })
 
   it('counts refusals as failures in the same statement (QUOTA_EXCEEDED), with no charge', async () => {
