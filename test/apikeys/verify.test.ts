@@ -6,6 +6,7 @@ import {
   createKey,
   createKeyAsAdmin,
   eventually,
+  inOneUtcMonth,
   keyRow,
   quotaUsed,
   seedUser,
@@ -31,31 +32,37 @@ const NULL_FIELDS = {
   ratelimit: null,
 }
 
+/** A test body that compares with this UTC month: rerun once if the month turned under it. */
+const monthly = (body: () => Promise<void>) => () => inOneUtcMonth(body)
+
 function nextMonth(): string {
   const start = startOfUtcMonth()
   return new Date(Date.UTC(start.getUTCFullYear(), start.getUTCMonth() + 1, 1)).toISOString()
 }
 
 describe('POST /api-keys/verify', () => {
-  it('answers VALID with the key’s owner, tier, scopes, metadata and limits', async () => {
-    const user = await seedUser()
-    const key = await createKey(user.headers, { scopes: ['read'], metadata: { plan: 'x' } })
-    const res = await verify({ key: key.key, endpoint: '/things' })
-    expect(res.status, await describeResponse(res)).toBe(200)
-    expect(res.headers.get('cache-control')).toBe('no-store')
-    expect(await res.json()).toEqual({
-      valid: true,
-      code: 'VALID',
-      key_id: key.id,
-      owner_id: user.id,
-      tenant_id: user.tenantId,
-      tier: 'trial',
-      scopes: ['read'],
-      metadata: { plan: 'x' },
-      quota: { limit: 10_000, remaining: 9_999, reset_at: nextMonth() },
-      ratelimit: { limit: null, remaining: null, reset_at: null },
-    })
-  })
+  it(
+    'answers VALID with the key’s owner, tier, scopes, metadata and limits',
+    monthly(async () => {
+      const user = await seedUser()
+      const key = await createKey(user.headers, { scopes: ['read'], metadata: { plan: 'x' } })
+      const res = await verify({ key: key.key, endpoint: '/things' })
+      expect(res.status, await describeResponse(res)).toBe(200)
+      expect(res.headers.get('cache-control')).toBe('no-store')
+      expect(await res.json()).toEqual({
+        valid: true,
+        code: 'VALID',
+        key_id: key.id,
+        owner_id: user.id,
+        tenant_id: user.tenantId,
+        tier: 'trial',
+        scopes: ['read'],
+        metadata: { plan: 'x' },
+        quota: { limit: 10_000, remaining: 9_999, reset_at: nextMonth() },
+        ratelimit: { limit: null, remaining: null, reset_at: null },
+      })
+    }),
+  )
 
   it('has written the usage row and last_used_at by the time it answers', async () => {
     const key = await createKeyAsAdmin()
@@ -118,37 +125,46 @@ describe('POST /api-keys/verify', () => {
     expect(await verifyKey(key.key)).toEqual({ ...NULL_FIELDS, code: 'EXPIRED' })
   })
 
-  it('answers QUOTA_EXCEEDED at the monthly limit without counting the refused call', async () => {
-    const key = await createKeyAsAdmin({ tier: 'starter' })
-    await setQuotaUsed(key.id, 49_999)
-    const last = await verifyKey(key.key)
-    expect(last).toMatchObject({ valid: true, code: 'VALID', quota: { limit: 50_000, remaining: 0 } })
-    const refused = await verifyKey(key.key)
-    expect(refused).toMatchObject({
-      valid: false,
-      code: 'QUOTA_EXCEEDED',
-      key_id: key.id,
-      quota: { limit: 50_000, remaining: 0, reset_at: nextMonth() },
-    })
-    expect(await quotaUsed(key.id)).toBe(50_000)
-  })
+  it(
+    'answers QUOTA_EXCEEDED at the monthly limit without counting the refused call',
+    monthly(async () => {
+      const key = await createKeyAsAdmin({ tier: 'starter' })
+      await setQuotaUsed(key.id, 49_999)
+      const last = await verifyKey(key.key)
+      expect(last).toMatchObject({ valid: true, code: 'VALID', quota: { limit: 50_000, remaining: 0 } })
+      const refused = await verifyKey(key.key)
+      expect(refused).toMatchObject({
+        valid: false,
+        code: 'QUOTA_EXCEEDED',
+        key_id: key.id,
+        quota: { limit: 50_000, remaining: 0, reset_at: nextMonth() },
+      })
+      expect(await quotaUsed(key.id)).toBe(50_000)
+    }),
+  )
 
-  it('starts a fresh quota each UTC month without a reset job', async () => {
-    const key = await createKeyAsAdmin()
-    const lastMonth = new Date(startOfUtcMonth().getTime() - 1)
-    await setQuotaUsed(key.id, 10_000, startOfUtcMonth(lastMonth))
-    expect(await verifyKey(key.key)).toMatchObject({ code: 'VALID', quota: { remaining: 9_999 } })
-  })
+  it(
+    'starts a fresh quota each UTC month without a reset job',
+    monthly(async () => {
+      const key = await createKeyAsAdmin()
+      const lastMonth = new Date(startOfUtcMonth().getTime() - 1)
+      await setQuotaUsed(key.id, 10_000, startOfUtcMonth(lastMonth))
+      expect(await verifyKey(key.key)).toMatchObject({ code: 'VALID', quota: { remaining: 9_999 } })
+    }),
+  )
 
-  it('never limits enterprise keys', async () => {
-    const key = await createKeyAsAdmin({ tier: 'enterprise' })
-    await setQuotaUsed(key.id, 10_000_000)
-    expect(await verifyKey(key.key)).toMatchObject({
-      valid: true,
-      code: 'VALID',
-      quota: { limit: null, remaining: null, reset_at: nextMonth() },
-    })
-  })
+  it(
+    'never limits enterprise keys',
+    monthly(async () => {
+      const key = await createKeyAsAdmin({ tier: 'enterprise' })
+      await setQuotaUsed(key.id, 10_000_000)
+      expect(await verifyKey(key.key)).toMatchObject({
+        valid: true,
+        code: 'VALID',
+        quota: { limit: null, remaining: null, reset_at: nextMonth() },
+      })
+    }),
+  )
 
   it('answers RATE_LIMITED past the per-key window limit without spending quota', async () => {
     const key = await createKeyAsAdmin({ rate_limit: { limit: 2, window_seconds: 3600 } })

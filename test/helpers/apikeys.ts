@@ -108,6 +108,23 @@ export function startOfUtcMonth(now = new Date()): Date {
   return new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1))
 }
 
+/**
+ * Runs a test body whose expectations name the current UTC month (quota period, reset_at),
+ * computed here and by the Worker each from its own clock. If the month turned while it ran
+ * and the body failed, it runs once more inside the new month; any other failure stands.
+ */
+export async function inOneUtcMonth<T>(body: () => Promise<T>): Promise<T> {
+  const before = startOfUtcMonth().getTime()
+  try {
+    return await body()
+  } catch (error) {
+    if (startOfUtcMonth().getTime() === before) {
+      throw error
+    }
+    return body()
+  }
+}
+
 /** Sets this month's quota counter of a key (as if it had been used `used` times). */
 export async function setQuotaUsed(keyId: string, used: number, periodStart = startOfUtcMonth()) {
   await testDb()
