@@ -16,6 +16,11 @@ export async function findClient(x: Executor, clientId: string): Promise<OAuthCl
   return row
 }
 
+/** `findClient` as a statement for the caller's batch (its first row is the client). */
+export function findClientStatement(x: Executor, clientId: string) {
+  return x.select().from(oauthClients).where(eq(oauthClients.clientId, clientId)).limit(1)
+}
+
 /** RFC 7592: the enabled client this registration access token manages. One round trip. */
 export async function findClientForManagement(
   x: Executor,

@@ -417,17 +417,44 @@ export async function revokeRefreshFamily(
   return Number(row?.revoked ?? 0)
 }
 
-/** RFC 7662 for refresh tokens: the live token of this client, with its user's status. */
-export async function findLiveRefreshToken(x: Executor, tokenHash: string, clientUuid: string, now: Date) {
-  const [row] = await queryRows<Record<string, unknown>>(
-    x,
+/** A live refresh token as introspection reports it. */
+export interface LiveRefreshToken {
+  id: string
+  user_id: string
+  scope: string
+  resource: string | null
+  exp: number
+  iat: number
+}
+
+/**
+ * RFC 7662 for refresh tokens: the live token issued to the client with this public client_id,
+ * its user active. A statement for the caller's batch (with the client lookup); `liveRefreshToken`
+ * reads its result.
+ */
+export function findLiveRefreshTokenStatement(x: Executor, tokenHash: string, clientId: string, now: Date) {
+  return x.execute(
     sql`select r.id::text as id, r.user_id::text as user_id, r.scope, r.resource,
                floor(extract(epoch from r.expires_at))::int as exp, floor(extract(epoch from r.created_at))::int as iat
-        from refresh_tokens r join users u on u.id = r.user_id
-        where r.token_hash = ${tokenHash} and r.client_id = ${clientUuid} and r.revoked_at is null
+        from refresh_tokens r join users u on u.id = r.user_id join oauth_clients c on c.id = r.client_id
+        where r.token_hash = ${tokenHash} and c.client_id = ${clientId} and r.revoked_at is null
           and r.replaced_by is null and r.expires_at > ${now} and u.status = 'active'`,
   )
-  return row
+}
+
+export function liveRefreshToken(result: unknown): LiveRefreshToken | undefined {
+  const [row] = (result as { rows?: Record<string, unknown>[] }).rows ?? []
+  if (row === undefined) {
+    return undefined
+  }
+  return {
+    id: String(row.id),
+    user_id: String(row.user_id),
+    scope: String(row.scope),
+    resource: row.resource === null ? null : String(row.resource),
+    exp: Number(row.exp),
+    iat: Number(row.iat),
+  }
 }
 
 /** Scopes the user already granted this client (remembered consent). */

@@ -1,7 +1,7 @@
 import { Hono } from 'hono'
 import * as v from 'valibot'
-import { findClient } from '../../db/queries/oauth-clients'
-import { findLiveRefreshToken } from '../../db/queries/oauth-grants'
+import { findClient, findClientStatement } from '../../db/queries/oauth-clients'
+import { findLiveRefreshTokenStatement, liveRefreshToken } from '../../db/queries/oauth-grants'
 import { type OAuthClientRow, readAccessTokenState } from '../../db/queries/oauth-tokens'
 import { sha256Hex } from '../crypto/hash'
 import type { AppEnv } from '../env'
@@ -36,8 +36,8 @@ function mayIntrospect(caller: OAuthClientRow, claims: AccessTokenClaims): boole
 /**
  * POST /oauth/introspect (RFC 7662): confidential clients only (a public client gets 401
  * `invalid_client`). Revoked, expired, suspended-user or not-yours tokens are `{ active: false }`.
- * Round trips for an access token: ONE (caller client, revocation and user status together); for
- * a refresh token: two.
+ * Round trips: ONE for an access token (caller client, revocation and user status together) and
+ * ONE for a refresh token (client and token read in one batch).
  */
 export const introspect = new Hono<AppEnv>().post('/', async (c) => {
   const params = await readOAuthBody(c)
@@ -97,16 +97,15 @@ export const introspect = new Hono<AppEnv>().post('/', async (c) => {
     await checkClientCredentials(await findClient(c.var.db.http, credentials.clientId), credentials, now)
     return c.json(INACTIVE, 200, NO_STORE)
   }
-  const client = await checkClientCredentials(
-    await findClient(c.var.db.http, credentials.clientId),
-    credentials,
-    now,
-  )
-  // Refresh tokens are introspectable only by the client they were issued to.
-  const refresh =
-    token.length <= 200
-      ? await findLiveRefreshToken(c.var.db.http, await sha256Hex(token), client.id, now)
-      : undefined
+  // Refresh tokens are introspectable only by the client they were issued to. The client and the
+  // token are read in one batch (one round trip); the token counts only once the client is checked.
+  const tokenHash = token.length <= 200 ? await sha256Hex(token) : ''
+  const [clients, tokens] = await c.var.db.http.batch([
+    findClientStatement(c.var.db.http, credentials.clientId),
+    findLiveRefreshTokenStatement(c.var.db.http, tokenHash, credentials.clientId, now),
+  ])
+  const client = await checkClientCredentials(clients[0], credentials, now)
+  const refresh = liveRefreshToken(tokens)
   if (refresh === undefined) {
     return c.json(INACTIVE, 200, NO_STORE)
   }

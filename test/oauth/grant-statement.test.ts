@@ -13,6 +13,7 @@ import {
   type TokenSet,
   webClient,
 } from '../helpers/oauth'
+import { expectRoundTrips } from '../helpers/round-trips'
 import { describeResponse } from '../helpers/worker'
 
 /** Audit rows of this type for this client, read the moment the response is in (no waiting). */
@@ -172,5 +173,32 @@ describe('issue 16: each grant is one statement — authentication, the grant an
     // Already revoked: nothing changes, nothing is recorded.
     await postForm('/oauth/revoke', { token: tokens.refresh_token ?? '' }, basicAuth(client))
     expect(await auditCount('token_revoked', client.client_id)).toBe(2)
+  })
+
+  it('refresh-token introspection: one round trip, own client only, credentials checked', async () => {
+    const client = await webClient()
+    const other = await webClient()
+    const tokens = (await (
+      await exchangeCode(client, await obtainCode(client, await seedUser()))
+    ).json()) as TokenSet
+    const own = await postForm('/oauth/introspect', { token: tokens.refresh_token ?? '' }, basicAuth(client))
+    expect(await own.json()).toMatchObject({
+      active: true,
+      token_type: 'refresh_token',
+      client_id: client.client_id,
+    })
+    await expectRoundTrips(own, { httpRequests: 1 })
+    const foreign = await postForm(
+      '/oauth/introspect',
+      { token: tokens.refresh_token ?? '' },
+      basicAuth(other),
+    )
+    expect(await foreign.json()).toEqual({ active: false })
+    const wrong = await postForm(
+      '/oauth/introspect',
+      { token: tokens.refresh_token ?? '' },
+      basicAuth({ ...client, client_secret: 'wrong' }),
+    )
+    expect(wrong.status, await describeResponse(wrong)).toBe(401)
   })
 })
