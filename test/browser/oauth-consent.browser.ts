@@ -12,12 +12,11 @@ function base64url(bytes: Buffer): string {
 
 /**
  * login → consent → redirect back with a code, in a real browser, then the code is exchanged.
- * Signs in through the /login form when it is served, else with a seeded session cookie.
+ * Signs in through the /login form (never a seeded cookie: the form is part of what is tested).
  */
 export async function run({ baseUrl, databaseUrl, browser, adminToken }: BrowserContext): Promise<void> {
   const email = `browser-${randomBytes(6).toString('hex')}@example.com`
   const password = `Pw-${randomBytes(12).toString('hex')}`
-  const sessionToken = base64url(randomBytes(32))
   const db = new pg.Client({ connectionString: databaseUrl })
   await db.connect()
   try {
@@ -37,10 +36,6 @@ export async function run({ baseUrl, databaseUrl, browser, adminToken }: Browser
     )
     const userId = rows[0]?.id
     assert.ok(userId)
-    await db.query(
-      `insert into sessions (token_hash, user_id, expires_at) values ($1, $2, now() + interval '1 hour')`,
-      [createHash('sha256').update(sessionToken).digest('hex'), userId],
-    )
   } finally {
     await db.end()
   }
@@ -74,23 +69,16 @@ export async function run({ baseUrl, databaseUrl, browser, adminToken }: Browser
   const page = await context.newPage()
   try {
     await page.goto(authorizeUrl)
-    if (
-      new URL(page.url()).pathname === '/login' &&
-      (await page.locator('input[name="email"]').count()) > 0
-    ) {
-      await page.fill('input[name="email"]', email)
-      await page.fill('input[name="password"]', password)
-      await Promise.all([
-        page.waitForURL((url) => url.pathname !== '/login'),
-        page.locator('form button[type="submit"], form input[type="submit"]').first().click(),
-      ])
-    } else {
-      // No login page yet: sign in with the seeded session instead.
-      await context.addCookies([
-        { name: 'portcullis_session', value: sessionToken, url: baseUrl, httpOnly: true, sameSite: 'Lax' },
-      ])
-      await page.goto(authorizeUrl)
-    }
+    // A signed-out visitor must be sent to the /login form; no fallback to a planted cookie,
+    // or a broken login page would go unnoticed.
+    assert.equal(new URL(page.url()).pathname, '/login', `expected the login page, got ${page.url()}`)
+    assert.ok((await page.locator('input[name="email"]').count()) > 0, '/login rendered no email field')
+    await page.fill('input[name="email"]', email)
+    await page.fill('input[name="password"]', password)
+    await Promise.all([
+      page.waitForURL((url) => url.pathname !== '/login'),
+      page.locator('form button[type="submit"], form input[type="submit"]').first().click(),
+    ])
     assert.equal(
       new URL(page.url()).pathname,
       '/oauth/authorize',

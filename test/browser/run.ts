@@ -8,12 +8,18 @@ import { pathToFileURL } from 'node:url'
 import { chromium } from 'playwright-core'
 import { launchLocalDatabase } from '../../db/local/launch'
 import { migrateDatabase } from '../../db/migrate'
+import { assertDisposableTestDatabase } from '../setup/database-guard'
 import type { BrowserContext, BrowserTest } from './context'
 
 /**
  * Headless-browser tests: a browser cannot reach the in-workerd test Worker, so this brings up
  * the local database, `wrangler dev` on a free port and Debian's chromium, then runs every
  * `test/browser/*.browser.ts` (or the files named on the command line).
+ *
+ * One rule for a missing Chromium: skipped with a message (exit 0), unless REQUIRE_BROWSER=1
+ * (CI), which makes it a failure. With TEST_DATABASE_URL set (CI) the tests run against that
+ * real Postgres (same loopback/test-name guard as the vitest setup), else the embedded one;
+ * REQUIRE_REAL_POSTGRES=1 refuses the embedded fallback.
  */
 const ROOT = resolve(import.meta.dirname, '..', '..')
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
@@ -76,13 +82,22 @@ async function main(): Promise<number> {
     return 0
   }
   if (!existsSync(CHROMIUM)) {
+    const required = process.env.REQUIRE_BROWSER === '1'
     console.error(
-      `browser: ${CHROMIUM} not found; install Debian's chromium (apt-get install chromium) or set CHROMIUM_PATH`,
+      `browser: ${CHROMIUM} not found; install Debian's chromium (apt-get install chromium) or set CHROMIUM_PATH` +
+        (required ? ' (REQUIRE_BROWSER=1: failing)' : '; browser tests skipped'),
     )
+    return required ? 1 : 0
+  }
+  const realUrl = process.env.TEST_DATABASE_URL?.trim() || undefined
+  if (realUrl !== undefined) {
+    assertDisposableTestDatabase(realUrl)
+  } else if (process.env.REQUIRE_REAL_POSTGRES === '1') {
+    console.error('browser: REQUIRE_REAL_POSTGRES=1 but TEST_DATABASE_URL is not set')
     return 1
   }
   const workDir = mkdtempSync(join(tmpdir(), 'portcullis-browser-'))
-  const database = await launchLocalDatabase({ dataDir: join(workDir, 'pg') })
+  const database = await launchLocalDatabase({ databaseUrl: realUrl, dataDir: join(workDir, 'pg') })
   let wrangler: ChildProcess | undefined
   try {
     await migrateDatabase(database.databaseUrl)
