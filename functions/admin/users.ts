@@ -1,15 +1,17 @@
 import { type Context, Hono } from 'hono'
 import * as v from 'valibot'
+import { setPlatformAdmin } from '../../db/queries/tenants'
 import { findUserById, listUsers, transitionUserStatus, type UserRow } from '../../db/queries/users'
 import { USER_STATUSES, type UserStatus } from '../../db/schema/constants'
 import { isUuid } from '../../db/uuid'
-import { type AuditEventType, recordAudit } from '../audit/record'
+import { type AuditEventType, auditRow, recordAudit } from '../audit/record'
 import { decodeCursor, PageLimit, paginate } from '../auth/cursor'
 import { endUserAccess } from '../auth/end-user-access'
 import { UserJsonSchema } from '../auth/schemas'
 import { toUserJson } from '../auth/user-view'
 import type { AppEnv } from '../env'
 import { ProblemError } from '../errors/problem'
+import { clientIp } from '../middleware/client-ip'
 import { requireAdmin } from '../middleware/require-admin'
 import { documentRoute } from '../openapi/registry'
 import { queryParams } from '../validation/json-body'
@@ -105,6 +107,41 @@ async function applyTransition(c: Context<AppEnv>, action: keyof typeof TRANSITI
   return c.json({ user: toUserJson(user) }, 200, NO_STORE)
 }
 
+for (const action of ['promote', 'demote'] as const) {
+  documentRoute({
+    method: 'post',
+    path: `/admin/users/{id}/${action}`,
+    summary:
+      action === 'promote'
+        ? 'Make a user a platform admin (is_admin; audited user_promoted)'
+        : 'Take platform admin rights away (audited user_demoted); their admin-scoped tokens stop working at once',
+    tags: ['admin'],
+    security: ['adminToken'],
+    responses: { 200: { description: 'The user', schema: UserResponse } },
+  })
+}
+
+async function setAdmin(c: Context<AppEnv>, isAdmin: boolean): Promise<Response> {
+  const id = c.req.param('id') ?? ''
+  if (!isUuid(id)) {
+    throw new ProblemError('not_found', { detail: 'No such user' })
+  }
+  const db = c.var.db.http
+  // The change and its audit row are one statement; repeating it is a 200 with nothing written.
+  const outcome = await setPlatformAdmin(
+    db,
+    id,
+    isAdmin,
+    new Date(),
+    auditRow({ type: isAdmin ? 'user_promoted' : 'user_demoted', actor: actorOf(c) }, clientIp(c)),
+  )
+  const user = outcome === undefined ? undefined : await findUserById(db, id)
+  if (user === undefined) {
+    throw new ProblemError('not_found', { detail: 'No such user' })
+  }
+  return c.json({ user: toUserJson(user) }, 200, NO_STORE)
+}
+
 /** `/admin/users`: list and moderate accounts (ADMIN_TOKEN or an admin-scoped token). */
 export const usersAdmin = new Hono<AppEnv>()
   .use(requireAdmin())
@@ -125,3 +162,5 @@ export const usersAdmin = new Hono<AppEnv>()
   .post('/:id/approve', (c) => applyTransition(c, 'approve'))
   .post('/:id/suspend', (c) => applyTransition(c, 'suspend'))
   .post('/:id/reinstate', (c) => applyTransition(c, 'reinstate'))
+  .post('/:id/promote', (c) => setAdmin(c, true))
+  .post('/:id/demote', (c) => setAdmin(c, false))

@@ -92,7 +92,7 @@ export async function validateAuthorizationRequest(
   let scope: string[]
   let resource: string | null
   try {
-    scope = grantableScope(param(params, 'scope'), client.scope, ['admin', 'apikeys:verify'])
+    scope = grantableScope(param(params, 'scope'), client.scope, ['admin', 'apikeys:verify', 'tenant:admin'])
     resource = parseResource(param(params, 'resource'))
   } catch (error) {
     if (error instanceof OAuthError) {

@@ -17,7 +17,7 @@ export const GRANT_TYPES = [
   DEVICE_CODE_GRANT,
 ] as const
 /** Scopes only an administrator may give a client (DESIGN: open registration never grants them). */
-export const PRIVILEGED_SCOPES: ReadonlySet<string> = new Set(['apikeys:verify', 'admin'])
+export const PRIVILEGED_SCOPES: ReadonlySet<string> = new Set(['apikeys:verify', 'admin', 'tenant:admin'])
 export const ID_TOKEN_ALGS = ['RS256', 'ES256', 'EdDSA'] as const satisfies readonly SigningAlgorithm[]
 
 /** The JWS algorithm of a client's id_tokens: what it registered, RS256 otherwise (OIDC default). */

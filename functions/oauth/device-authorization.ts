@@ -44,7 +44,7 @@ export const deviceAuthorization = new Hono<AppEnv>().post('/', async (c) => {
   if (!client.grantTypes.includes(DEVICE_CODE_GRANT)) {
     throw new OAuthError('unauthorized_client', { description: 'This client may not use the device grant' })
   }
-  const scope = grantableScope(param(params, 'scope'), client.scope, ['admin', 'apikeys:verify'])
+  const scope = grantableScope(param(params, 'scope'), client.scope, ['admin', 'apikeys:verify', 'tenant:admin'])
   const resource = parseResource(param(params, 'resource'))
   const deviceCode = randomToken(32)
   const userCode = newUserCode()
