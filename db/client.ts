@@ -96,7 +96,6 @@ function configureDriver(gatewayUrl: string | undefined, timeoutMs: number): voi
 
 // Network failures, 5xx answers and calls past their deadline become DatabaseUnavailableError
 // (the driver keeps it as `sourceError`), so the edge can answer 503 rather than 500 or hang.
-// The deadline covers reading the body too: the signal stays armed until the driver has it.
 async function fetchThroughGateway(input: string | URL | Request, init?: RequestInit): Promise<Response> {
   const requestId = requestScope.getStore()
   const headers = new Headers(init?.headers)
@@ -121,7 +120,25 @@ async function fetchThroughGateway(input: string | URL | Request, init?: Request
     await response.body?.cancel().catch(() => {})
     throw new DatabaseUnavailableError(`database answered HTTP ${response.status}`)
   }
-  return response
+  // Read the body here, under the same deadline, so a stall mid-body (or the deadline firing
+  // while the driver reads it) surfaces as DatabaseUnavailableError, never as a bare
+  // TimeoutError that would render as a 500.
+  let body: ArrayBuffer
+  try {
+    body = await response.arrayBuffer()
+  } catch (cause) {
+    throw deadline.aborted
+      ? new DatabaseUnavailableError(`database call exceeded its ${timeoutMs} ms deadline`, {
+          cause,
+          reason: 'timeout',
+        })
+      : new DatabaseUnavailableError('database connection lost mid-answer', { cause })
+  }
+  return new Response(body, {
+    status: response.status,
+    statusText: response.statusText,
+    headers: response.headers,
+  })
 }
 
 /** Builds the request's database handle. Cheap: nothing connects until a query runs. */
