@@ -26,7 +26,11 @@ export default defineConfig({
     })),
   ],
   test: {
-    globalSetup: ['./test/setup/global-setup.ts', './test/setup/fake-mail-api.ts'],
+    globalSetup: [
+      './test/setup/global-setup.ts',
+      './test/setup/fake-mail-api.ts',
+      './test/setup/fake-federation.ts',
+    ],
     include: ['test/**/*.test.ts'],
     testTimeout: 30_000,
     hookTimeout: 60_000,

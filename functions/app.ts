@@ -9,6 +9,7 @@ import { auth } from './auth/routes'
 import type { AppEnv } from './env'
 import { ProblemError } from './errors/problem'
 import { renderError } from './errors/render'
+import { federation } from './federation/routes'
 import { healthz } from './health/healthz'
 import { allowedMethodsFinder } from './method-not-allowed'
 import { bodyLimit } from './middleware/body-limit'
@@ -44,6 +45,7 @@ export function createApp(): Hono<AppEnv> {
   app.route('/admin/tenants', tenantsAdmin)
   app.route('/tenants', tenants)
   app.route('/login', loginPage)
+  app.route('/federated', federation)
   app.route('/', homePage)
   app.route('/.well-known', wellKnown)
   app.route('/oauth', oauth)

@@ -41,6 +41,8 @@ export const AUDIT_EVENT_TYPES = [
   'invitation_accepted',
   'user_promoted',
   'user_demoted',
+  'identity_linked',
+  'identity_unlinked',
   'admin_action',
   'purge_completed',
 ] as const

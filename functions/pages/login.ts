@@ -18,6 +18,25 @@ interface LoginFormState {
   error?: string
 }
 
+/** One "Continue with …" link per enabled provider (issue 13), carrying return_to through the flow. */
+function federatedButtons(c: Context<AppEnv>, returnTo: string) {
+  const providers = c.var.config.federation.providers
+  if (providers.length === 0) {
+    return ''
+  }
+  return html`<style>
+      .federated { display: grid; gap: 8px; margin-top: 18px; }
+      a.provider { display: block; text-align: center; padding: 10px 14px; border: 1px solid var(--border);
+        border-radius: 8px; color: inherit; text-decoration: none; font-weight: 600; }
+    </style>
+    <div class="federated">
+    ${providers.map(
+      (p) =>
+        html`<a class="provider" href="/federated/${p.id}/start?return_to=${encodeURIComponent(returnTo)}">Continue with ${p.name}</a>`,
+    )}
+  </div>`
+}
+
 async function renderLogin(c: Context<AppEnv>, state: LoginFormState, status: 200 | FailureStatus = 200) {
   const csrf = await issueCsrfToken(c)
   return sendPage(
@@ -38,6 +57,7 @@ async function renderLogin(c: Context<AppEnv>, state: LoginFormState, status: 20
         <label class="check"><input type="checkbox" name="remember" value="1" ${state.remember ? 'checked' : ''} /> Keep me signed in</label>
         <div class="row"><button type="submit">Sign in</button></div>
       </form>
+      ${federatedButtons(c, state.returnTo)}
       <p class="muted">Forgot your password? Ask for a reset link with <code>POST /auth/password-reset</code>.</p>`,
     status,
   )

@@ -153,6 +153,19 @@ async function seedEveryTarget(): Promise<Seeded> {
   ])
   keep('login_throttles', throttleLive)
 
+  const flows = await db
+    .insert(s.federatedLoginStates)
+    .values(
+      [at(-0.01), at(0.01)].map((expiresAt) => ({
+        stateHash: hash(),
+        provider: 'github',
+        returnTo: '/',
+        expiresAt,
+      })),
+    )
+    .returning({ id: s.federatedLoginStates.id, expiresAt: s.federatedLoginStates.expiresAt })
+  keep('federated_login_states', flows.find((r) => r.expiresAt > NOW)?.id)
+
   const usage = await db
     .insert(s.apiKeyUsage)
     .values(
@@ -205,6 +218,7 @@ async function seedEveryTarget(): Promise<Seeded> {
       password_resets: 1,
       revoked_access_tokens: 1,
       login_throttles: 1,
+      federated_login_states: 1,
       api_key_usage: 2,
       audit_events: 1,
       email_outbox: 1,

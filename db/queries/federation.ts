@@ -1,0 +1,83 @@
+import { and, eq, gt, sql } from 'drizzle-orm'
+import { type Executor, queryRows } from '../client'
+import { externalIdentities, federatedLoginStates, users } from '../schema'
+
+export type FederatedLoginStateRow = typeof federatedLoginStates.$inferSelect
+export type ExternalIdentityRow = typeof externalIdentities.$inferSelect
+export type NewExternalIdentity = typeof externalIdentities.$inferInsert
+
+export function insertLoginStateStatement(x: Executor, row: typeof federatedLoginStates.$inferInsert) {
+  return x.insert(federatedLoginStates).values(row)
+}
+
+/**
+ * Consumes the unexpired flow with this state hash: deleted and returned in one statement, so of
+ * two callbacks carrying the same state only one gets the row (single use).
+ */
+export async function consumeLoginState(
+  x: Executor,
+  stateHash: string,
+  now: Date,
+): Promise<FederatedLoginStateRow | undefined> {
+  const [row] = await x
+    .delete(federatedLoginStates)
+    .where(and(eq(federatedLoginStates.stateHash, stateHash), gt(federatedLoginStates.expiresAt, now)))
+    .returning()
+  return row
+}
+
+/** The identity (provider, subject) with its account, if linked. */
+export function selectIdentityWithUser(x: Executor, provider: string, subject: string) {
+  return x
+    .select({ identity: externalIdentities, user: users })
+    .from(externalIdentities)
+    .innerJoin(users, eq(users.id, externalIdentities.userId))
+    .where(and(eq(externalIdentities.provider, provider), eq(externalIdentities.subject, subject)))
+    .limit(1)
+}
+
+export function insertIdentityStatement(x: Executor, row: NewExternalIdentity) {
+  return x.insert(externalIdentities).values(row).returning({ id: externalIdentities.id })
+}
+
+export function touchIdentityStatement(x: Executor, id: string, now: Date) {
+  return x.update(externalIdentities).set({ lastLoginAt: now }).where(eq(externalIdentities.id, id))
+}
+
+export async function listIdentities(x: Executor, userId: string): Promise<ExternalIdentityRow[]> {
+  return x
+    .select()
+    .from(externalIdentities)
+    .where(eq(externalIdentities.userId, userId))
+    .orderBy(externalIdentities.createdAt)
+}
+
+/**
+ * Unlinks one identity of this user unless it is their last way to sign in: another identity, or
+ * a usable password (an argon2id or bcrypt hash, not the federated placeholder). One statement:
+ * the user's identity rows are locked first, so of two concurrent unlinks of their last two
+ * identities the second re-reads the rows after the first commits and finds one left.
+ */
+export async function unlinkIdentity(
+  x: Executor,
+  userId: string,
+  identityId: string,
+): Promise<'deleted' | 'not_found' | 'last_method'> {
+  const rows = await queryRows<{ outcome: string }>(
+    x,
+    sql`
+    with mine as (select id from ${externalIdentities} where user_id = ${userId} for update),
+    password as (select password_hash like '$%' as usable from ${users} where id = ${userId}),
+    allowed as (
+      select id from mine where id = ${identityId}
+        and (coalesce((select usable from password), false) or (select count(*) from mine) > 1)
+    ),
+    gone as (delete from ${externalIdentities} where id in (select id from allowed) returning id)
+    select case
+      when exists (select 1 from gone) then 'deleted'
+      when exists (select 1 from mine where id = ${identityId}) then 'last_method'
+      else 'not_found' end as outcome`,
+  )
+  const outcome = rows[0]?.outcome
+  return outcome === 'deleted' || outcome === 'last_method' ? outcome : 'not_found'
+}

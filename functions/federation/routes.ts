@@ -1,0 +1,472 @@
+import { type Context, Hono } from 'hono'
+import { deleteCookie, getCookie, setCookie } from 'hono/cookie'
+import { html } from 'hono/html'
+import type { ContentfulStatusCode } from 'hono/utils/http-status'
+import type { HttpDb } from '../../db/client'
+import { sqlState, UNIQUE_VIOLATION } from '../../db/errors'
+import {
+  consumeLoginState,
+  insertIdentityStatement,
+  insertLoginStateStatement,
+  selectIdentityWithUser,
+  touchIdentityStatement,
+} from '../../db/queries/federation'
+import { findLiveSession, insertSessionStatement } from '../../db/queries/sessions'
+import {
+  insertUserStatement,
+  recordLoginStatement,
+  selectUserByEmail,
+  type UserRow,
+} from '../../db/queries/users'
+import { DEFAULT_TENANT_ID } from '../../db/schema/constants'
+import { type AuditEvent, auditStatement, recordAudit } from '../audit/record'
+import { sessionTtlSeconds } from '../auth/login'
+import { cookieName, readSessionToken, secureCookies, setSessionCookie } from '../auth/session-cookie'
+import type { Config } from '../config'
+import { secretsEqual } from '../crypto/compare'
+import { sha256Hex } from '../crypto/hash'
+import { signWithMasterKey } from '../crypto/hmac'
+import { randomToken } from '../crypto/random'
+import type { AppEnv } from '../env'
+import { errorForLog, log } from '../log'
+import { clientIp } from '../middleware/client-ip'
+import { documentRoute } from '../openapi/registry'
+import { PAGE_HEADERS, renderPage } from '../pages/layout'
+import { safeReturnTo } from '../pages/return-to'
+import type { FederatedProvider } from './config'
+import { authorizationUrl, completeUpstream, type FlowSecrets, type UpstreamIdentity } from './upstream'
+
+/**
+ * Stored instead of a password hash for accounts created by a federated sign-in: not a PHC string
+ * nor bcrypt, so no password ever verifies against it (until a password reset sets one).
+ */
+export const NO_PASSWORD = '!federated'
+
+/** Binds a flow to the browser that started it (login CSRF): holds the state until the callback. */
+const FLOW_COOKIE = 'portcullis_federated'
+
+const STATE_PATTERN = /^[A-Za-z0-9_-]{43}$/
+
+export function findProvider(config: Config, id: string): FederatedProvider | undefined {
+  return config.federation.providers.find((p) => p.id === id)
+}
+
+function redirectUri(config: Config, provider: FederatedProvider): string {
+  return `${config.issuer}/federated/${provider.id}/callback`
+}
+
+/** The PKCE verifier and nonce of a flow: HMACs of its state, so neither is ever stored. */
+async function flowSecrets(config: Config, state: string): Promise<FlowSecrets> {
+  const [codeVerifier, nonce] = await Promise.all([
+    signWithMasterKey(config.masterKeys, 'federation', `pkce:${state}`),
+    signWithMasterKey(config.masterKeys, 'federation', `nonce:${state}`),
+  ])
+  return { state, codeVerifier, nonce }
+}
+
+async function page(c: Context<AppEnv>, title: string, message: string, status: ContentfulStatusCode) {
+  return c.html(
+    await renderPage(
+      title,
+      html`<h1>${title}</h1>
+        <div class="error" role="alert">${message}</div>
+        <p><a href="/login">Back to sign in</a></p>`,
+    ),
+    status,
+    PAGE_HEADERS,
+  )
+}
+
+function pendingPage(c: Context<AppEnv>) {
+  return page(
+    c,
+    'Waiting for approval',
+    'Your account is waiting for approval by an administrator. You can sign in once it is approved.',
+    403,
+  )
+}
+
+documentRoute({
+  method: 'get',
+  path: '/federated/{provider}/start',
+  summary: 'Start a federated sign-in (302 to the provider); signed in, it connects the provider instead',
+  tags: ['pages'],
+  responses: {
+    302: { description: 'To the provider, with state, PKCE (S256) and, for OpenID providers, a nonce' },
+    404: { description: 'No such provider enabled (HTML)', contentType: 'text/html' },
+    502: { description: 'The provider could not be reached (HTML)', contentType: 'text/html' },
+  },
+})
+documentRoute({
+  method: 'get',
+  path: '/federated/{provider}/callback',
+  summary: 'The provider sends the browser back here; signs in (or connects) and 303s to return_to',
+  tags: ['pages'],
+  responses: {
+    303: { description: 'Signed in: to the same-origin return_to of the start' },
+    400: {
+      description: 'Unknown, expired or replayed state; or the provider answered error (HTML)',
+      contentType: 'text/html',
+    },
+    403: { description: 'Account pending approval or suspended (HTML)', contentType: 'text/html' },
+    409: {
+      description: 'The email belongs to an account that must connect the provider itself (HTML)',
+      contentType: 'text/html',
+    },
+    502: {
+      description: 'The provider failed, timed out or sent an invalid ID token (HTML)',
+      contentType: 'text/html',
+    },
+  },
+})
+
+/** `/federated/{provider}/start` and `/callback`: sign-in with GitHub or an OpenID provider. */
+export const federation = new Hono<AppEnv>()
+  .get('/:provider/start', async (c) => {
+    const config = c.var.config
+    const provider = findProvider(config, c.req.param('provider'))
+    if (provider === undefined) {
+      return page(c, 'Sign-in unavailable', 'This sign-in provider is not enabled.', 404)
+    }
+    const now = new Date()
+    const state = randomToken(32)
+    const secrets = await flowSecrets(config, state)
+    let target: URL
+    try {
+      target = await authorizationUrl(
+        provider,
+        redirectUri(config, provider),
+        secrets,
+        config.federation.timeoutMs,
+      )
+    } catch (error) {
+      log('warn', 'federation_start_failed', {
+        requestId: c.var.requestId,
+        provider: provider.id,
+        error: errorForLog(error),
+      })
+      return page(c, 'Sign-in unavailable', `${provider.name} could not be reached. Try again later.`, 502)
+    }
+    // Signed in: this flow connects the provider to the account instead of signing in.
+    const sessionToken = readSessionToken(c)
+    const session =
+      sessionToken === undefined
+        ? undefined
+        : await findLiveSession(c.var.db.http, await sha256Hex(sessionToken), now)
+    await insertLoginStateStatement(c.var.db.http, {
+      stateHash: await sha256Hex(state),
+      provider: provider.id,
+      returnTo: safeReturnTo(c.req.query('return_to'), config.issuer),
+      linkUserId: session?.status === 'active' ? session.userId : null,
+      expiresAt: new Date(now.getTime() + config.federation.stateTtlSeconds * 1000),
+      createdAt: now,
+    })
+    setCookie(c, cookieName(config, FLOW_COOKIE), state, {
+      httpOnly: true,
+      sameSite: 'Lax',
+      secure: secureCookies(config),
+      path: '/',
+      maxAge: config.federation.stateTtlSeconds,
+    })
+    c.header('cache-control', 'no-store')
+    return c.redirect(target.toString(), 302)
+  })
+  .get('/:provider/callback', async (c) => {
+    const config = c.var.config
+    const db = c.var.db.http
+    const provider = findProvider(config, c.req.param('provider'))
+    if (provider === undefined) {
+      return page(c, 'Sign-in unavailable', 'This sign-in provider is not enabled.', 404)
+    }
+    const state = c.req.query('state') ?? ''
+    const cookieState = getCookie(c, cookieName(config, FLOW_COOKIE)) ?? ''
+    deleteCookie(c, cookieName(config, FLOW_COOKIE), { path: '/', secure: secureCookies(config) })
+    const expired = () =>
+      page(
+        c,
+        'Sign-in expired',
+        'This sign-in link expired or was already used. Start again from the sign-in page.',
+        400,
+      )
+    if (!STATE_PATTERN.test(state) || !(await secretsEqual(state, cookieState))) {
+      return expired()
+    }
+    const now = new Date()
+    // Round trip 1: the flow is consumed whatever happens next (single use).
+    const flow = await consumeLoginState(db, await sha256Hex(state), now)
+    if (flow === undefined || flow.provider !== provider.id) {
+      return expired()
+    }
+    const outcome = await completeUpstream(
+      provider,
+      new URL(c.req.url),
+      redirectUri(config, provider),
+      await flowSecrets(config, state),
+      config.federation.timeoutMs,
+    )
+    const refuse = (reason: string) =>
+      recordAudit(c, {
+        type: 'user_login_failed',
+        actor: 'anonymous',
+        tenantId: DEFAULT_TENANT_ID,
+        metadata: { via: 'federated', provider: provider.id, reason },
+      })
+    if (outcome.kind === 'provider_error') {
+      refuse(`provider_error:${outcome.error.slice(0, 64)}`)
+      const message =
+        outcome.error === 'access_denied'
+          ? `You cancelled signing in with ${provider.name}.`
+          : `${provider.name} refused the sign-in request.`
+      return page(c, 'Sign-in failed', message, 400)
+    }
+    if (outcome.kind === 'no_verified_email') {
+      refuse('no_verified_email')
+      return page(
+        c,
+        'Sign-in failed',
+        `Your ${provider.name} account has no verified primary email address. Verify one with ${provider.name}, then try again.`,
+        400,
+      )
+    }
+    if (outcome.kind === 'failed') {
+      log('warn', 'federation_callback_failed', {
+        requestId: c.var.requestId,
+        provider: provider.id,
+        reason: outcome.reason,
+      })
+      refuse(outcome.reason.slice(0, 120))
+      return page(c, 'Sign-in failed', `Signing in with ${provider.name} did not work. Try again later.`, 502)
+    }
+    return finishSignIn(c, db, provider, flow, outcome.identity, now)
+  })
+
+async function finishSignIn(
+  c: Context<AppEnv>,
+  db: HttpDb,
+  provider: FederatedProvider,
+  flow: { linkUserId: string | null; returnTo: string },
+  identity: UpstreamIdentity,
+  now: Date,
+) {
+  const config = c.var.config
+  const ip = clientIp(c)
+  // Round trip 2: the identity's account, and the account that has its verified email.
+  const [linked, byEmail] = await db.batch([
+    selectIdentityWithUser(db, provider.id, identity.subject),
+    selectUserByEmail(db, DEFAULT_TENANT_ID, identity.email ?? ''),
+  ])
+  const existing = linked[0]
+  const identityRow = (userId: string) => ({
+    userId,
+    provider: provider.id,
+    subject: identity.subject,
+    email: identity.email ?? null,
+    username: identity.username ?? null,
+    createdAt: now,
+    lastLoginAt: now,
+  })
+  const linkedEvent = (user: { id: string; tenantId: string }, how: string): AuditEvent => ({
+    type: 'identity_linked',
+    actor: `user:${user.id}`,
+    userId: user.id,
+    tenantId: user.tenantId,
+    metadata: { provider: provider.id, subject: identity.subject, how },
+  })
+
+  // Connecting a provider to the signed-in account that started the flow.
+  if (flow.linkUserId !== null) {
+    if (existing !== undefined) {
+      if (existing.user.id !== flow.linkUserId) {
+        return page(
+          c,
+          'Already connected',
+          `This ${provider.name} account is connected to another account.`,
+          409,
+        )
+      }
+      return c.redirect(flow.returnTo, 303)
+    }
+    try {
+      await db.batch([
+        insertIdentityStatement(db, identityRow(flow.linkUserId)),
+        auditStatement(
+          db,
+          ip,
+          linkedEvent({ id: flow.linkUserId, tenantId: DEFAULT_TENANT_ID }, 'signed_in'),
+        ),
+      ])
+    } catch (error) {
+      if (sqlState(error) === UNIQUE_VIOLATION) {
+        return page(
+          c,
+          'Already connected',
+          `This ${provider.name} account is connected to another account.`,
+          409,
+        )
+      }
+      throw error
+    }
+    return c.redirect(flow.returnTo, 303)
+  }
+
+  if (existing !== undefined) {
+    return startSession(
+      c,
+      db,
+      provider,
+      existing.user,
+      [touchIdentityStatement(db, existing.identity.id, now)],
+      flow,
+      now,
+    )
+  }
+  const sameEmail = byEmail[0]
+  if (sameEmail !== undefined) {
+    if (!config.federation.autoLinkVerifiedEmail) {
+      recordAudit(c, {
+        type: 'user_login_failed',
+        actor: 'anonymous',
+        userId: sameEmail.id,
+        tenantId: sameEmail.tenantId,
+        metadata: { via: 'federated', provider: provider.id, reason: 'email_in_use' },
+      })
+      return page(
+        c,
+        'Account already exists',
+        `An account already uses the email of this ${provider.name} account. Sign in with your password, then sign in with ${provider.name} again to connect it.`,
+        409,
+      )
+    }
+    return startSession(
+      c,
+      db,
+      provider,
+      sameEmail,
+      [
+        insertIdentityStatement(db, identityRow(sameEmail.id)),
+        auditStatement(db, ip, linkedEvent(sameEmail, 'verified_email')),
+      ],
+      flow,
+      now,
+    )
+  }
+  if (identity.email === undefined) {
+    return page(c, 'Sign-in failed', `${provider.name} did not share a verified email address.`, 400)
+  }
+  // A new account, its identity and (unless it awaits approval) a session: one batch.
+  const user: UserRow = {
+    id: crypto.randomUUID(),
+    tenantId: DEFAULT_TENANT_ID,
+    email: identity.email,
+    passwordHash: NO_PASSWORD,
+    displayName: identity.name ?? identity.username ?? null,
+    status: config.requireApproval ? 'pending' : 'active',
+    emailVerifiedAt: now,
+    isAdmin: false,
+    profile: {},
+    lastLoginAt: null,
+    tokensValidAfter: null,
+    createdAt: now,
+    updatedAt: now,
+  }
+  return startSession(
+    c,
+    db,
+    provider,
+    user,
+    [
+      insertUserStatement(db, user),
+      insertIdentityStatement(db, identityRow(user.id)),
+      auditStatement(
+        db,
+        ip,
+        {
+          type: 'user_registered',
+          actor: `user:${user.id}`,
+          userId: user.id,
+          tenantId: user.tenantId,
+          metadata: { via: 'federated', provider: provider.id, status: user.status },
+        },
+        linkedEvent(user, 'sign_up'),
+      ),
+    ],
+    flow,
+    now,
+  )
+}
+
+type Statement = Parameters<HttpDb['batch']>[0][number]
+
+/**
+ * Round trip 3: `writes` (a new account and identity, or the identity's login stamp) with, for an
+ * active account, the session, the login stamp and `user_login`; then the cookie and 303.
+ */
+async function startSession(
+  c: Context<AppEnv>,
+  db: HttpDb,
+  provider: FederatedProvider,
+  user: UserRow,
+  writes: Statement[],
+  flow: { returnTo: string },
+  now: Date,
+) {
+  const config = c.var.config
+  const ip = clientIp(c)
+  if (user.status !== 'active') {
+    const reason = user.status === 'pending' ? 'account_pending' : 'account_suspended'
+    const refusal = auditStatement(db, ip, {
+      type: 'user_login_failed',
+      actor: `user:${user.id}`,
+      userId: user.id,
+      tenantId: user.tenantId,
+      metadata: { via: 'federated', provider: provider.id, reason },
+    })
+    if (!(await runBatch(db, [...writes, refusal]))) {
+      return page(c, 'Sign-in failed', 'Another sign-in for this account is in progress. Try again.', 409)
+    }
+    return user.status === 'pending'
+      ? pendingPage(c)
+      : page(c, 'Account suspended', 'This account is suspended.', 403)
+  }
+  const token = randomToken(32)
+  const expiresAt = new Date(now.getTime() + sessionTtlSeconds(config, false) * 1000)
+  const ok = await runBatch(db, [
+    ...writes,
+    insertSessionStatement(db, {
+      tokenHash: await sha256Hex(token),
+      userId: user.id,
+      remember: false,
+      expiresAt,
+      createdAt: now,
+      lastSeenAt: now,
+      userAgent: c.req.header('user-agent')?.slice(0, 512) ?? null,
+      ip,
+    }),
+    recordLoginStatement(db, user.id, now, undefined),
+    auditStatement(db, ip, {
+      type: 'user_login',
+      actor: `user:${user.id}`,
+      userId: user.id,
+      tenantId: user.tenantId,
+      metadata: { via: 'federated', provider: provider.id },
+    }),
+  ])
+  if (!ok) {
+    return page(c, 'Sign-in failed', 'Another sign-in for this account is in progress. Try again.', 409)
+  }
+  setSessionCookie(c, { token, id: '', expiresAt, remember: false })
+  return c.redirect(flow.returnTo, 303)
+}
+
+/** Runs a batch; false when a concurrent sign-in created the same account or identity first. */
+async function runBatch(db: HttpDb, statements: Statement[]): Promise<boolean> {
+  try {
+    await db.batch(statements as [Statement, ...Statement[]])
+    return true
+  } catch (error) {
+    if (sqlState(error) === UNIQUE_VIOLATION) {
+      return false
+    }
+    throw error
+  }
+}

@@ -1,0 +1,374 @@
+import { SELF } from 'cloudflare:test'
+import { and, eq, sql } from 'drizzle-orm'
+import { describe, expect, inject, it } from 'vitest'
+import { externalIdentities, federatedLoginStates, users } from '../../db/schema'
+import { seedUser, uniqueEmail } from '../helpers/accounts'
+import { testDb, unique } from '../helpers/db'
+import { approveConsent, pkce, webClient } from '../helpers/oauth'
+import { BASE, callWith } from '../helpers/worker'
+import { FAKE_CLIENT_ID, FAKE_CLIENT_SECRET } from '../setup/fake-federation'
+
+const fake = inject('fakeFederationUrl')
+
+/** A deployment with GitHub and one OpenID provider, both pointing at the loopback fakes. */
+const FED = {
+  GITHUB_CLIENT_ID: FAKE_CLIENT_ID,
+  GITHUB_CLIENT_SECRET: FAKE_CLIENT_SECRET,
+  GITHUB_BASE_URL: `${fake}/github`,
+  GITHUB_API_URL: `${fake}/github-api`,
+  OIDC_PROVIDERS: JSON.stringify([
+    {
+      id: 'acme',
+      name: 'Acme SSO',
+      issuer: `${fake}/oidc`,
+      client_id: FAKE_CLIENT_ID,
+      client_secret: FAKE_CLIENT_SECRET,
+    },
+  ]),
+}
+
+type Vars = Record<string, string>
+
+interface FakeUser {
+  id?: number
+  login?: string
+  emails?: { email: string; primary: boolean; verified: boolean }[]
+  sub?: string
+  email?: string
+  email_verified?: boolean
+  behavior?: string
+}
+
+function githubUser(email = uniqueEmail(), extra: Partial<FakeUser> = {}): FakeUser {
+  return {
+    id: Math.floor(Math.random() * 1e12),
+    login: unique('octo'),
+    emails: [
+      { email: `other-${email}`, primary: false, verified: true },
+      { email, primary: true, verified: true },
+    ],
+    ...extra,
+  }
+}
+
+function oidcUser(email = uniqueEmail(), extra: Partial<FakeUser> = {}): FakeUser {
+  return { sub: unique('sub'), email, email_verified: true, ...extra }
+}
+
+function cookieOf(res: Response, name: string): string | undefined {
+  const all = res.headers.getSetCookie()
+  const line = all.find((c) => c.startsWith(`${name}=`))
+  const value = line?.split(';')[0]?.slice(name.length + 1)
+  return value === undefined || value === '' ? undefined : value
+}
+
+interface Flow {
+  start: Response
+  /** The callback path with code and state, as the provider sent the browser back. */
+  callbackPath: string
+  flowCookie: string
+}
+
+/** GET /federated/{provider}/start, then the fake provider's authorization endpoint. */
+async function beginFlow(
+  provider: string,
+  user: FakeUser,
+  options: { vars?: Vars; returnTo?: string; cookie?: string; providerError?: string } = {},
+): Promise<Flow> {
+  const vars = { ...FED, ...options.vars }
+  const start = await callWith(
+    vars,
+    `/federated/${provider}/start?return_to=${encodeURIComponent(options.returnTo ?? '/welcome')}`,
+    { redirect: 'manual', headers: options.cookie === undefined ? {} : { cookie: options.cookie } },
+  )
+  expect(start.status, await start.clone().text()).toBe(302)
+  const upstream = new URL(start.headers.get('location') ?? '')
+  expect(upstream.searchParams.get('code_challenge_method')).toBe('S256')
+  upstream.searchParams.set('fake_user', Buffer.from(JSON.stringify(user)).toString('base64url'))
+  if (options.providerError !== undefined) {
+    upstream.searchParams.set('fake_error', options.providerError)
+  }
+  const back = await fetch(upstream, { redirect: 'manual' })
+  expect(back.status).toBe(302)
+  const callback = new URL(back.headers.get('location') ?? '')
+  const flowCookie = cookieOf(start, 'portcullis_federated') ?? ''
+  expect(flowCookie).not.toBe('')
+  return { start, callbackPath: `${callback.pathname}${callback.search}`, flowCookie }
+}
+
+function finish(flow: Flow, vars: Vars = {}, cookie = `portcullis_federated=${flow.flowCookie}`) {
+  return callWith({ ...FED, ...vars }, flow.callbackPath, { redirect: 'manual', headers: { cookie } })
+}
+
+async function signIn(provider: string, user: FakeUser, vars: Vars = {}) {
+  const flow = await beginFlow(provider, user, { vars })
+  return finish(flow, vars)
+}
+
+async function identitiesOf(provider: string, subject: string) {
+  return testDb()
+    .select()
+    .from(externalIdentities)
+    .where(and(eq(externalIdentities.provider, provider), eq(externalIdentities.subject, subject)))
+}
+
+async function usersWithEmail(email: string) {
+  return testDb().select().from(users).where(sql`lower(${users.email}) = lower(${email})`)
+}
+
+async function sessionUser(res: Response): Promise<{ id: string; email: string }> {
+  const token = cookieOf(res, 'portcullis_session')
+  expect(token).toBeDefined()
+  const me = await callWith(FED, '/auth/session', { headers: { cookie: `portcullis_session=${token}` } })
+  expect(me.status).toBe(200)
+  return ((await me.json()) as { user: { id: string; email: string } }).user
+}
+
+describe('federated sign-in: GitHub', () => {
+  it('signs up a new GitHub user by numeric id with the verified primary email, and returns to return_to', async () => {
+    const email = uniqueEmail()
+    const user = githubUser(email)
+    const res = await signIn('github', user)
+    expect(res.status).toBe(303)
+    expect(res.headers.get('location')).toBe('/welcome')
+    const me = await sessionUser(res)
+    expect(me.email).toBe(email)
+    const [identity] = await identitiesOf('github', String(user.id))
+    expect(identity?.userId).toBe(me.id)
+    expect(identity?.username).toBe(user.login)
+    const [row] = await usersWithEmail(email)
+    expect(row?.emailVerifiedAt).not.toBeNull()
+    expect(row?.passwordHash.startsWith('$')).toBe(false)
+
+    // The same GitHub id signs in to the same account, whatever its login or email became.
+    const again = await signIn('github', { ...user, login: unique('renamed'), emails: githubUser().emails })
+    expect(again.status).toBe(303)
+    expect((await sessionUser(again)).id).toBe(me.id)
+    expect(await usersWithEmail(email)).toHaveLength(1)
+  })
+
+  it('state is single use: a replayed callback and one without the browser cookie are refused', async () => {
+    const user = githubUser()
+    const flow = await beginFlow('github', user)
+    const wrongBrowser = await finish(
+      flow,
+      {},
+      'portcullis_federated=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA',
+    )
+    expect(wrongBrowser.status).toBe(400)
+    expect(await wrongBrowser.text()).toContain('expired or was already used')
+    const first = await finish(flow)
+    expect(first.status).toBe(303)
+    const replay = await finish(flow)
+    expect(replay.status).toBe(400)
+    expect(cookieOf(replay, 'portcullis_session')).toBeUndefined()
+    expect(await identitiesOf('github', String(user.id))).toHaveLength(1)
+  })
+
+  it('a state that does not match the flow, or no state, is refused before anything is exchanged', async () => {
+    const flow = await beginFlow('github', githubUser())
+    const tampered = flow.callbackPath.replace(/state=[^&]+/, `state=${'B'.repeat(43)}`)
+    const res = await callWith(FED, tampered, {
+      redirect: 'manual',
+      headers: { cookie: `portcullis_federated=${'B'.repeat(43)}` },
+    })
+    expect(res.status).toBe(400)
+    const none = await callWith(FED, '/federated/github/callback?code=x', { redirect: 'manual' })
+    expect(none.status).toBe(400)
+  })
+
+  it('an error from the provider is a clear page and creates nothing', async () => {
+    const email = uniqueEmail()
+    const flow = await beginFlow('github', githubUser(email), { providerError: 'access_denied' })
+    const res = await finish(flow)
+    expect(res.status).toBe(400)
+    expect(await res.text()).toContain('You cancelled signing in with GitHub')
+    expect(await usersWithEmail(email)).toHaveLength(0)
+    // The flow was consumed: the state cannot be used again.
+    const rows = await testDb().select().from(federatedLoginStates)
+    expect(
+      rows.some(
+        (r) => r.returnTo === '/welcome' && r.provider === 'github' && flow.callbackPath.includes(r.id),
+      ),
+    ).toBe(false)
+  })
+
+  it('a provider that answers 500, or never answers, is a 502 page and creates nothing', async () => {
+    for (const [behavior, vars] of [
+      ['token_500', {}],
+      ['token_hang', { FEDERATION_TIMEOUT_MS: '300' }],
+      ['user_500', {}],
+    ] as const) {
+      const email = uniqueEmail()
+      const user = githubUser(email, { behavior })
+      const res = await signIn('github', user, vars)
+      expect(res.status, behavior).toBe(502)
+      expect(await res.text()).toContain('Signing in with GitHub did not work')
+      expect(await usersWithEmail(email)).toHaveLength(0)
+      expect(await identitiesOf('github', String(user.id))).toHaveLength(0)
+    }
+  })
+
+  it('a GitHub user without a verified primary email is refused and no account is created', async () => {
+    const email = uniqueEmail()
+    const user = githubUser(email, {
+      emails: [
+        { email, primary: true, verified: false },
+        { email: `x-${email}`, primary: false, verified: true },
+      ],
+    })
+    const res = await signIn('github', user)
+    expect(res.status).toBe(400)
+    expect(await res.text()).toContain('no verified primary email')
+    expect(await usersWithEmail(email)).toHaveLength(0)
+    expect(await usersWithEmail(`x-${email}`)).toHaveLength(0)
+    expect(await identitiesOf('github', String(user.id))).toHaveLength(0)
+  })
+
+  it('a provider that is not enabled is a 404 page at start and callback', async () => {
+    const start = await callWith(FED, '/federated/gitlab/start', { redirect: 'manual' })
+    expect(start.status).toBe(404)
+    expect(await start.text()).toContain('not enabled')
+    const withoutGithub = await callWith(
+      { ...FED, GITHUB_CLIENT_ID: '', GITHUB_CLIENT_SECRET: '' },
+      '/federated/github/start',
+      { redirect: 'manual' },
+    )
+    expect(withoutGithub.status).toBe(404)
+    const flow = await beginFlow('github', githubUser())
+    const disabled = await finish(flow, { GITHUB_CLIENT_ID: '', GITHUB_CLIENT_SECRET: '' })
+    expect(disabled.status).toBe(404)
+  })
+
+  it('/login shows one button per enabled provider, carrying return_to', async () => {
+    const page = await callWith(FED, '/login?return_to=%2Foauth%2Fauthorize%3Fa%3D1')
+    const text = await page.text()
+    expect(text).toContain('Continue with GitHub')
+    expect(text).toContain('Continue with Acme SSO')
+    expect(text).toContain('/federated/github/start?return_to=%2Foauth%2Fauthorize%3Fa%3D1')
+    const plain = await SELF.fetch(`${BASE}/login`)
+    expect(await plain.text()).not.toContain('Continue with')
+  })
+
+  it('with REQUIRE_APPROVAL a new account is pending: a waiting page and no session', async () => {
+    const email = uniqueEmail()
+    const res = await signIn('github', githubUser(email), { REQUIRE_APPROVAL: 'true' })
+    expect(res.status).toBe(403)
+    expect(await res.text()).toContain('waiting for approval')
+    expect(cookieOf(res, 'portcullis_session')).toBeUndefined()
+    const [row] = await usersWithEmail(email)
+    expect(row?.status).toBe('pending')
+  })
+
+  it('works inside /oauth/authorize: login → GitHub → consent → the client redirect with a code', async () => {
+    const client = await webClient()
+    const p = await pkce()
+    const query = new URLSearchParams({
+      response_type: 'code',
+      client_id: client.client_id,
+      redirect_uri: client.redirect_uris[0] ?? '',
+      code_challenge: p.challenge,
+      code_challenge_method: 'S256',
+      scope: 'openid email',
+      state: 'client-state',
+    })
+    const authorize = await callWith(FED, `/oauth/authorize?${query}`, { redirect: 'manual' })
+    expect(authorize.status).toBe(302)
+    const login = new URL(authorize.headers.get('location') ?? '', BASE)
+    expect(login.pathname).toBe('/login')
+    const returnTo = login.searchParams.get('return_to') ?? ''
+    const flow = await beginFlow('github', githubUser(), { returnTo })
+    const done = await finish(flow)
+    expect(done.status).toBe(303)
+    expect(done.headers.get('location')).toBe(returnTo)
+    const session = `portcullis_session=${cookieOf(done, 'portcullis_session')}`
+    const consent = await callWith(FED, returnTo, { redirect: 'manual', headers: { cookie: session } })
+    expect(consent.status).toBe(200)
+    const location = await approveConsent(consent, {
+      id: '',
+      tenantId: '',
+      email: '',
+      password: '',
+      cookie: session,
+      headers: { cookie: session },
+    })
+    const redirect = new URL(location ?? '')
+    expect(`${redirect.origin}${redirect.pathname}`).toBe(client.redirect_uris[0])
+    expect(redirect.searchParams.get('code')).toMatch(/.+/)
+    expect(redirect.searchParams.get('state')).toBe('client-state')
+  })
+})
+
+describe('federated sign-in: OpenID provider', () => {
+  it('signs up by issuer subject with the verified email from the ID token and userinfo', async () => {
+    const email = uniqueEmail()
+    const user = oidcUser(email)
+    const res = await signIn('acme', user)
+    expect(res.status).toBe(303)
+    const me = await sessionUser(res)
+    expect(me.email).toBe(email)
+    const [identity] = await identitiesOf('acme', user.sub ?? '')
+    expect(identity?.userId).toBe(me.id)
+  })
+
+  it('an ID token with the wrong aud, nonce or signature is refused and creates nothing', async () => {
+    for (const behavior of ['wrong_aud', 'wrong_nonce', 'bad_signature']) {
+      const email = uniqueEmail()
+      const user = oidcUser(email, { behavior })
+      const res = await signIn('acme', user)
+      expect(res.status, behavior).toBe(502)
+      expect(cookieOf(res, 'portcullis_session')).toBeUndefined()
+      expect(await usersWithEmail(email)).toHaveLength(0)
+      expect(await identitiesOf('acme', user.sub ?? '')).toHaveLength(0)
+    }
+  })
+
+  it('an unverified email is never used: no account without a verified address', async () => {
+    const email = uniqueEmail()
+    const res = await signIn('acme', oidcUser(email, { email_verified: false }))
+    expect(res.status).toBe(400)
+    expect(await usersWithEmail(email)).toHaveLength(0)
+  })
+})
+
+describe('linking', () => {
+  it('a verified email of an existing account does not link by itself: 409 and nothing linked', async () => {
+    const existing = await seedUser({ session: false })
+    const user = githubUser(existing.email)
+    const res = await signIn('github', user)
+    expect(res.status).toBe(409)
+    expect(await res.text()).toContain('Sign in with your password')
+    expect(cookieOf(res, 'portcullis_session')).toBeUndefined()
+    expect(await identitiesOf('github', String(user.id))).toHaveLength(0)
+    expect(await usersWithEmail(existing.email)).toHaveLength(1)
+  })
+
+  it('with FEDERATION_AUTO_LINK the verified email links to the existing account', async () => {
+    const existing = await seedUser({ session: false })
+    const user = githubUser(existing.email)
+    const res = await signIn('github', user, { FEDERATION_AUTO_LINK: 'true' })
+    expect(res.status).toBe(303)
+    expect((await sessionUser(res)).id).toBe(existing.id)
+    const [identity] = await identitiesOf('github', String(user.id))
+    expect(identity?.userId).toBe(existing.id)
+  })
+
+  it('a signed-in user who goes through the provider connects it to their own account', async () => {
+    const me = await seedUser()
+    const user = githubUser() // a different email: proof of control is the session
+    const flow = await beginFlow('github', user, { cookie: me.cookie })
+    const res = await finish(flow, {}, `portcullis_federated=${flow.flowCookie}; ${me.cookie}`)
+    expect(res.status).toBe(303)
+    const [identity] = await identitiesOf('github', String(user.id))
+    expect(identity?.userId).toBe(me.id)
+    // Now the GitHub account signs in to that account.
+    const later = await signIn('github', user)
+    expect((await sessionUser(later)).id).toBe(me.id)
+    // Another signed-in user cannot take it over.
+    const other = await seedUser()
+    const steal = await beginFlow('github', user, { cookie: other.cookie })
+    const refused = await finish(steal, {}, `portcullis_federated=${steal.flowCookie}; ${other.cookie}`)
+    expect(refused.status).toBe(409)
+    expect((await identitiesOf('github', String(user.id)))[0]?.userId).toBe(me.id)
+  })
+})

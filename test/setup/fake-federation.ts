@@ -1,0 +1,206 @@
+import { createHash, randomBytes } from 'node:crypto'
+import { createServer, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { exportJWK, generateKeyPair, SignJWT } from 'jose'
+import type { TestProject } from 'vitest/node'
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    /** Base URL of the fake upstream providers: GitHub under /github and /github-api, OIDC under /oidc. */
+    fakeFederationUrl: string
+  }
+}
+
+/** The client credentials both fakes accept (test/federation/*.test.ts configures them). */
+export const FAKE_CLIENT_ID = 'portcullis-test-client'
+export const FAKE_CLIENT_SECRET = 'portcullis-test-secret-0123456789'
+
+/**
+ * Who signs in at the fake, chosen by the test: the `fake_user` query parameter of the
+ * authorization request (base64url JSON). `behavior` scripts a failure of the token endpoint or
+ * the ID token.
+ */
+interface FakeUser {
+  id?: number
+  login?: string
+  name?: string
+  emails?: { email: string; primary: boolean; verified: boolean }[]
+  orgs?: string[]
+  sub?: string
+  email?: string
+  email_verified?: boolean
+  behavior?: 'token_500' | 'token_hang' | 'wrong_aud' | 'wrong_nonce' | 'bad_signature' | 'user_500'
+}
+
+interface Grant {
+  user: FakeUser
+  challenge: string
+  redirectUri: string
+  nonce: string | undefined
+}
+
+/**
+ * A loopback fake GitHub (authorize, token, /user, /user/emails, /user/orgs) and a fake OpenID
+ * provider (discovery, authorize, token with RS256 ID tokens, JWKS, userinfo). The authorize
+ * endpoints approve at once and 302 back with a code; every code is single use and checked
+ * against its PKCE challenge, client secret and redirect_uri. `GET /__stats` counts token calls.
+ */
+export async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const signing = await generateKeyPair('RS256')
+  const impostor = await generateKeyPair('RS256')
+  const publicJwk = { ...(await exportJWK(signing.publicKey)), kid: 'fake-1', alg: 'RS256', use: 'sig' }
+  const grants = new Map<string, Grant>()
+  const tokens = new Map<string, FakeUser>()
+  const stats = { tokenRequests: 0 }
+  let base = ''
+
+  const json = (res: ServerResponse, status: number, payload: unknown) => {
+    res.writeHead(status, { 'content-type': 'application/json' })
+    res.end(JSON.stringify(payload))
+  }
+  const authorize = (url: URL, res: ServerResponse) => {
+    const redirectUri = url.searchParams.get('redirect_uri') ?? ''
+    const state = url.searchParams.get('state') ?? ''
+    const back = new URL(redirectUri)
+    back.searchParams.set('state', state)
+    const scriptedError = url.searchParams.get('fake_error')
+    if (scriptedError !== null) {
+      back.searchParams.set('error', scriptedError)
+    } else {
+      const user = JSON.parse(
+        Buffer.from(url.searchParams.get('fake_user') ?? 'e30', 'base64url').toString(),
+      ) as FakeUser
+      const code = randomBytes(16).toString('hex')
+      grants.set(code, {
+        user,
+        challenge: url.searchParams.get('code_challenge') ?? '',
+        redirectUri,
+        nonce: url.searchParams.get('nonce') ?? undefined,
+      })
+      back.searchParams.set('code', code)
+    }
+    res.writeHead(302, { location: back.toString() })
+    res.end()
+  }
+  const token = async (body: URLSearchParams, res: ServerResponse, oidc: boolean) => {
+    stats.tokenRequests++
+    const grant = grants.get(body.get('code') ?? '')
+    grants.delete(body.get('code') ?? '')
+    const verifier = body.get('code_verifier') ?? ''
+    if (
+      grant === undefined ||
+      body.get('client_id') !== FAKE_CLIENT_ID ||
+      body.get('client_secret') !== FAKE_CLIENT_SECRET ||
+      body.get('redirect_uri') !== grant.redirectUri ||
+      createHash('sha256').update(verifier).digest('base64url') !== grant.challenge
+    ) {
+      json(res, 400, { error: 'invalid_grant' })
+      return
+    }
+    if (grant.user.behavior === 'token_500') {
+      json(res, 500, { error: 'server_error' })
+      return
+    }
+    if (grant.user.behavior === 'token_hang') {
+      return // never answers: the caller's deadline must fire
+    }
+    const accessToken = randomBytes(16).toString('hex')
+    tokens.set(accessToken, grant.user)
+    if (!oidc) {
+      json(res, 200, { access_token: accessToken, token_type: 'bearer', scope: 'read:user,user:email' })
+      return
+    }
+    const behavior = grant.user.behavior
+    const idToken = await new SignJWT({
+      nonce: behavior === 'wrong_nonce' ? 'not-the-nonce' : grant.nonce,
+      email: grant.user.email,
+      email_verified: grant.user.email_verified,
+    })
+      .setProtectedHeader({ alg: 'RS256', kid: 'fake-1' })
+      .setIssuer(`${base}/oidc`)
+      .setSubject(grant.user.sub ?? 'nobody')
+      .setAudience(behavior === 'wrong_aud' ? 'someone-else' : FAKE_CLIENT_ID)
+      .setIssuedAt()
+      .setExpirationTime('5m')
+      .sign(behavior === 'bad_signature' ? impostor.privateKey : signing.privateKey)
+    json(res, 200, { access_token: accessToken, token_type: 'Bearer', expires_in: 3600, id_token: idToken })
+  }
+  const bearer = (header: string | undefined) => tokens.get(header?.replace(/^Bearer /i, '') ?? '')
+
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = []
+    req.on('data', (chunk: Buffer) => chunks.push(chunk))
+    req.on('end', () => {
+      const url = new URL(req.url ?? '/', base)
+      const body = new URLSearchParams(Buffer.concat(chunks).toString('utf8'))
+      const path = url.pathname
+      void (async () => {
+        if (path === '/__stats') {
+          return json(res, 200, stats)
+        }
+        if (path === '/github/login/oauth/authorize' || path === '/oidc/authorize') {
+          return authorize(url, res)
+        }
+        if (path === '/github/login/oauth/access_token' && req.method === 'POST') {
+          return token(body, res, false)
+        }
+        if (path === '/oidc/token' && req.method === 'POST') {
+          return token(body, res, true)
+        }
+        if (path === '/oidc/.well-known/openid-configuration') {
+          return json(res, 200, {
+            issuer: `${base}/oidc`,
+            authorization_endpoint: `${base}/oidc/authorize`,
+            token_endpoint: `${base}/oidc/token`,
+            jwks_uri: `${base}/oidc/jwks`,
+            userinfo_endpoint: `${base}/oidc/userinfo`,
+            response_types_supported: ['code'],
+            subject_types_supported: ['public'],
+            id_token_signing_alg_values_supported: ['RS256'],
+          })
+        }
+        if (path === '/oidc/jwks') {
+          return json(res, 200, { keys: [publicJwk] })
+        }
+        const user = bearer(req.headers.authorization)
+        if (user === undefined) {
+          return json(res, 401, { message: 'Bad credentials' })
+        }
+        if (path === '/oidc/userinfo') {
+          return json(res, 200, {
+            sub: user.sub,
+            email: user.email,
+            email_verified: user.email_verified,
+            name: user.name,
+          })
+        }
+        if (user.behavior === 'user_500') {
+          return json(res, 500, { message: 'boom' })
+        }
+        if (path === '/github-api/user') {
+          return json(res, 200, { id: user.id, login: user.login, name: user.name ?? null })
+        }
+        if (path === '/github-api/user/emails') {
+          return json(res, 200, user.emails ?? [])
+        }
+        if (path === '/github-api/user/orgs') {
+          return json(
+            res,
+            200,
+            (user.orgs ?? []).map((login) => ({ login })),
+          )
+        }
+        json(res, 404, { message: 'Not Found' })
+      })().catch(() => json(res, 500, { message: 'fake failed' }))
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as AddressInfo
+  base = `http://127.0.0.1:${port}`
+  project.provide('fakeFederationUrl', base)
+  return () =>
+    new Promise<void>((resolve) => {
+      server.closeAllConnections()
+      server.close(() => resolve())
+    })
+}
