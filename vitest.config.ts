@@ -30,6 +30,7 @@ export default defineConfig({
       './test/setup/global-setup.ts',
       './test/setup/fake-mail-api.ts',
       './test/setup/fake-federation.ts',
+      './test/setup/fake-outbound.ts',
     ],
     include: ['test/**/*.test.ts'],
     testTimeout: 30_000,
