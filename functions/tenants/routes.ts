@@ -37,6 +37,7 @@ import {
   toTenantJson,
 } from './access'
 import { CreateTenantBody } from './admin'
+import { tenantObjects } from './objects'
 
 const NO_STORE = { 'cache-control': 'no-store' }
 const SECURITY = ['sessionCookie', 'bearerToken', 'adminToken'] as const
@@ -292,6 +293,7 @@ export const tenants = new Hono<AppEnv>()
           body.role,
           accountLink(config.issuer, '/tenants/invitations/accept', token),
           config.invitationTtlSeconds,
+          config.brand,
         ),
       },
       auditRow({ type: 'invitation_created', actor: actor.actor, tenantId: actor.tenantId }, clientIp(c)),
@@ -304,6 +306,7 @@ export const tenants = new Hono<AppEnv>()
     const rows = await listPendingInvitations(c.var.db.http, actor.tenantId, new Date())
     return c.json({ data: rows.map(toInvitationJson) }, 200, NO_STORE)
   })
+  .route('/:id', tenantObjects)
 
 function toInvitationJson(invitation: {
   id: string

@@ -1,0 +1,163 @@
+import { sql } from 'drizzle-orm'
+import { describe, expect, it } from 'vitest'
+import { queryRows } from '../../db/client'
+import { sha256Hex } from '../../functions/crypto/hash'
+import { testDb, unique } from '../helpers/db'
+import { exchangeCode, obtainCode, type SeededUser, type TokenSet, webClient } from '../helpers/oauth'
+import { call, describeResponse } from '../helpers/worker'
+import { jsonRequest, rolesOf, type SeededTenant, seedTenant } from './fixtures'
+
+interface TenantObjects {
+  clientId: string
+  keyId: string
+}
+
+/** A client and an API key that belong to the tenant (moved there directly). */
+async function seedObjects(t: SeededTenant): Promise<TenantObjects> {
+  const client = await webClient()
+  await testDb().execute(
+    sql`update oauth_clients set tenant_id = ${t.id}::uuid where client_id = ${client.client_id}`,
+  )
+  const [key] = await queryRows(
+    testDb(),
+    sql`insert into api_keys (key_hash, prefix, last4, name, owner_user_id, tenant_id)
+        values (${await sha256Hex(unique('key'))}, 'pk_test_abc', 'wxyz', 'k', ${t.member.id}::uuid, ${t.id}::uuid)
+        returning id::text`,
+  )
+  return { clientId: client.client_id, keyId: String(key?.id) }
+}
+
+async function objectState(o: TenantObjects) {
+  const [client] = await queryRows(
+    testDb(),
+    sql`select disabled_at from oauth_clients where client_id = ${o.clientId}`,
+  )
+  const [key] = await queryRows(testDb(), sql`select revoked_at from api_keys where id = ${o.keyId}::uuid`)
+  return { clientDisabled: client?.disabled_at !== null, keyRevoked: key?.revoked_at !== null }
+}
+
+/** Every tenant-scoped endpoint, aimed at tenant `tenantId` and the objects `o`. */
+function endpoints(tenantId: string, o: TenantObjects, member: string) {
+  return [
+    ['GET', `/tenants/${tenantId}/members`],
+    ['PATCH', `/tenants/${tenantId}/members/${member}`, { role: 'admin' }],
+    ['DELETE', `/tenants/${tenantId}/members/${member}`],
+    ['POST', `/tenants/${tenantId}/invitations`, { email: 'someone@example.com' }],
+    ['GET', `/tenants/${tenantId}/invitations`],
+    ['GET', `/tenants/${tenantId}/clients`],
+    ['GET', `/tenants/${tenantId}/clients/${o.clientId}`],
+    ['POST', `/tenants/${tenantId}/clients/${o.clientId}/disable`],
+    ['GET', `/tenants/${tenantId}/api-keys`],
+    ['DELETE', `/tenants/${tenantId}/api-keys/${o.keyId}`],
+    ['GET', `/tenants/${tenantId}/audit`],
+  ] as const
+}
+
+function send(method: string, path: string, body: unknown, cookie: string) {
+  return body === undefined
+    ? call(path, { method, headers: { cookie } })
+    : call(path, jsonRequest(method, body, cookie))
+}
+
+describe('tenant isolation matrix', () => {
+  it('every role of tenant A gets 404 on every endpoint of tenant B, and B is unchanged', async () => {
+    const [a, b] = await Promise.all([seedTenant(), seedTenant()])
+    const bObjects = await seedObjects(b)
+    const bRoles = await rolesOf(b.id)
+    for (const [role, user] of [
+      ['owner', a.owner],
+      ['admin', a.admin],
+      ['member', a.member],
+    ] as const) {
+      for (const [method, path, body] of endpoints(b.id, bObjects, b.member.id)) {
+        const res = await send(method, path, body, user.cookie)
+        expect(res.status, `${role} ${method} ${path}: ${await describeResponse(res)}`).toBe(404)
+      }
+    }
+    expect(await rolesOf(b.id)).toEqual(bRoles)
+    expect(await objectState(bObjects)).toEqual({ clientDisabled: false, keyRevoked: false })
+  })
+
+  it('tenant A’s owner and admin reaching B’s objects through A’s own id get 404 (the query names the tenant)', async () => {
+    const [a, b] = await Promise.all([seedTenant(), seedTenant()])
+    const bObjects = await seedObjects(b)
+    for (const user of [a.owner, a.admin]) {
+      for (const [method, path, body] of [
+        ['GET', `/tenants/${a.id}/clients/${bObjects.clientId}`, undefined],
+        ['POST', `/tenants/${a.id}/clients/${bObjects.clientId}/disable`, undefined],
+        ['DELETE', `/tenants/${a.id}/api-keys/${bObjects.keyId}`, undefined],
+        ['PATCH', `/tenants/${a.id}/members/${b.member.id}`, { role: 'admin' }],
+        ['DELETE', `/tenants/${a.id}/members/${b.member.id}`, undefined],
+      ] as const) {
+        const res = await send(method, path, body, user.cookie)
+        expect(res.status, `${method} ${path}: ${await describeResponse(res)}`).toBe(404)
+      }
+      const lists = await Promise.all(
+        ['clients', 'api-keys', 'audit'].map(async (what) => {
+          const res = await call(`/tenants/${a.id}/${what}`, { headers: { cookie: user.cookie } })
+          return JSON.stringify(await res.json())
+        }),
+      )
+      for (const text of lists) {
+        expect(text).not.toContain(bObjects.clientId)
+        expect(text).not.toContain(bObjects.keyId)
+        expect(text).not.toContain(b.id)
+      }
+    }
+    expect(await objectState(bObjects)).toEqual({ clientDisabled: false, keyRevoked: false })
+    expect((await rolesOf(b.id))[b.member.id]).toBe('member')
+  })
+
+  it('a plain member of the tenant is refused (403) on the management endpoints of their own tenant', async () => {
+    const t = await seedTenant()
+    const objects = await seedObjects(t)
+    for (const [method, path, body] of endpoints(t.id, objects, t.admin.id)) {
+      const res = await send(method, path, body, t.member.cookie)
+      expect(res.status, `${method} ${path}: ${await describeResponse(res)}`).toBe(403)
+    }
+    expect(await objectState(objects)).toEqual({ clientDisabled: false, keyRevoked: false })
+  })
+
+  it('the tenant’s owner lists, disables and revokes its own objects, audited in the tenant’s log', async () => {
+    const t = await seedTenant()
+    const objects = await seedObjects(t)
+    const cookie = t.admin.cookie
+    const clients = await call(`/tenants/${t.id}/clients`, { headers: { cookie } })
+    expect(
+      ((await clients.json()) as { data: { client_id: string }[] }).data.map((c) => c.client_id),
+    ).toEqual([objects.clientId])
+    const keys = await call(`/tenants/${t.id}/api-keys`, { headers: { cookie } })
+    expect(((await keys.json()) as { data: { id: string }[] }).data.map((k) => k.id)).toEqual([objects.keyId])
+    const disabled = await call(`/tenants/${t.id}/clients/${objects.clientId}/disable`, {
+      method: 'POST',
+      headers: { cookie },
+    })
+    expect(disabled.status, await describeResponse(disabled)).toBe(200)
+    const revoked = await call(`/tenants/${t.id}/api-keys/${objects.keyId}`, {
+      method: 'DELETE',
+      headers: { cookie },
+    })
+    expect(revoked.status, await describeResponse(revoked)).toBe(200)
+    expect(await objectState(objects)).toEqual({ clientDisabled: true, keyRevoked: true })
+    const audit = await call(`/tenants/${t.id}/audit`, { headers: { cookie } })
+    const types = ((await audit.json()) as { data: { type: string; actor: string }[] }).data.map(
+      (e) => `${e.type} by ${e.actor}`,
+    )
+    expect(types).toEqual([`api_key_revoked by user:${t.admin.id}`, `client_disabled by user:${t.admin.id}`])
+  })
+
+  it('an access token needs tenant:admin (403 without it) and still only reaches its own tenants', async () => {
+    const [a, b] = await Promise.all([seedTenant(), seedTenant()])
+    const tokenFor = async (user: SeededUser, scope: string) => {
+      const client = await webClient({ scope: `openid ${scope}` })
+      const res = await exchangeCode(client, await obtainCode(client, user, { scope: `openid ${scope}` }))
+      expect(res.status, await describeResponse(res)).toBe(200)
+      return { authorization: `Bearer ${((await res.json()) as TokenSet).access_token}` }
+    }
+    const scoped = await tokenFor(a.owner, 'tenant:admin')
+    expect((await call(`/tenants/${a.id}/members`, { headers: scoped })).status).toBe(200)
+    expect((await call(`/tenants/${b.id}/members`, { headers: scoped })).status).toBe(404)
+    const unscoped = await tokenFor(a.owner, 'email')
+    expect((await call(`/tenants/${a.id}/members`, { headers: unscoped })).status).toBe(403)
+  })
+})
