@@ -1,5 +1,5 @@
 import { and, desc, eq, isNull, or, type SQL, sql } from 'drizzle-orm'
-import { type Executor, queryRows } from '../client'
+import { type Executor, type HttpDb, queryRows } from '../client'
 import { apiKeys, tenants, users } from '../schema'
 import type { ApiKeyTier } from '../schema/constants'
 
@@ -42,16 +42,55 @@ export interface NewApiKey {
   createdAt: Date
 }
 
-/** Inserts a key for a known owner and tenant (the caller's own). One round trip. */
+/**
+ * Who changed a key, for the audit row written in the same batch as the change: the event
+ * exists exactly when the change does.
+ */
+export interface KeyAudit {
+  type: 'api_key_created' | 'api_key_revoked' | 'api_key_rotated'
+  actor: string
+  clientId: string | null
+  ip: string | null
+  /** Identifiers and outcomes only; `key_id` and `prefix` are added from the key row. */
+  metadata: Record<string, unknown>
+}
+
+/**
+ * The audit row for a key, read from the key row the batch's previous statement wrote (its owner,
+ * tenant, id and prefix); with `revokedAt`, only when that statement revoked it at that instant.
+ */
+function keyAuditStatement(x: Executor, keyId: string, audit: KeyAudit, revokedAt?: Date) {
+  const onlyIfRevokedNow =
+    revokedAt === undefined ? sql`` : sql` and revoked_at = ${revokedAt.toISOString()}::timestamptz`
+  return x.execute(sql`insert into audit_events (type, actor, user_id, tenant_id, client_id, ip, metadata)
+    select ${audit.type}, ${audit.actor}, owner_user_id, tenant_id, ${audit.clientId}, ${audit.ip},
+      jsonb_build_object('key_id', id, 'prefix', prefix) || ${JSON.stringify(audit.metadata)}::jsonb
+    from ${apiKeys} where id = ${keyId}${onlyIfRevokedNow}`)
+}
+
+function rowsOf<T>(result: unknown): T[] {
+  return Array.isArray(result) ? (result as T[]) : (result as { rows: T[] }).rows
+}
+
+/**
+ * Inserts a key for a known owner and tenant (the caller's own), with its `api_key_created`
+ * audit row. One round trip (a batch, so both commit or neither).
+ */
 export async function insertApiKey(
-  x: Executor,
+  db: HttpDb,
   owner: { userId: string; tenantId: string },
   key: NewApiKey,
+  audit: KeyAudit,
 ): Promise<ApiKeyRecord> {
-  const [row] = await x
-    .insert(apiKeys)
-    .values({ ...key, scopes: [...key.scopes], ownerUserId: owner.userId, tenantId: owner.tenantId })
-    .returning(PUBLIC_COLUMNS)
+  const id = crypto.randomUUID()
+  const [inserted] = await db.batch([
+    db
+      .insert(apiKeys)
+      .values({ ...key, id, scopes: [...key.scopes], ownerUserId: owner.userId, tenantId: owner.tenantId })
+      .returning(PUBLIC_COLUMNS),
+    keyAuditStatement(db, id, audit),
+  ])
+  const row = inserted[0]
   if (row === undefined) {
     throw new Error('insert into api_keys returned no row')
   }
@@ -60,24 +99,30 @@ export async function insertApiKey(
 
 /**
  * Inserts a key owned by `ownerUserId`, taking the tenant from the user row in the same
- * statement. Undefined when no such user exists. One round trip.
+ * statement, with its audit row. Undefined (and nothing written) when no such user exists.
+ * One round trip.
  */
 export async function insertApiKeyForUser(
-  x: Executor,
+  db: HttpDb,
   ownerUserId: string,
   key: NewApiKey,
+  audit: KeyAudit,
 ): Promise<ApiKeyRecord | undefined> {
-  const [row] = await queryRows<{ record: RawApiKey }>(
-    x,
-    sql`insert into ${apiKeys} (key_hash, prefix, last4, name, owner_user_id, tenant_id, tier, scopes,
+  const id = crypto.randomUUID()
+  const [inserted] = await db.batch([
+    db.execute(
+      sql`insert into ${apiKeys} (id, key_hash, prefix, last4, name, owner_user_id, tenant_id, tier, scopes,
           metadata, rate_limit, rate_limit_window_seconds, expires_at, created_at)
-        select ${key.keyHash}, ${key.prefix}, ${key.last4}, ${key.name}, ${users.id}, ${users.tenantId},
+        select ${id}::uuid, ${key.keyHash}, ${key.prefix}, ${key.last4}, ${key.name}, ${users.id}, ${users.tenantId},
           ${key.tier}, ${textArray(key.scopes)}, ${JSON.stringify(key.metadata)}::jsonb, ${key.rateLimit}::int,
           ${key.rateLimitWindowSeconds}::int, ${key.expiresAt?.toISOString() ?? null}::timestamptz,
           ${key.createdAt.toISOString()}::timestamptz
         from ${users} where ${users.id} = ${ownerUserId}
         returning ${RECORD_JSON} as record`,
-  )
+    ),
+    keyAuditStatement(db, id, audit),
+  ])
+  const row = rowsOf<{ record: RawApiKey }>(inserted)[0]
   return row === undefined ? undefined : fromRaw(row.record)
 }
 
@@ -139,20 +184,26 @@ export async function listApiKeys(x: Executor, options: ApiKeyListOptions): Prom
 
 /**
  * Revokes a key (the row stays as a tombstone so it verifies as REVOKED). Idempotent: a key
- * already revoked keeps its first revocation time. Undefined when the caller cannot see the key.
- * One round trip.
+ * already revoked keeps its first revocation time, and only the revocation that happened now
+ * writes its `api_key_revoked` audit row (same batch). Undefined when the caller cannot see the
+ * key. One round trip.
  */
 export async function revokeApiKey(
-  x: Executor,
+  db: HttpDb,
   id: string,
   ownerUserId: string | undefined,
   now: Date,
+  audit: KeyAudit,
 ): Promise<{ record: ApiKeyRecord; revokedNow: boolean } | undefined> {
-  const [record] = await x
-    .update(apiKeys)
-    .set({ revokedAt: sql`coalesce(${apiKeys.revokedAt}, ${now.toISOString()}::timestamptz)` })
-    .where(and(eq(apiKeys.id, id), ownerFilter(ownerUserId)))
-    .returning(PUBLIC_COLUMNS)
+  const [updated] = await db.batch([
+    db
+      .update(apiKeys)
+      .set({ revokedAt: sql`coalesce(${apiKeys.revokedAt}, ${now.toISOString()}::timestamptz)` })
+      .where(and(eq(apiKeys.id, id), ownerFilter(ownerUserId)))
+      .returning(PUBLIC_COLUMNS),
+    keyAuditStatement(db, id, audit, now),
+  ])
+  const record = updated[0]
   if (record === undefined) {
     return undefined
   }
@@ -169,41 +220,45 @@ export type RotateOutcome =
  * then) and a new key copies its owner, name, tier, scopes, metadata, limits and expiry.
  * The new key's `rotated_from` names the first key of the rotation lineage, whose quota and
  * rate-limit counters every key of the lineage shares, so rotating never resets a quota.
- * One round trip (two when the key cannot be rotated, to say why).
+ * The new key's `api_key_rotated` audit row commits in the same batch. One round trip (two
+ * when the key cannot be rotated, to say why).
  */
 export async function rotateApiKey(
-  x: Executor,
+  db: HttpDb,
   id: string,
   ownerUserId: string | undefined,
   replacement: { keyHash: string; prefix: string; last4: string },
   now: Date,
   graceUntil: Date,
+  audit: KeyAudit,
 ): Promise<RotateOutcome> {
   const nowIso = now.toISOString()
-  const [row] = await queryRows<{ old: RawApiKey; created: RawApiKey }>(
-    x,
-    sql`with old as (
+  const newId = crypto.randomUUID()
+  const [rotated] = await db.batch([
+    db.execute(sql`with old as (
           update ${apiKeys} set grace_until = ${graceUntil.toISOString()}::timestamptz
           where ${and(eq(apiKeys.id, id), ownerFilter(ownerUserId))}
             and revoked_at is null and grace_until is null
             and (expires_at is null or expires_at > ${nowIso}::timestamptz)
           returning *
         ), created as (
-          insert into ${apiKeys} (key_hash, prefix, last4, name, owner_user_id, tenant_id, tier, scopes,
+          insert into ${apiKeys} (id, key_hash, prefix, last4, name, owner_user_id, tenant_id, tier, scopes,
             metadata, rate_limit, rate_limit_window_seconds, expires_at, rotated_from, created_at)
-          select ${replacement.keyHash}, ${replacement.prefix}, ${replacement.last4}, name, owner_user_id,
+          select ${newId}::uuid, ${replacement.keyHash}, ${replacement.prefix}, ${replacement.last4}, name, owner_user_id,
             tenant_id, tier, scopes, metadata, rate_limit, rate_limit_window_seconds, expires_at,
             coalesce(rotated_from, id), ${nowIso}::timestamptz
           from old
           returning *
         )
         select to_jsonb(old.*) - 'key_hash' as old, to_jsonb(created.*) - 'key_hash' as created
-        from old, created`,
-  )
+        from old, created`),
+    keyAuditStatement(db, newId, audit),
+  ])
+  const row = rowsOf<{ old: RawApiKey; created: RawApiKey }>(rotated)[0]
   if (row !== undefined) {
     return { kind: 'rotated', old: fromRaw(row.old), created: fromRaw(row.created) }
   }
-  const existing = await findApiKey(x, id, ownerUserId)
+  const existing = await findApiKey(db, id, ownerUserId)
   if (existing === undefined) {
     return { kind: 'not_found' }
   }

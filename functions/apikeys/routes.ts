@@ -6,6 +6,7 @@ import {
   findApiKey,
   insertApiKey,
   insertApiKeyForUser,
+  type KeyAudit,
   listApiKeys,
   type NewApiKey,
   revokeApiKey,
@@ -13,7 +14,6 @@ import {
 } from '../../db/queries/apikeys'
 import { API_KEY_TIERS } from '../../db/schema/constants'
 import { isUuid } from '../../db/uuid'
-import { type AuditEvent, recordAudit } from '../audit/record'
 import { PageLimit } from '../auth/cursor'
 import { hasScope, isAdministrator, type Principal } from '../auth/principal'
 import { fromBase64Url, toBase64Url, utf8 } from '../crypto/encoding'
@@ -21,6 +21,7 @@ import { sha256Hex } from '../crypto/hash'
 import type { AppEnv } from '../env'
 import { invalidField, ProblemError } from '../errors/problem'
 import { authenticate } from '../middleware/authenticate'
+import { clientIp } from '../middleware/client-ip'
 import { documentRoute } from '../openapi/registry'
 import { jsonBody, queryParams } from '../validation/json-body'
 import { generateApiKey } from './key-format'
@@ -315,18 +316,27 @@ export const apiKeys = new Hono<AppEnv>()
     const self = principal.kind === 'user' ? principal : undefined
     let record: ApiKeyRecord | undefined
     if (self !== undefined && (body.owner_id === undefined || body.owner_id === self.userId)) {
-      record = await insertApiKey(c.var.db.http, { userId: self.userId, tenantId: self.tenantId }, values)
+      record = await insertApiKey(
+        c.var.db.http,
+        { userId: self.userId, tenantId: self.tenantId },
+        values,
+        keyAudit(c, 'api_key_created', { tier: values.tier }),
+      )
     } else if (!admin) {
       throw new ProblemError('forbidden', { detail: 'You can only create keys for yourself' })
     } else if (body.owner_id === undefined) {
       throw invalidField('owner_id', 'is required when the admin token creates a key')
     } else {
-      record = await insertApiKeyForUser(c.var.db.http, body.owner_id, values)
+      record = await insertApiKeyForUser(
+        c.var.db.http,
+        body.owner_id,
+        values,
+        keyAudit(c, 'api_key_created', { tier: values.tier }),
+      )
       if (record === undefined) {
         throw invalidField('owner_id', 'no such user')
       }
     }
-    audit(c, 'api_key_created', record, { tier: record.tier })
     return c.json({ ...toApiKeyResponse(record, now), key: generated.key }, 201, NO_STORE)
   })
   .get('/', authenticateManager, requireKeyManager(), queryParams(ListQuery), async (c) => {
@@ -370,12 +380,10 @@ export const apiKeys = new Hono<AppEnv>()
       c.req.param('id'),
       visibleOwner(c.var.principal),
       new Date(),
+      keyAudit(c, 'api_key_revoked', {}),
     )
     if (revoked === undefined) {
       throw keyNotFound()
-    }
-    if (revoked.revokedNow) {
-      audit(c, 'api_key_revoked', revoked.record, {})
     }
     // DESIGN: every response has a content-type, the bodiless 204 included.
     return c.body(null, 204, { 'content-type': 'text/plain; charset=utf-8' })
@@ -396,6 +404,10 @@ export const apiKeys = new Hono<AppEnv>()
         { keyHash: await sha256Hex(generated.key), prefix: generated.prefix, last4: generated.last4 },
         now,
         new Date(now.getTime() + graceSeconds * 1000),
+        keyAudit(c, 'api_key_rotated', {
+          rotated_from: c.req.param('id'),
+          grace_period_seconds: graceSeconds,
+        }),
       )
       if (outcome.kind === 'not_found') {
         throw keyNotFound()
@@ -408,10 +420,6 @@ export const apiKeys = new Hono<AppEnv>()
         }[outcome.reason]
         throw new ProblemError('conflict', { detail: `This key cannot be rotated: ${why}` })
       }
-      audit(c, 'api_key_rotated', outcome.created, {
-        rotated_from: outcome.old.id,
-        grace_period_seconds: graceSeconds,
-      })
       return c.json({ ...toApiKeyResponse(outcome.created, now), key: generated.key }, 201, NO_STORE)
     },
   )
@@ -507,22 +515,15 @@ function actorOf(principal: Principal): string {
   }
 }
 
-function audit(
-  c: Context<AppEnv>,
-  type: 'api_key_created' | 'api_key_revoked' | 'api_key_rotated',
-  record: ApiKeyRecord,
-  extra: Record<string, unknown>,
-): void {
+function keyAudit(c: Context<AppEnv>, type: KeyAudit['type'], metadata: Record<string, unknown>): KeyAudit {
   const principal = c.var.principal
-  const event: AuditEvent = {
+  return {
     type,
     actor: actorOf(principal),
-    userId: record.ownerUserId,
-    tenantId: record.tenantId,
     clientId: principal.kind === 'client' ? principal.clientId : null,
-    metadata: { key_id: record.id, prefix: record.prefix, ...extra },
+    ip: clientIp(c),
+    metadata,
   }
-  recordAudit(c, event)
 }
 
 function iso(date: Date | null): string | null {
