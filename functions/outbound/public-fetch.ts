@@ -274,7 +274,7 @@ export async function publicFetchJson(url: string, options: PublicFetchOptions):
     try {
       return {
         kind: 'ok',
-        json: JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(body.bytes)),
+        json: JSON.parse(new TextDecoder().decode(body.bytes)),
         cacheControl: response.headers.get('cache-control'),
       }
     } catch {
