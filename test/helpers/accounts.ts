@@ -1,7 +1,9 @@
 import { eq } from 'drizzle-orm'
-import { users } from '../../db/schema'
+import { sessions, users } from '../../db/schema'
 import { DEFAULT_TENANT_ID, type UserStatus } from '../../db/schema/constants'
+import { sha256Hex } from '../../functions/crypto/hash'
 import { hashPassword } from '../../functions/crypto/password'
+import { randomToken } from '../../functions/crypto/random'
 import { testDb, unique } from './db'
 import { postJson } from './worker'
 
@@ -11,40 +13,66 @@ const FAST_PARAMS = { memoryKib: 64, iterations: 1, parallelism: 1 }
 
 export interface SeededUser {
   id: string
+  tenantId: string
   email: string
   password: string
+  /** `portcullis_session=<token>` of a live session (empty without `session: true`). */
+  cookie: string
+  /** Request headers carrying that session cookie. */
+  headers: Record<string, string>
+}
+
+export interface SeedUserOptions {
+  status?: UserStatus
+  verified?: boolean
+  password?: string
+  passwordHash?: string
+  email?: string
+  isAdmin?: boolean
+  displayName?: string
+  /** Also insert a live session (default false; the oauth and apikeys re-exports set it). */
+  session?: boolean
 }
 
 export function uniqueEmail(): string {
   return `${unique('user')}@example.test`
 }
 
-/** Inserts a user directly (no email, no audit). */
-export async function seedUser(
-  options: {
-    status?: UserStatus
-    verified?: boolean
-    password?: string
-    passwordHash?: string
-    email?: string
-  } = {},
-): Promise<SeededUser> {
+/**
+ * The suite's one seedUser: a user row written directly (no email, no audit, independent of
+ * the accounts endpoints) with a known password, and a live session when asked.
+ * test/helpers/oauth.ts and apikeys.ts re-export it.
+ */
+export async function seedUser(options: SeedUserOptions = {}): Promise<SeededUser> {
+  const db = testDb()
   const email = options.email ?? uniqueEmail()
   const password = options.password ?? STRONG_PASSWORD
-  const [row] = await testDb()
+  const [row] = await db
     .insert(users)
     .values({
       tenantId: DEFAULT_TENANT_ID,
       email,
       passwordHash: options.passwordHash ?? hashPassword(password, FAST_PARAMS),
       status: options.status ?? 'active',
+      isAdmin: options.isAdmin ?? false,
+      displayName: options.displayName,
       emailVerifiedAt: options.verified === false ? null : new Date(),
     })
-    .returning({ id: users.id })
+    .returning({ id: users.id, tenantId: users.tenantId })
   if (row === undefined) {
     throw new Error('seedUser: no row')
   }
-  return { id: row.id, email, password }
+  let cookie = ''
+  if (options.session === true) {
+    const token = randomToken(32)
+    await db.insert(sessions).values({
+      tokenHash: await sha256Hex(token),
+      userId: row.id,
+      expiresAt: new Date(Date.now() + 3_600_000),
+    })
+    cookie = `portcullis_session=${token}`
+  }
+  return { id: row.id, tenantId: row.tenantId, email, password, cookie, headers: cookie ? { cookie } : {} }
 }
 
 export async function userRow(id: string) {

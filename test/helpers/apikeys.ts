@@ -1,36 +1,15 @@
 import { and, eq } from 'drizzle-orm'
 import { expect } from 'vitest'
-import { apiKeyQuotaCounters, apiKeys, apiKeyUsage, sessions, users } from '../../db/schema'
-import { sha256Hex } from '../../functions/crypto/hash'
+import { apiKeyQuotaCounters, apiKeys, apiKeyUsage } from '../../db/schema'
+import { type SeededUser, seedUser as seedAccount } from './accounts'
 import { testDb, unique } from './db'
 import { adminHeaders, call, describeResponse, postJson } from './worker'
 
-export interface SeededUser {
-  id: string
-  tenantId: string
-  email: string
-  /** Request headers carrying this user's session cookie. */
-  headers: Record<string, string>
-}
+export type { SeededUser } from './accounts'
 
-/** A user with a live session, inserted directly (no dependency on the accounts endpoints). */
-export async function seedUser(options: { isAdmin?: boolean } = {}): Promise<SeededUser> {
-  const db = testDb()
-  const email = `${unique('apikeys')}@example.test`
-  const [user] = await db
-    .insert(users)
-    .values({ email, passwordHash: 'x', isAdmin: options.isAdmin ?? false })
-    .returning({ id: users.id, tenantId: users.tenantId })
-  if (user === undefined) {
-    throw new Error('seedUser: no row')
-  }
-  const token = `${unique('session')}-${crypto.randomUUID()}`
-  await db.insert(sessions).values({
-    tokenHash: await sha256Hex(token),
-    userId: user.id,
-    expiresAt: new Date(Date.now() + 3_600_000),
-  })
-  return { ...user, email, headers: { cookie: `portcullis_session=${token}` } }
+/** A user with a live session: the suite's one seedUser (test/helpers/accounts.ts). */
+export function seedUser(options: { isAdmin?: boolean } = {}): Promise<SeededUser> {
+  return seedAccount({ email: `${unique('apikeys')}@example.test`, session: true, ...options })
 }
 
 export interface CreatedKey {

@@ -1,10 +1,9 @@
 import { SELF } from 'cloudflare:test'
 import { sql } from 'drizzle-orm'
 import { createLocalJWKSet, type JSONWebKeySet, type JWTPayload, jwtVerify } from 'jose'
-import { sessions, users } from '../../db/schema'
-import { sha256Hex } from '../../functions/crypto/hash'
 import { randomToken } from '../../functions/crypto/random'
 import { s256Challenge } from '../../functions/oauth/pkce'
+import { type SeededUser, seedUser as seedAccount } from './accounts'
 import { testDb, unique } from './db'
 import { adminHeaders, BASE, call, postJson } from './worker'
 
@@ -12,40 +11,13 @@ import { adminHeaders, BASE, call, postJson } from './worker'
 export const ISSUER = 'http://127.0.0.1:8787'
 export const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code'
 
-export interface SeededUser {
-  id: string
-  email: string
-  /** `portcullis_session=<token>` */
-  cookie: string
-}
+export type { SeededUser } from './accounts'
 
-/** A user row plus a live session, written directly (independent of the accounts endpoints). */
-export async function seedUser(
+/** A user row plus a live session: the suite's one seedUser (test/helpers/accounts.ts). */
+export function seedUser(
   options: { isAdmin?: boolean; status?: 'active' | 'pending' | 'suspended' } = {},
 ): Promise<SeededUser> {
-  const db = testDb()
-  const email = `${unique('user')}@example.com`
-  const [user] = await db
-    .insert(users)
-    .values({
-      email,
-      passwordHash: '$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA',
-      displayName: 'Test User',
-      status: options.status ?? 'active',
-      isAdmin: options.isAdmin ?? false,
-      emailVerifiedAt: new Date(),
-    })
-    .returning({ id: users.id })
-  if (user === undefined) {
-    throw new Error('user insert failed')
-  }
-  const token = randomToken(32)
-  await db.insert(sessions).values({
-    tokenHash: await sha256Hex(token),
-    userId: user.id,
-    expiresAt: new Date(Date.now() + 3_600_000),
-  })
-  return { id: user.id, email, cookie: `portcullis_session=${token}` }
+  return seedAccount({ email: `${unique('user')}@example.com`, displayName: 'Test User', session: true, ...options })
 }
 
 export async function setUserStatus(userId: string, status: 'active' | 'suspended'): Promise<void> {
@@ -184,7 +156,7 @@ export async function approveConsent(
     fields.set(match[1] ?? '', decodeHtml(match[2] ?? ''))
   }
   fields.set('decision', decision)
-  const csrf = page.headers.get('set-cookie')?.match(/portcullis_csrf=([^;]+)/)?.[1]
+  const csrf = csrfOf(page, html).cookie
   const res = await SELF.fetch(`${BASE}/oauth/consent`, {
     method: 'POST',
     redirect: 'manual',
