@@ -1,5 +1,6 @@
 import { cloudflareTest } from '@cloudflare/vitest-plugin'
 import { defineConfig } from 'vitest/config'
+import { testWorkerConfig } from './test/setup/worker-config'
 
 // Test-only secrets: fixed so failures are reproducible; never used outside the suite.
 const TEST_MASTER_KEY = 'k1:dGVzdC1tYXN0ZXIta2V5LTAwMDAwMDAwMDAwMDAwMDA'
@@ -8,13 +9,19 @@ const TEST_ADMIN_TOKEN = 'test-admin-token-0123456789abcdefghijklmnop'
 // test/auth/password-hash.test.ts and accounts.test.ts run the production parameters.
 const TEST_ARGON2 = { ARGON2_MEMORY_KIB: '128', ARGON2_ITERATIONS: '1', ARGON2_PARALLELISM: '1' }
 
+// wrangler.toml's Worker without the developer's .dev.vars: every binding below is pinned here.
+const WORKER = testWorkerConfig(import.meta.dirname)
+// Names the suite sets on top of wrangler.toml's [vars] (test/config/pinned-bindings.test.ts).
+const SUITE_BINDINGS = ['DATABASE_URL', 'DB_GATEWAY_URL', 'TEST_REAL_POSTGRES', 'MASTER_KEY', 'ADMIN_TOKEN']
+
 // Default export: vitest loads this file and reads its default.
 export default defineConfig({
   plugins: [
     cloudflareTest(({ inject }) => ({
-      wrangler: { configPath: './wrangler.toml' },
+      wrangler: { configPath: WORKER.configPath },
       miniflare: {
         bindings: {
+          ...WORKER.vars,
           DATABASE_URL: inject('databaseUrl'),
           DB_GATEWAY_URL: inject('gatewayUrl'),
           TEST_REAL_POSTGRES: inject('realPostgres') ? 'true' : 'false',
@@ -33,6 +40,7 @@ export default defineConfig({
       './test/setup/fake-outbound.ts',
     ],
     include: ['test/**/*.test.ts'],
+    provide: { wranglerVars: WORKER.vars, suiteBindings: [...SUITE_BINDINGS, ...Object.keys(TEST_ARGON2)] },
     testTimeout: 30_000,
     hookTimeout: 60_000,
     // Several files at once, as an 8-core laptop would run them: files keep to their own rows,
