@@ -60,9 +60,13 @@ function withoutPort(url: URL): string {
   return copy.href
 }
 
+/** Loopback IP literals: their port is the client's to choose at run time (RFC 8252 §7.3). */
+const LOOPBACK_IPS = new Set(['127.0.0.1', '[::1]'])
+
 /**
- * Whether `presented` is one of `registered`: exact string match, except that native clients'
- * loopback http URIs match on any port (RFC 8252 §7.3).
+ * Whether `presented` is one of `registered`: exact string match, except that loopback http URIs
+ * on an IP literal (`127.0.0.1`, `[::1]`) match on any port for every client (RFC 8252 §7.3,
+ * OAuth 2.1 §4.1.1). `localhost` keeps its old rule: exact for web clients, any port for native ones.
  */
 export function matchesRegisteredRedirectUri(
   registered: readonly string[],
@@ -72,11 +76,14 @@ export function matchesRegisteredRedirectUri(
   if (registered.includes(presented)) {
     return true
   }
-  if (applicationType !== 'native' || !URL.canParse(presented)) {
+  if (!URL.canParse(presented)) {
     return false
   }
   const url = new URL(presented)
   if (url.protocol !== 'http:' || !isLoopback(url) || url.href !== presented) {
+    return false
+  }
+  if (!LOOPBACK_IPS.has(url.hostname) && applicationType !== 'native') {
     return false
   }
   const target = withoutPort(url)
