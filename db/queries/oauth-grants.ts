@@ -37,6 +37,7 @@ function clientCte(p: PresentedClient, now: Date): SQL {
       select id, client_id, tenant_id, scope, grant_types, token_endpoint_auth_method, id_token_signed_response_alg
       from oauth_clients
       where client_id = ${p.clientId} and disabled_at is null
+        and exists (select 1 from tenants t where t.id = oauth_clients.tenant_id and t.active)
         and token_endpoint_auth_method = ${p.method}
         and ${p.grantType} = any(grant_types)
         and case when ${p.method} = 'none' then client_secret_hash is null
