@@ -13,6 +13,7 @@ import { federation } from './federation/routes'
 import { healthz } from './health/healthz'
 import { allowedMethodsFinder } from './method-not-allowed'
 import { bodyLimit } from './middleware/body-limit'
+import { cors } from './middleware/cors'
 import { requestContext } from './middleware/request-context'
 import { validText } from './middleware/valid-text'
 import { oauth } from './oauth'
@@ -31,6 +32,8 @@ import { wellKnown } from './wellknown'
  */
 export function createApp(): Hono<AppEnv> {
   const app = new Hono<AppEnv>()
+  // CORS first: a preflight is answered before any config, database or body work.
+  app.use(cors())
   app.use(requestContext())
   app.use(bodyLimit())
   app.use(validText())
