@@ -9,6 +9,7 @@ import { auth } from './auth/routes'
 import type { AppEnv } from './env'
 import { ProblemError } from './errors/problem'
 import { renderError } from './errors/render'
+import { connections } from './federation/connections'
 import { federation } from './federation/routes'
 import { healthz } from './health/healthz'
 import { allowedMethodsFinder } from './method-not-allowed'
@@ -43,6 +44,7 @@ export function createApp(): Hono<AppEnv> {
   app.route('/admin/purge', purgeRoute)
   app.route('/api-keys', apiKeys)
   app.route('/auth', auth)
+  app.route('/auth/connections', connections)
   app.route('/admin/users', usersAdmin)
   app.route('/admin/audit', auditAdmin)
   app.route('/admin/tenants', tenantsAdmin)

@@ -54,25 +54,35 @@ export async function listIdentities(x: Executor, userId: string): Promise<Exter
 
 /**
  * Unlinks one identity of this user unless it is their last way to sign in: another identity, or
- * a usable password (an argon2id or bcrypt hash, not the federated placeholder). One statement:
- * the user's identity rows are locked first, so of two concurrent unlinks of their last two
- * identities the second re-reads the rows after the first commits and finds one left.
+ * a usable password (an argon2id or bcrypt hash, not the federated placeholder). One statement,
+ * with its `identity_unlinked` audit row: the user's identity rows are locked first, so of two
+ * concurrent unlinks of their last two identities the second re-reads the rows after the first
+ * commits and finds one left.
  */
 export async function unlinkIdentity(
   x: Executor,
   userId: string,
   identityId: string,
+  ip: string | null,
 ): Promise<'deleted' | 'not_found' | 'last_method'> {
   const rows = await queryRows<{ outcome: string }>(
     x,
     sql`
     with mine as (select id from ${externalIdentities} where user_id = ${userId} for update),
-    password as (select password_hash like '$%' as usable from ${users} where id = ${userId}),
+    account as (select tenant_id, password_hash like '$%' as has_password from ${users} where id = ${userId}),
     allowed as (
       select id from mine where id = ${identityId}
-        and (coalesce((select usable from password), false) or (select count(*) from mine) > 1)
+        and (coalesce((select has_password from account), false) or (select count(*) from mine) > 1)
     ),
-    gone as (delete from ${externalIdentities} where id in (select id from allowed) returning id)
+    gone as (
+      delete from ${externalIdentities} where id in (select id from allowed) returning provider, subject
+    ),
+    audited as (
+      insert into audit_events (type, actor, user_id, tenant_id, ip, metadata)
+      select 'identity_unlinked', ${`user:${userId}`}, ${userId}, (select tenant_id from account), ${ip},
+        jsonb_build_object('provider', g.provider, 'subject', g.subject)
+      from gone g
+    )
     select case
       when exists (select 1 from gone) then 'deleted'
       when exists (select 1 from mine where id = ${identityId}) then 'last_method'

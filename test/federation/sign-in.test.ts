@@ -369,3 +369,82 @@ describe('linking', () => {
     expect((await identitiesOf('github', String(user.id)))[0]?.userId).toBe(me.id)
   })
 })
+
+describe('/auth/connections', () => {
+  async function federatedAccount() {
+    const user = githubUser()
+    const res = await signIn('github', user)
+    const cookie = `portcullis_session=${cookieOf(res, 'portcullis_session')}`
+    return { user, cookie, id: (await sessionUser(res)).id }
+  }
+
+  async function connect(cookie: string, provider: string, user: FakeUser) {
+    const flow = await beginFlow(provider, user, { cookie })
+    const res = await finish(flow, {}, `portcullis_federated=${flow.flowCookie}; ${cookie}`)
+    expect(res.status).toBe(303)
+  }
+
+  async function list(cookie: string) {
+    const res = await callWith(FED, '/auth/connections', { headers: { cookie } })
+    expect(res.status).toBe(200)
+    return (
+      (await res.json()) as { connections: { id: string; provider: string; username: string | null }[] }
+    ).connections
+  }
+
+  const unlink = (cookie: string, id: string) =>
+    callWith(FED, `/auth/connections/${id}`, { method: 'DELETE', headers: { cookie } })
+
+  it('lists connections; the last way to sign in cannot be removed; unlinking is audited', async () => {
+    const account = await federatedAccount()
+    const [github] = await list(account.cookie)
+    expect(github?.provider).toBe('github')
+    expect(github?.username).toBe(account.user.login)
+    const refused = await unlink(account.cookie, github?.id ?? '')
+    expect(refused.status).toBe(409)
+    expect(await identitiesOf('github', String(account.user.id))).toHaveLength(1)
+
+    await connect(account.cookie, 'acme', oidcUser())
+    expect(await list(account.cookie)).toHaveLength(2)
+    const removed = await unlink(account.cookie, github?.id ?? '')
+    expect(removed.status).toBe(204)
+    expect(await identitiesOf('github', String(account.user.id))).toHaveLength(0)
+    const audit = await testDb().execute(
+      sql`select metadata from audit_events where type = 'identity_unlinked' and user_id = ${account.id}`,
+    )
+    expect(audit.rows).toEqual([{ metadata: { provider: 'github', subject: String(account.user.id) } }])
+    const [acme] = await list(account.cookie)
+    expect((await unlink(account.cookie, acme?.id ?? '')).status).toBe(409)
+  })
+
+  it('an account with a password may remove its only connection', async () => {
+    const me = await seedUser({ session: true })
+    await connect(me.cookie, 'github', githubUser())
+    const [only] = await list(me.cookie)
+    expect((await unlink(me.cookie, only?.id ?? '')).status).toBe(204)
+    expect(await list(me.cookie)).toHaveLength(0)
+  })
+
+  it("another user's connection, or a malformed id, is 404; no session is 401", async () => {
+    const account = await federatedAccount()
+    const [theirs] = await list(account.cookie)
+    const other = await seedUser({ session: true })
+    expect((await unlink(other.cookie, theirs?.id ?? '')).status).toBe(404)
+    expect((await unlink(other.cookie, 'not-a-uuid')).status).toBe(404)
+    expect((await callWith(FED, '/auth/connections')).status).toBe(401)
+    expect(await list(account.cookie)).toHaveLength(1)
+  })
+
+  it('concurrent unlinks of every connection: all but one succeed, the last stays', async () => {
+    for (let round = 0; round < 4; round++) {
+      const account = await federatedAccount()
+      await connect(account.cookie, 'acme', oidcUser())
+      await connect(account.cookie, 'github', githubUser())
+      const all = await list(account.cookie)
+      expect(all).toHaveLength(3)
+      const results = await Promise.all(all.map((c) => unlink(account.cookie, c.id)))
+      expect(results.map((r) => r.status).sort()).toEqual([204, 204, 409])
+      expect(await list(account.cookie)).toHaveLength(1)
+    }
+  })
+})
