@@ -166,6 +166,20 @@ async function seedEveryTarget(): Promise<Seeded> {
     .returning({ id: s.federatedLoginStates.id, expiresAt: s.federatedLoginStates.expiresAt })
   keep('federated_login_states', flows.find((r) => r.expiresAt > NOW)?.id)
 
+  const invitations = await db
+    .insert(s.tenantInvitations)
+    .values(
+      [at(-0.01), at(0.01)].map((expiresAt) => ({
+        tenantId: s.DEFAULT_TENANT_ID,
+        email: 'a@b.c',
+        tokenHash: hash(),
+        invitedBy: 'admin',
+        expiresAt,
+      })),
+    )
+    .returning({ id: s.tenantInvitations.id, expiresAt: s.tenantInvitations.expiresAt })
+  keep('tenant_invitations', invitations.find((r) => r.expiresAt > NOW)?.id)
+
   const usage = await db
     .insert(s.apiKeyUsage)
     .values(
@@ -219,6 +233,7 @@ async function seedEveryTarget(): Promise<Seeded> {
       revoked_access_tokens: 1,
       login_throttles: 1,
       federated_login_states: 1,
+      tenant_invitations: 1,
       api_key_usage: 2,
       audit_events: 1,
       email_outbox: 1,
