@@ -42,11 +42,7 @@ export function corsMethods(path: string): string | undefined {
 export function cors(): MiddlewareHandler<AppEnv> {
   return async function cors(c, next) {
     const methods = corsMethods(c.req.path)
-    if (methods === undefined) {
-      await next()
-      return
-    }
-    if (c.req.method === 'OPTIONS') {
+    if (methods !== undefined && c.req.method === 'OPTIONS') {
       return new Response(null, {
         status: 204,
         headers: {
@@ -60,7 +56,10 @@ export function cors(): MiddlewareHandler<AppEnv> {
       })
     }
     await next()
-    c.res.headers.set('access-control-allow-origin', '*')
-    c.res.headers.set('access-control-expose-headers', EXPOSE_HEADERS)
+    if (methods !== undefined) {
+      c.res.headers.set('access-control-allow-origin', '*')
+      c.res.headers.set('access-control-expose-headers', EXPOSE_HEADERS)
+    }
+    return undefined
   }
 }
