@@ -14,6 +14,12 @@ export interface PresentedClient {
   /** SHA-256 hex of the presented secret; null for a public client. */
   secretHash: string | null
   grantType: string
+  /**
+   * A checked DPoP proof (RFC 9449), or null. The grant statement spends its `jti` first and
+   * authenticates the client only if that insert won, so a replayed proof issues nothing; without
+   * a proof, a client registered with `dpop_bound_access_tokens` does not authenticate either.
+   */
+  dpop: { jkt: string; jtiHash: string; expiresAt: Date } | null
 }
 
 /** The authenticated client's columns a grant needs. */
@@ -33,7 +39,19 @@ export interface GrantAudit {
 }
 
 function clientCte(p: PresentedClient, now: Date): SQL {
-  return sql`client as (
+  const proof =
+    p.dpop === null
+      ? sql`not coalesce((metadata->>'dpop_bound_access_tokens')::boolean, false)`
+      : sql`exists (select 1 from dpop_jti)`
+  const spend =
+    p.dpop === null
+      ? sql``
+      : sql`dpop_jti as (
+      insert into used_proof_jtis (jti_hash, expires_at) values (${p.dpop.jtiHash}, ${p.dpop.expiresAt}::timestamptz)
+      on conflict (jti_hash) do nothing
+      returning 1
+    ), `
+  return sql`${spend}client as (
       select id, client_id, tenant_id, scope, grant_types, token_endpoint_auth_method, id_token_signed_response_alg
       from oauth_clients
       where client_id = ${p.clientId} and disabled_at is null
@@ -43,7 +61,16 @@ function clientCte(p: PresentedClient, now: Date): SQL {
         and case when ${p.method} = 'none' then client_secret_hash is null
                  else client_secret_hash = ${p.secretHash}
                       and (client_secret_expires_at is null or client_secret_expires_at > ${now}) end
+        and ${proof}
     )`
+}
+
+/**
+ * RFC 9449 §5: refresh tokens issued to a public client with a DPoP proof are bound to its key
+ * (a confidential client's are bound by its authentication instead).
+ */
+function publicJkt(p: PresentedClient): SQL {
+  return sql`case when cl.token_endpoint_auth_method = 'none' then ${p.dpop?.jkt ?? null}::text end`
 }
 
 const CLIENT_COLUMNS = sql`cl.id::text as cl_id, cl.client_id as cl_client_id, cl.tenant_id::text as cl_tenant_id,
@@ -142,9 +169,9 @@ export async function consumeAuthorizationCode(
       where g.status = 'active' and g.code_challenge = ${input.codeChallenge}
         and g.redirect_uri = coalesce(${input.redirectUri}, g.redirect_uri)
     ), issued as (
-      insert into refresh_tokens (id, token_hash, family_id, authorization_code_id, client_id, user_id, scope, resource, auth_time, expires_at)
+      insert into refresh_tokens (id, token_hash, family_id, authorization_code_id, client_id, user_id, scope, resource, auth_time, expires_at, dpop_jkt)
       select ${refresh.id}::uuid, ${refresh.tokenHash}, g.id, g.id, cl.id,
-             g.user_id, g.scope, g.resource, g.auth_time, ${refresh.expiresAt}::timestamptz
+             g.user_id, g.scope, g.resource, g.auth_time, ${refresh.expiresAt}::timestamptz, ${publicJkt(input.client)}
       from ok g cross join client cl
       where 'refresh_token' = any(cl.grant_types)
       returning id
@@ -265,12 +292,13 @@ export async function rotateRefreshToken(
         and r.revoked_at is null and r.replaced_by is null and r.expires_at > ${input.now}
         and u.id = r.user_id and u.status = 'active'
         and string_to_array(${input.requestedScope}, ' ') <@ string_to_array(r.scope, ' ')
-      returning r.id, r.family_id, r.authorization_code_id, r.client_id, r.user_id, r.scope, r.resource, r.auth_time,
+        and (r.dpop_jkt is null or r.dpop_jkt = ${input.client.dpop?.jkt ?? null}::text)
+      returning r.id, r.family_id, r.authorization_code_id, r.client_id, r.user_id, r.scope, r.resource, r.auth_time, r.dpop_jkt,
                 u.status, u.email, u.display_name, u.email_verified_at, u.tokens_valid_after
     ), issued as (
-      insert into refresh_tokens (id, token_hash, family_id, parent_id, authorization_code_id, client_id, user_id, scope, resource, auth_time, expires_at)
+      insert into refresh_tokens (id, token_hash, family_id, parent_id, authorization_code_id, client_id, user_id, scope, resource, auth_time, expires_at, dpop_jkt)
       select ${input.next.id}::uuid, ${input.next.tokenHash}, family_id, id, authorization_code_id, client_id,
-             user_id, scope, resource, auth_time, ${input.next.expiresAt}::timestamptz
+             user_id, scope, resource, auth_time, ${input.next.expiresAt}::timestamptz, dpop_jkt
       from rotated
       returning id
     ), audited as (
@@ -311,7 +339,14 @@ export async function rotateRefreshToken(
   }
 }
 
-export type RefreshFailure = 'unknown' | 'reused' | 'revoked' | 'expired' | 'user_inactive' | 'scope_widened'
+export type RefreshFailure =
+  | 'unknown'
+  | 'reused'
+  | 'revoked'
+  | 'expired'
+  | 'user_inactive'
+  | 'dpop_key_mismatch'
+  | 'scope_widened'
 
 /**
  * Why a refresh token did not rotate. A rotated token presented again means it leaked: the
@@ -320,12 +355,21 @@ export type RefreshFailure = 'unknown' | 'reused' | 'revoked' | 'expired' | 'use
  */
 export async function explainRefreshFailure(
   x: Executor,
-  input: { tokenHash: string; client: GrantClient; audit: GrantAudit; now: Date; accessTokensExpireBy: Date },
+  input: {
+    tokenHash: string
+    client: GrantClient
+    /** Thumbprint of the key the request's DPoP proof was signed with, or null. */
+    dpopJkt: string | null
+    audit: GrantAudit
+    now: Date
+    accessTokensExpireBy: Date
+  },
 ): Promise<{ failure: RefreshFailure; familyId: string | null; userId: string | null; revoked: number }> {
   const [row] = await queryRows<Record<string, unknown>>(
     x,
     sql`with tok as (
-      select r.family_id, r.user_id, r.replaced_by, r.revoked_at, r.expires_at > ${input.now} as live, u.status
+      select r.family_id, r.user_id, r.replaced_by, r.revoked_at, r.expires_at > ${input.now} as live, u.status,
+             r.dpop_jkt is not null and r.dpop_jkt is distinct from ${input.dpopJkt}::text as key_mismatch
       from refresh_tokens r join users u on u.id = r.user_id
       where r.token_hash = ${input.tokenHash} and r.client_id = ${input.client.id}
     ), family as (
@@ -348,7 +392,7 @@ export async function explainRefreshFailure(
       returning id
     )
     select tok.family_id::text as family_id, tok.user_id::text as user_id, tok.replaced_by is not null as replaced,
-           tok.revoked_at is not null as revoked_before, tok.live, tok.status,
+           tok.revoked_at is not null as revoked_before, tok.live, tok.status, tok.key_mismatch,
            (select count(*) from family)::int as revoked, (select count(*) from revoked)::int as revoked_access
     from tok`,
   )
@@ -364,7 +408,9 @@ export async function explainRefreshFailure(
           ? 'expired'
           : row.status !== 'active'
             ? 'user_inactive'
-            : 'scope_widened'
+            : row.key_mismatch === true
+              ? 'dpop_key_mismatch'
+              : 'scope_widened'
   return {
     failure,
     familyId: String(row.family_id),
@@ -590,9 +636,9 @@ export async function pollDeviceCode(
     ), ok as (
       select g.* from grantee g where g.prev_status = 'approved' and not g.expired and g.user_status = 'active'
     ), issued as (
-      insert into refresh_tokens (id, token_hash, family_id, client_id, user_id, scope, resource, auth_time, expires_at)
+      insert into refresh_tokens (id, token_hash, family_id, client_id, user_id, scope, resource, auth_time, expires_at, dpop_jkt)
       select ${refresh.id}::uuid, ${refresh.tokenHash}, g.id, cl.id,
-             g.user_id, g.scope, g.resource, ${input.now}, ${refresh.expiresAt}::timestamptz
+             g.user_id, g.scope, g.resource, ${input.now}, ${refresh.expiresAt}::timestamptz, ${publicJkt(input.client)}
       from ok g cross join client cl
       where 'refresh_token' = any(cl.grant_types)
       returning id

@@ -142,6 +142,8 @@ export const refreshTokens = pgTable(
     expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
     revokedAt: timestamp('revoked_at', { withTimezone: true }),
     replacedBy: uuid('replaced_by'),
+    /** RFC 9449 §5: a public client's refresh token is bound to its DPoP key's thumbprint. */
+    dpopJkt: text('dpop_jkt'),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
   },
   (t) => [
@@ -162,6 +164,19 @@ export const revokedAccessTokens = pgTable(
     revokedAt: timestamp('revoked_at', { withTimezone: true }).notNull().defaultNow(),
   },
   (t) => [index('revoked_access_tokens_expires_at_idx').on(t.expiresAt)],
+)
+
+/**
+ * Single-use proof identifiers (RFC 9449 §11.1 DPoP `jti`, RFC 7523 §3 assertion `jti`), hashed,
+ * kept until the proof could no longer be accepted anyway; the purge removes them after.
+ */
+export const usedProofJtis = pgTable(
+  'used_proof_jtis',
+  {
+    jtiHash: text('jti_hash').primaryKey(),
+    expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
+  },
+  (t) => [index('used_proof_jtis_expires_at_idx').on(t.expiresAt)],
 )
 
 export const deviceCodes = pgTable(

@@ -3,7 +3,8 @@ import { secretsEqual } from '../crypto/compare'
 import type { AppEnv } from '../env'
 import { OAuthError } from '../errors/oauth'
 import { ProblemError } from '../errors/problem'
-import { bearerToken, unauthenticated } from '../middleware/authenticate'
+import { accessCredential, checkSenderConstraint } from '../middleware/access-credential'
+import { unauthenticated } from '../middleware/authenticate'
 import {
   type AccessTokenClaims,
   stillValidGuard,
@@ -55,11 +56,12 @@ export function callerTokenCacheStats(): { hits: number; misses: number; size: n
  */
 export function authenticateVerifier(): MiddlewareHandler<AppEnv> {
   return async function authenticateVerifier(c, next) {
-    const token = bearerToken(c.req.header('authorization'))
-    if (token === undefined) {
+    const credential = accessCredential(c.req.header('authorization'))
+    const token = credential?.token
+    if (credential === undefined || token === undefined) {
       throw unauthenticated('Send the admin token or an access token with scope apikeys:verify', undefined)
     }
-    if (await secretsEqual(token, c.var.config.adminToken)) {
+    if (credential.scheme === 'Bearer' && (await secretsEqual(token, c.var.config.adminToken))) {
       c.set('callerGuard', undefined)
       await next()
       return
@@ -81,10 +83,11 @@ export function authenticateVerifier(): MiddlewareHandler<AppEnv> {
       if (cached === undefined) {
         rememberCaller(token, claims)
       }
+      await checkSenderConstraint(c, credential, claims)
       guard = stillValidGuard(claims)
     } catch (error) {
       if (error instanceof OAuthError) {
-        throw unauthenticated('The bearer token is not valid', 'invalid_token')
+        throw unauthenticated('The bearer token is not valid', 'invalid_token', error)
       }
       throw error
     }

@@ -19,6 +19,8 @@ export const OAUTH_ERRORS = {
   expired_token: 400,
   invalid_redirect_uri: 400,
   invalid_client_metadata: 400,
+  /** RFC 9449 §5 and §7.1: a DPoP proof missing, malformed, replayed or for another request. */
+  invalid_dpop_proof: 400,
   invalid_token: 401,
   insufficient_scope: 403,
   not_found: 404,

@@ -9,6 +9,7 @@ import type { AppEnv } from '../env'
 import { OAuthError } from '../errors/oauth'
 import { ProblemError } from '../errors/problem'
 import { verifyAccessToken } from '../tokens/verify-access-token'
+import { accessCredential, checkSenderConstraint } from './access-credential'
 
 /** The session cookie's name; `__Host-` prefixed with an https issuer (`sessionCookieName`). */
 export const SESSION_COOKIE = 'portcullis_session'
@@ -46,17 +47,28 @@ async function resolvePrincipal(
   c: Context<AppEnv>,
   accepts: ReadonlySet<CredentialKind>,
 ): Promise<Principal> {
-  const token = bearerToken(c.req.header('authorization'))
-  if (token !== undefined && (accepts.has('admin_token') || accepts.has('access_token'))) {
-    if (accepts.has('admin_token') && (await secretsEqual(token, c.var.config.adminToken))) {
+  const credential = accessCredential(c.req.header('authorization'))
+  const token = credential?.token
+  if (
+    credential !== undefined &&
+    token !== undefined &&
+    (accepts.has('admin_token') || accepts.has('access_token'))
+  ) {
+    if (
+      credential.scheme === 'Bearer' &&
+      accepts.has('admin_token') &&
+      (await secretsEqual(token, c.var.config.adminToken))
+    ) {
       return { kind: 'admin' }
     }
     if (accepts.has('access_token')) {
       try {
-        return await verifyAccessToken(c.var.db, c.var.config, token)
+        return await verifyAccessToken(c.var.db, c.var.config, token, (claims) =>
+          checkSenderConstraint(c, credential, claims),
+        )
       } catch (error) {
         if (error instanceof OAuthError) {
-          throw unauthenticated('The bearer token is not valid', 'invalid_token')
+          throw unauthenticated('The bearer token is not valid', 'invalid_token', error)
         }
         throw error
       }
@@ -93,9 +105,17 @@ async function resolvePrincipal(
   throw unauthenticated('Sign in, or send a bearer token', undefined)
 }
 
-/** 401 with the Bearer challenge of RFC 6750 §3. */
-export function unauthenticated(detail: string, error: 'invalid_token' | undefined): ProblemError {
+/**
+ * 401 with the Bearer challenge of RFC 6750 §3, or the DPoP challenge (RFC 9449 §7.1) carried by
+ * `cause` when the refusal was about a DPoP binding or proof.
+ */
+export function unauthenticated(
+  detail: string,
+  error: 'invalid_token' | undefined,
+  cause?: OAuthError,
+): ProblemError {
   const challenge =
-    error === undefined ? 'Bearer realm="portcullis"' : `Bearer realm="portcullis", error="${error}"`
+    cause?.options.headers?.['www-authenticate'] ??
+    (error === undefined ? 'Bearer realm="portcullis"' : `Bearer realm="portcullis", error="${error}"`)
   return new ProblemError('unauthenticated', { detail, headers: { 'www-authenticate': challenge } })
 }

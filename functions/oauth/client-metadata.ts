@@ -233,6 +233,14 @@ function readMetadata(input: unknown, config: Config, options: MetadataOptions):
     throw new MetadataIssue('invalid_client_metadata', 'first_party', 'is set only by an administrator')
   }
   const metadata: Record<string, unknown> = {}
+  // RFC 9449 §5.2: true means every token request of this client must carry a DPoP proof.
+  const dpopBound = body.dpop_bound_access_tokens
+  if (dpopBound !== undefined && typeof dpopBound !== 'boolean') {
+    throw new MetadataIssue('invalid_client_metadata', 'dpop_bound_access_tokens', 'must be a boolean')
+  }
+  if (dpopBound === true) {
+    metadata.dpop_bound_access_tokens = true
+  }
   for (const field of PASSTHROUGH_FIELDS) {
     const value = field.endsWith('_uri') ? optionalWebUri(body, field) : optionalString(body, field, MAX_NAME)
     if (value !== null) {

@@ -87,7 +87,9 @@ export const introspect = new Hono<AppEnv>().post('/', async (c) => {
           exp: claims.exp,
           iat: claims.iat,
           jti: claims.jti,
-          token_type: 'Bearer',
+          // RFC 9449 §6.2: a bound token says so, with the key it is bound to.
+          token_type: claims.cnf?.jkt === undefined ? 'Bearer' : 'DPoP',
+          ...(claims.cnf?.jkt === undefined ? {} : { cnf: { jkt: claims.cnf.jkt } }),
           ...(claims.auth_time === undefined ? {} : { auth_time: claims.auth_time }),
         },
         200,

@@ -1,10 +1,11 @@
-import { Hono } from 'hono'
+import { type Context, Hono } from 'hono'
 import * as v from 'valibot'
 import { sha256Hex } from '../crypto/hash'
 import type { AppEnv } from '../env'
 import { OAuthError } from '../errors/oauth'
 import { clientIp } from '../middleware/client-ip'
 import { documentRoute } from '../openapi/registry'
+import { checkDpopProof, type DpopProof } from '../tokens/dpop'
 import { authenticateClient, readClientCredentials } from './client-auth'
 import { DEVICE_CODE_GRANT } from './client-metadata'
 import { readOAuthBody, requiredParam } from './form'
@@ -16,6 +17,30 @@ import { refreshTokenGrant } from './grants/refresh-token'
 
 /** RFC 6749 §5.1: token responses are never cached. */
 export const NO_STORE = { 'cache-control': 'no-store', pragma: 'no-cache' } as const
+
+/** The URIs this request may name as `htu`: the issuer's spelling and the one it arrived at. */
+export function requestUris(c: Context<AppEnv>): string[] {
+  return [`${c.var.config.issuer}${c.req.path}`, c.req.url]
+}
+
+/**
+ * RFC 9449 §5: a `DPoP` header on a token request must hold a valid proof for this POST; its key
+ * binds what is minted. The proof's `jti` is spent by the grant statement. No header: unbound.
+ */
+async function tokenRequestProof(c: Context<AppEnv>, now: Date): Promise<DpopProof | null> {
+  const header = c.req.header('dpop')
+  if (header === undefined) {
+    return null
+  }
+  const check = await checkDpopProof(header, { method: 'POST', urls: requestUris(c), now })
+  if (!check.ok) {
+    throw new OAuthError('invalid_dpop_proof', {
+      description: 'The DPoP proof is not valid',
+      log: check.reason,
+    })
+  }
+  return check.proof
+}
 
 const GRANTS: Record<
   string,
@@ -30,7 +55,8 @@ const GRANTS: Record<
 /**
  * POST /oauth/token. Round trips per successful grant: ONE in all (issue 16): the grant's
  * statement authenticates the client, does the grant's work and writes `token_issued`; a warm
- * isolate signs with cached keys. A failure may spend one more statement to explain itself.
+ * isolate signs with cached keys. A DPoP proof (RFC 9449) is checked without the database and its
+ * `jti` spent inside that same statement. A failure may spend one more statement to explain itself.
  */
 export const token = new Hono<AppEnv>().post('/', async (c) => {
   const params = await readOAuthBody(c)
@@ -41,6 +67,7 @@ export const token = new Hono<AppEnv>().post('/', async (c) => {
     throw new OAuthError('unsupported_grant_type', { description: `${grantType} is not supported` })
   }
   const credentials = readClientCredentials(c, params)
+  const dpop = await tokenRequestProof(c, now)
   const ctx: GrantContext = {
     db: c.var.db,
     config: c.var.config,
@@ -50,6 +77,7 @@ export const token = new Hono<AppEnv>().post('/', async (c) => {
       method: credentials.method,
       secretHash: credentials.secret === undefined ? null : await sha256Hex(credentials.secret),
       grantType,
+      dpop,
     },
     audit: { ip: clientIp(c) },
     explainClient: () => authenticateClient(c, c.var.db.http, params, now),
@@ -60,7 +88,7 @@ export const token = new Hono<AppEnv>().post('/', async (c) => {
 
 const TOKEN_RESPONSE = v.object({
   access_token: v.string(),
-  token_type: v.literal('Bearer'),
+  token_type: v.picklist(['Bearer', 'DPoP']),
   expires_in: v.number(),
   scope: v.string(),
   refresh_token: v.optional(v.string()),

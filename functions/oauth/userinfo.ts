@@ -3,7 +3,7 @@ import * as v from 'valibot'
 import { selectUserClaimsIf } from '../../db/queries/users'
 import type { AppEnv } from '../env'
 import { OAuthError } from '../errors/oauth'
-import { bearerToken } from '../middleware/authenticate'
+import { accessCredential, checkSenderConstraint } from '../middleware/access-credential'
 import { documentRoute } from '../openapi/registry'
 import {
   type AccessTokenClaims,
@@ -27,19 +27,21 @@ function invalidToken(cause: unknown): OAuthError {
  * in the statement that reads the user. One round trip.
  */
 async function userinfo(c: Context<AppEnv>): Promise<Response> {
-  const token = bearerToken(c.req.header('authorization'))
-  if (token === undefined) {
+  const credential = accessCredential(c.req.header('authorization'))
+  if (credential === undefined) {
     throw new OAuthError('invalid_token', { description: 'A bearer access token is required', bearer: true })
   }
   let claims: AccessTokenClaims
   try {
-    claims = await verifyOwnAccessTokenSignature(c.var.db, c.var.config, token)
+    claims = await verifyOwnAccessTokenSignature(c.var.db, c.var.config, credential.token)
   } catch (error) {
     if (error instanceof OAuthError) {
       throw invalidToken(error)
     }
     throw error
   }
+  // RFC 9449 §7: a DPoP-bound token needs the DPoP scheme and a fresh proof (one more round trip).
+  await checkSenderConstraint(c, credential, claims)
   const scopes = new Set((claims.scope ?? '').split(' '))
   if (isClientToken(claims) || !scopes.has('openid')) {
     throw new OAuthError('insufficient_scope', {

@@ -25,6 +25,8 @@ export interface AccessTokenInput {
    * second (at most 1 s ahead of the clock).
    */
   issuedAfter?: number | null
+  /** RFC 9449 §6.1: the DPoP key's thumbprint the token is bound to (`cnf.jkt`), if any. */
+  jkt?: string | null
 }
 
 export interface MintedToken {
@@ -66,6 +68,9 @@ export async function mintAccessToken(db: Db, config: Config, input: AccessToken
     jti: input.jti,
     client_id: input.clientId,
     scope: input.scope,
+  }
+  if (input.jkt) {
+    claims.cnf = { jkt: input.jkt }
   }
   if (input.authTime) {
     claims.auth_time = Math.floor(input.authTime.getTime() / 1000)

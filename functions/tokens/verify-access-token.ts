@@ -28,6 +28,8 @@ export interface AccessTokenClaims extends JWTPayload {
   client_id: string
   scope?: string
   auth_time?: number
+  /** RFC 9449 §6.1: the DPoP key the token is bound to. */
+  cnf?: { jkt?: string }
 }
 
 function invalid(log: string, cause?: unknown): OAuthError {
@@ -76,6 +78,10 @@ export async function verifyAccessTokenSignature(
     }
     if (payload.scope !== undefined && typeof payload.scope !== 'string') {
       throw invalid('scope is not a string')
+    }
+    const cnf = payload.cnf as { jkt?: unknown } | undefined
+    if (cnf !== undefined && (typeof cnf !== 'object' || cnf === null || typeof cnf.jkt !== 'string')) {
+      throw invalid('cnf without a jkt')
     }
     return payload as AccessTokenClaims
   } catch (error) {
@@ -164,8 +170,15 @@ export function stillValidGuard(claims: AccessTokenClaims): SQL {
  * and returns who it speaks for. Throws OAuthError('invalid_token') for anything not valid now.
  * Round trips: one (revocation, user status and client state together).
  */
-export async function verifyAccessToken(db: Db, config: Config, token: string): Promise<Principal> {
+export async function verifyAccessToken(
+  db: Db,
+  config: Config,
+  token: string,
+  /** Runs between the signature check and the database read (the DPoP binding check). */
+  checkClaims?: (claims: AccessTokenClaims) => Promise<void>,
+): Promise<Principal> {
   const claims = await verifyOwnAccessTokenSignature(db, config, token)
+  await checkClaims?.(claims)
   const state = await readAccessTokenState(db.http, {
     clientId: claims.client_id,
     jti: claims.jti,

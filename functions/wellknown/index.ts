@@ -4,6 +4,7 @@ import type { Config } from '../config'
 import type { AppEnv } from '../env'
 import { ID_TOKEN_ALGS } from '../oauth/client-metadata'
 import { documentRoute } from '../openapi/registry'
+import { DPOP_SIGNING_ALGS } from '../tokens/dpop'
 import { JWKS_MAX_AGE_SECONDS, publicJwks } from '../tokens/keys'
 
 const DISCOVERY_MAX_AGE_SECONDS = 3600
@@ -40,6 +41,7 @@ export function serverMetadata(config: Config): Record<string, unknown> {
     revocation_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'none'],
     introspection_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
     authorization_response_iss_parameter_supported: true,
+    dpop_signing_alg_values_supported: DPOP_SIGNING_ALGS,
     subject_types_supported: ['public'],
     id_token_signing_alg_values_supported: ID_TOKEN_ALGS,
     userinfo_signing_alg_values_supported: ['none'],

@@ -153,6 +153,13 @@ async function seedEveryTarget(): Promise<Seeded> {
   ])
   keep('login_throttles', throttleLive)
 
+  const proofLive = hash()
+  await db.insert(s.usedProofJtis).values([
+    { jtiHash: hash(), expiresAt: at(-0.01) },
+    { jtiHash: proofLive, expiresAt: at(0.01) },
+  ])
+  keep('used_proof_jtis', proofLive)
+
   const flows = await db
     .insert(s.federatedLoginStates)
     .values(
@@ -232,6 +239,7 @@ async function seedEveryTarget(): Promise<Seeded> {
       password_resets: 1,
       revoked_access_tokens: 1,
       login_throttles: 1,
+      used_proof_jtis: 1,
       federated_login_states: 1,
       tenant_invitations: 1,
       api_key_usage: 2,
@@ -241,7 +249,11 @@ async function seedEveryTarget(): Promise<Seeded> {
   }
 }
 
-const KEY_COLUMN: Record<string, string> = { revoked_access_tokens: 'jti', login_throttles: 'subject' }
+const KEY_COLUMN: Record<string, string> = {
+  revoked_access_tokens: 'jti',
+  login_throttles: 'subject',
+  used_proof_jtis: 'jti_hash',
+}
 
 async function surviving(table: string, keys: string[]): Promise<number> {
   const column = KEY_COLUMN[table] ?? 'id'

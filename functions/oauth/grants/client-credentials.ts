@@ -3,7 +3,7 @@ import { OAuthError } from '../../errors/oauth'
 import { accessTokenAudience, mintAccessToken } from '../../tokens/mint'
 import { type OAuthParams, param } from '../form'
 import { grantableScope, parseResource, parseScope } from '../scope'
-import { type GrantContext, type GrantOutcome, refuseClient } from './issue'
+import { type GrantContext, type GrantOutcome, refuseClient, tokenType } from './issue'
 
 const USER_SCOPES = ['openid', 'profile', 'email', 'offline_access']
 
@@ -41,8 +41,9 @@ export async function clientCredentialsGrant(ctx: GrantContext, params: OAuthPar
     scope,
     jti: crypto.randomUUID(),
     now: ctx.now,
+    jkt: ctx.presented.dpop?.jkt ?? null,
   })
   return {
-    response: { access_token: access.token, token_type: 'Bearer', expires_in: access.expiresIn, scope },
+    response: { access_token: access.token, token_type: tokenType(ctx), expires_in: access.expiresIn, scope },
   }
 }

@@ -17,7 +17,8 @@ import { idTokenAlgorithm } from '../client-metadata'
 /** RFC 6749 §5.1 successful response, snake_case as on the wire. */
 export interface TokenResponse {
   access_token: string
-  token_type: 'Bearer'
+  /** RFC 9449 §5: `DPoP` when the access token is bound to the proof's key. */
+  token_type: 'Bearer' | 'DPoP'
   expires_in: number
   scope: string
   refresh_token?: string
@@ -57,11 +58,41 @@ export async function refuseClient(ctx: GrantContext): Promise<never> {
       description: `This client may not use ${ctx.presented.grantType}`,
     })
   }
+  const refusal = proofRefusal(ctx, client)
+  if (refusal !== undefined) {
+    throw refusal
+  }
   // The row changed between the two statements (disabled, secret rotated): refuse.
   throw new OAuthError('invalid_client', {
     description: 'Client authentication failed',
     log: 'client changed',
   })
+}
+
+/** The `token_type` of what this request mints (RFC 9449 §5). */
+export function tokenType(ctx: GrantContext): 'Bearer' | 'DPoP' {
+  return ctx.presented.dpop === null ? 'Bearer' : 'DPoP'
+}
+
+/**
+ * The grant statement found no authenticated client, and the credentials check out: with a DPoP
+ * proof, its `jti` was already spent (RFC 9449 §11.1); without one, the client registered
+ * `dpop_bound_access_tokens` (RFC 9449 §5.2). Undefined: neither applies.
+ */
+function proofRefusal(ctx: GrantContext, client: OAuthClientRow): OAuthError | undefined {
+  if (ctx.presented.dpop !== null) {
+    return new OAuthError('invalid_dpop_proof', {
+      description: 'The DPoP proof was already used',
+      log: 'dpop jti replayed',
+    })
+  }
+  if (client.metadata.dpop_bound_access_tokens === true) {
+    return new OAuthError('invalid_dpop_proof', {
+      description: 'This client must send a DPoP proof',
+      log: 'dpop_bound_access_tokens without a proof',
+    })
+  }
+  return undefined
 }
 
 /** A fresh refresh token: the secret for the client, its hash and row id for the database. */
@@ -124,10 +155,11 @@ export async function issueUserTokens(
     now: ctx.now,
     authTime,
     issuedAfter: input.grantee.tokensValidAfter,
+    jkt: ctx.presented.dpop?.jkt ?? null,
   })
   const response: TokenResponse = {
     access_token: access.token,
-    token_type: 'Bearer',
+    token_type: tokenType(ctx),
     expires_in: access.expiresIn,
     scope: input.scope,
   }

@@ -22,6 +22,7 @@ const FAILURE_DESCRIPTIONS: Record<RefreshFailure, string> = {
   revoked: 'The refresh token was revoked',
   expired: 'The refresh token has expired',
   user_inactive: 'The user may not sign in',
+  dpop_key_mismatch: 'The refresh token is bound to another DPoP key',
   scope_widened: 'scope exceeds what was originally granted',
 }
 
@@ -50,6 +51,7 @@ export async function refreshTokenGrant(ctx: GrantContext, params: OAuthParams):
     const why = await explainRefreshFailure(ctx.db.http, {
       tokenHash,
       client,
+      dpopJkt: ctx.presented.dpop?.jkt ?? null,
       audit: ctx.audit,
       now: ctx.now,
       accessTokensExpireBy: accessTokensExpireBy(ctx.config, ctx.now),

@@ -1,0 +1,74 @@
+import type { Context } from 'hono'
+import { spendProofJti } from '../../db/queries/proof-jtis'
+import type { AppEnv } from '../env'
+import { OAuthError } from '../errors/oauth'
+import { checkDpopProof, DPOP_SIGNING_ALGS } from '../tokens/dpop'
+import type { AccessTokenClaims } from '../tokens/verify-access-token'
+
+/** An access token as presented: `Authorization: Bearer …` (RFC 6750) or `DPoP …` (RFC 9449 §7.1). */
+export interface AccessCredential {
+  token: string
+  scheme: 'Bearer' | 'DPoP'
+}
+
+/** The token in `Authorization: Bearer …` or `Authorization: DPoP …`, or undefined. */
+export function accessCredential(header: string | undefined): AccessCredential | undefined {
+  const match = header?.match(/^(Bearer|DPoP)[ ]+([\x21-\x7E]+)[ ]*$/i)
+  if (match?.[1] === undefined || match[2] === undefined) {
+    return undefined
+  }
+  return { token: match[2], scheme: match[1].toLowerCase() === 'dpop' ? 'DPoP' : 'Bearer' }
+}
+
+/** RFC 9449 §7.1: the challenge a DPoP-protected resource answers with. */
+export function dpopChallenge(error: 'invalid_token' | 'invalid_dpop_proof' | undefined): string {
+  const algs = `algs="${DPOP_SIGNING_ALGS.join(' ')}"`
+  return error === undefined ? `DPoP ${algs}` : `DPoP ${algs}, error="${error}"`
+}
+
+function refused(error: 'invalid_token' | 'invalid_dpop_proof', log: string): OAuthError {
+  return new OAuthError('invalid_token', {
+    description: error === 'invalid_token' ? 'The access token is not valid' : 'The DPoP proof is not valid',
+    log,
+    headers: { 'www-authenticate': dpopChallenge(error) },
+  })
+}
+
+/**
+ * RFC 9449 §7: a token bound with `cnf.jkt` is accepted only under the DPoP scheme with a proof
+ * for this method and URI, signed by the bound key, carrying `ath` for this token, whose `jti`
+ * has not been seen (one round trip to spend it). A DPoP-scheme request with an unbound token is
+ * refused too. Bearer with an unbound token: nothing to check, no database.
+ */
+export async function checkSenderConstraint(
+  c: Context<AppEnv>,
+  credential: AccessCredential,
+  claims: AccessTokenClaims,
+  now = new Date(),
+): Promise<void> {
+  const jkt = claims.cnf?.jkt
+  if (credential.scheme === 'Bearer') {
+    if (jkt !== undefined) {
+      throw refused('invalid_token', 'DPoP-bound token presented as Bearer')
+    }
+    return
+  }
+  if (jkt === undefined) {
+    throw refused('invalid_token', 'unbound token presented with the DPoP scheme')
+  }
+  const check = await checkDpopProof(c.req.header('dpop'), {
+    method: c.req.method,
+    urls: [`${c.var.config.issuer}${c.req.path}`, c.req.url],
+    now,
+    accessToken: credential.token,
+  })
+  if (!check.ok) {
+    throw refused('invalid_dpop_proof', check.reason)
+  }
+  if (check.proof.jkt !== jkt) {
+    throw refused('invalid_dpop_proof', 'proof signed by another key than the bound one')
+  }
+  if (!(await spendProofJti(c.var.db.http, check.proof.jtiHash, check.proof.expiresAt))) {
+    throw refused('invalid_dpop_proof', 'dpop jti replayed')
+  }
+}
