@@ -206,6 +206,24 @@ describe('invitations', () => {
     expect((await invite(t.id, { email: 'not-an-email' }, t.owner.cookie)).status).toBe(400)
   })
 
+  it.runIf(realPostgres)(
+    'ten concurrent accepts of one invitation: one 200, the rest 400, one membership and one audit row',
+    async () => {
+      const t = await seedTenant()
+      const invitee = await seedUser()
+      expect((await invite(t.id, { email: invitee.email }, t.owner.cookie)).status).toBe(201)
+      const token = await mailedToken(invitee.email)
+      const answers = await Promise.all(Array.from({ length: 10 }, () => accept(token, invitee.cookie)))
+      expect(answers.map((r) => r.status).sort()).toEqual([200, ...Array(9).fill(400)])
+      expect((await rolesOf(t.id))[invitee.id]).toBe('member')
+      const [audit] = await queryRows(
+        testDb(),
+        sql`select count(*)::int as n from audit_events where tenant_id = ${t.id}::uuid and type = 'invitation_accepted'`,
+      )
+      expect(audit?.n).toBe(1)
+    },
+  )
+
   it('an existing member accepting keeps their role', async () => {
     const t = await seedTenant()
     const invitee = await seedUser()
