@@ -1,16 +1,15 @@
-import { createExecutionContext, env, waitOnExecutionContext } from 'cloudflare:test'
+import { env } from 'cloudflare:test'
 import { and, desc, eq } from 'drizzle-orm'
 import { describe, expect, it } from 'vitest'
 import { createDb } from '../../db/client'
 import { auditEvents, emailOutbox, emailVerifications, passwordResets, sessions } from '../../db/schema'
-import { createApp } from '../../functions/app'
 import { parseConfig } from '../../functions/config'
 import { sha256Hex } from '../../functions/crypto/hash'
 import { deliverPendingEmail } from '../../functions/email/deliver'
 import { STRONG_PASSWORD, seedUser, signIn, uniqueEmail, userRow } from '../helpers/accounts'
 import { testDb } from '../helpers/db'
 import { until } from '../helpers/poll'
-import { BASE, call, describeResponse, EDGE_CF, postJson } from '../helpers/worker'
+import { call, callWith, describeResponse, postJson } from '../helpers/worker'
 
 /** Seeds a token row directly: the raw token and its hash, as the API would mail and store them. */
 async function seedVerification(userId: string, email: string, expiresInSeconds = 3600) {
@@ -39,14 +38,7 @@ async function seedReset(userId: string, expiresInSeconds = 3600) {
 }
 
 /** The app with other configuration, the way a deployment with those vars would answer. */
-async function withVars(vars: Record<string, string>, path: string, init: RequestInit) {
-  const app = createApp()
-  const ctx = createExecutionContext()
-  const viaEdge: RequestInit<RequestInitCfProperties> = { cf: EDGE_CF, ...init }
-  const res = await app.fetch(new Request(`${BASE}${path}`, viaEdge), { ...env, ...vars }, ctx)
-  await waitOnExecutionContext(ctx)
-  return res
-}
+const withVars = (vars: Record<string, string>, path: string, init: RequestInit) => callWith(vars, path, init)
 
 const json = (body: unknown): RequestInit => ({
   method: 'POST',

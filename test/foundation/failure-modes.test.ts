@@ -1,14 +1,8 @@
-import { createExecutionContext, env, waitOnExecutionContext } from 'cloudflare:test'
+import { env } from 'cloudflare:test'
 import { describe, expect, it } from 'vitest'
-import worker from '../../functions/index'
-import { BASE } from '../helpers/worker'
+import { callWith } from '../helpers/worker'
 
-async function fetchWith(bindings: Record<string, string | undefined>, path: string, init: RequestInit = {}) {
-  const ctx = createExecutionContext()
-  const res = await worker.fetch(new Request(`${BASE}${path}`, init), { ...env, ...bindings }, ctx)
-  await waitOnExecutionContext(ctx)
-  return res
-}
+const fetchWith = callWith
 
 describe('database unavailable', () => {
   // A loopback port nothing listens on: the gateway cannot connect and answers 503.

@@ -1,7 +1,5 @@
-import { createExecutionContext, env, waitOnExecutionContext } from 'cloudflare:test'
 import { createLocalJWKSet, decodeProtectedHeader, type JWK, jwtVerify } from 'jose'
 import { describe, expect, it } from 'vitest'
-import { createApp } from '../../functions/app'
 import {
   adminClient,
   basicAuth,
@@ -13,19 +11,7 @@ import {
   type TokenSet,
   webClient,
 } from '../helpers/oauth'
-import { BASE, call, describeResponse } from '../helpers/worker'
-
-/** The Worker with some variables changed, as a deployment that set them would run. */
-async function callWith(
-  vars: Record<string, string>,
-  path: string,
-  init: RequestInit = {},
-): Promise<Response> {
-  const ctx = createExecutionContext()
-  const res = await createApp().fetch(new Request(`${BASE}${path}`, init), { ...env, ...vars }, ctx)
-  await waitOnExecutionContext(ctx)
-  return res
-}
+import { call, callWith, describeResponse } from '../helpers/worker'
 
 async function servedJwks(): Promise<JWK[]> {
   return ((await (await call('/.well-known/jwks.json')).json()) as { keys: JWK[] }).keys
