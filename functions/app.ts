@@ -72,3 +72,7 @@ export function createApp(): Hono<AppEnv> {
   app.onError(renderError)
   return app
 }
+import { forgotPasswordPage } from './pages/forgot-password'
+import { signupPage } from './pages/signup'
+  app.route('/signup', signupPage)
+  app.route('/forgot-password', forgotPasswordPage)

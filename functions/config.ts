@@ -4,6 +4,7 @@ import {
   SIGNING_ALGORITHMS,
   type SigningAlgorithm,
 } from '../db/schema/constants'
+import { type Brand, parseBrand } from './brand'
 import { fromBase64Url } from './crypto/encoding'
 import type { Bindings } from './env'
 import { type FederationConfig, parseFederation } from './federation/config'
@@ -95,6 +96,8 @@ export interface Config {
   mailFrom: string
   /** Federated sign-in (issue 13): GITHUB_*, OIDC_PROVIDERS, FEDERATION_*. */
   federation: FederationConfig
+  /** Product name, logo, accent colour and support address on pages and in mail (issue 14). */
+  brand: Brand
 }
 
 export const MAIL_PROVIDERS = ['webhook', 'resend', 'log'] as const
@@ -296,6 +299,10 @@ function readConfig(env: Bindings, problems: ConfigError[]): Config {
     mail: attempt(() => parseMail(read, issuer), { provider: 'log' }),
     mailFrom: env.MAIL_FROM?.trim() || 'Portcullis <no-reply@localhost>',
     federation: federation(env, read, problems),
+    brand: parseBrand(
+      (name) => env[name]?.trim() || undefined,
+      (variable, reason) => record(problems, new ConfigError(variable, reason)),
+    ),
   }
 }
 

@@ -1,16 +1,10 @@
 import { type Context, Hono } from 'hono'
 import * as v from 'valibot'
-import { sqlState, UNIQUE_VIOLATION } from '../../db/errors'
 import { insertAuditEvents } from '../../db/queries/audit'
-import { insertOutboxStatement } from '../../db/queries/email-outbox'
 import { endSessionAudited, findLiveSessionWithUser, insertSessionStatement } from '../../db/queries/sessions'
 import { claimAttempts, retryAfterSeconds } from '../../db/queries/throttle'
 import {
-  insertEmailVerificationStatement,
-  insertUserStatement,
   issueEmailVerificationForEmail,
-  issuePasswordResetForEmail,
-  type UserRow,
   updateDisplayNameStatement,
   updatePasswordStatement,
 } from '../../db/queries/users'
@@ -20,13 +14,19 @@ import { sha256Hex } from '../crypto/hash'
 import { hashPassword, verifyPassword } from '../crypto/password'
 import { randomToken } from '../crypto/random'
 import { accountLink, deliverSoon } from '../email/outbox'
-import { renderPasswordResetEmail, renderVerificationEmail } from '../email/templates'
+import { renderVerificationEmail } from '../email/templates'
 import type { AppEnv } from '../env'
 import { ProblemError } from '../errors/problem'
 import { authenticate } from '../middleware/authenticate'
 import { clientIp } from '../middleware/client-ip'
 import { documentRoute } from '../openapi/registry'
 import { jsonBody } from '../validation/json-body'
+import {
+  ACCOUNT_MAIL_COOLDOWN_SECONDS,
+  registerAccount,
+  requestPasswordReset,
+  VERIFY_EMAIL_PATH,
+} from './account-actions'
 import { confirmPasswordReset, verifyEmailToken } from './account-tokens'
 import { endUserAccess, endUserAccessStatement } from './end-user-access'
 import { resetPasswordForm, resetPasswordPage, verifyEmailForm, verifyEmailPage } from './link-pages'
@@ -55,10 +55,6 @@ import {
 import { toUserJson } from './user-view'
 
 const NO_STORE = { 'cache-control': 'no-store' }
-/** At most one verification or reset message per user per minute. */
-const ACCOUNT_MAIL_COOLDOWN_SECONDS = 60
-export const VERIFY_EMAIL_PATH = '/auth/verify-email'
-export const RESET_PASSWORD_PATH = '/auth/password-reset/confirm'
 
 const sessionOnly = authenticate({ accept: ['session'] })
 
@@ -183,98 +179,16 @@ async function liveSession(c: Context<AppEnv>, now: Date) {
 
 const OptionalEmailBody = v.object({ email: v.optional(EmailOnlyBody.entries.email) })
 
-/**
- * Issue 9 #16: `POST /auth/register` answers 409 for a taken address (by design), so attempts are
- * limited per IP, claimed in one upsert before the argon2id hash. Every attempt counts, accounts
- * created included (sign-up abuse is the point). Without a known address (no trusted IP header)
- * there is nothing to key on and no limit applies, as for the per-IP sign-in counter.
- */
-async function claimSignup(c: Context<AppEnv>, ip: string | null, now: Date): Promise<void> {
-  if (ip === null) {
-    return
-  }
-  const config = c.var.config
-  const claims = await claimAttempts(c.var.db.http, [`register-ip:${ip}`], now, config.signupWindowSeconds)
-  if (claims.some((claim) => claim.count > config.signupMaxPerIp)) {
-    throw new ProblemError('rate_limited', {
-      detail: 'Too many sign-up attempts from this address; try again later',
-      retryAfterSeconds: retryAfterSeconds(claims, now),
-    })
-  }
-}
-
 /** `/auth/*`: the account API (JSON). Cookie-authenticated writes refuse cross-site callers. */
 export const auth = new Hono<AppEnv>()
   .use(sameOriginOnly())
   .post('/register', jsonBody(RegisterBody), async (c) => {
     const body = c.req.valid('json')
-    assertStrongPassword(body.password)
-    const config = c.var.config
-    const db = c.var.db.http
-    const now = new Date()
-    const ip = clientIp(c)
-    await claimSignup(c, ip, now)
-    const status = config.requireApproval ? 'pending' : 'active'
-    const userId = crypto.randomUUID()
-    const token = randomToken(32)
-    const message = renderVerificationEmail(
-      accountLink(config.issuer, VERIFY_EMAIL_PATH, token),
-      config.emailVerificationTtlSeconds,
-    )
-    const passwordHash = await withPasswordSlot(config.argon2MaxQueue, () =>
-      hashPassword(body.password, config.argon2),
-    )
-    let user: UserRow | undefined
-    let outboxId: string | undefined
-    try {
-      // One round trip, one transaction: the user, their verification token and its message.
-      const [insertedUsers, , queued] = await db.batch([
-        insertUserStatement(db, {
-          id: userId,
-          tenantId: DEFAULT_TENANT_ID,
-          email: body.email,
-          passwordHash,
-          displayName: body.display_name ?? null,
-          status,
-          createdAt: now,
-          updatedAt: now,
-        }),
-        insertEmailVerificationStatement(db, {
-          tokenHash: await sha256Hex(token),
-          userId,
-          email: body.email,
-          expiresAt: new Date(now.getTime() + config.emailVerificationTtlSeconds * 1000),
-          createdAt: now,
-        }),
-        insertOutboxStatement(db, {
-          toAddress: body.email,
-          template: message.template,
-          subject: message.subject,
-          bodyText: message.text,
-          bodyHtml: message.html,
-          createdAt: now,
-          nextAttemptAt: now,
-        }),
-        auditStatement(db, ip, {
-          type: 'user_registered',
-          actor: `user:${userId}`,
-          userId,
-          tenantId: DEFAULT_TENANT_ID,
-          metadata: { status },
-        }),
-      ])
-      user = insertedUsers[0]
-      outboxId = queued[0]?.id
-    } catch (error) {
-      if (sqlState(error) === UNIQUE_VIOLATION) {
-        throw new ProblemError('email_taken', { detail: 'An account with this email already exists' })
-      }
-      throw error
-    }
-    if (user === undefined) {
-      throw new Error('user insert returned no row')
-    }
-    deliverSoon(c, outboxId === undefined ? [] : [outboxId])
+    const user = await registerAccount(c, {
+      email: body.email,
+      password: body.password,
+      displayName: body.display_name ?? null,
+    })
     return c.json({ user: toUserJson(user) }, 201, NO_STORE)
   })
   .post('/login', jsonBody(LoginBody), async (c) => {
@@ -457,6 +371,7 @@ export const auth = new Hono<AppEnv>()
     const message = renderVerificationEmail(
       accountLink(config.issuer, VERIFY_EMAIL_PATH, token),
       config.emailVerificationTtlSeconds,
+      config.brand,
     )
     const outboxId = await issueEmailVerificationForEmail(c.var.db.http, {
       tenantId: DEFAULT_TENANT_ID,
@@ -472,26 +387,7 @@ export const auth = new Hono<AppEnv>()
     return c.body(null, 202, NO_STORE)
   })
   .post('/password-reset', jsonBody(EmailOnlyBody), async (c) => {
-    const config = c.var.config
-    const now = new Date()
-    const token = randomToken(32)
-    const message = renderPasswordResetEmail(
-      accountLink(config.issuer, RESET_PASSWORD_PATH, token),
-      config.passwordResetTtlSeconds,
-    )
-    const issued = await issuePasswordResetForEmail(c.var.db.http, {
-      tenantId: DEFAULT_TENANT_ID,
-      email: c.req.valid('json').email,
-      tokenHash: await sha256Hex(token),
-      now,
-      expiresAt: new Date(now.getTime() + config.passwordResetTtlSeconds * 1000),
-      cooldownSince: new Date(now.getTime() - ACCOUNT_MAIL_COOLDOWN_SECONDS * 1000),
-      message,
-      ip: clientIp(c),
-    })
-    if (issued !== undefined) {
-      deliverSoon(c, [issued.outboxId])
-    }
+    await requestPasswordReset(c, c.req.valid('json').email)
     return c.body(null, 202, NO_STORE)
   })
   .post('/password-reset/confirm', resetPasswordForm(), jsonBody(ResetConfirmBody), async (c) => {

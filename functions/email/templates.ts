@@ -1,3 +1,5 @@
+import type { Brand } from '../brand'
+
 export type EmailTemplate = 'verify_email' | 'password_reset' | 'tenant_invitation'
 
 export interface RenderedEmail {
@@ -24,30 +26,48 @@ function describeDuration(seconds: number): string {
   return minutes === 1 ? '1 minute' : `${minutes} minutes`
 }
 
-function htmlBody(heading: string, intro: string, link: string, action: string, footer: string): string {
+function supportLine(brand: Brand): string {
+  return brand.supportEmail === undefined ? '' : ` Questions? Write to ${brand.supportEmail}.`
+}
+
+function htmlBody(
+  brand: Brand,
+  heading: string,
+  intro: string,
+  link: string,
+  action: string,
+  footer: string,
+): string {
   const safeLink = escapeHtml(link)
+  // The accent colour is validated as #rgb/#rrggbb by the config, so it is safe in a style.
+  const accent = brand.accentColor
+  const mark =
+    brand.logoUrl === undefined
+      ? escapeHtml(brand.name)
+      : `<img src="${escapeHtml(brand.logoUrl)}" alt="" height="28" style="vertical-align:middle;margin-right:8px">${escapeHtml(brand.name)}`
   return `<!doctype html><html><body style="margin:0;background:#f3f4f6;font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;color:#111827">
 <table role="presentation" width="100%" cellpadding="0" cellspacing="0"><tr><td align="center" style="padding:32px 12px">
 <table role="presentation" width="480" cellpadding="0" cellspacing="0" style="background:#fff;border-radius:12px;padding:32px">
-<tr><td style="font-weight:700;font-size:18px;padding-bottom:16px">Portcullis</td></tr>
+<tr><td style="font-weight:700;font-size:18px;padding-bottom:16px">${mark}</td></tr>
 <tr><td><h1 style="font-size:20px;margin:0 0 12px">${escapeHtml(heading)}</h1>
 <p style="margin:0 0 20px;line-height:1.5">${escapeHtml(intro)}</p>
-<p style="margin:0 0 20px"><a href="${safeLink}" style="display:inline-block;background:#4f46e5;color:#fff;text-decoration:none;padding:11px 18px;border-radius:8px;font-weight:600">${escapeHtml(action)}</a></p>
+<p style="margin:0 0 20px"><a href="${safeLink}" style="display:inline-block;background:${accent};color:#fff;text-decoration:none;padding:11px 18px;border-radius:8px;font-weight:600">${escapeHtml(action)}</a></p>
 <p style="margin:0 0 8px;font-size:13px;color:#6b7280">Or paste this link into your browser:<br><span style="word-break:break-all">${safeLink}</span></p>
-<p style="margin:16px 0 0;font-size:13px;color:#6b7280">${escapeHtml(footer)}</p></td></tr>
+<p style="margin:16px 0 0;font-size:13px;color:#6b7280">${escapeHtml(footer + supportLine(brand))}</p></td></tr>
 </table></td></tr></table></body></html>`
 }
 
 /** The message asking a new user to confirm their address; `link` carries the raw token. */
-export function renderVerificationEmail(link: string, ttlSeconds: number): RenderedEmail {
+export function renderVerificationEmail(link: string, ttlSeconds: number, brand: Brand): RenderedEmail {
   const expires = `The link expires in ${describeDuration(ttlSeconds)}. If you did not create an account, ignore this message.`
   return {
     template: 'verify_email',
     subject: 'Confirm your email address',
-    text: `Confirm your email address\n\nOpen this link to confirm the address for your Portcullis account:\n\n${link}\n\n${expires}\n`,
+    text: `Confirm your email address\n\nOpen this link to confirm the address for your ${brand.name} account:\n\n${link}\n\n${expires}${supportLine(brand)}\n`,
     html: htmlBody(
+      brand,
       'Confirm your email address',
-      'Confirm the address for your Portcullis account.',
+      `Confirm the address for your ${brand.name} account.`,
       link,
       'Confirm email address',
       expires,
@@ -56,15 +76,16 @@ export function renderVerificationEmail(link: string, ttlSeconds: number): Rende
 }
 
 /** The password-reset message; `link` carries the raw token. */
-export function renderPasswordResetEmail(link: string, ttlSeconds: number): RenderedEmail {
+export function renderPasswordResetEmail(link: string, ttlSeconds: number, brand: Brand): RenderedEmail {
   const expires = `The link expires in ${describeDuration(ttlSeconds)} and works once. If you did not ask for a reset, ignore this message: your password stays as it is.`
   return {
     template: 'password_reset',
     subject: 'Reset your password',
-    text: `Reset your password\n\nSomeone (hopefully you) asked to reset the password of your Portcullis account. Open this link to choose a new one:\n\n${link}\n\n${expires}\n`,
+    text: `Reset your password\n\nSomeone (hopefully you) asked to reset the password of your ${brand.name} account. Open this link to choose a new one:\n\n${link}\n\n${expires}${supportLine(brand)}\n`,
     html: htmlBody(
+      brand,
       'Reset your password',
-      'Someone (hopefully you) asked to reset the password of your Portcullis account.',
+      `Someone (hopefully you) asked to reset the password of your ${brand.name} account.`,
       link,
       'Choose a new password',
       expires,
@@ -78,13 +99,14 @@ export function renderInvitationEmail(
   role: string,
   link: string,
   ttlSeconds: number,
+  brand: Brand,
 ): RenderedEmail {
   const expires = `The invitation expires in ${describeDuration(ttlSeconds)} and works once, for the account with this address. If you did not expect it, ignore this message.`
-  const intro = `You are invited to join ${tenantName} on Portcullis as ${role === 'admin' ? 'an' : 'a'} ${role}.`
+  const intro = `You are invited to join ${tenantName} on ${brand.name} as ${role === 'admin' ? 'an' : 'a'} ${role}.`
   return {
     template: 'tenant_invitation',
     subject: `Join ${tenantName}`,
-    text: `Join ${tenantName}\n\n${intro} Sign in with this address, then open this link:\n\n${link}\n\n${expires}\n`,
-    html: htmlBody(`Join ${tenantName}`, intro, link, 'Accept the invitation', expires),
+    text: `Join ${tenantName}\n\n${intro} Sign in with this address, then open this link:\n\n${link}\n\n${expires}${supportLine(brand)}\n`,
+    html: htmlBody(brand, `Join ${tenantName}`, intro, link, 'Accept the invitation', expires),
   }
 }

@@ -1,16 +1,21 @@
 import { type Context, Hono } from 'hono'
 import { getCookie } from 'hono/cookie'
+import { html } from 'hono/html'
 import * as v from 'valibot'
 import { findConsent, upsertConsentStatement } from '../../db/queries/oauth-grants'
 import { findLiveSession, type LiveSession } from '../../db/queries/sessions'
+import { findUserById } from '../../db/queries/users'
 import { auditStatement } from '../audit/record'
 import { sessionCookieName } from '../auth/session-cookie'
 import { sha256Hex } from '../crypto/hash'
 import type { AppEnv } from '../env'
+import { OAuthError } from '../errors/oauth'
 import { clientIp } from '../middleware/client-ip'
 import { documentRoute } from '../openapi/registry'
+import { wantsHtml } from '../pages/config-error'
 import { renderConsentPage } from '../pages/consent'
 import { CSRF_FIELD, verifyCsrf } from '../pages/csrf'
+import { sendPage } from '../pages/layout'
 import {
   type AuthorizationRequest,
   issueAuthorizationCode,
@@ -56,6 +61,24 @@ function covers(granted: readonly string[] | undefined, requested: readonly stri
   return granted !== undefined && requested.every((s) => granted.includes(s))
 }
 
+/**
+ * What a browser sees when the request cannot be sent back to the client (unknown client, bad
+ * redirect URI): a page in words. API clients (no text/html in Accept) keep the JSON error.
+ */
+function unredirectablePage(c: Context<AppEnv>, error: OAuthError): Promise<Response> {
+  return sendPage(
+    c,
+    'Cannot continue',
+    html`<h1>This sign-in link does not work</h1>
+      <div class="error" role="alert" data-testid="oauth-error">
+        The application that sent you here made a request we cannot accept, so we cannot send you back to it.
+      </div>
+      <p class="lead">Go back to the application and try again. If it keeps happening, tell the application's support.</p>
+      <p class="muted">Details for the developer: <code>${error.code}</code>: ${error.options.description ?? ''}</p>`,
+    400,
+  )
+}
+
 /** Turns RedirectableError into the redirect RFC 6749 §4.1.2.1 asks for. */
 async function withRedirectErrors(c: Context<AppEnv>, work: () => Promise<Response>): Promise<Response> {
   try {
@@ -63,6 +86,9 @@ async function withRedirectErrors(c: Context<AppEnv>, work: () => Promise<Respon
   } catch (error) {
     if (error instanceof RedirectableError) {
       return redirectError(c, error)
+    }
+    if (error instanceof OAuthError && wantsHtml(c.req.header('accept'))) {
+      return unredirectablePage(c, error)
     }
     throw error
   }
@@ -120,7 +146,16 @@ export const authorizeEndpoint = new Hono<AppEnv>().get('/', (c) =>
           request.state,
         )
       }
-      return renderConsentPage(c, request)
+      const account = await findUserById(c.var.db.http, session.userId)
+      if (account === undefined) {
+        throw new RedirectableError(
+          'access_denied',
+          'The user is not signed in',
+          request.redirectUri,
+          request.state,
+        )
+      }
+      return renderConsentPage(c, request, account)
     }
     return completeWithCode(c, request, session)
   }),

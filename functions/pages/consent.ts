@@ -5,19 +5,13 @@ import type { AuthorizationRequest } from '../oauth/authorization-request'
 import { requestFields } from '../oauth/authorization-request'
 import { CSRF_FIELD, issueCsrfToken } from './csrf'
 import { sendPage } from './layout'
-
-const SCOPE_TEXT: Record<string, string> = {
-  openid: 'Know who you are',
-  profile: 'See your name',
-  email: 'See your email address',
-  offline_access: 'Stay signed in (refresh tokens)',
-  'apikeys:write': 'Create and manage your API keys',
-}
+import { scopeText } from './words'
 
 /** The consent page (DESIGN): a no-JavaScript form posting to /oauth/consent. */
 export async function renderConsentPage(
   c: Context<AppEnv>,
   request: AuthorizationRequest,
+  account: { email: string; displayName: string | null },
 ): Promise<Response> {
   const csrf = await issueCsrfToken(c)
   const fields = { ...requestFields(request), [CSRF_FIELD]: csrf }
@@ -27,9 +21,13 @@ export async function renderConsentPage(
     c,
     'Authorize access',
     html`<h1>Authorize ${name}</h1>
-      <p class="lead">${name} wants to:</p>
+      <p class="lead">
+        Signed in as <strong data-testid="consent-account">${account.email}</strong>.
+        <a href="/oauth/authorize?${new URLSearchParams({ ...requestFields(request), prompt: 'login' }).toString()}">Use another account</a>
+      </p>
+      <p>${name} wants to:</p>
       <ul class="scopes">
-        ${request.scope.map((s) => html`<li>${SCOPE_TEXT[s] ?? s}</li>`)}
+        ${request.scope.map((s) => html`<li>${scopeText(s)}</li>`)}
       </ul>
       <p class="muted">You will be sent back to ${host}.</p>
       <form method="post" action="/oauth/consent">

@@ -19,6 +19,7 @@ import { normalizeUserCode } from '../oauth/device-authorization'
 import { documentRoute } from '../openapi/registry'
 import { CSRF_FIELD, issueCsrfToken, verifyCsrf } from './csrf'
 import { sendPage } from './layout'
+import { scopeList } from './words'
 
 async function session(c: Context<AppEnv>): Promise<LiveSession | undefined> {
   const cookie = getCookie(c, sessionCookieName(c.var.config))
@@ -60,7 +61,10 @@ async function devicePage(
       ${
         client === undefined
           ? ''
-          : html`<p><strong>${client.name}</strong> asks for: ${client.scope || 'basic access'}</p>`
+          : html`<p><strong>${client.name}</strong> wants to:</p>
+              <ul class="scopes" data-testid="device-scopes">
+                ${scopeList(client.scope).map((line) => html`<li>${line}</li>`)}
+              </ul>`
       }
       <form method="post" action="/device">
         <label for="user_code">Code</label>

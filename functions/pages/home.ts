@@ -7,6 +7,7 @@ import type { AppEnv } from '../env'
 import { clientIp } from '../middleware/client-ip'
 import { CSRF_FIELD, issueCsrfToken, verifyCsrf } from './csrf'
 import { sendPage } from './layout'
+import { isoTime, relativeTime } from './words'
 
 /** `GET /`: who is signed in, with a sign-out button; `POST /logout`: the button's target. */
 export const homePage = new Hono<AppEnv>()
@@ -20,10 +21,11 @@ export const homePage = new Hono<AppEnv>()
     if (found === undefined || found.user.status !== 'active') {
       return sendPage(
         c,
-        'Portcullis',
+        'Welcome',
         html`<h1>You are not signed in</h1>
-          <p class="lead">Sign in to manage your account and applications.</p>
-          <div class="row"><a href="/login" style="flex:1"><button type="button">Sign in</button></a></div>`,
+          <p class="lead">Sign in to see your account.</p>
+          <div class="row"><a href="/login" style="flex:1"><button type="button">Sign in</button></a></div>
+          <p class="muted">New here? <a href="/signup">Create an account</a>.</p>`,
       )
     }
     slideSession(c, found.session, now)
@@ -34,7 +36,10 @@ export const homePage = new Hono<AppEnv>()
       'Signed in',
       html`<h1>Welcome, ${name}</h1>
         <p class="lead">You are signed in as <strong data-testid="signed-in-email">${found.user.email}</strong>.</p>
-        <p class="muted">Session expires ${found.session.expiresAt.toISOString()}.</p>
+        <p class="muted" data-testid="session-expiry">
+          Your session expires
+          <time datetime="${isoTime(found.session.expiresAt)}" title="${isoTime(found.session.expiresAt)}">${relativeTime(found.session.expiresAt, now)}</time>.
+        </p>
         <form method="post" action="/logout">
           <input type="hidden" name="${CSRF_FIELD}" value="${csrf}" />
           <div class="row"><button type="submit" class="secondary">Sign out</button></div>

@@ -1,6 +1,7 @@
 import type { Context } from 'hono'
 import { html, raw } from 'hono/html'
 import type { HtmlEscapedString } from 'hono/utils/html'
+import { type Brand, DEFAULT_BRAND } from '../brand'
 import type { AppEnv } from '../env'
 
 /** Headers on every HTML page: no framing (clickjacking), no caching of forms with CSRF tokens. */
@@ -36,29 +37,50 @@ const STYLE = `
   .check { display: flex; align-items: center; gap: 8px; margin-top: 14px; font-weight: 400; }
   .error { background: #fef2f2; color: var(--danger); border: 1px solid #fecaca; padding: 10px 12px; border-radius: 8px; margin-bottom: 12px; }
   ul.scopes { padding-left: 20px; } .muted { color: var(--muted); font-size: 13px; }
+  a { color: var(--accent); } .links { display: flex; flex-wrap: wrap; justify-content: space-between; gap: 8px; margin-top: 18px; font-size: 14px; }
+  .notice { background: #ecfdf5; color: #065f46; border: 1px solid #a7f3d0; padding: 10px 12px; border-radius: 8px; margin-bottom: 12px; }
+  @media (prefers-color-scheme: dark) { a { color: inherit; } .error { background: #2a1215; border-color: #7f1d1d; color: #fca5a5; }
+    .notice { background: #052e1f; border-color: #065f46; color: #a7f3d0; } }
+  .brand img { height: 28px; width: auto; } footer.support { margin-top: 22px; text-align: center; }
 `
 
-const LOGO = raw(
-  '<svg viewBox="0 0 32 32" aria-hidden="true"><rect x="3" y="3" width="26" height="26" rx="6" fill="#4f46e5"/><path d="M9 23V11h14v12M13 11v12M19 11v12M9 16h14" stroke="#fff" stroke-width="2" fill="none"/></svg>',
-)
+/** The built-in mark in the accent colour (validated as a hex colour), or the configured logo. */
+function logo(brand: Brand) {
+  if (brand.logoUrl !== undefined) {
+    return html`<img src="${brand.logoUrl}" alt="" />`
+  }
+  return raw(
+    `<svg viewBox="0 0 32 32" aria-hidden="true"><rect x="3" y="3" width="26" height="26" rx="6" fill="${brand.accentColor}"/><path d="M9 23V11h14v12M13 11v12M19 11v12M9 16h14" stroke="#fff" stroke-width="2" fill="none"/></svg>`,
+  )
+}
 
 /** A complete page around `body`; every interpolation in callers goes through hono/html escaping. */
-export function renderPage(title: string, body: HtmlEscapedString | Promise<HtmlEscapedString>) {
+export function renderPage(
+  title: string,
+  body: HtmlEscapedString | Promise<HtmlEscapedString>,
+  brand: Brand = DEFAULT_BRAND,
+) {
   return html`<!doctype html>
     <html lang="en">
       <head>
         <meta charset="utf-8" />
         <meta name="viewport" content="width=device-width, initial-scale=1" />
         <meta name="referrer" content="no-referrer" />
-        <title>${title} · Portcullis</title>
+        <title>${title} · ${brand.name}</title>
         <style>
           ${raw(STYLE)}
+          :root { --accent: ${raw(brand.accentColor)}; }
         </style>
       </head>
       <body>
         <main class="card">
-          <div class="brand">${LOGO}<span>Portcullis</span></div>
+          <div class="brand">${logo(brand)}<span>${brand.name}</span></div>
           ${body}
+          ${
+            brand.supportEmail === undefined
+              ? ''
+              : html`<footer class="support muted">Need help? <a href="mailto:${brand.supportEmail}">${brand.supportEmail}</a></footer>`
+          }
         </main>
       </body>
     </html>`
@@ -69,7 +91,7 @@ export async function sendPage(
   c: Context<AppEnv>,
   title: string,
   body: HtmlEscapedString | Promise<HtmlEscapedString>,
-  status: 200 | 400 | 401 | 403 | 404 | 429 = 200,
+  status: 200 | 400 | 401 | 403 | 404 | 409 | 429 = 200,
 ): Promise<Response> {
-  return c.html(await renderPage(title, body), status, PAGE_HEADERS)
+  return c.html(await renderPage(title, body, c.var.config.brand), status, PAGE_HEADERS)
 }

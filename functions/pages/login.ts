@@ -43,7 +43,7 @@ async function renderLogin(c: Context<AppEnv>, state: LoginFormState, status: 20
     c,
     'Sign in',
     html`<h1>Sign in</h1>
-      <p class="lead">Use your Portcullis account to continue.</p>
+      <p class="lead">Use your ${c.var.config.brand.name} account to continue.</p>
       ${state.error === undefined ? '' : html`<div class="error" role="alert">${state.error}</div>`}
       <form method="post" action="/login" novalidate>
         <input type="hidden" name="${CSRF_FIELD}" value="${csrf}" />
@@ -58,7 +58,10 @@ async function renderLogin(c: Context<AppEnv>, state: LoginFormState, status: 20
         <div class="row"><button type="submit">Sign in</button></div>
       </form>
       ${federatedButtons(c, state.returnTo)}
-      <p class="muted">Forgot your password? Ask for a reset link with <code>POST /auth/password-reset</code>.</p>`,
+      <div class="links">
+        <a href="/forgot-password">Forgot your password?</a>
+        <a href="/signup?return_to=${encodeURIComponent(state.returnTo)}">Create an account</a>
+      </div>`,
     status,
   )
 }

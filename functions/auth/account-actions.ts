@@ -1,0 +1,157 @@
+import type { Context } from 'hono'
+import { sqlState, UNIQUE_VIOLATION } from '../../db/errors'
+import { insertOutboxStatement } from '../../db/queries/email-outbox'
+import { claimAttempts, retryAfterSeconds } from '../../db/queries/throttle'
+import {
+  insertEmailVerificationStatement,
+  insertUserStatement,
+  issuePasswordResetForEmail,
+  type UserRow,
+} from '../../db/queries/users'
+import { DEFAULT_TENANT_ID } from '../../db/schema/constants'
+import { auditStatement } from '../audit/record'
+import { sha256Hex } from '../crypto/hash'
+import { hashPassword } from '../crypto/password'
+import { randomToken } from '../crypto/random'
+import { accountLink, deliverSoon } from '../email/outbox'
+import { renderPasswordResetEmail, renderVerificationEmail } from '../email/templates'
+import type { AppEnv } from '../env'
+import { ProblemError } from '../errors/problem'
+import { clientIp } from '../middleware/client-ip'
+import { withPasswordSlot } from './password-gate'
+import { assertStrongPassword } from './password-policy'
+
+// Account actions shared by the JSON API (`/auth/*`) and the HTML pages (`/signup`,
+// `/forgot-password`): one implementation, so the pages get the same limits and audit rows.
+
+/** At most one verification or reset message per user per minute. */
+export const ACCOUNT_MAIL_COOLDOWN_SECONDS = 60
+export const VERIFY_EMAIL_PATH = '/auth/verify-email'
+export const RESET_PASSWORD_PATH = '/auth/password-reset/confirm'
+
+/**
+ * Issue 9 #16: `POST /auth/register` answers 409 for a taken address (by design), so attempts are
+ * limited per IP, claimed in one upsert before the argon2id hash. Every attempt counts, accounts
+ * created included (sign-up abuse is the point). Without a known address (no trusted IP header)
+ * there is nothing to key on and no limit applies, as for the per-IP sign-in counter.
+ */
+async function claimSignup(c: Context<AppEnv>, ip: string | null, now: Date): Promise<void> {
+  if (ip === null) {
+    return
+  }
+  const config = c.var.config
+  const claims = await claimAttempts(c.var.db.http, [`register-ip:${ip}`], now, config.signupWindowSeconds)
+  if (claims.some((claim) => claim.count > config.signupMaxPerIp)) {
+    throw new ProblemError('rate_limited', {
+      detail: 'Too many sign-up attempts from this address; try again later',
+      retryAfterSeconds: retryAfterSeconds(claims, now),
+    })
+  }
+}
+
+export interface RegistrationInput {
+  email: string
+  password: string
+  displayName: string | null
+}
+
+/**
+ * Creates an account (pending under REQUIRE_APPROVAL) with its verification token and message in
+ * one transaction. Throws `weak_password`, `rate_limited` or `email_taken` (409).
+ */
+export async function registerAccount(c: Context<AppEnv>, input: RegistrationInput): Promise<UserRow> {
+  assertStrongPassword(input.password)
+  const config = c.var.config
+  const db = c.var.db.http
+  const now = new Date()
+  const ip = clientIp(c)
+  await claimSignup(c, ip, now)
+  const status = config.requireApproval ? 'pending' : 'active'
+  const userId = crypto.randomUUID()
+  const token = randomToken(32)
+  const message = renderVerificationEmail(
+    accountLink(config.issuer, VERIFY_EMAIL_PATH, token),
+    config.emailVerificationTtlSeconds,
+    config.brand,
+  )
+  const passwordHash = await withPasswordSlot(config.argon2MaxQueue, () =>
+    hashPassword(input.password, config.argon2),
+  )
+  let user: UserRow | undefined
+  let outboxId: string | undefined
+  try {
+    // One round trip, one transaction: the user, their verification token and its message.
+    const [insertedUsers, , queued] = await db.batch([
+      insertUserStatement(db, {
+        id: userId,
+        tenantId: DEFAULT_TENANT_ID,
+        email: input.email,
+        passwordHash,
+        displayName: input.displayName,
+        status,
+        createdAt: now,
+        updatedAt: now,
+      }),
+      insertEmailVerificationStatement(db, {
+        tokenHash: await sha256Hex(token),
+        userId,
+        email: input.email,
+        expiresAt: new Date(now.getTime() + config.emailVerificationTtlSeconds * 1000),
+        createdAt: now,
+      }),
+      insertOutboxStatement(db, {
+        toAddress: input.email,
+        template: message.template,
+        subject: message.subject,
+        bodyText: message.text,
+        bodyHtml: message.html,
+        createdAt: now,
+        nextAttemptAt: now,
+      }),
+      auditStatement(db, ip, {
+        type: 'user_registered',
+        actor: `user:${userId}`,
+        userId,
+        tenantId: DEFAULT_TENANT_ID,
+        metadata: { status },
+      }),
+    ])
+    user = insertedUsers[0]
+    outboxId = queued[0]?.id
+  } catch (error) {
+    if (sqlState(error) === UNIQUE_VIOLATION) {
+      throw new ProblemError('email_taken', { detail: 'An account with this email already exists' })
+    }
+    throw error
+  }
+  if (user === undefined) {
+    throw new Error('user insert returned no row')
+  }
+  deliverSoon(c, outboxId === undefined ? [] : [outboxId])
+  return user
+}
+
+/** Queues a reset link if the address has an account; the caller never learns whether it did. */
+export async function requestPasswordReset(c: Context<AppEnv>, email: string): Promise<void> {
+  const config = c.var.config
+  const now = new Date()
+  const token = randomToken(32)
+  const message = renderPasswordResetEmail(
+    accountLink(config.issuer, RESET_PASSWORD_PATH, token),
+    config.passwordResetTtlSeconds,
+    config.brand,
+  )
+  const issued = await issuePasswordResetForEmail(c.var.db.http, {
+    tenantId: DEFAULT_TENANT_ID,
+    email,
+    tokenHash: await sha256Hex(token),
+    now,
+    expiresAt: new Date(now.getTime() + config.passwordResetTtlSeconds * 1000),
+    cooldownSince: new Date(now.getTime() - ACCOUNT_MAIL_COOLDOWN_SECONDS * 1000),
+    message,
+    ip: clientIp(c),
+  })
+  if (issued !== undefined) {
+    deliverSoon(c, [issued.outboxId])
+  }
+}
