@@ -18,6 +18,8 @@ export interface GatewayOptions {
    * what a deployment far from its database pays per round trip.
    */
   rttMs?: number
+  /** Sees every SQL-over-HTTP statement before it runs, with its Worker request id (the bench EXPLAINs them). */
+  onStatements?: (requestId: string | undefined, statements: readonly SqlStatement[]) => void
 }
 
 export interface GatewayStats {
@@ -83,9 +85,9 @@ const RAW_TEXT_TYPES = {
   getTypeParser: () => rawText,
 } as unknown as pg.CustomTypesConfig
 
-type SqlParam = string | null
+export type SqlParam = string | null
 
-interface SqlStatement {
+export interface SqlStatement {
   query: string
   params: SqlParam[]
 }
@@ -213,6 +215,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       }
     }
     assertCallerWaiting()
+    options.onStatements?.(requestId, parsed.kind === 'single' ? [parsed.statement] : parsed.statements)
     if (parsed.kind === 'single') {
       stats.add(requestId, 'httpQueries')
       const result = await withClient(pool, (client) => {

@@ -5,13 +5,14 @@ import { cpus, freemem, platform, release, tmpdir, totalmem } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { gzipSync } from 'node:zlib'
-import { type Gateway, startGateway } from '../../db/local/gateway'
+import { type Gateway, type SqlStatement, startGateway } from '../../db/local/gateway'
 import { migrateDatabase } from '../../db/migrate'
+import { type FloodResult, runFlood } from './flood'
 import type { LoadResult, LoadSpec } from './load'
 import { runPurgeBench } from './purge'
-import type { BenchReport, PurgeRecord, Round, ScenarioRecord } from './report'
+import type { BenchReport, HotProbe, PurgeRecord, Round, ScaleReport, ScenarioRecord } from './report'
 import { renderReport } from './report'
-import { type RoundTripReport, sampleRoundTrips } from './round-trips'
+import { type RoundTripReport, readGatewayCounts, sampleRoundTrips, subtractCounts } from './round-trips'
 import {
   freePort,
   REPO_ROOT,
@@ -20,6 +21,7 @@ import {
   runCommand,
   startRuntime,
 } from './runtimes'
+import { explainStatements, FULL_SCALE, type ScaleCounts, seedScale } from './scale'
 import {
   floorScenarios,
   type OidcPeer,
@@ -32,7 +34,9 @@ import {
 } from './scenarios'
 import {
   authorizeAndExchange,
+  authorizeCode,
   clientCredentialsToken,
+  exchangeCode,
   type OurSeed,
   type Outcome,
   seedOurs,
@@ -41,8 +45,11 @@ import {
 } from './seed'
 
 /**
- * `npm run bench [-- --quick] [-- --json <file>] [-- --db-rtt <ms>]`: every hot path side by side with its floor
- * and with the peers, all measured in this run against the Postgres at BENCH_DATABASE_URL.
+ * `npm run bench [-- --quick] [-- --json <file>] [-- --db-rtt <ms>] [-- --scale [--scale-usage-rows N]]
+ * [-- --flood N]`: every hot path side by side with its floor and with the peers, all measured in
+ * this run against the Postgres at BENCH_DATABASE_URL. `--scale` seeds 100k users, 100k keys, 1M
+ * tokens and 10M usage rows by SQL (on workerd) and shows the hot paths before and after, with the
+ * EXPLAIN of each hot statement; `--flood` sends that many made-up well-formed keys twice.
  * Load comes from a forked process (autocannon), on loopback only, bounded in time.
  */
 
@@ -64,6 +71,10 @@ interface Options {
   purge: boolean
   /** Simulated database round trip in ms, added by the gateway (`--db-rtt`), e.g. Neon's 1-5 ms from a nearby region. */
   dbRttMs: number
+  /** Row counts to seed for the data-scale mode, or undefined without `--scale`. */
+  scale: ScaleCounts | undefined
+  /** Made-up keys in the flood (0: no flood). */
+  floodKeys: number
 }
 
 interface Timing {
@@ -83,6 +94,9 @@ function readOptions(): Options {
       'no-purge': { type: 'boolean', default: false },
       render: { type: 'string' },
       'db-rtt': { type: 'string' },
+      scale: { type: 'boolean', default: false },
+      'scale-usage-rows': { type: 'string' },
+      flood: { type: 'string' },
     },
     allowPositionals: false,
   })
@@ -96,8 +110,18 @@ function readOptions(): Options {
   if (!Number.isInteger(dbRttMs) || dbRttMs < 0) {
     throw new Error('--db-rtt takes a whole number of milliseconds')
   }
+  const wholeNumber = (name: string, raw: string | undefined, fallback: number): number => {
+    const value = Number(raw ?? fallback)
+    if (!Number.isInteger(value) || value < 0) {
+      throw new Error(`--${name} takes a whole number`)
+    }
+    return value
+  }
+  const usageRows = wholeNumber('scale-usage-rows', values['scale-usage-rows'], FULL_SCALE.usageRows)
   return {
     dbRttMs,
+    scale: values.scale ? { ...FULL_SCALE, usageRows } : undefined,
+    floodKeys: wholeNumber('flood', values.flood, 10_000),
     render: values.render,
     quick: values.quick,
     jsonPath: values.json,
@@ -330,6 +354,234 @@ async function criticalRoundTrips(send: Sender, samples: number): Promise<number
   return Math.max(0, Math.round((delayed - plain) / CRITICAL_PROBE_DELAY_MS))
 }
 
+const HOT_PROBE_SAMPLES = 21
+const HOT_IDS = [
+  'verify-valid',
+  'verify-unknown',
+  'token-cc',
+  'token-refresh',
+  'introspect',
+  'userinfo',
+  'usage-read',
+]
+
+/** The statements the gateway saw per Worker request id (the newest few thousand requests). */
+class StatementLog {
+  readonly #byRequest = new Map<string, SqlStatement[]>()
+
+  record(requestId: string | undefined, statements: readonly SqlStatement[]): void {
+    if (requestId === undefined) {
+      return
+    }
+    this.#byRequest.set(requestId, [...(this.#byRequest.get(requestId) ?? []), ...statements])
+    if (this.#byRequest.size > 2_000) {
+      const oldest = this.#byRequest.keys().next()
+      if (oldest.done !== true) {
+        this.#byRequest.delete(oldest.value)
+      }
+    }
+  }
+
+  get(requestId: string | null): SqlStatement[] {
+    return requestId === null ? [] : (this.#byRequest.get(requestId) ?? [])
+  }
+}
+
+interface ProbeOutcome {
+  probe: HotProbe
+  /** What the last request sent to the database. */
+  statements: SqlStatement[]
+}
+
+/** Sequential requests on one hot path: the median latency and the last request's statements. */
+async function hotProbe(
+  base: string,
+  scenario: Scenario,
+  statements: StatementLog,
+): Promise<ProbeOutcome | undefined> {
+  const shape = await scenario.shape(1)
+  if (!shape.ok) {
+    return undefined
+  }
+  const send = senderFor(base, shape.value)
+  const times: number[] = []
+  let ok = 0
+  let lastId: string | null = null
+  for (let i = 0; i < HOT_PROBE_SAMPLES; i++) {
+    const started = performance.now()
+    const res = await send()
+    times.push(performance.now() - started)
+    if (scenario.accepts(res.status, await res.text())) {
+      ok++
+    }
+    lastId = res.headers.get('x-request-id')
+  }
+  await new Promise((resolveWait) => setTimeout(resolveWait, 100))
+  return {
+    probe: { id: scenario.id, samples: HOT_PROBE_SAMPLES, ok, p50Ms: median(times) },
+    statements: statements.get(lastId),
+  }
+}
+
+/**
+ * authorization_code, which single-use codes keep out of the load generator: each code is
+ * issued first (not timed), then exchanged alone, timed at c=1 and counted by the gateway's totals.
+ */
+async function measureCodeExchange(
+  ctx: MeasureContext,
+  seed: OurSeed,
+  runtime: OurRuntimeSeed,
+  statements: StatementLog,
+): Promise<{ record: ScenarioRecord; probe?: ProbeOutcome }> {
+  const record: ScenarioRecord = {
+    id: 'token-code',
+    title: 'token: authorization_code (PKCE), c=1, one code per exchange',
+    kind: 'ours',
+    runtime: ctx.runtime,
+    status: 'measured',
+    rounds: [],
+  }
+  if (!seed.browserClient.ok || !runtime.cookie.ok) {
+    return {
+      record: {
+        ...record,
+        status: 'n/a',
+        reason: !seed.browserClient.ok
+          ? seed.browserClient.reason
+          : runtime.cookie.ok
+            ? ''
+            : runtime.cookie.reason,
+      },
+    }
+  }
+  const clientId = seed.browserClient.value.clientId
+  const samples = Math.max(HOT_PROBE_SAMPLES, ctx.timing.roundTripSamples)
+  const times: number[] = []
+  let ok = 0
+  let lastId: string | null = null
+  let counted = { httpRequests: 0, httpQueries: 0, wsConnections: 0, wsClientMessages: 0 }
+  const statusCodes: Record<string, number> = {}
+  for (let i = 0; i < samples; i++) {
+    const grant = await authorizeCode(ctx.base, clientId, runtime.cookie.value)
+    if (!grant.ok) {
+      return { record: { ...record, status: 'n/a', reason: grant.reason } }
+    }
+    await new Promise((resolveWait) => setTimeout(resolveWait, 50))
+    const before = await readGatewayCounts(ctx.gateway.url)
+    const started = performance.now()
+    const res = await exchangeCode(ctx.base, clientId, grant.value)
+    times.push(performance.now() - started)
+    await new Promise((resolveWait) => setTimeout(resolveWait, 50))
+    const delta = subtractCounts(await readGatewayCounts(ctx.gateway.url), before)
+    counted = {
+      httpRequests: counted.httpRequests + delta.httpRequests,
+      httpQueries: counted.httpQueries + delta.httpQueries,
+      wsConnections: counted.wsConnections + delta.wsConnections,
+      wsClientMessages: counted.wsClientMessages + delta.wsClientMessages,
+    }
+    statusCodes[String(res.status)] = (statusCodes[String(res.status)] ?? 0) + 1
+    if (res.status === 200 && res.text.includes('refresh_token')) {
+      ok++
+    }
+    lastId = res.headers.get('x-request-id')
+  }
+  const sorted = [...times].sort((a, b) => a - b)
+  const p99 = sorted[Math.min(sorted.length - 1, Math.ceil(sorted.length * 0.99) - 1)] ?? 0
+  const total = times.reduce((sum, t) => sum + t, 0)
+  record.rounds.push({
+    connections: 1,
+    rps: total > 0 ? (samples * 1000) / total : 0,
+    p50Ms: median(times),
+    p99Ms: p99,
+    requests: samples,
+    ok,
+    non2xx: samples - ok,
+    errors: 0,
+    statusCodes,
+  })
+  record.roundTrips = {
+    httpRequests: counted.httpRequests / samples,
+    httpQueries: counted.httpQueries / samples,
+    wsConnections: counted.wsConnections / samples,
+    wsClientMessages: counted.wsClientMessages / samples,
+    samples,
+    tagged: samples,
+  }
+  process.stderr.write(
+    `  ${ctx.runtime.padEnd(12)} token-code       c=1   p50 ${median(times).toFixed(1)} ms  ${ok}/${samples} ok\n`,
+  )
+  return {
+    record,
+    probe: {
+      probe: { id: 'token-code', samples, ok, p50Ms: median(times) },
+      statements: statements.get(lastId),
+    },
+  }
+}
+
+async function hotProbes(
+  ctx: MeasureContext,
+  scenarios: Scenario[],
+  seed: OurSeed,
+  runtime: OurRuntimeSeed,
+  statements: StatementLog,
+): Promise<ProbeOutcome[]> {
+  const out: ProbeOutcome[] = []
+  for (const id of HOT_IDS) {
+    const scenario = scenarios.find((s) => s.id === id)
+    const probed = scenario === undefined ? undefined : await hotProbe(ctx.base, scenario, statements)
+    if (probed !== undefined) {
+      out.push(probed)
+    }
+  }
+  const code = await measureCodeExchange(ctx, seed, runtime, statements)
+  if (code.probe !== undefined) {
+    out.push(code.probe)
+  }
+  return out
+}
+
+async function runScale(
+  ctx: MeasureContext,
+  counts: ScaleCounts,
+  databaseUrl: string,
+  scenarios: Scenario[],
+  seed: OurSeed,
+  runtime: OurRuntimeSeed,
+  statements: StatementLog,
+  log: (message: string) => void,
+): Promise<ScaleReport | undefined> {
+  if (!seed.usageKeyId.ok) {
+    log(`scale: n/a (${seed.usageKeyId.reason})`)
+    return undefined
+  }
+  log('scale: hot paths before the seed')
+  const before = await hotProbes(ctx, scenarios, seed, runtime, statements)
+  log(
+    `scale: seeding ${counts.users} users, ${counts.keys} keys, ${counts.tokens} tokens, ${counts.usageRows} usage rows by SQL`,
+  )
+  const seeded = await seedScale(databaseUrl, counts, seed.usageKeyId.value, log)
+  log('scale: hot paths after the seed')
+  const after = await hotProbes(ctx, scenarios, seed, runtime, statements)
+  const explains = []
+  for (const outcome of after) {
+    explains.push({
+      id: outcome.probe.id,
+      statements: await explainStatements(databaseUrl, outcome.statements),
+    })
+  }
+  return {
+    runtime: ctx.runtime,
+    counts,
+    tableRows: seeded.tableRows,
+    seedSeconds: seeded.seedSeconds,
+    reused: seeded.reused,
+    before: before.map((outcome) => outcome.probe),
+    after: after.map((outcome) => outcome.probe),
+    explains,
+  }
+}
+
 async function runtimeSeed(base: string, seed: OurSeed, adminToken: string): Promise<OurRuntimeSeed> {
   const accessToken = seed.machineClient.ok
     ? await clientCredentialsToken(base, seed.machineClient.value)
@@ -347,7 +599,7 @@ async function runtimeSeed(base: string, seed: OurSeed, adminToken: string): Pro
           ok: false as const,
           reason: !cookie.ok ? cookie.reason : seed.browserClient.ok ? '' : seed.browserClient.reason,
         }
-  return { accessToken, verifierAuth, cookie, userTokens }
+  return { accessToken, verifierAuth, cookie, userTokens, adminAuth: `Bearer ${adminToken}` }
 }
 
 function selected(options: Options, scenarios: Scenario[]): Scenario[] {
@@ -493,7 +745,11 @@ async function main(): Promise<void> {
     `database ${new URL(databaseUrl).pathname.slice(1)} on ${new URL(databaseUrl).host}; ${options.quick ? 'quick' : 'full'} run`,
   )
   await migrateDatabase(databaseUrl)
-  const gateway = await startGateway({ rttMs: options.dbRttMs })
+  const statements = new StatementLog()
+  const gateway = await startGateway({
+    rttMs: options.dbRttMs,
+    onStatements: (requestId, sent) => statements.record(requestId, sent),
+  })
   if (options.dbRttMs > 0) {
     log(`gateway adds ${options.dbRttMs} ms to every database round trip`)
   }
@@ -509,6 +765,10 @@ async function main(): Promise<void> {
   const purge: PurgeRecord[] = []
   const runtimes: Record<string, string> = {}
   let seed: OurSeed | undefined
+  let scale: ScaleReport | undefined
+  let flood: (FloodResult & { runtime: string }) | undefined
+  // Scale and flood run once, on workerd (the runtime closest to production) when it is in the run.
+  const extrasRuntime = options.runtimes.includes('workerd') ? 'workerd' : options.runtimes[0]
   const cleanups: (() => Promise<void>)[] = []
   try {
     log('bundle size and startup time')
@@ -528,11 +788,28 @@ async function main(): Promise<void> {
         seed ??= await seedOurs(worker.url, adminToken, databaseUrl)
         const perRuntime = await runtimeSeed(worker.url, seed, adminToken)
         const ctx: MeasureContext = { base: worker.url, runtime, gateway, load, timing }
-        for (const scenario of selected(options, [
-          ...floorScenarios(),
-          ...ourScenarios(worker.url, seed, perRuntime),
-        ])) {
+        const ours = ourScenarios(worker.url, seed, perRuntime)
+        if (options.scale !== undefined && runtime === extrasRuntime) {
+          scale = await runScale(ctx, options.scale, databaseUrl, ours, seed, perRuntime, statements, log)
+        }
+        for (const scenario of selected(options, [...floorScenarios(), ...ours])) {
           scenarios.push(await measure(ctx, scenario))
+        }
+        if (options.only === undefined || options.only.has('token-code')) {
+          scenarios.push((await measureCodeExchange(ctx, seed, perRuntime, statements)).record)
+        }
+        if (options.floodKeys > 0 && runtime === extrasRuntime && perRuntime.verifierAuth.ok) {
+          log(`flood of ${options.floodKeys} made-up well-formed keys, each sent twice, on ${runtime}`)
+          flood = {
+            runtime,
+            ...(await runFlood({
+              base: worker.url,
+              gatewayUrl: gateway.url,
+              authorization: perRuntime.verifierAuth.value,
+              keys: options.floodKeys,
+              parallel: 16,
+            })),
+          }
         }
         if (options.purge && (runtime === 'workerd' || !options.quick)) {
           log(`purge of ${PURGE_ROWS.toLocaleString('en-US')} expired rows on ${runtime}`)
@@ -599,6 +876,9 @@ async function main(): Promise<void> {
       startup,
       scenarios,
       purge,
+      dbRttMs: options.dbRttMs,
+      ...(flood === undefined ? {} : { flood }),
+      ...(scale === undefined ? {} : { scale }),
     }
     process.stdout.write(`${renderReport(report)}\n`)
     if (options.jsonPath !== undefined) {

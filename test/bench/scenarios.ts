@@ -85,6 +85,15 @@ export interface OurRuntimeSeed {
   cookie: Outcome<string>
   /** A user access token with `openid` (for userinfo). */
   userTokens: Outcome<AuthorizedTokens>
+  /** `Bearer <ADMIN_TOKEN>` (reads any key's usage). */
+  adminAuth: string
+}
+
+/** One month of one key's usage by day: what `--scale` times at millions of raw rows. */
+export function usagePath(keyId: string, now = new Date()): string {
+  const from = new Date(now.getTime() - 30 * 86_400_000).toISOString()
+  const query = new URLSearchParams({ from, to: now.toISOString(), granularity: 'day' })
+  return `/api-keys/${encodeURIComponent(keyId)}/usage?${query}`
 }
 
 export function floorScenarios(): Scenario[] {
@@ -226,6 +235,20 @@ export function ourScenarios(base: string, seed: OurSeed, runtime: OurRuntimeSee
             headers: { authorization: `Bearer ${runtime.userTokens.value.accessToken}` },
           }),
       accepts: (status, body) => status === 200 && typeof json(body).sub === 'string',
+    },
+    {
+      id: 'usage-read',
+      title: 'usage of one key over a month, by day',
+      kind: 'ours',
+      countRoundTrips: true,
+      shape: !seed.usageKeyId.ok
+        ? unavailable(seed.usageKeyId.reason)
+        : fixed({
+            path: usagePath(seed.usageKeyId.value),
+            method: 'GET',
+            headers: { authorization: runtime.adminAuth },
+          }),
+      accepts: (status) => status === 200,
     },
     {
       id: 'jwks',

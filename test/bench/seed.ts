@@ -25,6 +25,8 @@ export interface OurSeed {
   browserClient: Outcome<{ clientId: string }>
   /** Enterprise (unlimited quota) keys, one per connection. */
   apiKeys: Outcome<string[]>
+  /** The id of the first of apiKeys (its usage is what the bench reads). */
+  usageKeyId: Outcome<string>
   /** A well-formed key that is not in the database. */
   unknownKey: Outcome<string>
 }
@@ -164,8 +166,13 @@ export async function clientCredentialsToken(
   return { ok: true, value: token }
 }
 
-async function createApiKeys(base: string, adminToken: string, ownerId: string): Promise<Outcome<string[]>> {
+async function createApiKeys(
+  base: string,
+  adminToken: string,
+  ownerId: string,
+): Promise<Outcome<{ keys: string[]; firstId: string }>> {
   const keys: string[] = []
+  let firstId = ''
   for (let i = 0; i < VERIFY_KEY_COUNT; i++) {
     const res = await send(
       base,
@@ -175,13 +182,17 @@ async function createApiKeys(base: string, adminToken: string, ownerId: string):
         { authorization: `Bearer ${adminToken}` },
       ),
     )
-    const key = parseJson(res.text).key
+    const created = parseJson(res.text)
+    const key = created.key
     if (res.status !== 201 || typeof key !== 'string') {
       return { ok: false, reason: reasonOf(res.status, res.text) }
     }
+    if (keys.length === 0 && typeof created.id === 'string') {
+      firstId = created.id
+    }
     keys.push(key)
   }
-  return { ok: true, value: keys }
+  return { ok: true, value: { keys, firstId } }
 }
 
 // A key with a valid checksum that no row matches: created through the API, then its row removed.
@@ -235,13 +246,19 @@ export async function seedOurs(base: string, adminToken: string, databaseUrl: st
   const browserClient: OurSeed['browserClient'] = browser.ok
     ? { ok: true, value: { clientId: browser.value.clientId } }
     : browser
-  const apiKeys = user.ok
+  const created = user.ok
     ? await createApiKeys(base, adminToken, user.value.id)
     : { ok: false as const, reason: user.reason }
+  const apiKeys: Outcome<string[]> = created.ok ? { ok: true, value: created.value.keys } : created
+  const usageKeyId: Outcome<string> = !created.ok
+    ? created
+    : created.value.firstId === ''
+      ? { ok: false, reason: 'no id in the key-creation answer' }
+      : { ok: true, value: created.value.firstId }
   const unknownKey = user.ok
     ? await createUnknownKey(base, adminToken, user.value.id, databaseUrl)
     : { ok: false as const, reason: user.reason }
-  return { user, machineClient, accessToken, browserClient, apiKeys, unknownKey }
+  return { user, machineClient, accessToken, browserClient, apiKeys, usageKeyId, unknownKey }
 }
 
 /** Signs the bench user in; answers the Cookie header value for later requests. */
@@ -265,12 +282,12 @@ function pkcePair(): { verifier: string; challenge: string } {
   return { verifier, challenge: createHash('sha256').update(verifier).digest('base64url') }
 }
 
-/** One authorization (signed-in user, first-party client: no consent) exchanged for tokens. */
-export async function authorizeAndExchange(
+/** A code issued to the signed-in bench user for a first-party client (no consent), with its verifier. */
+export async function authorizeCode(
   base: string,
   clientId: string,
   cookie: string,
-): Promise<Outcome<AuthorizedTokens>> {
+): Promise<Outcome<{ code: string; verifier: string }>> {
   const { verifier, challenge } = pkcePair()
   const query = new URLSearchParams({
     response_type: 'code',
@@ -287,17 +304,39 @@ export async function authorizeAndExchange(
   if (authorize.status !== 302 || code === null) {
     return { ok: false, reason: `authorize: ${reasonOf(authorize.status, location ?? authorize.text)}` }
   }
-  const exchange = await send(
+  return { ok: true, value: { code, verifier } }
+}
+
+/** The authorization_code grant for a code from authorizeCode (the raw answer, for timing and counting). */
+export function exchangeCode(
+  base: string,
+  clientId: string,
+  grant: { code: string; verifier: string },
+): Promise<{ status: number; text: string; headers: Headers }> {
+  return send(
     base,
     '/oauth/token',
     formInit({
       grant_type: 'authorization_code',
-      code,
+      code: grant.code,
       redirect_uri: BENCH_REDIRECT_URI,
       client_id: clientId,
-      code_verifier: verifier,
+      code_verifier: grant.verifier,
     }),
   )
+}
+
+/** One authorization (signed-in user, first-party client: no consent) exchanged for tokens. */
+export async function authorizeAndExchange(
+  base: string,
+  clientId: string,
+  cookie: string,
+): Promise<Outcome<AuthorizedTokens>> {
+  const grant = await authorizeCode(base, clientId, cookie)
+  if (!grant.ok) {
+    return grant
+  }
+  const exchange = await exchangeCode(base, clientId, grant.value)
   const body = parseJson(exchange.text)
   if (
     exchange.status !== 200 ||

@@ -1,0 +1,216 @@
+import type { SqlStatement } from '../../db/local/gateway'
+import { withClient } from './seed'
+
+/**
+ * The bench's data-scale mode (`--scale`): users, API keys, refresh tokens, revoked access-token
+ * jtis and usage (raw rows and the hourly counters) seeded by SQL with generate_series, so the hot
+ * paths can be timed before and after and their statements EXPLAINed against the seeded tables.
+ */
+
+export interface ScaleCounts {
+  users: number
+  keys: number
+  /** Half refresh tokens, half revoked access-token jtis. */
+  tokens: number
+  usageRows: number
+}
+
+export const FULL_SCALE: ScaleCounts = {
+  users: 100_000,
+  keys: 100_000,
+  tokens: 1_000_000,
+  usageRows: 10_000_000,
+}
+
+export interface ScaleSeedResult {
+  counts: ScaleCounts
+  /** Rows the tables hold after seeding (earlier scale runs on the same database are reused). */
+  tableRows: Record<string, number>
+  seedSeconds: number
+  reused: boolean
+}
+
+// Every seeded row carries this marker so a second run on the same database reuses them.
+const MARK = 'bench-scale'
+const DAYS = 30
+
+/**
+ * Seeds the counts, spreading usage over the last 30 days: a tenth of the raw rows on
+ * `usageKeyId` (the key whose month of usage the bench reads), the rest over the seeded keys,
+ * and the hourly counters built from exactly those raw rows (so counters equal raw rows).
+ */
+export async function seedScale(
+  databaseUrl: string,
+  counts: ScaleCounts,
+  usageKeyId: string,
+  log: (message: string) => void,
+): Promise<ScaleSeedResult> {
+  const started = performance.now()
+  return withClient(databaseUrl, async (client) => {
+    const existing = await client.query<{ n: string }>(
+      `select count(*)::text as n from users where email like '${MARK}-%'`,
+    )
+    const haveBase = Number(existing.rows[0]?.n ?? 0) >= counts.users
+    const usage = await client.query<{ n: string }>(
+      `select count(*)::text as n from api_key_usage where endpoint like '/bench/%'`,
+    )
+    const haveUsage = Number(usage.rows[0]?.n ?? 0) >= counts.usageRows
+    const reused = haveBase && haveUsage
+    const timed = async (label: string, sql: string, params: unknown[] = []): Promise<void> => {
+      const t0 = performance.now()
+      const result = await client.query(sql, params)
+      log(
+        `  scale: ${label}: ${result.rowCount ?? 0} rows in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+      )
+    }
+    if (!reused) {
+      // Foreign keys are checked by the application's own writes; a bulk seed skips the triggers.
+      await client.query(`set session_replication_role = replica`)
+      await client.query(`set maintenance_work_mem = '256MB'`)
+      if (!haveBase) {
+        await timed(
+          'users',
+          `insert into users (id, email, password_hash, status, created_at)
+         select md5('${MARK}-user-' || i)::uuid, '${MARK}-' || i || '@bench.example', 'unusable', 'active',
+                now() - (i % 1000) * interval '1 hour'
+         from generate_series(1, $1::int) as i`,
+          [counts.users],
+        )
+        await timed(
+          'api_keys',
+          `insert into api_keys (id, key_hash, prefix, last4, name, owner_user_id, tier, created_at)
+         select md5('${MARK}-key-' || i)::uuid, encode(sha256(('${MARK}-key-' || i)::bytea), 'hex'),
+                'pk_test_' || substr(md5(i::text), 1, 4), substr(md5(i::text), 5, 4), '${MARK} ' || i,
+                md5('${MARK}-user-' || (1 + i % $2::int))::uuid, 'enterprise', now() - interval '31 days'
+         from generate_series(1, $1::int) as i`,
+          [counts.keys, counts.users],
+        )
+        const refreshRows = Math.floor(counts.tokens / 2)
+        await timed(
+          'refresh_tokens',
+          `insert into refresh_tokens (token_hash, family_id, client_id, user_id, scope, expires_at, revoked_at)
+         select encode(sha256(('${MARK}-rt-' || i)::bytea), 'hex'), md5('${MARK}-family-' || (i / 4))::uuid,
+                (select id from oauth_clients order by created_at limit 1),
+                md5('${MARK}-user-' || (1 + i % $2::int))::uuid, 'openid offline_access',
+                now() + interval '30 days', case when i % 4 = 0 then now() - interval '1 day' end
+         from generate_series(1, $1::int) as i`,
+          [refreshRows, counts.users],
+        )
+        await timed(
+          'revoked_access_tokens',
+          `insert into revoked_access_tokens (jti, expires_at)
+         select '${MARK}-jti-' || i, now() + interval '1 hour' from generate_series(1, $1::int) as i`,
+          [counts.tokens - refreshRows],
+        )
+      }
+      const onBenchKey = Math.floor(counts.usageRows / 10)
+      // An earlier, smaller usage seed is replaced, not added to.
+      await client.query(`delete from api_key_usage where endpoint like '/bench/%'`)
+      await client.query(`delete from api_key_usage_counters where endpoint like '/bench/%'`)
+      await timed(
+        'api_key_usage (the read key)',
+        `insert into api_key_usage (key_id, endpoint, created_at, success, code)
+         select $2::uuid, '/bench/' || (i % 5), now() - (i % ($3::int * 86400)) * interval '1 second',
+                i % 50 <> 0, case when i % 50 = 0 then 'RATE_LIMITED' else 'VALID' end
+         from generate_series(1, $1::int) as i`,
+        [onBenchKey, usageKeyId, DAYS],
+      )
+      await timed(
+        'api_key_usage (seeded keys)',
+        `insert into api_key_usage (key_id, endpoint, created_at, success, code)
+         select md5('${MARK}-key-' || (1 + i % $2::int))::uuid, '/bench/' || (i % 5),
+                now() - (i % ($3::int * 86400)) * interval '1 second', i % 50 <> 0,
+                case when i % 50 = 0 then 'RATE_LIMITED' else 'VALID' end
+         from generate_series(1, $1::int) as i`,
+        [counts.usageRows - onBenchKey, counts.keys, DAYS],
+      )
+      await timed(
+        'api_key_usage_counters (from the raw rows)',
+        `insert into api_key_usage_counters (key_id, hour_start, endpoint, success, failure)
+         select key_id, date_trunc('hour', created_at), coalesce(endpoint, ''),
+                count(*) filter (where success), count(*) filter (where not success)
+         from api_key_usage where endpoint like '/bench/%' group by 1, 2, 3
+         on conflict (key_id, hour_start, endpoint) do update
+           set success = excluded.success, failure = excluded.failure`,
+      )
+      await client.query(`set session_replication_role = origin`)
+      await timed('analyze', 'analyze')
+    }
+    const tableRows: Record<string, number> = {}
+    for (const table of [
+      'users',
+      'api_keys',
+      'refresh_tokens',
+      'revoked_access_tokens',
+      'api_key_usage',
+      'api_key_usage_counters',
+    ]) {
+      const result = await client.query<{ n: string }>(`select count(*)::text as n from ${table}`)
+      tableRows[table] = Number(result.rows[0]?.n ?? 0)
+    }
+    return { counts, tableRows, seedSeconds: (performance.now() - started) / 1000, reused }
+  })
+}
+
+export interface ExplainedStatement {
+  query: string
+  plan: string[]
+  /** Index names the plan uses. */
+  indexes: string[]
+  /** Tables read by a sequential scan (on a seeded table, a flatness problem). */
+  seqScans: string[]
+}
+
+/** `EXPLAIN` (no ANALYZE: nothing runs) of each statement with the parameters the Worker sent. */
+export async function explainStatements(
+  databaseUrl: string,
+  statements: readonly SqlStatement[],
+): Promise<ExplainedStatement[]> {
+  return withClient(databaseUrl, async (client) => {
+    const out: ExplainedStatement[] = []
+    for (const statement of statements) {
+      try {
+        const result = await client.query<{ 'QUERY PLAN': string }>({
+          text: `explain (costs off) ${statement.query}`,
+          values: statement.params,
+        })
+        const plan = result.rows.map((row) => row['QUERY PLAN'])
+        const indexes = new Set<string>()
+        const seqScans = new Set<string>()
+        for (const line of plan) {
+          const index = /Index(?: Only)? Scan(?: Backward)? using (\S+)/.exec(line)?.[1]
+          if (index !== undefined) {
+            indexes.add(index)
+          }
+          const bitmap = /Bitmap Index Scan on (\S+)/.exec(line)?.[1]
+          if (bitmap !== undefined) {
+            indexes.add(bitmap)
+          }
+          const seq = /Seq Scan on (\S+)/.exec(line)?.[1]
+          if (seq !== undefined) {
+            seqScans.add(seq)
+          }
+        }
+        out.push({ query: statement.query, plan, indexes: [...indexes], seqScans: [...seqScans] })
+      } catch (error) {
+        out.push({
+          query: statement.query,
+          plan: [`EXPLAIN failed: ${error instanceof Error ? error.message : String(error)}`],
+          indexes: [],
+          seqScans: [],
+        })
+      }
+    }
+    return out
+  })
+}
+
+/** Tables the scale mode fills: a sequential scan of one of these in a hot statement is not flat. */
+export const SEEDED_TABLES = new Set([
+  'users',
+  'api_keys',
+  'refresh_tokens',
+  'revoked_access_tokens',
+  'api_key_usage',
+  'api_key_usage_counters',
+])
