@@ -25,6 +25,7 @@ import { loginPage } from './pages/login'
 import { tenantsAdmin } from './tenants/admin'
 import { tenants } from './tenants/routes'
 import { wellKnown } from './wellknown'
+import { PROTECTED_RESOURCE_PATH, protectedResource, resourceChallenge } from './wellknown/protected-resource'
 
 /**
  * The Hono app. Middleware order: request context (id, config, db) → body limit → valid text
@@ -36,6 +37,7 @@ export function createApp(): Hono<AppEnv> {
   // CORS first: a preflight is answered before any config, database or body work.
   app.use(cors())
   app.use(requestContext())
+  app.use(resourceChallenge())
   app.use(bodyLimit())
   app.use(validText())
 
@@ -52,6 +54,7 @@ export function createApp(): Hono<AppEnv> {
   app.route('/login', loginPage)
   app.route('/federated', federation)
   app.route('/', homePage)
+  app.route(PROTECTED_RESOURCE_PATH, protectedResource)
   app.route('/.well-known', wellKnown)
   app.route('/oauth', oauth)
   app.route('/admin/clients', clientsAdmin)
