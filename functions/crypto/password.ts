@@ -7,8 +7,9 @@ import { randomBytes } from './random'
 
 const SALT_BYTES = 16
 const HASH_BYTES = 32
-// Bounds for parameters read back from a stored hash, so a corrupt row cannot pin the CPU.
-const MAX_MEMORY_KIB = 1_048_576
+// Bounds for parameters read back from a stored hash, so a corrupt row cannot pin the CPU or
+// take the isolate past its 128 MB (64 MiB covers every common library default).
+const MAX_MEMORY_KIB = 65_536
 const MAX_ITERATIONS = 64
 const MAX_PARALLELISM = 16
 

@@ -6,6 +6,7 @@ import {
 } from '../../functions/auth/password-gate'
 import { argon2idRaw, retainedCoreStats } from '../../functions/crypto/argon2'
 import { toHex, utf8 } from '../../functions/crypto/encoding'
+import { verifyPassword } from '../../functions/crypto/password'
 import { ProblemError } from '../../functions/errors/problem'
 import { seedUser } from '../helpers/accounts'
 import { describeResponse, postJson } from '../helpers/worker'
@@ -58,6 +59,16 @@ describe('argon2id cores are pooled (issue 18: 19 MiB per hash took 60 logins pa
         }),
       ),
     ).toBe('0d640df58d78766c08c037a34a8b53c9d01ef0452d75b65eb52520e96b01e659')
+  })
+})
+
+describe('stored hashes that would not fit an isolate', () => {
+  it('never allocates for an argon2id row asking for more than 64 MiB; it does not match', () => {
+    const before = retainedCoreStats()
+    // m = 1 GiB, as a corrupt or hostile row could claim.
+    const stored = '$argon2id$v=19$m=1048576,t=1,p=1$c29tZXNhbHQ$CTFhFdXPJO1aFaMaO6Mm5c8y7cJHAph8ArZWb2GRPPc'
+    expect(verifyPassword('password', stored, DEFAULTS)).toEqual({ ok: false })
+    expect(retainedCoreStats()).toEqual(before)
   })
 })
 
