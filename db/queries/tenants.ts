@@ -462,6 +462,27 @@ export async function listPendingInvitations(
   return rows.map(toInvitation)
 }
 
+/**
+ * Deletes a pending invitation of the tenant (its link stops working) with `invitation_revoked`,
+ * in one statement. False: no pending invitation with this id in this tenant.
+ */
+export async function revokeInvitation(
+  x: Executor,
+  tenantId: string,
+  invitationId: string,
+  audit: NewAuditEvent,
+): Promise<boolean> {
+  const rows = await queryRows(
+    x,
+    sql`with d as (delete from tenant_invitations
+                   where tenant_id = ${tenantId}::uuid and id = ${invitationId}::uuid and accepted_at is null
+                   returning *),
+        a as (${auditFrom('d', audit, null, sql`jsonb_build_object('invitation_id', (select id from d))`)})
+      select 1 from d`,
+  )
+  return rows.length > 0
+}
+
 export type InvitationAcceptance =
   | { kind: 'accepted'; tenantId: string; role: TenantRole; alreadyMember: boolean }
   | { kind: 'invalid' }

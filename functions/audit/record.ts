@@ -39,10 +39,13 @@ export const AUDIT_EVENT_TYPES = [
   'member_removed',
   'invitation_created',
   'invitation_accepted',
+  'invitation_revoked',
   'user_promoted',
   'user_demoted',
   'identity_linked',
   'identity_unlinked',
+  'allowlist_entry_added',
+  'allowlist_entry_removed',
   'admin_action',
   'purge_completed',
 ] as const

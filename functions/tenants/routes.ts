@@ -11,6 +11,7 @@ import {
   listPendingInvitations,
   listTenants,
   removeMember,
+  revokeInvitation,
 } from '../../db/queries/tenants'
 import { TENANT_ROLES } from '../../db/schema/constants'
 import { isUuid } from '../../db/uuid'
@@ -124,6 +125,9 @@ doc(
   },
   { requestBody: { schema: InviteBody } },
 )
+doc('delete', '/tenants/{id}/invitations/{invitation_id}', 'Revoke a pending invitation (owner or admin)', {
+  204: { description: 'Revoked; its link no longer works' },
+})
 doc('get', '/tenants/{id}/invitations', 'Pending invitations', {
   200: { description: 'Pending invitations', schema: v.object({ data: v.array(InvitationJson) }) },
 })
@@ -305,6 +309,22 @@ export const tenants = new Hono<AppEnv>()
     const actor = await tenantActor(c, 'manage')
     const rows = await listPendingInvitations(c.var.db.http, actor.tenantId, new Date())
     return c.json({ data: rows.map(toInvitationJson) }, 200, NO_STORE)
+  })
+  .delete('/:id/invitations/:invitationId', async (c) => {
+    const actor = await tenantActor(c, 'manage')
+    const invitationId = c.req.param('invitationId')
+    const revoked =
+      isUuid(invitationId) &&
+      (await revokeInvitation(
+        c.var.db.http,
+        actor.tenantId,
+        invitationId,
+        auditRow({ type: 'invitation_revoked', actor: actor.actor, tenantId: actor.tenantId }, clientIp(c)),
+      ))
+    if (!revoked) {
+      throw new ProblemError('not_found', { detail: 'No such pending invitation' })
+    }
+    return c.body(null, 204, NO_STORE)
   })
   .route('/:id', tenantObjects)
 

@@ -10,6 +10,7 @@ import { jsonRequest, rolesOf, type SeededTenant, seedTenant } from './fixtures'
 interface TenantObjects {
   clientId: string
   keyId: string
+  invitationId: string
 }
 
 /** A client and an API key that belong to the tenant (moved there directly). */
@@ -24,7 +25,13 @@ async function seedObjects(t: SeededTenant): Promise<TenantObjects> {
         values (${await sha256Hex(unique('key'))}, 'pk_test_abc', 'wxyz', 'k', ${t.member.id}::uuid, ${t.id}::uuid)
         returning id::text`,
   )
-  return { clientId: client.client_id, keyId: String(key?.id) }
+  const [invitation] = await queryRows(
+    testDb(),
+    sql`insert into tenant_invitations (tenant_id, email, token_hash, invited_by, expires_at)
+        values (${t.id}::uuid, 'guest@example.com', ${await sha256Hex(unique('inv'))}, 'admin', now() + interval '1 day')
+        returning id::text`,
+  )
+  return { clientId: client.client_id, keyId: String(key?.id), invitationId: String(invitation?.id) }
 }
 
 async function objectState(o: TenantObjects) {
@@ -33,7 +40,15 @@ async function objectState(o: TenantObjects) {
     sql`select disabled_at from oauth_clients where client_id = ${o.clientId}`,
   )
   const [key] = await queryRows(testDb(), sql`select revoked_at from api_keys where id = ${o.keyId}::uuid`)
-  return { clientDisabled: client?.disabled_at !== null, keyRevoked: key?.revoked_at !== null }
+  const [invitation] = await queryRows(
+    testDb(),
+    sql`select 1 from tenant_invitations where id = ${o.invitationId}::uuid`,
+  )
+  return {
+    clientDisabled: client?.disabled_at !== null,
+    keyRevoked: key?.revoked_at !== null,
+    invitationGone: invitation === undefined,
+  }
 }
 
 /** Every tenant-scoped endpoint, aimed at tenant `tenantId` and the objects `o`. */
@@ -44,6 +59,7 @@ function endpoints(tenantId: string, o: TenantObjects, member: string) {
     ['DELETE', `/tenants/${tenantId}/members/${member}`],
     ['POST', `/tenants/${tenantId}/invitations`, { email: 'someone@example.com' }],
     ['GET', `/tenants/${tenantId}/invitations`],
+    ['DELETE', `/tenants/${tenantId}/invitations/${o.invitationId}`],
     ['GET', `/tenants/${tenantId}/clients`],
     ['GET', `/tenants/${tenantId}/clients/${o.clientId}`],
     ['POST', `/tenants/${tenantId}/clients/${o.clientId}/disable`],
@@ -75,7 +91,11 @@ describe('tenant isolation matrix', () => {
       }
     }
     expect(await rolesOf(b.id)).toEqual(bRoles)
-    expect(await objectState(bObjects)).toEqual({ clientDisabled: false, keyRevoked: false })
+    expect(await objectState(bObjects)).toEqual({
+      clientDisabled: false,
+      keyRevoked: false,
+      invitationGone: false,
+    })
   })
 
   it('tenant A’s owner and admin reaching B’s objects through A’s own id get 404 (the query names the tenant)', async () => {
@@ -86,6 +106,7 @@ describe('tenant isolation matrix', () => {
         ['GET', `/tenants/${a.id}/clients/${bObjects.clientId}`, undefined],
         ['POST', `/tenants/${a.id}/clients/${bObjects.clientId}/disable`, undefined],
         ['DELETE', `/tenants/${a.id}/api-keys/${bObjects.keyId}`, undefined],
+        ['DELETE', `/tenants/${a.id}/invitations/${bObjects.invitationId}`, undefined],
         ['PATCH', `/tenants/${a.id}/members/${b.member.id}`, { role: 'admin' }],
         ['DELETE', `/tenants/${a.id}/members/${b.member.id}`, undefined],
       ] as const) {
@@ -104,7 +125,11 @@ describe('tenant isolation matrix', () => {
         expect(text).not.toContain(b.id)
       }
     }
-    expect(await objectState(bObjects)).toEqual({ clientDisabled: false, keyRevoked: false })
+    expect(await objectState(bObjects)).toEqual({
+      clientDisabled: false,
+      keyRevoked: false,
+      invitationGone: false,
+    })
     expect((await rolesOf(b.id))[b.member.id]).toBe('member')
   })
 
@@ -115,7 +140,11 @@ describe('tenant isolation matrix', () => {
       const res = await send(method, path, body, t.member.cookie)
       expect(res.status, `${method} ${path}: ${await describeResponse(res)}`).toBe(403)
     }
-    expect(await objectState(objects)).toEqual({ clientDisabled: false, keyRevoked: false })
+    expect(await objectState(objects)).toEqual({
+      clientDisabled: false,
+      keyRevoked: false,
+      invitationGone: false,
+    })
   })
 
   it('the tenant’s owner lists, disables and revokes its own objects, audited in the tenant’s log', async () => {
@@ -138,7 +167,11 @@ describe('tenant isolation matrix', () => {
       headers: { cookie },
     })
     expect(revoked.status, await describeResponse(revoked)).toBe(200)
-    expect(await objectState(objects)).toEqual({ clientDisabled: true, keyRevoked: true })
+    expect(await objectState(objects)).toEqual({
+      clientDisabled: true,
+      keyRevoked: true,
+      invitationGone: false,
+    })
     const audit = await call(`/tenants/${t.id}/audit`, { headers: { cookie } })
     const types = ((await audit.json()) as { data: { type: string; actor: string }[] }).data.map(
       (e) => `${e.type} by ${e.actor}`,

@@ -224,6 +224,30 @@ describe('invitations', () => {
     },
   )
 
+  it('a revoked invitation cannot be accepted; another tenant’s admin cannot revoke it (404)', async () => {
+    const [t, other] = await Promise.all([seedTenant(), seedTenant()])
+    const invitee = await seedUser()
+    const created = await invite(t.id, { email: invitee.email }, t.admin.cookie)
+    const { invitation } = (await created.json()) as { invitation: { id: string } }
+    const token = await mailedToken(invitee.email)
+    const foreign = await call(`/tenants/${other.id}/invitations/${invitation.id}`, {
+      method: 'DELETE',
+      headers: { cookie: other.owner.cookie },
+    })
+    expect(foreign.status).toBe(404)
+    const listed = await call(`/tenants/${t.id}/invitations`, { headers: { cookie: t.admin.cookie } })
+    expect(((await listed.json()) as { data: { id: string }[] }).data.map((i) => i.id)).toEqual([
+      invitation.id,
+    ])
+    const revoked = await call(`/tenants/${t.id}/invitations/${invitation.id}`, {
+      method: 'DELETE',
+      headers: { cookie: t.admin.cookie },
+    })
+    expect(revoked.status, await describeResponse(revoked)).toBe(204)
+    expect((await accept(token, invitee.cookie)).status).toBe(400)
+    expect((await rolesOf(t.id))[invitee.id]).toBeUndefined()
+  })
+
   it('an existing member accepting keeps their role', async () => {
     const t = await seedTenant()
     const invitee = await seedUser()

@@ -31,8 +31,12 @@ function patchTenant(id: string, body: unknown, headers = adminHeaders()) {
   })
 }
 
-async function tenantCount(): Promise<number> {
-  const [row] = await queryRows(testDb(), sql`select count(*)::int as n from tenants`)
+/** Tenants with this slug (other files create tenants at the same time: never count all). */
+async function tenantsNamed(slugOrName: string): Promise<number> {
+  const [row] = await queryRows(
+    testDb(),
+    sql`select count(*)::int as n from tenants where slug = ${slugOrName}`,
+  )
   return Number(row?.n)
 }
 
@@ -61,13 +65,12 @@ describe('/admin/tenants', () => {
   it('answers 409 slug_taken for a taken slug, on create and on patch, and changes nothing', async () => {
     const a = await createTenant({ slug: slug(), name: 'A' })
     const b = await createTenant({ slug: slug(), name: 'B' })
-    const before = await tenantCount()
     const dup = await postJson('/admin/tenants', { slug: a.slug, name: 'C' }, adminHeaders())
     expect(dup.status).toBe(409)
     expect(((await dup.json()) as { code: string }).code).toBe('slug_taken')
     const clash = await patchTenant(b.id, { slug: a.slug, name: 'renamed' })
     expect(clash.status).toBe(409)
-    expect(await tenantCount()).toBe(before)
+    expect(await tenantsNamed(a.slug)).toBe(1)
     const still = await call(`/admin/tenants/${b.id}`, { headers: adminHeaders() })
     expect(((await still.json()) as { tenant: TenantJson }).tenant).toMatchObject({ slug: b.slug, name: 'B' })
   })
@@ -81,10 +84,9 @@ describe('/admin/tenants', () => {
     ['empty name', { slug: 'valid-slug-y', name: '  ' }],
     ['unknown field', { slug: 'valid-slug-z', name: 'x', owner: 'me' }],
   ])('refuses a %s with 400 and writes nothing', async (_label, body) => {
-    const before = await tenantCount()
     const res = await postJson('/admin/tenants', body, adminHeaders())
     expect(res.status, await describeResponse(res)).toBe(400)
-    expect(await tenantCount()).toBe(before)
+    expect(await tenantsNamed(String(body.slug))).toBe(0)
   })
 
   it('refuses malformed JSON, an empty patch and a non-boolean active with 400', async () => {
@@ -113,10 +115,10 @@ describe('/admin/tenants', () => {
 describe('self-service tenants (TENANT_SELF_SERVICE)', () => {
   it('is refused (403) while the flag is off, and nothing is created', async () => {
     const cookie = await signIn(await seedUser())
-    const before = await tenantCount()
-    const res = await postJson('/tenants', { slug: slug(), name: 'Mine' }, { cookie })
+    const s = slug()
+    const res = await postJson('/tenants', { slug: s, name: 'Mine' }, { cookie })
     expect(res.status, await describeResponse(res)).toBe(403)
-    expect(await tenantCount()).toBe(before)
+    expect(await tenantsNamed(s)).toBe(0)
   })
 
   it('makes the signed-in creator the owner when on; GET /tenants lists it with the role', async () => {
