@@ -9,6 +9,7 @@ import { auth } from './auth/routes'
 import type { AppEnv } from './env'
 import { ProblemError } from './errors/problem'
 import { renderError } from './errors/render'
+import { allowlistAdmin } from './federation/allowlist-admin'
 import { connections } from './federation/connections'
 import { federation } from './federation/routes'
 import { healthz } from './health/healthz'
@@ -48,6 +49,7 @@ export function createApp(): Hono<AppEnv> {
   app.route('/auth', auth)
   app.route('/auth/connections', connections)
   app.route('/admin/users', usersAdmin)
+  app.route('/admin/identity-allowlist', allowlistAdmin)
   app.route('/admin/audit', auditAdmin)
   app.route('/admin/tenants', tenantsAdmin)
   app.route('/tenants', tenants)

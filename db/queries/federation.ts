@@ -1,6 +1,12 @@
 import { and, eq, gt, sql } from 'drizzle-orm'
 import { type Executor, queryRows } from '../client'
-import { externalIdentities, federatedLoginStates, users } from '../schema'
+import {
+  type AllowlistKind,
+  externalIdentities,
+  federatedLoginStates,
+  identityAllowlist,
+  users,
+} from '../schema'
 
 export type FederatedLoginStateRow = typeof federatedLoginStates.$inferSelect
 export type ExternalIdentityRow = typeof externalIdentities.$inferSelect
@@ -90,4 +96,77 @@ export async function unlinkIdentity(
   )
   const outcome = rows[0]?.outcome
   return outcome === 'deleted' || outcome === 'last_method' ? outcome : 'not_found'
+}
+
+export type AllowlistEntryRow = typeof identityAllowlist.$inferSelect
+
+/** The first allowlist entry among these (kind, folded value) candidates; none → no row. */
+export function selectAllowlistMatch(
+  x: Executor,
+  candidates: readonly { kind: AllowlistKind; value: string }[],
+) {
+  const pairs =
+    candidates.length === 0 ? [sql`(null, null)`] : candidates.map((c) => sql`(${c.kind}, ${c.value})`)
+  return x
+    .select({ kind: identityAllowlist.kind })
+    .from(identityAllowlist)
+    .where(sql`(${identityAllowlist.kind}, ${identityAllowlist.value}) in (${sql.join(pairs, sql`, `)})`)
+    .limit(1)
+}
+
+export function listAllowlist(x: Executor) {
+  return x.select().from(identityAllowlist).orderBy(identityAllowlist.createdAt, identityAllowlist.id)
+}
+
+interface AllowlistRaw extends Record<string, unknown> {
+  id: string
+  kind: AllowlistKind
+  value: string
+  created_at: string | Date
+}
+
+function toEntry(row: AllowlistRaw): AllowlistEntryRow {
+  return { id: row.id, kind: row.kind, value: row.value, createdAt: new Date(row.created_at) }
+}
+
+/**
+ * Adds an entry with its `allowlist_entry_added` audit row, in one statement; undefined when the
+ * (kind, value) is already listed (nothing written, nothing audited).
+ */
+export async function addAllowlistEntry(
+  x: Executor,
+  entry: { kind: AllowlistKind; value: string; now: Date },
+  audit: { actor: string; ip: string | null },
+): Promise<AllowlistEntryRow | undefined> {
+  const [row] = await queryRows<AllowlistRaw>(
+    x,
+    sql`with ins as (
+      insert into ${identityAllowlist} (kind, value, created_at) values (${entry.kind}, ${entry.value}, ${entry.now.toISOString()}::timestamptz)
+      on conflict do nothing returning id, kind, value, created_at
+    ), audited as (
+      insert into audit_events (type, actor, ip, metadata)
+      select 'allowlist_entry_added', ${audit.actor}, ${audit.ip}, jsonb_build_object('id', id, 'kind', kind, 'value', value)
+      from ins
+    ) select * from ins`,
+  )
+  return row === undefined ? undefined : toEntry(row)
+}
+
+/** Removes an entry with its `allowlist_entry_removed` audit row, in one statement. */
+export async function removeAllowlistEntry(
+  x: Executor,
+  id: string,
+  audit: { actor: string; ip: string | null },
+): Promise<AllowlistEntryRow | undefined> {
+  const [row] = await queryRows<AllowlistRaw>(
+    x,
+    sql`with gone as (
+      delete from ${identityAllowlist} where id = ${id} returning id, kind, value, created_at
+    ), audited as (
+      insert into audit_events (type, actor, ip, metadata)
+      select 'allowlist_entry_removed', ${audit.actor}, ${audit.ip}, jsonb_build_object('id', id, 'kind', kind, 'value', value)
+      from gone
+    ) select * from gone`,
+  )
+  return row === undefined ? undefined : toEntry(row)
 }

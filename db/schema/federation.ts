@@ -1,4 +1,6 @@
-import { index, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core'
+import { sql } from 'drizzle-orm'
+import { check, index, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core'
+import { inList } from './constants'
 import { users } from './users'
 
 /**
@@ -45,5 +47,27 @@ export const externalIdentities = pgTable(
   (t) => [
     uniqueIndex('external_identities_provider_subject_uq').on(t.provider, t.subject),
     index('external_identities_user_idx').on(t.userId),
+  ],
+)
+
+/** What an allowlist entry matches (issue 13). */
+export const ALLOWLIST_KINDS = ['github_id', 'github_login', 'github_org', 'email', 'email_domain'] as const
+export type AllowlistKind = (typeof ALLOWLIST_KINDS)[number]
+
+/**
+ * Who may get an active account by federated sign-up when FEDERATION_ALLOWLIST is on; everyone
+ * else's new account is `pending`. `value` is stored folded (lower-case; a GitHub id as digits).
+ */
+export const identityAllowlist = pgTable(
+  'identity_allowlist',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    kind: text('kind', { enum: ALLOWLIST_KINDS }).notNull(),
+    value: text('value').notNull(),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    uniqueIndex('identity_allowlist_kind_value_uq').on(t.kind, t.value),
+    check('identity_allowlist_kind_ck', sql`${t.kind} in (${sql.raw(inList(ALLOWLIST_KINDS))})`),
   ],
 )

@@ -31,6 +31,11 @@ export interface FederationConfig {
   providers: readonly FederatedProvider[]
   /** FEDERATION_AUTO_LINK: a verified upstream email joins the existing account with that email. */
   autoLinkVerifiedEmail: boolean
+  /**
+   * FEDERATION_ALLOWLIST: sign-up by a provider is closed by default: a new account is `pending`
+   * unless it matches an entry of /admin/identity-allowlist.
+   */
+  allowlist: boolean
   /** FEDERATION_TIMEOUT_MS: the deadline of every upstream HTTP call. */
   timeoutMs: number
   /** FEDERATION_STATE_TTL: how long a started sign-in may take to come back. */
@@ -40,6 +45,7 @@ export interface FederationConfig {
 export const NO_FEDERATION: FederationConfig = {
   providers: [],
   autoLinkVerifiedEmail: false,
+  allowlist: false,
   timeoutMs: 10_000,
   stateTtlSeconds: 600,
 }
@@ -114,6 +120,7 @@ export function parseFederation(
     config: {
       providers,
       autoLinkVerifiedEmail: read.flag('FEDERATION_AUTO_LINK', false),
+      allowlist: read.flag('FEDERATION_ALLOWLIST', false),
       timeoutMs: read.integer('FEDERATION_TIMEOUT_MS', 10_000, 100),
       stateTtlSeconds: read.seconds('FEDERATION_STATE_TTL', 600),
     },

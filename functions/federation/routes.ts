@@ -8,6 +8,7 @@ import {
   consumeLoginState,
   insertIdentityStatement,
   insertLoginStateStatement,
+  selectAllowlistMatch,
   selectIdentityWithUser,
   touchIdentityStatement,
 } from '../../db/queries/federation'
@@ -33,6 +34,7 @@ import { clientIp } from '../middleware/client-ip'
 import { documentRoute } from '../openapi/registry'
 import { PAGE_HEADERS, renderPage } from '../pages/layout'
 import { safeReturnTo } from '../pages/return-to'
+import { allowlistCandidates } from './allowlist'
 import type { FederatedProvider } from './config'
 import { authorizationUrl, completeUpstream, type FlowSecrets, type UpstreamIdentity } from './upstream'
 
@@ -250,10 +252,12 @@ async function finishSignIn(
 ) {
   const config = c.var.config
   const ip = clientIp(c)
-  // Round trip 2: the identity's account, and the account that has its verified email.
-  const [linked, byEmail] = await db.batch([
+  // Round trip 2: the identity's account, the account that has its verified email, and the
+  // allowlist entry it matches (read always: it costs no round trip).
+  const [linked, byEmail, allowed] = await db.batch([
     selectIdentityWithUser(db, provider.id, identity.subject),
     selectUserByEmail(db, DEFAULT_TENANT_ID, identity.email ?? ''),
+    selectAllowlistMatch(db, allowlistCandidates(provider, identity)),
   ])
   const existing = linked[0]
   const identityRow = (userId: string) => ({
@@ -353,14 +357,18 @@ async function finishSignIn(
   if (identity.email === undefined) {
     return page(c, 'Sign-in failed', `${provider.name} did not share a verified email address.`, 400)
   }
-  // A new account, its identity and (unless it awaits approval) a session: one batch.
+  // A new account, its identity and (unless it awaits approval) a session: one batch. With
+  // FEDERATION_ALLOWLIST, an account matching no entry is created pending (an administrator
+  // approves it with POST /admin/users/{id}/approve) and the user sees the waiting page.
+  const allowlisted = allowed[0]?.kind
+  const closed = config.requireApproval || (config.federation.allowlist && allowlisted === undefined)
   const user: UserRow = {
     id: crypto.randomUUID(),
     tenantId: DEFAULT_TENANT_ID,
     email: identity.email,
     passwordHash: NO_PASSWORD,
     displayName: identity.name ?? identity.username ?? null,
-    status: config.requireApproval ? 'pending' : 'active',
+    status: closed ? 'pending' : 'active',
     emailVerifiedAt: now,
     isAdmin: false,
     profile: {},
@@ -385,7 +393,12 @@ async function finishSignIn(
           actor: `user:${user.id}`,
           userId: user.id,
           tenantId: user.tenantId,
-          metadata: { via: 'federated', provider: provider.id, status: user.status },
+          metadata: {
+            via: 'federated',
+            provider: provider.id,
+            status: user.status,
+            ...(config.federation.allowlist ? { allowlist: allowlisted ?? 'miss' } : {}),
+          },
         },
         linkedEvent(user, 'sign_up'),
       ),

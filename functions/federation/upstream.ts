@@ -14,6 +14,8 @@ export interface UpstreamIdentity {
   email: string | undefined
   username: string | undefined
   name: string | undefined
+  /** GitHub organisations the user belongs to (login names); empty for OpenID providers. */
+  orgs: readonly string[]
 }
 
 export type UpstreamOutcome =
@@ -192,9 +194,11 @@ async function githubIdentity(
   accessToken: string,
   timeoutMs: number,
 ): Promise<UpstreamOutcome> {
-  const [user, emails] = await Promise.all([
+  const [user, emails, orgs] = await Promise.all([
     githubGet(provider, accessToken, '/user', timeoutMs),
     githubGet(provider, accessToken, '/user/emails', timeoutMs),
+    // Only the allowlist reads organisations: a refusal (no read:org grant) is no organisation.
+    githubGet(provider, accessToken, '/user/orgs', timeoutMs).catch(() => []),
   ])
   const profile = user as Partial<GitHubUser>
   if (typeof profile.id !== 'number' || !Number.isSafeInteger(profile.id)) {
@@ -213,6 +217,9 @@ async function githubIdentity(
       email: primary.email,
       username: typeof profile.login === 'string' ? profile.login : undefined,
       name: typeof profile.name === 'string' ? profile.name : undefined,
+      orgs: Array.isArray(orgs)
+        ? (orgs as { login?: unknown }[]).flatMap((o) => (typeof o.login === 'string' ? [o.login] : []))
+        : [],
     },
   }
 }
@@ -255,6 +262,7 @@ async function oidcIdentity(
       email,
       username: typeof username === 'string' ? username : undefined,
       name: typeof merged.name === 'string' ? merged.name : undefined,
+      orgs: [],
     },
   }
 }

@@ -5,7 +5,7 @@ import { externalIdentities, users } from '../../db/schema'
 import { seedUser, uniqueEmail } from '../helpers/accounts'
 import { testDb, unique } from '../helpers/db'
 import { approveConsent, pkce, webClient } from '../helpers/oauth'
-import { BASE, callWith } from '../helpers/worker'
+import { adminHeaders, BASE, callWith } from '../helpers/worker'
 import { FAKE_CLIENT_ID, FAKE_CLIENT_SECRET } from '../setup/fake-federation'
 
 const fake = inject('fakeFederationUrl')
@@ -32,6 +32,7 @@ type Vars = Record<string, string>
 interface FakeUser {
   id?: number
   login?: string
+  orgs?: string[]
   emails?: { email: string; primary: boolean; verified: boolean }[]
   sub?: string
   email?: string
@@ -446,5 +447,106 @@ describe('/auth/connections', () => {
       expect(results.map((r) => r.status).sort()).toEqual([204, 204, 409])
       expect(await list(account.cookie)).toHaveLength(1)
     }
+  })
+})
+
+describe('allowlist (FEDERATION_ALLOWLIST)', () => {
+  const CLOSED = { FEDERATION_ALLOWLIST: 'true' }
+
+  async function allow(kind: string, value: string) {
+    const res = await callWith(FED, '/admin/identity-allowlist', {
+      method: 'POST',
+      headers: { ...adminHeaders(), 'content-type': 'application/json' },
+      body: JSON.stringify({ kind, value }),
+    })
+    expect(res.status, await res.clone().text()).toBe(201)
+    return (await res.json()) as { id: string; kind: string; value: string }
+  }
+
+  async function auditOf(type: string, userId: string) {
+    const rows = await testDb().execute(
+      sql`select metadata from audit_events where type = ${type} and user_id = ${userId}`,
+    )
+    return rows.rows as { metadata: Record<string, unknown> }[]
+  }
+
+  it('a miss creates a pending account (fully linked, no session) and shows the waiting page; approval lets it in', async () => {
+    const email = uniqueEmail()
+    const user = githubUser(email)
+    const res = await signIn('github', user, CLOSED)
+    expect(res.status).toBe(403)
+    expect(await res.text()).toContain('waiting for approval')
+    expect(cookieOf(res, 'portcullis_session')).toBeUndefined()
+    const [row] = await usersWithEmail(email)
+    expect(row?.status).toBe('pending')
+    expect((await identitiesOf('github', String(user.id)))[0]?.userId).toBe(row?.id)
+    expect((await auditOf('user_registered', row?.id ?? ''))[0]?.metadata.allowlist).toBe('miss')
+    // Signing in again while pending: the same page, still no session.
+    const again = await signIn('github', user, CLOSED)
+    expect(again.status).toBe(403)
+    const approve = await callWith(FED, `/admin/users/${row?.id}/approve`, {
+      method: 'POST',
+      headers: adminHeaders(),
+    })
+    expect(approve.status).toBe(200)
+    const approved = await signIn('github', user, CLOSED)
+    expect(approved.status).toBe(303)
+    expect((await sessionUser(approved)).id).toBe(row?.id)
+  })
+
+  it('each kind of entry lets a new account in active: GitHub id, login, organisation, email, email domain', async () => {
+    const domain = `${unique('corp')}.example`
+    const byId = githubUser()
+    const byLogin = githubUser()
+    const byOrg = githubUser(uniqueEmail(), { orgs: [unique('Org')] })
+    const byEmail = githubUser()
+    const byDomain = oidcUser(`someone@${domain.toUpperCase()}`)
+    await allow('github_id', String(byId.id))
+    await allow('github_login', (byLogin.login ?? '').toUpperCase())
+    await allow('github_org', byOrg.orgs?.[0] ?? '')
+    await allow('email', (byEmail.emails?.[1]?.email ?? '').toUpperCase())
+    await allow('email_domain', `@${domain}`)
+    for (const [provider, user, kind] of [
+      ['github', byId, 'github_id'],
+      ['github', byLogin, 'github_login'],
+      ['github', byOrg, 'github_org'],
+      ['github', byEmail, 'email'],
+      ['acme', byDomain, 'email_domain'],
+    ] as const) {
+      const res = await signIn(provider, user, CLOSED)
+      expect(res.status, kind).toBe(303)
+      const me = await sessionUser(res)
+      expect((await auditOf('user_registered', me.id))[0]?.metadata.allowlist, kind).toBe(kind)
+    }
+  })
+
+  it('the admin API validates, refuses duplicates, lists, removes, and audits each change', async () => {
+    const post = (body: unknown, headers = adminHeaders()) =>
+      callWith(FED, '/admin/identity-allowlist', {
+        method: 'POST',
+        headers: { ...headers, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      })
+    expect((await post({ kind: 'github_id', value: 'octocat' })).status).toBe(400)
+    expect((await post({ kind: 'email_domain', value: 'not a domain' })).status).toBe(400)
+    expect((await post({ kind: 'wizard', value: 'x' })).status).toBe(400)
+    expect((await post({ kind: 'email', value: 'a@b.example' }, {})).status).toBe(401)
+    const login = unique('who')
+    const entry = await allow('github_login', login)
+    expect((await post({ kind: 'github_login', value: login.toUpperCase() })).status).toBe(409)
+    const list = await callWith(FED, '/admin/identity-allowlist', { headers: adminHeaders() })
+    const { entries } = (await list.json()) as { entries: { id: string; value: string }[] }
+    expect(entries.filter((e) => e.value === login)).toHaveLength(1)
+    const del = () =>
+      callWith(FED, `/admin/identity-allowlist/${entry.id}`, { method: 'DELETE', headers: adminHeaders() })
+    expect((await del()).status).toBe(204)
+    expect((await del()).status).toBe(404)
+    const audit = await testDb().execute(
+      sql`select type from audit_events where metadata->>'id' = ${entry.id} order by created_at, type`,
+    )
+    expect(audit.rows.map((r) => (r as { type: string }).type).sort()).toEqual([
+      'allowlist_entry_added',
+      'allowlist_entry_removed',
+    ])
   })
 })
