@@ -193,4 +193,21 @@ describe('tenant isolation matrix', () => {
     const unscoped = await tokenFor(a.owner, 'email')
     expect((await call(`/tenants/${a.id}/members`, { headers: unscoped })).status).toBe(403)
   })
+
+  it('open client registration can neither ask for tenant:admin nor get it by default', async () => {
+    const metadata = { redirect_uris: ['https://app.example.com/cb'], token_endpoint_auth_method: 'none' }
+    const asked = await call('/oauth/register', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ ...metadata, scope: 'openid tenant:admin' }),
+    })
+    expect(asked.status, await describeResponse(asked)).toBe(400)
+    const plain = await call('/oauth/register', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(metadata),
+    })
+    expect(plain.status, await describeResponse(plain)).toBe(201)
+    expect(((await plain.json()) as { scope: string }).scope.split(' ')).not.toContain('tenant:admin')
+  })
 })
