@@ -300,14 +300,15 @@ async function main(): Promise<void> {
   // Anything thrown outside a child is this process's part: the embedded database or migrations.
   process.on(
     'uncaughtException',
-    (error) => void shutdown(1, `the embedded database (this process) failed: ${error.message}`),
+    (error) =>
+      void shutdown(1, `npm start itself (the embedded database, migrations) failed: ${error.message}`),
   )
   process.on(
     'unhandledRejection',
     (error) =>
       void shutdown(
         1,
-        `the embedded database (this process) failed: ${error instanceof Error ? error.message : String(error)}`,
+        `npm start itself (the embedded database, migrations) failed: ${error instanceof Error ? error.message : String(error)}`,
       ),
   )
 
