@@ -4,6 +4,7 @@ import {
   approveConsent,
   authorize,
   exchangeCode,
+  fetchJwks,
   ISSUER,
   obtainCode,
   pkce,
@@ -15,8 +16,7 @@ import {
 import { call, describeResponse } from '../helpers/worker'
 
 async function jwks() {
-  const body = (await (await call('/.well-known/jwks.json')).json()) as { keys: never[] }
-  return createLocalJWKSet({ keys: body.keys })
+  return createLocalJWKSet(await fetchJwks())
 }
 
 describe('authorization code flow', () => {

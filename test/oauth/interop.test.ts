@@ -7,12 +7,12 @@ import {
   approveConsent,
   DEVICE_GRANT,
   deviceDecide,
+  fetchJwks,
   ISSUER,
   seedUser,
   verifyIdToken,
   webClient,
 } from '../helpers/oauth'
-import { call } from '../helpers/worker'
 
 // openid-client talks to the Worker through SELF.fetch; the issuer is the configured one.
 const options = {
@@ -22,8 +22,7 @@ const options = {
 }
 
 async function servedKeys() {
-  const body = (await (await call('/.well-known/jwks.json')).json()) as { keys: never[] }
-  return createLocalJWKSet({ keys: body.keys })
+  return createLocalJWKSet(await fetchJwks())
 }
 
 describe('interop with openid-client (panva) as the client', () => {

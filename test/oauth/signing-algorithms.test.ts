@@ -4,6 +4,7 @@ import {
   adminClient,
   basicAuth,
   exchangeCode,
+  fetchJwks,
   ISSUER,
   obtainCode,
   seedUser,
@@ -14,7 +15,7 @@ import {
 import { call, callWith, describeResponse } from '../helpers/worker'
 
 async function servedJwks(): Promise<JWK[]> {
-  return ((await (await call('/.well-known/jwks.json')).json()) as { keys: JWK[] }).keys
+  return (await fetchJwks()).keys
 }
 
 function tokenRequest(client: TestClient): RequestInit {
