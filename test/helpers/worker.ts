@@ -1,8 +1,8 @@
 import { createExecutionContext, env, SELF, waitOnExecutionContext } from 'cloudflare:test'
 import { afterAll, beforeAll } from 'vitest'
 import type { Bindings } from '../../functions/env'
-import { resetKeyCache } from '../../functions/tokens/keys'
 import worker from '../../functions/index'
+import { resetKeyCache } from '../../functions/tokens/keys'
 import { type IsolationScope, isolatedDatabaseUrl } from './isolation'
 
 export const BASE = 'http://portcullis.test'
