@@ -17,7 +17,12 @@ export type { SeededUser } from './accounts'
 export function seedUser(
   options: { isAdmin?: boolean; status?: 'active' | 'pending' | 'suspended' } = {},
 ): Promise<SeededUser> {
-  return seedAccount({ email: `${unique('user')}@example.com`, displayName: 'Test User', session: true, ...options })
+  return seedAccount({
+    email: `${unique('user')}@example.com`,
+    displayName: 'Test User',
+    session: true,
+    ...options,
+  })
 }
 
 export async function setUserStatus(userId: string, status: 'active' | 'suspended'): Promise<void> {
