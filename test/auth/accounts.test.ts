@@ -9,7 +9,11 @@ import { call, callWith, describeResponse, postJson } from '../helpers/worker'
 describe('POST /auth/register', () => {
   it('hashes with the production argon2id parameters when ARGON2_* are left at their defaults', async () => {
     const email = uniqueEmail()
-    const production = { ARGON2_MEMORY_KIB: undefined, ARGON2_ITERATIONS: undefined, ARGON2_PARALLELISM: undefined }
+    const production = {
+      ARGON2_MEMORY_KIB: undefined,
+      ARGON2_ITERATIONS: undefined,
+      ARGON2_PARALLELISM: undefined,
+    }
     const res = await callWith(production, '/auth/register', {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
