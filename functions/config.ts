@@ -59,6 +59,8 @@ export interface Config {
   requireApproval: boolean
   /** TENANT_SELF_SERVICE: any signed-in user may create a tenant (and becomes its owner). */
   tenantSelfService: boolean
+  /** REQUIRE_PUSHED_AUTHORIZATION_REQUESTS: every client must push its request first (RFC 9126 §5). */
+  requirePushedAuthorizationRequests: boolean
   /** TENANT_INVITATION_TTL: how long an invitation link works. */
   invitationTtlSeconds: number
   requireEmailVerification: boolean
@@ -268,6 +270,7 @@ function readConfig(env: Bindings, problems: ConfigError[]): Config {
     deviceCodeTtlSeconds: read.seconds('DEVICE_CODE_TTL', 600),
     requireApproval: read.flag('REQUIRE_APPROVAL', false),
     tenantSelfService: read.flag('TENANT_SELF_SERVICE', false),
+    requirePushedAuthorizationRequests: read.flag('REQUIRE_PUSHED_AUTHORIZATION_REQUESTS', false),
     invitationTtlSeconds: read.seconds('TENANT_INVITATION_TTL', 7 * 86_400),
     requireEmailVerification: read.flag('REQUIRE_EMAIL_VERIFICATION', false),
     registrationPolicy: read.oneOf('REGISTRATION_POLICY', ['open', 'token'] as const, 'open'),

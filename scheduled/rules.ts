@@ -45,6 +45,8 @@ export const PURGE_RULES: readonly PurgeRule[] = [
   { table: 'login_throttles', expired: ({ now }) => sql`expires_at < ${now}` },
   // Spent DPoP proof ids: once past expires_at the proof's iat is out of the window anyway.
   { table: 'used_proof_jtis', expired: ({ now }) => sql`expires_at < ${now}` },
+  // Pushed authorization requests live a minute; used or not, they go once expired.
+  { table: 'pushed_authorization_requests', expired: ({ now }) => sql`expires_at < ${now}` },
   // Federated sign-ins never finished (the callback deletes the ones that are).
   { table: 'federated_login_states', expired: ({ now }) => sql`expires_at < ${now}` },
   // Accepted invitations go too once expired: membership is the lasting record, audit the history.

@@ -167,6 +167,26 @@ export const revokedAccessTokens = pgTable(
 )
 
 /**
+ * RFC 9126 pushed authorization requests: the validated parameters under the SHA-256 of their
+ * `request_uri`, short-lived, spent by the statement that issues the code.
+ */
+export const pushedAuthorizationRequests = pgTable(
+  'pushed_authorization_requests',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    requestUriHash: text('request_uri_hash').notNull().unique(),
+    clientId: uuid('client_id')
+      .notNull()
+      .references(() => oauthClients.id, { onDelete: 'cascade' }),
+    params: jsonb('params').$type<Record<string, string>>().notNull(),
+    expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
+    consumedAt: timestamp('consumed_at', { withTimezone: true }),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [index('pushed_authorization_requests_expires_at_idx').on(t.expiresAt)],
+)
+
+/**
  * Single-use proof identifiers (RFC 9449 §11.1 DPoP `jti`, RFC 7523 §3 assertion `jti`), hashed,
  * kept until the proof could no longer be accepted anyway; the purge removes them after.
  */

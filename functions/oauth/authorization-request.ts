@@ -1,6 +1,7 @@
 import type { Executor } from '../../db/client'
 import { findClient } from '../../db/queries/oauth-clients'
 import { insertAuthorizationCode } from '../../db/queries/oauth-grants'
+import { insertCodeSpendingPushedRequest } from '../../db/queries/pushed-requests'
 import type { OAuthClientRow } from '../../db/queries/oauth-tokens'
 import type { Config } from '../config'
 import { sha256Hex } from '../crypto/hash'
@@ -22,6 +23,8 @@ export interface AuthorizationRequest {
   prompt: ReadonlySet<string>
   /** OIDC `max_age`: seconds since sign-in after which the user must sign in again. */
   maxAge: number | undefined
+  /** Set when the parameters came from a pushed request (RFC 9126); the code spends it. */
+  pushed?: { id: string; requestUri: string }
 }
 
 /** An error the client should learn about through its (validated) redirect URI. */
@@ -47,12 +50,19 @@ const PROMPTS = new Set(['none', 'login', 'consent'])
 export async function validateAuthorizationRequest(
   x: Executor,
   params: OAuthParams,
+  /** The client, already read and authenticated (PAR): no round trip. */
+  known?: OAuthClientRow,
 ): Promise<AuthorizationRequest> {
   const clientId = param(params, 'client_id', 200)
-  if (clientId === undefined) {
+  if (clientId === undefined && known === undefined) {
     throw new OAuthError('invalid_request', { description: 'client_id is required' })
   }
-  const client = await findClient(x, clientId)
+  if (known !== undefined && clientId !== undefined && clientId !== known.clientId) {
+    throw new OAuthError('invalid_request', {
+      description: 'client_id does not match the authenticated client',
+    })
+  }
+  const client = known ?? (clientId === undefined ? undefined : await findClient(x, clientId))
   if (client === undefined || client.disabledAt !== null) {
     throw new OAuthError('invalid_request', { description: 'Unknown client' })
   }
@@ -146,7 +156,7 @@ export async function issueAuthorizationCode(
   now: Date,
 ): Promise<string> {
   const code = randomToken(32)
-  await insertAuthorizationCode(x, {
+  const row = {
     codeHash: await sha256Hex(code),
     clientId: request.client.id,
     userId: user.userId,
@@ -158,12 +168,26 @@ export async function issueAuthorizationCode(
     codeChallengeMethod: 'S256',
     authTime: user.authenticatedAt,
     expiresAt: new Date(now.getTime() + config.authCodeTtlSeconds * 1000),
-  })
+  }
+  if (request.pushed === undefined) {
+    await insertAuthorizationCode(x, row)
+  } else if (!(await insertCodeSpendingPushedRequest(x, request.pushed.id, row, now))) {
+    throw new RedirectableError(
+      'invalid_request_uri',
+      'The pushed authorization request was already used or has expired',
+      request.redirectUri,
+      request.state,
+    )
+  }
   return code
 }
 
 /** Hidden fields that carry a validated request through the consent form. */
 export function requestFields(request: AuthorizationRequest): Record<string, string> {
+  if (request.pushed !== undefined) {
+    // RFC 9126 §4: the pushed request is the request; the form carries only its reference.
+    return { client_id: request.client.clientId, request_uri: request.pushed.requestUri }
+  }
   const fields: Record<string, string> = {
     response_type: 'code',
     client_id: request.client.clientId,

@@ -21,9 +21,9 @@ import {
   issueAuthorizationCode,
   RedirectableError,
   redirectTarget,
-  validateAuthorizationRequest,
 } from './authorization-request'
 import { readOAuthBody, readOAuthQuery } from './form'
+import { resolveAuthorizationRequest } from './par'
 
 async function currentSession(c: Context<AppEnv>): Promise<LiveSession | undefined> {
   const cookie = getCookie(c, sessionCookieName(c.var.config))
@@ -100,7 +100,12 @@ async function withRedirectErrors(c: Context<AppEnv>, work: () => Promise<Respon
  */
 export const authorizeEndpoint = new Hono<AppEnv>().get('/', (c) =>
   withRedirectErrors(c, async () => {
-    const request = await validateAuthorizationRequest(c.var.db.http, readOAuthQuery(c))
+    const request = await resolveAuthorizationRequest(
+      c.var.db.http,
+      c.var.config,
+      readOAuthQuery(c),
+      new Date(),
+    )
     const found = request.prompt.has('login') ? undefined : await currentSession(c)
     // OIDC Core §3.1.2.1: a sign-in older than max_age counts as no sign-in.
     const session =
@@ -166,7 +171,7 @@ export const consentEndpoint = new Hono<AppEnv>().post('/', async (c) => {
   const params = await readOAuthBody(c)
   await verifyCsrf(c, params.get(CSRF_FIELD))
   return withRedirectErrors(c, async () => {
-    const request = await validateAuthorizationRequest(c.var.db.http, params)
+    const request = await resolveAuthorizationRequest(c.var.db.http, c.var.config, params, new Date())
     const session = await currentSession(c)
     if (session === undefined || session.status !== 'active') {
       throw new RedirectableError(

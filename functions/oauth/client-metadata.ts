@@ -241,6 +241,18 @@ function readMetadata(input: unknown, config: Config, options: MetadataOptions):
   if (dpopBound === true) {
     metadata.dpop_bound_access_tokens = true
   }
+  // RFC 9126 §6: true means this client's authorization requests must be pushed first.
+  const requirePar = body.require_pushed_authorization_requests
+  if (requirePar !== undefined && typeof requirePar !== 'boolean') {
+    throw new MetadataIssue(
+      'invalid_client_metadata',
+      'require_pushed_authorization_requests',
+      'must be a boolean',
+    )
+  }
+  if (requirePar === true) {
+    metadata.require_pushed_authorization_requests = true
+  }
   for (const field of PASSTHROUGH_FIELDS) {
     const value = field.endsWith('_uri') ? optionalWebUri(body, field) : optionalString(body, field, MAX_NAME)
     if (value !== null) {

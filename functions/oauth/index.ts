@@ -3,6 +3,7 @@ import type { AppEnv } from '../env'
 import { authorizeEndpoint, consentEndpoint } from './authorize'
 import { deviceAuthorization } from './device-authorization'
 import { introspect } from './introspect'
+import { parEndpoint } from './par'
 import { register } from './register'
 import { revoke } from './revoke'
 import { token } from './token'
@@ -18,3 +19,4 @@ export const oauth = new Hono<AppEnv>()
   .route('/register', register)
   .route('/userinfo', userinfoEndpoint)
   .route('/device_authorization', deviceAuthorization)
+  .route('/par', parEndpoint)

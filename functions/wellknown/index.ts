@@ -9,11 +9,17 @@ import { JWKS_MAX_AGE_SECONDS, publicJwks } from '../tokens/keys'
 
 const DISCOVERY_MAX_AGE_SECONDS = 3600
 
-let cached: { issuer: string; scopes: readonly string[]; body: Record<string, unknown> } | undefined
+let cached:
+  | { issuer: string; scopes: readonly string[]; par: boolean; body: Record<string, unknown> }
+  | undefined
 
 /** RFC 8414 §2 / OIDC Discovery §3 metadata: built from config only, so no database access. */
 export function serverMetadata(config: Config): Record<string, unknown> {
-  if (cached?.issuer === config.issuer && cached.scopes === config.scopesSupported) {
+  if (
+    cached?.issuer === config.issuer &&
+    cached.scopes === config.scopesSupported &&
+    cached.par === config.requirePushedAuthorizationRequests
+  ) {
     return cached.body
   }
   const base = config.issuer
@@ -26,6 +32,8 @@ export function serverMetadata(config: Config): Record<string, unknown> {
     introspection_endpoint: `${base}/oauth/introspect`,
     userinfo_endpoint: `${base}/oauth/userinfo`,
     device_authorization_endpoint: `${base}/oauth/device_authorization`,
+    pushed_authorization_request_endpoint: `${base}/oauth/par`,
+    require_pushed_authorization_requests: config.requirePushedAuthorizationRequests,
     jwks_uri: `${base}/.well-known/jwks.json`,
     scopes_supported: config.scopesSupported,
     response_types_supported: ['code'],
@@ -64,7 +72,12 @@ export function serverMetadata(config: Config): Record<string, unknown> {
     require_request_uri_registration: false,
     service_documentation: `${base}/openapi.json`,
   }
-  cached = { issuer: config.issuer, scopes: config.scopesSupported, body }
+  cached = {
+    issuer: config.issuer,
+    scopes: config.scopesSupported,
+    par: config.requirePushedAuthorizationRequests,
+    body,
+  }
   return body
 }
 

@@ -160,6 +160,19 @@ async function seedEveryTarget(): Promise<Seeded> {
   ])
   keep('used_proof_jtis', proofLive)
 
+  const pars = await db
+    .insert(s.pushedAuthorizationRequests)
+    .values(
+      [at(-0.01), at(0.01)].map((expiresAt) => ({
+        requestUriHash: hash(),
+        clientId: client.id,
+        params: { response_type: 'code' },
+        expiresAt,
+      })),
+    )
+    .returning({ id: s.pushedAuthorizationRequests.id, expiresAt: s.pushedAuthorizationRequests.expiresAt })
+  keep('pushed_authorization_requests', pars.find((r) => r.expiresAt > NOW)?.id)
+
   const flows = await db
     .insert(s.federatedLoginStates)
     .values(
@@ -240,6 +253,7 @@ async function seedEveryTarget(): Promise<Seeded> {
       revoked_access_tokens: 1,
       login_throttles: 1,
       used_proof_jtis: 1,
+      pushed_authorization_requests: 1,
       federated_login_states: 1,
       tenant_invitations: 1,
       api_key_usage: 2,
