@@ -66,8 +66,11 @@ export function clearSessionCookie(c: Context<AppEnv>): void {
 export function sameOriginOnly(): MiddlewareHandler<AppEnv> {
   return async function sameOriginOnly(c, next) {
     if (c.req.method !== 'GET' && c.req.method !== 'HEAD') {
-      const origin = c.req.header('origin')
       const fetchSite = c.req.header('sec-fetch-site')
+      // Our pages send `Referrer-Policy: no-referrer`, under which a browser's own form posts
+      // carry `Origin: null`; Sec-Fetch-Site (which no page can set) then says where it came from.
+      const sent = c.req.header('origin')
+      const origin = sent === 'null' && fetchSite === 'same-origin' ? undefined : sent
       const allowed = new Set([new URL(c.var.config.issuer).origin, new URL(c.req.url).origin])
       if ((origin !== undefined && !allowed.has(origin)) || fetchSite === 'cross-site') {
         throw new ProblemError('csrf_failed', { detail: 'Cross-site requests may not use this endpoint' })

@@ -337,3 +337,27 @@ describe('relativeTime', () => {
     expect(relativeTime(new Date(now.getTime() + seconds * 1000), now)).toBe(words)
   })
 })
+
+describe('form posts to /auth/* from our own pages', () => {
+  // Found by the Chromium test: under Referrer-Policy no-referrer the browser sends Origin: null.
+  it('accepts Origin: null when Sec-Fetch-Site says same-origin, and refuses it cross-site', async () => {
+    const { csrf } = await open('/auth/verify-email?token=not-a-real-token')
+    const submit = (fetchSite: string) =>
+      call('/auth/verify-email', {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/x-www-form-urlencoded',
+          cookie: `portcullis_csrf=${csrf.cookie}`,
+          origin: 'null',
+          'sec-fetch-site': fetchSite,
+        },
+        body: new URLSearchParams({ csrf_token: csrf.field, token: 'not-a-real-token' }).toString(),
+      })
+    const own = await submit('same-origin')
+    expect(own.status).toBe(400)
+    expect(await own.text()).toContain('This link no longer works')
+    const foreign = await submit('cross-site')
+    expect(foreign.status).toBe(403)
+    expect(((await foreign.json()) as { code: string }).code).toBe('csrf_failed')
+  })
+})
