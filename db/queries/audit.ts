@@ -1,3 +1,4 @@
+import { type SQL, sql } from 'drizzle-orm'
 import type { Executor } from '../client'
 import { auditEvents } from '../schema'
 
@@ -19,4 +20,15 @@ export function insertAuditEventsStatement(
   events: readonly [NewAuditEvent, ...NewAuditEvent[]],
 ) {
   return x.insert(auditEvents).values([...events])
+}
+
+/**
+ * One audit row written only where `condition` holds, read in the caller's batch after the
+ * statement that made the change (e.g. "this user moved to suspended just now").
+ */
+export function insertAuditEventWhereStatement(x: Executor, event: NewAuditEvent, condition: SQL) {
+  return x.execute(sql`insert into ${auditEvents} (type, actor, user_id, tenant_id, client_id, ip, metadata)
+    select ${event.type}, ${event.actor}, ${event.userId ?? null}::uuid, ${event.tenantId ?? null}::uuid,
+      ${event.clientId ?? null}, ${event.ip ?? null}, ${JSON.stringify(event.metadata ?? {})}::jsonb
+    where ${condition}`)
 }

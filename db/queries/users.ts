@@ -88,6 +88,36 @@ export function updateDisplayNameStatement(x: Executor, id: string, displayName:
  * Moves a user to `to` when its status is one of `from`; undefined when the user does not exist
  * or is in another status. One round trip.
  */
+export function transitionUserStatusStatement(
+  x: Executor,
+  id: string,
+  from: readonly UserStatus[],
+  to: UserStatus,
+  now: Date,
+) {
+  return (
+    x
+      .update(users)
+      // Suspension ends every access token issued so far, for good: reinstating does not revive them.
+      .set(
+        to === 'suspended'
+          ? { status: to, updatedAt: now, tokensValidAfter: laterOf(users.tokensValidAfter, now) }
+          : { status: to, updatedAt: now },
+      )
+      .where(and(eq(users.id, id), inArray(users.status, [...from])))
+      .returning()
+  )
+}
+
+/**
+ * Holds in a later statement of the same batch exactly when `transitionUserStatusStatement`
+ * moved this user to `to` at `now` (a repeat leaves `updated_at` alone).
+ */
+export function transitionedNow(id: string, to: UserStatus, now: Date): SQL {
+  return sql`exists (select 1 from ${users} where ${users.id} = ${id} and ${users.status} = ${to}
+    and ${users.updatedAt} = ${now.toISOString()}::timestamptz)`
+}
+
 export async function transitionUserStatus(
   x: Executor,
   id: string,
@@ -95,16 +125,7 @@ export async function transitionUserStatus(
   to: UserStatus,
   now: Date,
 ): Promise<UserRow | undefined> {
-  const [row] = await x
-    .update(users)
-    // Suspension ends every access token issued so far, for good: reinstating does not revive them.
-    .set(
-      to === 'suspended'
-        ? { status: to, updatedAt: now, tokensValidAfter: laterOf(users.tokensValidAfter, now) }
-        : { status: to, updatedAt: now },
-    )
-    .where(and(eq(users.id, id), inArray(users.status, [...from])))
-    .returning()
+  const [row] = await transitionUserStatusStatement(x, id, from, to, now)
   return row
 }
 

@@ -1,12 +1,19 @@
 import { type Context, Hono } from 'hono'
 import * as v from 'valibot'
+import { insertAuditEventWhereStatement } from '../../db/queries/audit'
 import { setPlatformAdmin } from '../../db/queries/tenants'
-import { findUserById, listUsers, transitionUserStatus, type UserRow } from '../../db/queries/users'
+import {
+  findUserById,
+  listUsers,
+  transitionedNow,
+  transitionUserStatusStatement,
+  type UserRow,
+} from '../../db/queries/users'
 import { USER_STATUSES, type UserStatus } from '../../db/schema/constants'
 import { isUuid } from '../../db/uuid'
-import { type AuditEventType, auditRow, recordAudit } from '../audit/record'
+import { type AuditEventType, auditRow } from '../audit/record'
 import { decodeCursor, PageLimit, paginate } from '../auth/cursor'
-import { endUserAccess } from '../auth/end-user-access'
+import { endUserAccessStatement } from '../auth/end-user-access'
 import { UserJsonSchema } from '../auth/schemas'
 import { toUserJson } from '../auth/user-view'
 import type { AppEnv } from '../env'
@@ -78,8 +85,25 @@ async function applyTransition(c: Context<AppEnv>, action: keyof typeof TRANSITI
   const transition = TRANSITIONS[action]
   const db = c.var.db.http
   const now = new Date()
-  let user: UserRow | undefined = await transitionUserStatus(db, id, transition.from, transition.to, now)
-  const changed = user !== undefined
+  // One batch: the move, (for suspension) the end of every session and token, and the audit row,
+  // which is written only when the move happened now. A repeated suspension ends access again
+  // (so a retry after a failure still ends it) without a second event.
+  const event = auditRow({ type: transition.audit, actor: actorOf(c), userId: id, metadata: {} }, clientIp(c))
+  const changedNow = transitionedNow(id, transition.to, now)
+  const move = transitionUserStatusStatement(db, id, transition.from, transition.to, now)
+  const [moved] =
+    transition.to === 'suspended'
+      ? await db.batch([
+          move,
+          endUserAccessStatement(db, id, now, {
+            row: event,
+            sessionsKey: 'sessions_ended',
+            refreshTokensKey: 'refresh_tokens_revoked',
+            onlyIf: changedNow,
+          }),
+        ])
+      : await db.batch([move, insertAuditEventWhereStatement(db, event, changedNow)])
+  let user: UserRow | undefined = moved[0]
   if (user === undefined) {
     user = await findUserById(db, id)
     if (user === undefined) {
@@ -88,21 +112,6 @@ async function applyTransition(c: Context<AppEnv>, action: keyof typeof TRANSITI
     if (user.status !== transition.to) {
       throw new ProblemError('conflict', { detail: `A ${user.status} user cannot be sent to ${action}` })
     }
-  }
-  // DESIGN.md: suspension ends sessions and refresh tokens at once (also when repeated, so a
-  // retry after a failed first attempt still ends them).
-  const ended = transition.to === 'suspended' ? await endUserAccess(db, id, now) : undefined
-  if (changed) {
-    recordAudit(c, {
-      type: transition.audit,
-      actor: actorOf(c),
-      userId: user.id,
-      tenantId: user.tenantId,
-      metadata:
-        ended === undefined
-          ? {}
-          : { sessions_ended: ended.sessions, refresh_tokens_revoked: ended.refreshTokens },
-    })
   }
   return c.json({ user: toUserJson(user) }, 200, NO_STORE)
 }

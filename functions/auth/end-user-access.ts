@@ -15,6 +15,11 @@ export interface EndedAccessAudit {
   row: NewAuditEvent
   sessionsKey: string
   refreshTokensKey: string
+  /**
+   * Writes the row only where this holds (e.g. the batch's previous statement changed the user),
+   * so an idempotent repeat ends access again without recording a second event.
+   */
+  onlyIf?: SQL
 }
 
 function auditInsert(audit: EndedAccessAudit | undefined): SQL {
@@ -23,10 +28,11 @@ function auditInsert(audit: EndedAccessAudit | undefined): SQL {
   }
   const { row } = audit
   return sql`, a as (insert into audit_events (type, actor, user_id, tenant_id, client_id, ip, metadata)
-      values (${row.type}, ${row.actor}, ${row.userId ?? null}, ${row.tenantId ?? null}, ${row.clientId ?? null},
-              ${row.ip ?? null}, ${JSON.stringify(row.metadata ?? {})}::jsonb || jsonb_build_object(
+      select ${row.type}, ${row.actor}, ${row.userId ?? null}::uuid, ${row.tenantId ?? null}::uuid,
+              ${row.clientId ?? null}, ${row.ip ?? null}, ${JSON.stringify(row.metadata ?? {})}::jsonb || jsonb_build_object(
                 ${audit.sessionsKey}::text, (select count(*) from s),
-                ${audit.refreshTokensKey}::text, (select count(*) from t)))
+                ${audit.refreshTokensKey}::text, (select count(*) from t))
+      where ${audit.onlyIf ?? sql`true`}
       returning 1)`
 }
 
