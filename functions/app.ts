@@ -2,6 +2,7 @@ import { Hono } from 'hono'
 import { auditAdmin } from './admin/audit'
 import { clientsAdmin } from './admin/clients'
 import { purgeRoute } from './admin/purge'
+import { resourceServersAdmin } from './admin/resource-servers'
 import { signingKeysAdmin } from './admin/signing-keys'
 import { usersAdmin } from './admin/users'
 import { apiKeys } from './apikeys/routes'
@@ -60,6 +61,7 @@ export function createApp(): Hono<AppEnv> {
   app.route('/.well-known', wellKnown)
   app.route('/oauth', oauth)
   app.route('/admin/clients', clientsAdmin)
+  app.route('/admin/resource-servers', resourceServersAdmin)
   app.route('/admin/signing-keys', signingKeysAdmin)
   app.route('/device', devicePages)
 

@@ -1,8 +1,8 @@
 import type { Executor } from '../../db/client'
 import { findClient } from '../../db/queries/oauth-clients'
 import { insertAuthorizationCode } from '../../db/queries/oauth-grants'
-import { insertCodeSpendingPushedRequest } from '../../db/queries/pushed-requests'
 import type { OAuthClientRow } from '../../db/queries/oauth-tokens'
+import { insertCodeSpendingPushedRequest } from '../../db/queries/pushed-requests'
 import type { Config } from '../config'
 import { sha256Hex } from '../crypto/hash'
 import { randomToken } from '../crypto/random'
@@ -10,7 +10,8 @@ import { OAuthError, type OAuthErrorCode } from '../errors/oauth'
 import { type OAuthParams, param } from './form'
 import { isValidCodeChallenge } from './pkce'
 import { matchesRegisteredRedirectUri } from './redirect-uri'
-import { grantableScope, parseResource } from './scope'
+import { resolveResource, targetScopeNames } from './resources'
+import { grantableScope } from './scope'
 
 export interface AuthorizationRequest {
   client: OAuthClientRow
@@ -52,6 +53,8 @@ export async function validateAuthorizationRequest(
   params: OAuthParams,
   /** The client, already read and authenticated (PAR): no round trip. */
   known?: OAuthClientRow,
+  /** For `resource`: the issuer and DEFAULT_AUDIENCE are targets without a lookup. */
+  config?: Config,
 ): Promise<AuthorizationRequest> {
   const clientId = param(params, 'client_id', 200)
   if (clientId === undefined && known === undefined) {
@@ -102,8 +105,15 @@ export async function validateAuthorizationRequest(
   let scope: string[]
   let resource: string | null
   try {
-    scope = grantableScope(param(params, 'scope'), client.scope, ['admin', 'apikeys:verify', 'tenant:admin'])
-    resource = parseResource(param(params, 'resource'))
+    // RFC 8707: an unknown resource is invalid_target; a known one lends its scopes (issue 11).
+    const target = await resolveResource(x, config, param(params, 'resource'))
+    scope = grantableScope(
+      param(params, 'scope'),
+      client.scope,
+      ['admin', 'apikeys:verify', 'tenant:admin'],
+      targetScopeNames(target),
+    )
+    resource = target?.identifier ?? null
   } catch (error) {
     if (error instanceof OAuthError) {
       throw fail(error.code, error.options.description ?? error.code)

@@ -54,6 +54,8 @@ export type MetadataResult =
 export interface MetadataOptions {
   /** Admin-created clients may hold privileged scopes and be first-party. */
   privileged: boolean
+  /** Scopes resource servers define (issue 11): registrable besides SCOPES. */
+  resourceScopes?: ReadonlySet<string>
 }
 
 class MetadataIssue extends Error {
@@ -213,7 +215,9 @@ function readMetadata(input: unknown, config: Config, options: MetadataOptions):
   const scopeText = optionalString(body, 'scope', MAX_SCOPE)
   const scopes =
     scopeText === null ? defaultClientScope(config).split(' ') : scopeText.split(' ').filter(Boolean)
-  const unsupported = scopes.find((s) => !config.scopesSupported.includes(s))
+  const unsupported = scopes.find(
+    (s) => !config.scopesSupported.includes(s) && !options.resourceScopes?.has(s),
+  )
   if (unsupported !== undefined) {
     throw new MetadataIssue('invalid_client_metadata', 'scope', `${unsupported} is not a supported scope`)
   }

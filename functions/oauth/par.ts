@@ -57,7 +57,7 @@ export async function resolveAuthorizationRequest(
 ): Promise<AuthorizationRequest> {
   const requestUri = param(params, 'request_uri', 300)
   if (requestUri === undefined) {
-    const request = await validateAuthorizationRequest(x, params)
+    const request = await validateAuthorizationRequest(x, params, undefined, config)
     if (requiresPush(config, request)) {
       throw new RedirectableError(
         'invalid_request',
@@ -80,7 +80,12 @@ export async function resolveAuthorizationRequest(
       description: 'request_uri is unknown, expired, already used or not this client’s',
     })
   }
-  const request = await validateAuthorizationRequest(x, new Map(Object.entries(pushed.params)))
+  const request = await validateAuthorizationRequest(
+    x,
+    new Map(Object.entries(pushed.params)),
+    undefined,
+    config,
+  )
   return { ...request, pushed: { id: pushed.id, requestUri } }
 }
 
@@ -107,7 +112,7 @@ export const parEndpoint = new Hono<AppEnv>().post('/', async (c) => {
   const client = await authenticateClient(c, c.var.db.http, params, now)
   let request: AuthorizationRequest
   try {
-    request = await validateAuthorizationRequest(c.var.db.http, params, client)
+    request = await validateAuthorizationRequest(c.var.db.http, params, client, c.var.config)
   } catch (error) {
     throw error instanceof RedirectableError ? asOAuthError(error) : error
   }

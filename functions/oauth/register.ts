@@ -6,6 +6,7 @@ import {
   updateClientStatement,
 } from '../../db/queries/oauth-clients'
 import type { OAuthClientRow } from '../../db/queries/oauth-tokens'
+import { resourceScopeNames } from '../../db/queries/resource-servers'
 import { claimAttempts, retryAfterSeconds } from '../../db/queries/throttle'
 import { auditStatement } from '../audit/record'
 import { secretsEqual } from '../crypto/compare'
@@ -39,8 +40,18 @@ async function readJson(c: Context<AppEnv>): Promise<unknown> {
   return body
 }
 
-function metadataOrThrow(input: unknown, c: Context<AppEnv>) {
-  const result = parseClientMetadata(input, c.var.config, { privileged: false })
+/**
+ * Scopes beyond SCOPES are looked up among the resource servers' (issue 11): one more round trip,
+ * only for a registration that names such a scope.
+ */
+async function metadataOrThrow(input: unknown, c: Context<AppEnv>) {
+  const scope =
+    typeof input === 'object' && input !== null ? (input as Record<string, unknown>).scope : undefined
+  const foreign =
+    typeof scope === 'string' &&
+    scope.split(' ').some((s) => s !== '' && !c.var.config.scopesSupported.includes(s))
+  const resourceScopes = foreign ? await resourceScopeNames(c.var.db.http) : undefined
+  const result = parseClientMetadata(input, c.var.config, { privileged: false, resourceScopes })
   if (!result.ok) {
     throw new OAuthError(result.error, { description: `${result.field}: ${result.message}` })
   }
@@ -112,7 +123,7 @@ export const register = new Hono<AppEnv>()
     if (!vouched) {
       await claimAnonymousRegistration(c, now)
     }
-    const metadata = metadataOrThrow(await readJson(c), c)
+    const metadata = await metadataOrThrow(await readJson(c), c)
     if (!vouched) {
       refuseUnlistedGrants(metadata.grantTypes, c.var.config.anonymousRegistrationGrantTypes)
     }
@@ -155,7 +166,7 @@ export const register = new Hono<AppEnv>()
         throw new OAuthError('invalid_request', { description: 'client_secret does not match' })
       }
     }
-    const metadata = metadataOrThrow(fields, c)
+    const metadata = await metadataOrThrow(fields, c)
     // An update may keep the grants the client holds, but adds only what anonymous registration may.
     refuseUnlistedGrants(metadata.grantTypes, [
       ...c.var.config.anonymousRegistrationGrantTypes,

@@ -19,14 +19,17 @@ export function parseScope(text: string | undefined): string[] {
 
 /**
  * The scope to grant: what was requested (or, when nothing was, everything the client is
- * registered for) — refused with `invalid_scope` when it asks beyond the client's registration.
+ * registered for) — refused with `invalid_scope` when it asks beyond the client's registration
+ * and `extra` (the scopes of the resource server the request names, issue 11: asking later for
+ * more of them is a step-up through consent, not a refusal).
  */
 export function grantableScope(
   requested: string | undefined,
   registered: string,
   exclude: readonly string[] = [],
+  extra: readonly string[] = [],
 ): string[] {
-  const allowed = registered.split(' ').filter(Boolean)
+  const allowed = [...registered.split(' ').filter(Boolean), ...extra]
   const asked = requested === undefined ? allowed.filter((s) => !exclude.includes(s)) : parseScope(requested)
   const beyond = asked.find((s) => !allowed.includes(s))
   if (beyond !== undefined) {

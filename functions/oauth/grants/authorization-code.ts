@@ -3,6 +3,7 @@ import { sha256Hex } from '../../crypto/hash'
 import { OAuthError } from '../../errors/oauth'
 import { type OAuthParams, param, requiredParam } from '../form'
 import { s256Challenge, verifyPkceS256 } from '../pkce'
+import { checkGrantedResource, resolveResource } from '../resources'
 import {
   accessTokensExpireBy,
   type GrantContext,
@@ -25,6 +26,8 @@ export async function authorizationCodeGrant(ctx: GrantContext, params: OAuthPar
     throw new OAuthError('invalid_request', { description: 'code_verifier is required (PKCE)' })
   }
   const redirectUri = param(params, 'redirect_uri') ?? null
+  // An unknown resource is refused before the code is spent (no round trip for a cached one).
+  const target = await resolveResource(ctx.db.http, ctx.config, param(params, 'resource'))
   const codeHash = await sha256Hex(code)
   const refresh = await newRefreshToken(ctx.config, ctx.now)
   const result = await consumeAuthorizationCode(ctx.db.http, {
@@ -72,6 +75,7 @@ export async function authorizationCodeGrant(ctx: GrantContext, params: OAuthPar
   if (consumed.status !== 'active') {
     throw new OAuthError('invalid_grant', { description: 'The user may not sign in', log: 'user_inactive' })
   }
+  checkGrantedResource(ctx.config, target, consumed.resource)
   const response = await issueUserTokens(ctx, client, {
     grantee: consumed,
     scope: consumed.scope,

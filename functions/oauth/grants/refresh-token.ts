@@ -6,6 +6,7 @@ import {
 import { sha256Hex } from '../../crypto/hash'
 import { OAuthError } from '../../errors/oauth'
 import { type OAuthParams, param, requiredParam } from '../form'
+import { checkGrantedResource, resolveResource } from '../resources'
 import { parseScope } from '../scope'
 import {
   accessTokensExpireBy,
@@ -34,6 +35,9 @@ const FAILURE_DESCRIPTIONS: Record<RefreshFailure, string> = {
 export async function refreshTokenGrant(ctx: GrantContext, params: OAuthParams): Promise<GrantOutcome> {
   const tokenHash = await sha256Hex(requiredParam(params, 'refresh_token', 200))
   const requested = parseScope(param(params, 'scope'))
+  // An unknown resource is refused before the token rotates; a known but ungranted one after
+  // (the grant holds its target only in the row the rotation reads).
+  const target = await resolveResource(ctx.db.http, ctx.config, param(params, 'resource'))
   const next = await newRefreshToken(ctx.config, ctx.now)
   const result = await rotateRefreshToken(ctx.db.http, {
     client: ctx.presented,
@@ -61,6 +65,7 @@ export async function refreshTokenGrant(ctx: GrantContext, params: OAuthParams):
       log: `refresh_${why.failure}`,
     })
   }
+  checkGrantedResource(ctx.config, target, rotated.resource)
   // RFC 6749 §6: a narrower scope applies to this access token; the grant keeps its scope.
   const scope = requested.length > 0 ? requested.join(' ') : rotated.scope
   const response = await issueUserTokens(ctx, client, {

@@ -1,0 +1,57 @@
+import { asc, eq, sql } from 'drizzle-orm'
+import type { Executor } from '../client'
+import { resourceServers } from '../schema'
+
+export type ResourceServerRow = typeof resourceServers.$inferSelect
+export type NewResourceServer = typeof resourceServers.$inferInsert
+
+/** The resource server named by this identifier (RFC 8707 `resource`). One round trip. */
+export async function findResourceServer(
+  x: Executor,
+  identifier: string,
+): Promise<ResourceServerRow | undefined> {
+  const [row] = await x
+    .select()
+    .from(resourceServers)
+    .where(eq(resourceServers.identifier, identifier))
+    .limit(1)
+  return row
+}
+
+export async function findResourceServerById(
+  x: Executor,
+  id: string,
+): Promise<ResourceServerRow | undefined> {
+  const [row] = await x.select().from(resourceServers).where(eq(resourceServers.id, id)).limit(1)
+  return row
+}
+
+/** Every resource server, oldest first (there are few: an operator registers them by hand). */
+export function listResourceServers(x: Executor): Promise<ResourceServerRow[]> {
+  return x.select().from(resourceServers).orderBy(asc(resourceServers.createdAt)).limit(500)
+}
+
+/** Every scope some resource server defines, deduplicated. One round trip. */
+export async function resourceScopeNames(x: Executor): Promise<Set<string>> {
+  const rows = await x
+    .select({ name: sql<string>`s->>'name'` })
+    .from(sql`${resourceServers}, jsonb_array_elements(${resourceServers.scopes}) s`)
+  return new Set(rows.map((r) => r.name))
+}
+
+/** Inserts one, as a statement for the caller's batch; an existing identifier fails it (23505). */
+export function insertResourceServerStatement(x: Executor, row: NewResourceServer) {
+  return x.insert(resourceServers).values(row).returning()
+}
+
+export function updateResourceServerStatement(x: Executor, id: string, fields: Partial<NewResourceServer>) {
+  return x
+    .update(resourceServers)
+    .set({ ...fields, updatedAt: sql`now()` })
+    .where(eq(resourceServers.id, id))
+    .returning()
+}
+
+export function deleteResourceServerStatement(x: Executor, id: string) {
+  return x.delete(resourceServers).where(eq(resourceServers.id, id)).returning({ id: resourceServers.id })
+}

@@ -1,0 +1,198 @@
+import { decodeJwt } from 'jose'
+import { describe, expect, it } from 'vitest'
+import { unique } from '../helpers/db'
+import {
+  adminClient,
+  authorize,
+  exchangeCode,
+  obtainCode,
+  pkce,
+  refresh,
+  seedUser,
+  type TokenSet,
+  webClient,
+} from '../helpers/oauth'
+import { adminHeaders, call, postJson } from '../helpers/worker'
+
+interface ResourceServer {
+  id: string
+  identifier: string
+  scopes: { name: string; description: string }[]
+}
+
+async function createResourceServer(
+  scopeName: string,
+  extra: Record<string, unknown> = {},
+): Promise<ResourceServer> {
+  const res = await postJson(
+    '/admin/resource-servers',
+    {
+      identifier: `https://${unique('mcp')}.example.net/mcp`,
+      display_name: 'Acme MCP',
+      scopes: [{ name: scopeName, description: 'Call the Acme tools' }],
+      ...extra,
+    },
+    adminHeaders(),
+  )
+  expect(res.status, await res.clone().text()).toBe(201)
+  return (await res.json()) as ResourceServer
+}
+
+describe('/admin/resource-servers (issue 11)', () => {
+  it('creates, lists, gets and deletes; a duplicate identifier is a 409', async () => {
+    const rs = await createResourceServer(`${unique('mcp')}:tools`)
+    const again = await postJson(
+      '/admin/resource-servers',
+      { identifier: rs.identifier, display_name: 'Again', scopes: [] },
+      adminHeaders(),
+    )
+    expect(again.status).toBe(409)
+    const list = (await (await call('/admin/resource-servers', { headers: adminHeaders() })).json()) as {
+      data: ResourceServer[]
+    }
+    expect(list.data.map((r) => r.identifier)).toContain(rs.identifier)
+    expect((await call(`/admin/resource-servers/${rs.id}`, { headers: adminHeaders() })).status).toBe(200)
+    const del = await call(`/admin/resource-servers/${rs.id}`, { method: 'DELETE', headers: adminHeaders() })
+    expect(del.status).toBe(204)
+    expect((await call(`/admin/resource-servers/${rs.id}`, { headers: adminHeaders() })).status).toBe(404)
+  })
+
+  it.each([
+    [{ identifier: 'javascript:alert(1)', display_name: 'x', scopes: [] }, 'identifier'],
+    [{ identifier: 'http://bank.example/', display_name: 'x', scopes: [] }, 'identifier'],
+    [{ identifier: 'https://a.example/#f', display_name: 'x', scopes: [] }, 'identifier'],
+    [
+      { identifier: 'https://a.example/', display_name: 'x', scopes: [{ name: 'openid', description: 'x' }] },
+      'scopes',
+    ],
+    [
+      { identifier: 'https://a.example/', display_name: 'x', scopes: [{ name: 'a b', description: 'x' }] },
+      'scopes',
+    ],
+  ])('refuses bad input %j (400 naming %s)', async (body, field) => {
+    const res = await postJson('/admin/resource-servers', body, adminHeaders())
+    expect(res.status).toBe(400)
+    expect(await res.text()).toContain(field)
+  })
+
+  it('needs the admin', async () => {
+    const res = await postJson('/admin/resource-servers', {
+      identifier: 'https://a.example/',
+      display_name: 'x',
+      scopes: [],
+    })
+    expect(res.status).toBe(401)
+  })
+})
+
+describe('resource servers in the flows (RFC 8707, issue 11)', () => {
+  it('a resource server scope is refused at registration until a resource server defines it', async () => {
+    const scope = `${unique('mcp')}:tools`
+    const body = {
+      redirect_uris: ['http://127.0.0.1:3000/cb'],
+      token_endpoint_auth_method: 'none',
+      scope: `openid ${scope}`,
+    }
+    const before = await postJson('/oauth/register', body, { 'cf-connecting-ip': '203.0.113.77' })
+    expect(before.status).toBe(400)
+    expect(await before.text()).toContain('invalid_client_metadata')
+    await createResourceServer(scope)
+    const after = await postJson('/oauth/register', body, { 'cf-connecting-ip': '203.0.113.78' })
+    expect(after.status, await after.clone().text()).toBe(201)
+  })
+
+  it('an unknown resource (or javascript:) at authorize is invalid_target, sent to the redirect URI', async () => {
+    const client = await webClient()
+    const user = await seedUser()
+    const p = await pkce()
+    for (const resource of ['https://bank.example/', 'javascript:alert(1)']) {
+      const res = await authorize(
+        {
+          response_type: 'code',
+          client_id: client.client_id,
+          redirect_uri: client.redirect_uris[0] ?? '',
+          code_challenge: p.challenge,
+          code_challenge_method: 'S256',
+          scope: 'openid',
+          resource,
+        },
+        user.cookie,
+      )
+      expect(res.status).toBe(302)
+      expect(new URL(res.headers.get('location') ?? '').searchParams.get('error')).toBe('invalid_target')
+    }
+  })
+
+  it('a client asks later for a resource scope it never registered (step-up through consent): the token is for that resource', async () => {
+    const scope = `${unique('mcp')}:tools`
+    const rs = await createResourceServer(scope)
+    const client = await webClient({ scope: 'openid offline_access' })
+    const user = await seedUser()
+    const result = await obtainCode(client, user, {
+      scope: `openid offline_access ${scope}`,
+      resource: rs.identifier,
+    })
+    const res = await exchangeCode(client, result)
+    expect(res.status, await res.clone().text()).toBe(200)
+    const tokens = (await res.json()) as TokenSet
+    const claims = decodeJwt(tokens.access_token)
+    expect(claims.aud).toBe(rs.identifier)
+    expect(String(claims.scope).split(' ')).toContain(scope)
+    // Without the resource, its scope is not the client's to ask for.
+    await expect(obtainCode(client, user, { scope: `openid ${scope}` })).rejects.toThrow(/invalid_scope/)
+  })
+
+  it('resource at the token endpoint: an unknown one leaves the code unspent; another known one is invalid_target', async () => {
+    const scopeA = `${unique('mcp')}:a`
+    const rsA = await createResourceServer(scopeA)
+    const rsB = await createResourceServer(`${unique('mcp')}:b`)
+    const client = await webClient()
+    const user = await seedUser()
+    const result = await obtainCode(client, user, {
+      scope: `openid offline_access ${scopeA}`,
+      resource: rsA.identifier,
+    })
+    const unknown = await exchangeCode(client, result, { resource: 'https://unknown.example/' })
+    expect(unknown.status).toBe(400)
+    expect(((await unknown.json()) as { error: string }).error).toBe('invalid_target')
+    const ok = await exchangeCode(client, result, { resource: rsA.identifier })
+    expect(ok.status, await ok.clone().text()).toBe(200)
+    const tokens = (await ok.json()) as TokenSet
+    const other = await refresh(client, tokens.refresh_token ?? '', { resource: rsB.identifier })
+    expect(other.status).toBe(400)
+    expect(((await other.json()) as { error: string }).error).toBe('invalid_target')
+
+    const second = await obtainCode(client, user, {
+      scope: `openid offline_access ${scopeA}`,
+      resource: rsA.identifier,
+    })
+    const tokens2 = (await (await exchangeCode(client, second)).json()) as TokenSet
+    const same = await refresh(client, tokens2.refresh_token ?? '', {
+      resource: rsA.identifier,
+      scope: scopeA,
+    })
+    expect(same.status, await same.clone().text()).toBe(200)
+    const narrowed = decodeJwt(((await same.json()) as TokenSet).access_token)
+    expect(narrowed.aud).toBe(rsA.identifier)
+    expect(narrowed.scope).toBe(scopeA)
+  })
+
+  it('no resource keeps the issuer / DEFAULT_AUDIENCE audience, and naming the issuer is accepted', async () => {
+    const client = await adminClient({
+      client_name: 'Plain',
+      redirect_uris: ['https://app.example.com/callback'],
+      grant_types: ['authorization_code'],
+      scope: 'openid',
+      first_party: true,
+    })
+    const user = await seedUser()
+    const plain = await exchangeCode(client, await obtainCode(client, user, { scope: 'openid' }))
+    const aud = decodeJwt(((await plain.json()) as TokenSet).access_token).aud
+    expect(typeof aud).toBe('string')
+    const named = await exchangeCode(
+      client,
+      await obtainCode(client, user, { scope: 'openid', resource: String(aud) }),
+    )
+    expect(named.status).toBe(200)
+  })
+})
