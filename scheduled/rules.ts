@@ -55,6 +55,11 @@ export const PURGE_RULES: readonly PurgeRule[] = [
     table: 'api_key_usage',
     expired: ({ now, usageRetentionDays }) => sql`created_at < ${daysBefore(now, usageRetentionDays)}`,
   },
+  // The hourly counters /api-keys/{id}/usage reads: kept as long as the raw rows they summarise.
+  {
+    table: 'api_key_usage_counters',
+    expired: ({ now, usageRetentionDays }) => sql`hour_start < ${daysBefore(now, usageRetentionDays)}`,
+  },
   {
     table: 'audit_events',
     expired: ({ now, auditRetentionDays }) => sql`created_at < ${daysBefore(now, auditRetentionDays)}`,

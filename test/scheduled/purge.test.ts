@@ -213,6 +213,19 @@ async function seedEveryTarget(): Promise<Seeded> {
     .returning({ id: s.apiKeyUsage.id, createdAt: s.apiKeyUsage.createdAt })
   keep('api_key_usage', usage.find((r) => r.createdAt > at(-90))?.id)
 
+  const counters = await db
+    .insert(s.apiKeyUsageCounters)
+    .values(
+      [at(-91), at(-89)].map((hourStart, i) => ({
+        keyId: key.id,
+        hourStart,
+        endpoint: `purge-${i}-${crypto.randomUUID()}`,
+        success: 1,
+      })),
+    )
+    .returning({ endpoint: s.apiKeyUsageCounters.endpoint, hourStart: s.apiKeyUsageCounters.hourStart })
+  keep('api_key_usage_counters', counters.find((r) => r.hourStart > at(-90))?.endpoint)
+
   const audit = await db
     .insert(s.auditEvents)
     .values(
@@ -257,6 +270,7 @@ async function seedEveryTarget(): Promise<Seeded> {
       federated_login_states: 1,
       tenant_invitations: 1,
       api_key_usage: 2,
+      api_key_usage_counters: 1,
       audit_events: 1,
       email_outbox: 1,
     },
@@ -267,6 +281,7 @@ const KEY_COLUMN: Record<string, string> = {
   revoked_access_tokens: 'jti',
   login_throttles: 'subject',
   used_proof_jtis: 'jti_hash',
+  api_key_usage_counters: 'endpoint',
 }
 
 async function surviving(table: string, keys: string[]): Promise<number> {
