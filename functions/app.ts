@@ -21,9 +21,12 @@ import { requestContext } from './middleware/request-context'
 import { validText } from './middleware/valid-text'
 import { oauth } from './oauth'
 import { openapiJson } from './openapi/route'
+import { accountPage } from './pages/account'
 import { devicePages } from './pages/device'
+import { forgotPasswordPage } from './pages/forgot-password'
 import { homePage } from './pages/home'
 import { loginPage } from './pages/login'
+import { signupPage } from './pages/signup'
 import { tenantsAdmin } from './tenants/admin'
 import { tenants } from './tenants/routes'
 import { wellKnown } from './wellknown'
@@ -55,6 +58,9 @@ export function createApp(): Hono<AppEnv> {
   app.route('/admin/tenants', tenantsAdmin)
   app.route('/tenants', tenants)
   app.route('/login', loginPage)
+  app.route('/signup', signupPage)
+  app.route('/forgot-password', forgotPasswordPage)
+  app.route('/account', accountPage)
   app.route('/federated', federation)
   app.route('/', homePage)
   app.route(PROTECTED_RESOURCE_PATH, protectedResource)
@@ -79,7 +85,3 @@ export function createApp(): Hono<AppEnv> {
   app.onError(renderError)
   return app
 }
-import { forgotPasswordPage } from './pages/forgot-password'
-import { signupPage } from './pages/signup'
-  app.route('/signup', signupPage)
-  app.route('/forgot-password', forgotPasswordPage)

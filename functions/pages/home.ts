@@ -40,6 +40,7 @@ export const homePage = new Hono<AppEnv>()
           Your session expires
           <time datetime="${isoTime(found.session.expiresAt)}" title="${isoTime(found.session.expiresAt)}">${relativeTime(found.session.expiresAt, now)}</time>.
         </p>
+        <p><a href="/account">Manage your account</a>: name, where you are signed in, connected applications.</p>
         <form method="post" action="/logout">
           <input type="hidden" name="${CSRF_FIELD}" value="${csrf}" />
           <div class="row"><button type="submit" class="secondary">Sign out</button></div>

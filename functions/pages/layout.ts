@@ -42,6 +42,11 @@ const STYLE = `
   @media (prefers-color-scheme: dark) { a { color: inherit; } .error { background: #2a1215; border-color: #7f1d1d; color: #fca5a5; }
     .notice { background: #052e1f; border-color: #065f46; color: #a7f3d0; } }
   .brand img { height: 28px; width: auto; } footer.support { margin-top: 22px; text-align: center; }
+  h2 { font-size: 16px; margin: 26px 0 8px; padding-top: 14px; border-top: 1px solid var(--border); }
+  ul.items { list-style: none; padding: 0; margin: 0; } ul.items li { display: flex; justify-content: space-between; align-items: center;
+    gap: 12px; padding: 10px 0; border-bottom: 1px solid var(--border); } ul.items li:last-child { border-bottom: 0; }
+  ul.items form { flex: none; } button.small { padding: 6px 10px; font-size: 13px; }
+  .badge { font-size: 12px; background: var(--accent); color: #fff; border-radius: 999px; padding: 1px 8px; margin-left: 6px; }
 `
 
 /** The built-in mark in the accent colour (validated as a hex colour), or the configured logo. */

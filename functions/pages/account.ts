@@ -1,0 +1,217 @@
+import { type Context, Hono } from 'hono'
+import { html } from 'hono/html'
+import * as v from 'valibot'
+import {
+  disconnectAppAudited,
+  endSessionByIdAudited,
+  listConnectedApps,
+  listLiveSessions,
+} from '../../db/queries/account'
+import { findLiveSessionWithUser } from '../../db/queries/sessions'
+import { updateDisplayNameStatement } from '../../db/queries/users'
+import { isUuid } from '../../db/uuid'
+import { auditStatement } from '../audit/record'
+import { DISPLAY_NAME_MAX_LENGTH, DisplayName } from '../auth/schemas'
+import { readSessionToken, slideSession } from '../auth/session-cookie'
+import { sha256Hex } from '../crypto/hash'
+import type { AppEnv } from '../env'
+import { clientIp } from '../middleware/client-ip'
+import { documentRoute } from '../openapi/registry'
+import { CSRF_FIELD, issueCsrfToken, verifyCsrf } from './csrf'
+import { sendPage } from './layout'
+import { isoTime, relativeTime, scopeText } from './words'
+
+type Signed = NonNullable<Awaited<ReturnType<typeof findLiveSessionWithUser>>>
+
+async function signedIn(c: Context<AppEnv>): Promise<Signed | undefined> {
+  const token = readSessionToken(c)
+  const found =
+    token === undefined
+      ? undefined
+      : await findLiveSessionWithUser(c.var.db.http, await sha256Hex(token), new Date())
+  return found === undefined || found.user.status !== 'active' ? undefined : found
+}
+
+function toLogin(c: Context<AppEnv>): Response {
+  return c.redirect(`/login?return_to=${encodeURIComponent('/account')}`, 303)
+}
+
+/** "Chrome on Linux"-style words for a User-Agent; the raw string stays in the tooltip. */
+function deviceWords(userAgent: string | null): string {
+  if (userAgent === null || userAgent === '') {
+    return 'Unknown device'
+  }
+  const browser = /Edg\//.test(userAgent)
+    ? 'Edge'
+    : /Firefox\//.test(userAgent)
+      ? 'Firefox'
+      : /Chrom(e|ium)\//.test(userAgent)
+        ? 'Chrome'
+        : /Safari\//.test(userAgent)
+          ? 'Safari'
+          : /curl|node|undici|python|go-http/i.test(userAgent)
+            ? 'A program'
+            : 'A browser'
+  const os = /Android/.test(userAgent)
+    ? 'Android'
+    : /iPhone|iPad/.test(userAgent)
+      ? 'iOS'
+      : /Windows/.test(userAgent)
+        ? 'Windows'
+        : /Mac OS X|Macintosh/.test(userAgent)
+          ? 'macOS'
+          : /Linux/.test(userAgent)
+            ? 'Linux'
+            : undefined
+  return os === undefined ? browser : `${browser} on ${os}`
+}
+
+async function renderAccount(c: Context<AppEnv>, me: Signed, notice?: string, status: 200 | 400 = 200) {
+  const now = new Date()
+  const db = c.var.db.http
+  const [sessions, apps, csrf] = await Promise.all([
+    listLiveSessions(db, me.user.id, now),
+    listConnectedApps(db, me.user.id),
+    issueCsrfToken(c),
+  ])
+  const csrfInput = html`<input type="hidden" name="${CSRF_FIELD}" value="${csrf}" />`
+  return sendPage(
+    c,
+    'Your account',
+    html`<h1>Your account</h1>
+      <p class="lead">Signed in as <strong data-testid="account-email">${me.user.email}</strong>.</p>
+      ${notice === undefined ? '' : html`<div class="${status === 200 ? 'notice' : 'error'}" role="status">${notice}</div>`}
+
+      <h2>Profile</h2>
+      <form method="post" action="/account/profile">
+        ${csrfInput}
+        <label for="display_name">Name</label>
+        <input id="display_name" name="display_name" type="text" autocomplete="name" maxlength="${DISPLAY_NAME_MAX_LENGTH}"
+          value="${me.user.displayName ?? ''}" />
+        <div class="row"><button type="submit" class="secondary">Save name</button></div>
+      </form>
+      <p class="muted">To change your password, <a href="/forgot-password">get a reset link</a> by email.</p>
+
+      <h2>Where you are signed in</h2>
+      <ul class="items" data-testid="sessions">
+        ${sessions.map(
+          (s) => html`<li data-session="${s.id}">
+            <div>
+              <strong title="${s.userAgent ?? ''}">${deviceWords(s.userAgent)}</strong>
+              ${s.id === me.session.id ? html`<span class="badge">This device</span>` : ''}
+              <div class="muted">
+                ${s.ip ?? 'Unknown address'} · signed in
+                <time datetime="${isoTime(s.createdAt)}" title="${isoTime(s.createdAt)}">${relativeTime(s.createdAt, now)}</time>
+                · last active <time datetime="${isoTime(s.lastSeenAt)}">${relativeTime(s.lastSeenAt, now)}</time>
+              </div>
+            </div>
+            <form method="post" action="/account/sessions/${s.id}/end">
+              ${csrfInput}
+              <button type="submit" class="secondary small">Sign out</button>
+            </form>
+          </li>`,
+        )}
+      </ul>
+
+      <h2>Connected applications</h2>
+      ${
+        apps.length === 0
+          ? html`<p class="muted" data-testid="no-apps">No applications can use your account.</p>`
+          : html`<ul class="items" data-testid="apps">
+              ${apps.map(
+                (a) => html`<li>
+                  <div>
+                    <strong>${a.clientName ?? a.clientId}</strong>
+                    <div class="muted">${a.scopes.map(scopeText).join(' · ')} · allowed
+                      <time datetime="${isoTime(a.grantedAt)}">${relativeTime(a.grantedAt, now)}</time></div>
+                  </div>
+                  <form method="post" action="/account/apps/${a.clientUuid}/revoke">
+                    ${csrfInput}
+                    <button type="submit" class="secondary small">Remove access</button>
+                  </form>
+                </li>`,
+              )}
+            </ul>`
+      }
+      <div class="links"><a href="/">Home</a></div>`,
+    status,
+  )
+}
+
+documentRoute({
+  method: 'get',
+  path: '/account',
+  summary: 'The account center (HTML): profile, sessions, connected applications',
+  tags: ['pages'],
+  responses: { 200: { description: 'An HTML page', contentType: 'text/html' } },
+})
+
+/**
+ * `/account`: the signed-in person's own account. Every form is CSRF-protected and works without
+ * JavaScript; every change is scoped to the session's user and audited in its own statement.
+ */
+export const accountPage = new Hono<AppEnv>()
+  .get('/', async (c) => {
+    const me = await signedIn(c)
+    if (me === undefined) {
+      return toLogin(c)
+    }
+    slideSession(c, me.session, new Date())
+    return renderAccount(c, me)
+  })
+  .post('/profile', async (c) => {
+    const me = await signedIn(c)
+    if (me === undefined) {
+      return toLogin(c)
+    }
+    const form = await c.req.parseBody()
+    await verifyCsrf(c, form[CSRF_FIELD])
+    const parsed = v.safeParse(DisplayName, typeof form.display_name === 'string' ? form.display_name : '')
+    if (!parsed.success) {
+      return renderAccount(c, me, 'Use a shorter name without control characters.', 400)
+    }
+    const name = parsed.output === null || parsed.output === '' ? null : parsed.output
+    const db = c.var.db.http
+    await db.batch([
+      updateDisplayNameStatement(db, me.user.id, name, new Date()),
+      auditStatement(db, clientIp(c), {
+        type: 'user_updated',
+        actor: `user:${me.user.id}`,
+        userId: me.user.id,
+        tenantId: me.user.tenantId,
+        metadata: { fields: ['display_name'], via: 'account' },
+      }),
+    ])
+    return renderAccount(c, { ...me, user: { ...me.user, displayName: name } }, 'Your name is saved.')
+  })
+  .post('/sessions/:id/end', async (c) => {
+    const me = await signedIn(c)
+    if (me === undefined) {
+      return toLogin(c)
+    }
+    const form = await c.req.parseBody()
+    await verifyCsrf(c, form[CSRF_FIELD])
+    const id = c.req.param('id')
+    const ended = isUuid(id) && (await endSessionByIdAudited(c.var.db.http, me.user.id, id, clientIp(c)))
+    if (ended && id === me.session.id) {
+      return c.redirect('/login', 303)
+    }
+    return renderAccount(c, me, ended ? 'That session is signed out.' : 'That session had already ended.')
+  })
+  .post('/apps/:id/revoke', async (c) => {
+    const me = await signedIn(c)
+    if (me === undefined) {
+      return toLogin(c)
+    }
+    const form = await c.req.parseBody()
+    await verifyCsrf(c, form[CSRF_FIELD])
+    const id = c.req.param('id')
+    const removed = isUuid(id) && (await disconnectAppAudited(c.var.db.http, me.user.id, id, clientIp(c)))
+    return renderAccount(
+      c,
+      me,
+      removed
+        ? 'The application can no longer use your account; it will ask again if you use it.'
+        : 'That application had no access.',
+    )
+  })
