@@ -12,6 +12,7 @@ import { ProblemError } from './errors/problem'
 import { renderError } from './errors/render'
 import { allowlistAdmin } from './federation/allowlist-admin'
 import { connections } from './federation/connections'
+import { connectionTokens } from './federation/token-route'
 import { federation } from './federation/routes'
 import { healthz } from './health/healthz'
 import { allowedMethodsFinder } from './method-not-allowed'
@@ -62,6 +63,7 @@ export function createApp(): Hono<AppEnv> {
   app.route('/forgot-password', forgotPasswordPage)
   app.route('/account', accountPage)
   app.route('/federated', federation)
+  app.route('/connections', connectionTokens)
   app.route('/', homePage)
   app.route(PROTECTED_RESOURCE_PATH, protectedResource)
   app.route('/.well-known', wellKnown)

@@ -18,6 +18,7 @@ export const BUILTIN_SCOPES = [
   'apikeys:verify',
   'admin',
   'tenant:admin',
+  'connections:read',
 ] as const
 
 export interface MasterKey {

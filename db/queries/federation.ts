@@ -1,4 +1,4 @@
-import { and, eq, gt, sql } from 'drizzle-orm'
+import { and, eq, gt, isNull, lt, or, sql } from 'drizzle-orm'
 import { type Executor, queryRows } from '../client'
 import {
   type AllowlistKind,
@@ -46,8 +46,77 @@ export function insertIdentityStatement(x: Executor, row: NewExternalIdentity) {
   return x.insert(externalIdentities).values(row).returning({ id: externalIdentities.id })
 }
 
-export function touchIdentityStatement(x: Executor, id: string, now: Date) {
-  return x.update(externalIdentities).set({ lastLoginAt: now }).where(eq(externalIdentities.id, id))
+/** A sign-in through the identity: its login stamp and the provider's new (sealed) tokens. */
+export function updateIdentityTokensStatement(
+  x: Executor,
+  id: string,
+  tokens: Partial<NewExternalIdentity>,
+  now: Date,
+) {
+  return x
+    .update(externalIdentities)
+    .set({ ...tokens, lastLoginAt: now })
+    .where(eq(externalIdentities.id, id))
+}
+
+/** The user's identity at this provider (one per provider and user is what the token API serves). */
+export async function findUserIdentity(x: Executor, userId: string, provider: string) {
+  const [row] = await x
+    .select()
+    .from(externalIdentities)
+    .where(and(eq(externalIdentities.userId, userId), eq(externalIdentities.provider, provider)))
+    .orderBy(externalIdentities.createdAt)
+    .limit(1)
+  return row
+}
+
+/**
+ * Claims the right to refresh this identity's tokens until `until`: only when no other request
+ * holds an unexpired lease and the token is still the one seen (`seenExpiresAt`). Single flight
+ * in the database: of any number of concurrent callers, one gets the row.
+ */
+export async function claimRefreshLease(
+  x: Executor,
+  id: string,
+  seenExpiresAt: Date,
+  now: Date,
+  until: Date,
+) {
+  const [row] = await x
+    .update(externalIdentities)
+    .set({ refreshLeaseUntil: until })
+    .where(
+      and(
+        eq(externalIdentities.id, id),
+        eq(externalIdentities.tokenExpiresAt, seenExpiresAt),
+        isNull(externalIdentities.brokenAt),
+        or(isNull(externalIdentities.refreshLeaseUntil), lt(externalIdentities.refreshLeaseUntil, now)),
+      ),
+    )
+    .returning({ id: externalIdentities.id })
+  return row !== undefined
+}
+
+export async function storeRefreshedTokens(x: Executor, id: string, tokens: Partial<NewExternalIdentity>) {
+  await x.update(externalIdentities).set(tokens).where(eq(externalIdentities.id, id))
+}
+
+/** The provider refused the refresh: tokens deleted, the connection marked broken. */
+export async function markIdentityBroken(x: Executor, id: string, now: Date) {
+  await x
+    .update(externalIdentities)
+    .set({
+      brokenAt: now,
+      accessTokenSealed: null,
+      refreshTokenSealed: null,
+      tokenExpiresAt: null,
+      refreshLeaseUntil: null,
+    })
+    .where(eq(externalIdentities.id, id))
+}
+
+export async function releaseRefreshLease(x: Executor, id: string) {
+  await x.update(externalIdentities).set({ refreshLeaseUntil: null }).where(eq(externalIdentities.id, id))
 }
 
 export async function listIdentities(x: Executor, userId: string): Promise<ExternalIdentityRow[]> {

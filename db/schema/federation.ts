@@ -41,6 +41,19 @@ export const externalIdentities = pgTable(
     email: text('email'),
     /** GitHub login or preferred_username (display only). */
     username: text('username'),
+    /**
+     * The provider's tokens, AES-256-GCM under MASTER_KEY (`<key id>:<iv>.<ciphertext>`, the row id
+     * bound as associated data); never stored in the clear. Null once unlinked data is cleared.
+     */
+    accessTokenSealed: text('access_token_sealed'),
+    refreshTokenSealed: text('refresh_token_sealed'),
+    /** Null: the access token does not expire (a GitHub OAuth App token). */
+    tokenExpiresAt: timestamp('token_expires_at', { withTimezone: true }),
+    tokenScope: text('token_scope'),
+    /** Set when the provider refused a refresh: the user must sign in with it again. */
+    brokenAt: timestamp('broken_at', { withTimezone: true }),
+    /** Single flight of refreshes: the request holding an unexpired lease refreshes, others wait. */
+    refreshLeaseUntil: timestamp('refresh_lease_until', { withTimezone: true }),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
     lastLoginAt: timestamp('last_login_at', { withTimezone: true }),
   },

@@ -10,7 +10,7 @@ import {
   insertLoginStateStatement,
   selectAllowlistMatch,
   selectIdentityWithUser,
-  touchIdentityStatement,
+  updateIdentityTokensStatement,
 } from '../../db/queries/federation'
 import { findLiveSession, insertSessionStatement } from '../../db/queries/sessions'
 import {
@@ -36,7 +36,14 @@ import { PAGE_HEADERS, renderPage } from '../pages/layout'
 import { safeReturnTo } from '../pages/return-to'
 import { allowlistCandidates } from './allowlist'
 import type { FederatedProvider } from './config'
-import { authorizationUrl, completeUpstream, type FlowSecrets, type UpstreamIdentity } from './upstream'
+import { sealTokens } from './tokens'
+import {
+  authorizationUrl,
+  completeUpstream,
+  type FlowSecrets,
+  type UpstreamIdentity,
+  type UpstreamTokens,
+} from './upstream'
 
 /**
  * Stored instead of a password hash for accounts created by a federated sign-in: not a PHC string
@@ -239,7 +246,7 @@ export const federation = new Hono<AppEnv>()
       refuse(outcome.reason.slice(0, 120))
       return page(c, 'Sign-in failed', `Signing in with ${provider.name} did not work. Try again later.`, 502)
     }
-    return finishSignIn(c, db, provider, flow, outcome.identity, now)
+    return finishSignIn(c, db, provider, flow, outcome.identity, outcome.tokens, now)
   })
 
 async function finishSignIn(
@@ -248,10 +255,13 @@ async function finishSignIn(
   provider: FederatedProvider,
   flow: { linkUserId: string | null; returnTo: string },
   identity: UpstreamIdentity,
+  tokens: UpstreamTokens,
   now: Date,
 ) {
   const config = c.var.config
   const ip = clientIp(c)
+  // The identity's row id is chosen here so its tokens are sealed to it (associated data).
+  const newIdentityId = crypto.randomUUID()
   // Round trip 2: the identity's account, the account that has its verified email, and the
   // allowlist entry it matches (read always: it costs no round trip).
   const [linked, byEmail, allowed] = await db.batch([
@@ -260,7 +270,10 @@ async function finishSignIn(
     selectAllowlistMatch(db, allowlistCandidates(provider, identity)),
   ])
   const existing = linked[0]
+  const sealed = await sealTokens(config, existing?.identity.id ?? newIdentityId, tokens, now)
   const identityRow = (userId: string) => ({
+    id: newIdentityId,
+    ...sealed,
     userId,
     provider: provider.id,
     subject: identity.subject,
@@ -288,6 +301,7 @@ async function finishSignIn(
           409,
         )
       }
+      await updateIdentityTokensStatement(db, existing.identity.id, sealed, now)
       return c.redirect(flow.returnTo, 303)
     }
     try {
@@ -319,7 +333,7 @@ async function finishSignIn(
       db,
       provider,
       existing.user,
-      [touchIdentityStatement(db, existing.identity.id, now)],
+      [updateIdentityTokensStatement(db, existing.identity.id, sealed, now)],
       flow,
       now,
     )

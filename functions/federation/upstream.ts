@@ -18,8 +18,26 @@ export interface UpstreamIdentity {
   orgs: readonly string[]
 }
 
+/** What the provider's token endpoint gave: kept sealed for `GET /connections/{provider}/token`. */
+export interface UpstreamTokens {
+  accessToken: string
+  refreshToken: string | undefined
+  /** Seconds; undefined when the token does not expire (GitHub OAuth Apps). */
+  expiresIn: number | undefined
+  scope: string | undefined
+}
+
+function toTokens(response: oauth.TokenEndpointResponse): UpstreamTokens {
+  return {
+    accessToken: response.access_token,
+    refreshToken: response.refresh_token,
+    expiresIn: response.expires_in,
+    scope: response.scope,
+  }
+}
+
 export type UpstreamOutcome =
-  | { kind: 'ok'; identity: UpstreamIdentity }
+  | { kind: 'ok'; identity: UpstreamIdentity; tokens: UpstreamTokens }
   /** The provider sent the user back with `error` (they declined, or it refused the request). */
   | { kind: 'provider_error'; error: string }
   /** GitHub account without a verified primary email. */
@@ -149,15 +167,54 @@ export async function completeUpstream(
     )
     if (provider.kind === 'github') {
       const tokens = await oauth.processAuthorizationCodeResponse(as, client, tokenResponse)
-      return await githubIdentity(provider, tokens.access_token, timeoutMs)
+      return withTokens(await githubIdentity(provider, tokens.access_token, timeoutMs), tokens)
     }
     const tokens = await oauth.processAuthorizationCodeResponse(as, client, tokenResponse, {
       expectedNonce: secrets.nonce,
       requireIdToken: true,
     })
-    return await oidcIdentity(provider, as, client, tokens, timeoutMs)
+    return withTokens(await oidcIdentity(provider, as, client, tokens, timeoutMs), tokens)
   } catch (error) {
     return failure(error)
+  }
+}
+
+type IdentityOutcome = Exclude<UpstreamOutcome, { kind: 'ok' }> | { kind: 'ok'; identity: UpstreamIdentity }
+
+function withTokens(outcome: IdentityOutcome, tokens: oauth.TokenEndpointResponse): UpstreamOutcome {
+  return outcome.kind === 'ok' ? { ...outcome, tokens: toTokens(tokens) } : outcome
+}
+
+export type RefreshOutcome =
+  | { kind: 'ok'; tokens: UpstreamTokens }
+  /** The provider answered the refresh with an OAuth error (invalid_grant...): the link is broken. */
+  | { kind: 'refused'; error: string }
+  | { kind: 'failed'; reason: string }
+
+/** One refresh_token grant at the provider. */
+export async function refreshUpstream(
+  provider: FederatedProvider,
+  refreshToken: string,
+  timeoutMs: number,
+): Promise<RefreshOutcome> {
+  try {
+    const as = await serverFor(provider, timeoutMs)
+    const client: oauth.Client = { client_id: provider.clientId }
+    const response = await oauth.refreshTokenGrantRequest(
+      as,
+      client,
+      oauth.ClientSecretPost(provider.clientSecret),
+      refreshToken,
+      requestOptions(as.token_endpoint ?? provider.clientId, timeoutMs),
+    )
+    const tokens = await oauth.processRefreshTokenResponse(as, client, response)
+    return { kind: 'ok', tokens: toTokens(tokens) }
+  } catch (error) {
+    if (error instanceof oauth.ResponseBodyError && error.status >= 400 && error.status < 500) {
+      return { kind: 'refused', error: error.error }
+    }
+    const outcome = failure(error)
+    return outcome.kind === 'failed' ? outcome : { kind: 'failed', reason: outcome.kind }
   }
 }
 
@@ -193,7 +250,7 @@ async function githubIdentity(
   provider: GitHubProvider,
   accessToken: string,
   timeoutMs: number,
-): Promise<UpstreamOutcome> {
+): Promise<IdentityOutcome> {
   const [user, emails, orgs] = await Promise.all([
     githubGet(provider, accessToken, '/user', timeoutMs),
     githubGet(provider, accessToken, '/user/emails', timeoutMs),
@@ -230,7 +287,7 @@ async function oidcIdentity(
   client: oauth.Client,
   tokens: oauth.TokenEndpointResponse,
   timeoutMs: number,
-): Promise<UpstreamOutcome> {
+): Promise<IdentityOutcome> {
   const claims = oauth.getValidatedIdTokenClaims(tokens)
   if (claims === undefined || tokens.id_token === undefined || as.jwks_uri === undefined) {
     return { kind: 'failed', reason: 'id_token_missing' }

@@ -245,6 +245,22 @@ function readMetadata(input: unknown, config: Config, options: MetadataOptions):
   if (dpopBound === true) {
     metadata.dpop_bound_access_tokens = true
   }
+  // OIDC RP-Initiated Logout §3.1: where /oauth/logout may send the user back, checked like redirect_uris.
+  const postLogout = stringArray(
+    body,
+    'post_logout_redirect_uris',
+    MAX_REDIRECT_URIS,
+    Number.MAX_SAFE_INTEGER,
+  )
+  postLogout?.forEach((uri, index) => {
+    const problem = redirectUriProblem(uri, applicationType)
+    if (problem !== undefined) {
+      throw new MetadataIssue('invalid_redirect_uri', `post_logout_redirect_uris.${index}`, problem)
+    }
+  })
+  if (postLogout !== undefined && postLogout.length > 0) {
+    metadata.post_logout_redirect_uris = postLogout
+  }
   // RFC 9126 §6: true means this client's authorization requests must be pushed first.
   const requirePar = body.require_pushed_authorization_requests
   if (requirePar !== undefined && typeof requirePar !== 'boolean') {

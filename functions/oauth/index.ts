@@ -2,6 +2,7 @@ import { Hono } from 'hono'
 import type { AppEnv } from '../env'
 import { authorizeEndpoint, consentEndpoint } from './authorize'
 import { deviceAuthorization } from './device-authorization'
+import { endSessionEndpoint } from './end-session'
 import { introspect } from './introspect'
 import { parEndpoint } from './par'
 import { register } from './register'
@@ -20,3 +21,4 @@ export const oauth = new Hono<AppEnv>()
   .route('/userinfo', userinfoEndpoint)
   .route('/device_authorization', deviceAuthorization)
   .route('/par', parEndpoint)
+  .route('/logout', endSessionEndpoint)

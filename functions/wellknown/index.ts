@@ -33,6 +33,7 @@ export function serverMetadata(config: Config): Record<string, unknown> {
     userinfo_endpoint: `${base}/oauth/userinfo`,
     device_authorization_endpoint: `${base}/oauth/device_authorization`,
     pushed_authorization_request_endpoint: `${base}/oauth/par`,
+    end_session_endpoint: `${base}/oauth/logout`,
     require_pushed_authorization_requests: config.requirePushedAuthorizationRequests,
     jwks_uri: `${base}/.well-known/jwks.json`,
     scopes_supported: config.scopesSupported,

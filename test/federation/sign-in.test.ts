@@ -4,7 +4,7 @@ import { describe, expect, inject, it } from 'vitest'
 import { externalIdentities, users } from '../../db/schema'
 import { seedUser, uniqueEmail } from '../helpers/accounts'
 import { testDb, unique } from '../helpers/db'
-import { approveConsent, pkce, webClient } from '../helpers/oauth'
+import { approveConsent, exchangeCode, obtainCode, pkce, type SeededUser, webClient } from '../helpers/oauth'
 import { adminHeaders, BASE, callWith } from '../helpers/worker'
 import { FAKE_CLIENT_ID, FAKE_CLIENT_SECRET } from '../setup/fake-federation'
 
@@ -30,6 +30,7 @@ const FED = {
 type Vars = Record<string, string>
 
 interface FakeUser {
+  expires_in?: number
   id?: number
   login?: string
   orgs?: string[]
@@ -548,5 +549,107 @@ describe('allowlist (FEDERATION_ALLOWLIST)', () => {
       'allowlist_entry_added',
       'allowlist_entry_removed',
     ])
+  })
+})
+
+describe('GET /connections/{provider}/token', () => {
+  async function accountWithToken(user: FakeUser, scope = 'openid connections:read') {
+    const res = await signIn('github', user)
+    expect(res.status).toBe(303)
+    const cookie = `portcullis_session=${cookieOf(res, 'portcullis_session')}`
+    const me = await sessionUser(res)
+    const client = await webClient({ scope: 'openid connections:read' })
+    const seeded: SeededUser = {
+      id: me.id,
+      tenantId: '',
+      email: me.email,
+      password: '',
+      cookie,
+      headers: { cookie },
+    }
+    const code = await obtainCode(client, seeded, { scope })
+    const tokens = (await (await exchangeCode(client, code)).json()) as { access_token: string }
+    return { userId: me.id, cookie, accessToken: tokens.access_token }
+  }
+
+  const upstreamToken = (accessToken: string, provider = 'github') =>
+    callWith(FED, `/connections/${provider}/token`, { headers: { authorization: `Bearer ${accessToken}` } })
+
+  async function issued(login: string) {
+    const res = await fetch(`${fake}/__issued?login=${encodeURIComponent(login)}`)
+    return (await res.json()) as { refreshes: number; tokens: string[] }
+  }
+
+  it('20 concurrent requests for an expired token: one upstream refresh, all get the new token', async () => {
+    const user = githubUser(uniqueEmail(), { expires_in: 30 }) // inside the refresh skew: expired
+    const { accessToken } = await accountWithToken(user)
+    const answers = await Promise.all(Array.from({ length: 20 }, () => upstreamToken(accessToken)))
+    expect(answers.map((r) => r.status)).toEqual(Array(20).fill(200))
+    const bodies = (await Promise.all(answers.map((r) => r.json()))) as {
+      access_token: string
+      expires_at: string
+    }[]
+    const tokens = new Set(bodies.map((b) => b.access_token))
+    expect(tokens.size).toBe(1)
+    const log = await issued(user.login ?? '')
+    expect(log.refreshes).toBe(1)
+    expect(log.tokens).toContain([...tokens][0])
+    expect(new Date(bodies[0]?.expires_at ?? 0).getTime()).toBeGreaterThan(Date.now() + 3_600_000)
+  })
+
+  it('no raw upstream token is in any column: only AES-GCM ciphertext under a key id', async () => {
+    const user = githubUser(uniqueEmail(), { expires_in: 30 })
+    const { accessToken } = await accountWithToken(user)
+    expect((await upstreamToken(accessToken)).status).toBe(200)
+    const log = await issued(user.login ?? '')
+    expect(log.tokens.length).toBeGreaterThanOrEqual(4)
+    for (const raw of log.tokens) {
+      for (const table of ['external_identities', 'audit_events', 'users', 'sessions']) {
+        const found = await testDb().execute(
+          sql`select count(*)::int as n from ${sql.identifier(table)} t where t::text like ${`%${raw}%`}`,
+        )
+        expect((found.rows[0] as { n: number }).n, `${table} holds a raw token`).toBe(0)
+      }
+    }
+    const [row] = await identitiesOf('github', String(user.id))
+    expect(row?.accessTokenSealed).toMatch(/^k1:[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/)
+    expect(row?.refreshTokenSealed).toMatch(/^k1:/)
+  })
+
+  it('a token that does not expire (OAuth App) is returned as is, with no refresh', async () => {
+    const user = githubUser()
+    const { accessToken } = await accountWithToken(user)
+    const res = await upstreamToken(accessToken)
+    expect(res.status).toBe(200)
+    const body = (await res.json()) as { access_token: string; expires_at: string | null }
+    expect(body.expires_at).toBeNull()
+    const log = await issued(user.login ?? '')
+    expect(log.tokens).toEqual([body.access_token])
+    expect(log.refreshes).toBe(0)
+  })
+
+  it('a refused refresh marks the connection broken and deletes its tokens', async () => {
+    const user = githubUser(uniqueEmail(), { expires_in: 30, behavior: 'refresh_refused' })
+    const { accessToken } = await accountWithToken(user)
+    const res = await upstreamToken(accessToken)
+    expect(res.status).toBe(409)
+    expect(((await res.json()) as { detail: string }).detail).toContain('broken')
+    const [row] = await identitiesOf('github', String(user.id))
+    expect(row?.brokenAt).not.toBeNull()
+    expect(row?.accessTokenSealed).toBeNull()
+    expect(row?.refreshTokenSealed).toBeNull()
+    expect((await upstreamToken(accessToken)).status).toBe(409)
+    expect((await issued(user.login ?? '')).refreshes).toBe(1)
+  })
+
+  it('needs an access token with connections:read; unlinking deletes the stored tokens', async () => {
+    const user = githubUser()
+    const narrow = await accountWithToken(user, 'openid')
+    expect((await upstreamToken(narrow.accessToken)).status).toBe(403)
+    const session = await callWith(FED, '/connections/github/token', { headers: { cookie: narrow.cookie } })
+    expect(session.status).toBe(401)
+    const other = await accountWithToken(githubUser())
+    expect((await upstreamToken(other.accessToken, 'acme')).status).toBe(404)
+    expect((await upstreamToken(other.accessToken, 'nope')).status).toBe(404)
   })
 })

@@ -29,7 +29,16 @@ interface FakeUser {
   sub?: string
   email?: string
   email_verified?: boolean
-  behavior?: 'token_500' | 'token_hang' | 'wrong_aud' | 'wrong_nonce' | 'bad_signature' | 'user_500'
+  /** GitHub App user tokens: they expire after this many seconds and come with a refresh token. */
+  expires_in?: number
+  behavior?:
+    | 'token_500'
+    | 'token_hang'
+    | 'wrong_aud'
+    | 'wrong_nonce'
+    | 'bad_signature'
+    | 'user_500'
+    | 'refresh_refused'
 }
 
 interface Grant {
@@ -52,6 +61,15 @@ export async function setup(project: TestProject): Promise<() => Promise<void>> 
   const grants = new Map<string, Grant>()
   const tokens = new Map<string, FakeUser>()
   const stats = { tokenRequests: 0 }
+  // Per GitHub login: refresh grants served, and every token handed out (GET /__issued?login=).
+  const refreshTokens = new Map<string, FakeUser>()
+  const issued = new Map<string, { refreshes: number; tokens: string[] }>()
+  const record = (user: FakeUser, ...values: string[]) => {
+    const entry = issued.get(user.login ?? '') ?? { refreshes: 0, tokens: [] }
+    entry.tokens.push(...values)
+    issued.set(user.login ?? '', entry)
+    return entry
+  }
   let base = ''
 
   const json = (res: ServerResponse, status: number, payload: unknown) => {
@@ -84,6 +102,35 @@ export async function setup(project: TestProject): Promise<() => Promise<void>> 
   }
   const token = async (body: URLSearchParams, res: ServerResponse, oidc: boolean) => {
     stats.tokenRequests++
+    if (body.get('grant_type') === 'refresh_token') {
+      const owner = refreshTokens.get(body.get('refresh_token') ?? '')
+      if (owner === undefined || body.get('client_secret') !== FAKE_CLIENT_SECRET) {
+        json(res, 400, { error: 'invalid_grant' })
+        return
+      }
+      const entry = record(owner)
+      entry.refreshes++
+      // Slow enough that concurrent callers overlap with the one refreshing.
+      await new Promise((resolve) => setTimeout(resolve, 150))
+      if (owner.behavior === 'refresh_refused') {
+        json(res, 400, { error: 'invalid_grant', error_description: 'The refresh token was revoked' })
+        return
+      }
+      refreshTokens.delete(body.get('refresh_token') ?? '')
+      const accessToken = `ghu_${randomBytes(16).toString('hex')}`
+      const refreshToken = `ghr_${randomBytes(16).toString('hex')}`
+      tokens.set(accessToken, owner)
+      refreshTokens.set(refreshToken, owner)
+      record(owner, accessToken, refreshToken)
+      json(res, 200, {
+        access_token: accessToken,
+        refresh_token: refreshToken,
+        expires_in: 28_800,
+        token_type: 'bearer',
+        scope: '',
+      })
+      return
+    }
     const grant = grants.get(body.get('code') ?? '')
     grants.delete(body.get('code') ?? '')
     const verifier = body.get('code_verifier') ?? ''
@@ -107,7 +154,21 @@ export async function setup(project: TestProject): Promise<() => Promise<void>> 
     const accessToken = randomBytes(16).toString('hex')
     tokens.set(accessToken, grant.user)
     if (!oidc) {
-      json(res, 200, { access_token: accessToken, token_type: 'bearer', scope: 'read:user,user:email' })
+      record(grant.user, accessToken)
+      if (grant.user.expires_in === undefined) {
+        json(res, 200, { access_token: accessToken, token_type: 'bearer', scope: 'read:user,user:email' })
+        return
+      }
+      const refreshToken = `ghr_${randomBytes(16).toString('hex')}`
+      refreshTokens.set(refreshToken, grant.user)
+      record(grant.user, refreshToken)
+      json(res, 200, {
+        access_token: accessToken,
+        token_type: 'bearer',
+        scope: '',
+        expires_in: grant.user.expires_in,
+        refresh_token: refreshToken,
+      })
       return
     }
     const behavior = grant.user.behavior
@@ -137,6 +198,9 @@ export async function setup(project: TestProject): Promise<() => Promise<void>> 
       void (async () => {
         if (path === '/__stats') {
           return json(res, 200, stats)
+        }
+        if (path === '/__issued') {
+          return json(res, 200, issued.get(url.searchParams.get('login') ?? '') ?? null)
         }
         if (path === '/github/login/oauth/authorize' || path === '/oidc/authorize') {
           return authorize(url, res)
