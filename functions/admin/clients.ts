@@ -6,6 +6,7 @@ import {
   listClients,
 } from '../../db/queries/oauth-clients'
 import type { OAuthClientRow } from '../../db/queries/oauth-tokens'
+import { resourceScopeNames } from '../../db/queries/resource-servers'
 import { TOKEN_ENDPOINT_AUTH_METHODS } from '../../db/schema'
 import type { AppEnv } from '../env'
 import { ProblemError } from '../errors/problem'
@@ -63,7 +64,9 @@ export const clientsAdmin = new Hono<AppEnv>()
     } catch {
       throw new ProblemError('malformed_json', { detail: 'The body could not be parsed' })
     }
-    const result = parseClientMetadata(body, c.var.config, { privileged: true })
+    // Resource servers' scopes are registrable too (issue 11): one more round trip on this admin path.
+    const resourceScopes = await resourceScopeNames(c.var.db.http)
+    const result = parseClientMetadata(body, c.var.config, { privileged: true, resourceScopes })
     if (!result.ok) {
       throw new ProblemError('validation_failed', {
         detail: `${result.field}: ${result.message}`,

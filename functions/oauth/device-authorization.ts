@@ -9,7 +9,8 @@ import { documentRoute } from '../openapi/registry'
 import { authenticateClient } from './client-auth'
 import { DEVICE_CODE_GRANT } from './client-metadata'
 import { param, readOAuthBody } from './form'
-import { grantableScope, parseResource } from './scope'
+import { resolveResource, targetScopeNames } from './resources'
+import { grantableScope } from './scope'
 import { NO_STORE } from './token'
 
 /** RFC 8628 §6.1: consonants only, no vowels (no words) and no look-alikes. */
@@ -44,8 +45,15 @@ export const deviceAuthorization = new Hono<AppEnv>().post('/', async (c) => {
   if (!client.grantTypes.includes(DEVICE_CODE_GRANT)) {
     throw new OAuthError('unauthorized_client', { description: 'This client may not use the device grant' })
   }
-  const scope = grantableScope(param(params, 'scope'), client.scope, ['admin', 'apikeys:verify', 'tenant:admin'])
-  const resource = parseResource(param(params, 'resource'))
+  // RFC 8707: unknown → invalid_target; a known resource lends its scopes (issue 11).
+  const target = await resolveResource(c.var.db.http, c.var.config, param(params, 'resource'))
+  const scope = grantableScope(
+    param(params, 'scope'),
+    client.scope,
+    ['admin', 'apikeys:verify', 'tenant:admin'],
+    targetScopeNames(target),
+  )
+  const resource = target?.identifier ?? null
   const deviceCode = randomToken(32)
   const userCode = newUserCode()
   await insertDeviceCode(c.var.db.http, {

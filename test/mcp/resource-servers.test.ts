@@ -196,3 +196,43 @@ describe('resource servers in the flows (RFC 8707, issue 11)', () => {
     expect(named.status).toBe(200)
   })
 })
+
+describe('resource at the device and client-credentials endpoints', () => {
+  it('an unknown resource is invalid_target; a registered one becomes the audience', async () => {
+    const scope = `${unique('mcp')}:jobs`
+    const rs = await createResourceServer(scope)
+    const client = await adminClient({
+      client_name: 'Worker',
+      grant_types: ['client_credentials'],
+      token_endpoint_auth_method: 'client_secret_basic',
+      scope,
+    })
+    const auth = { authorization: `Basic ${btoa(`${client.client_id}:${client.client_secret ?? ''}`)}` }
+    const form = (extra: Record<string, string>) =>
+      call('/oauth/token', {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', ...auth },
+        body: new URLSearchParams({ grant_type: 'client_credentials', scope, ...extra }).toString(),
+      })
+    const unknown = await form({ resource: 'https://bank.example/' })
+    expect(unknown.status).toBe(400)
+    expect(((await unknown.json()) as { error: string }).error).toBe('invalid_target')
+    const ok = await form({ resource: rs.identifier })
+    expect(ok.status, await ok.clone().text()).toBe(200)
+    expect(decodeJwt(((await ok.json()) as TokenSet).access_token).aud).toBe(rs.identifier)
+
+    const device = await adminClient({
+      client_name: 'TV',
+      grant_types: ['urn:ietf:params:oauth:grant-type:device_code'],
+      token_endpoint_auth_method: 'none',
+      scope: 'openid',
+    })
+    const deviceRes = await call('/oauth/device_authorization', {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ client_id: device.client_id, resource: 'javascript:alert(1)' }).toString(),
+    })
+    expect(deviceRes.status).toBe(400)
+    expect(((await deviceRes.json()) as { error: string }).error).toBe('invalid_target')
+  })
+})

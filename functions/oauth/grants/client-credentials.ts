@@ -2,7 +2,8 @@ import { authenticateForClientCredentials } from '../../../db/queries/oauth-gran
 import { OAuthError } from '../../errors/oauth'
 import { accessTokenAudience, mintAccessToken } from '../../tokens/mint'
 import { type OAuthParams, param } from '../form'
-import { grantableScope, parseResource, parseScope } from '../scope'
+import { resolveResource } from '../resources'
+import { grantableScope, parseScope } from '../scope'
 import { type GrantContext, type GrantOutcome, refuseClient, tokenType } from './issue'
 
 const USER_SCOPES = ['openid', 'profile', 'email', 'offline_access']
@@ -15,7 +16,9 @@ const USER_SCOPES = ['openid', 'profile', 'email', 'offline_access']
 export async function clientCredentialsGrant(ctx: GrantContext, params: OAuthParams): Promise<GrantOutcome> {
   const requested = param(params, 'scope')
   const asked = requested === undefined ? null : parseScope(requested).join(' ')
-  const resource = parseResource(param(params, 'resource'))
+  // RFC 8707: unknown → invalid_target before the statement (none for the issuer or a cached one).
+  const resource =
+    (await resolveResource(ctx.db.http, ctx.config, param(params, 'resource')))?.identifier ?? null
   const client = await authenticateForClientCredentials(ctx.db.http, {
     client: ctx.presented,
     requestedScope: asked,
