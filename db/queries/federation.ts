@@ -239,3 +239,11 @@ export async function removeAllowlistEntry(
   )
   return row === undefined ? undefined : toEntry(row)
 }
+
+/** Suspension: every stored upstream token of the user goes (the links stay, for reinstatement). */
+export function clearUpstreamTokensStatement(x: Executor, userId: string) {
+  return x
+    .update(externalIdentities)
+    .set({ accessTokenSealed: null, refreshTokenSealed: null, tokenExpiresAt: null, refreshLeaseUntil: null })
+    .where(eq(externalIdentities.userId, userId))
+}

@@ -1,6 +1,7 @@
 import { type Context, Hono } from 'hono'
 import * as v from 'valibot'
 import { insertAuditEventWhereStatement } from '../../db/queries/audit'
+import { clearUpstreamTokensStatement } from '../../db/queries/federation'
 import { setPlatformAdmin } from '../../db/queries/tenants'
 import {
   findUserById,
@@ -101,6 +102,8 @@ async function applyTransition(c: Context<AppEnv>, action: keyof typeof TRANSITI
             refreshTokensKey: 'refresh_tokens_revoked',
             onlyIf: changedNow,
           }),
+          // Upstream tokens kept for GET /connections/{provider}/token are deleted too (issue 13).
+          clearUpstreamTokensStatement(db, id),
         ])
       : await db.batch([move, insertAuditEventWhereStatement(db, event, changedNow)])
   let user: UserRow | undefined = moved[0]

@@ -652,4 +652,19 @@ describe('GET /connections/{provider}/token', () => {
     expect((await upstreamToken(other.accessToken, 'acme')).status).toBe(404)
     expect((await upstreamToken(other.accessToken, 'nope')).status).toBe(404)
   })
+
+  it('suspension deletes the stored upstream tokens (the link stays for reinstatement)', async () => {
+    const user = githubUser()
+    const account = await accountWithToken(user)
+    expect((await upstreamToken(account.accessToken)).status).toBe(200)
+    const suspend = await callWith(FED, `/admin/users/${account.userId}/suspend`, {
+      method: 'POST',
+      headers: adminHeaders(),
+    })
+    expect(suspend.status).toBe(200)
+    const [row] = await identitiesOf('github', String(user.id))
+    expect(row?.accessTokenSealed).toBeNull()
+    expect(row?.refreshTokenSealed).toBeNull()
+    expect(row?.userId).toBe(account.userId)
+  })
 })
