@@ -7,9 +7,11 @@ import {
   listConnectedApps,
   listLiveSessions,
 } from '../../db/queries/account'
+import { insertApiKey, type KeyAudit, listApiKeys, revokeApiKey } from '../../db/queries/apikeys'
 import { findLiveSessionWithUser } from '../../db/queries/sessions'
 import { updateDisplayNameStatement } from '../../db/queries/users'
 import { isUuid } from '../../db/uuid'
+import { generateApiKey } from '../apikeys/key-format'
 import { auditStatement } from '../audit/record'
 import { DISPLAY_NAME_MAX_LENGTH, DisplayName } from '../auth/schemas'
 import { readSessionToken, slideSession } from '../auth/session-cookie'
@@ -66,12 +68,25 @@ function deviceWords(userAgent: string | null): string {
   return os === undefined ? browser : `${browser} on ${os}`
 }
 
-async function renderAccount(c: Context<AppEnv>, me: Signed, notice?: string, status: 200 | 400 = 200) {
+const KEY_NAME_MAX_LENGTH = 100
+
+function keyAudit(c: Context<AppEnv>, me: Signed, type: KeyAudit['type']): KeyAudit {
+  return { type, actor: `user:${me.user.id}`, clientId: null, ip: clientIp(c), metadata: { via: 'account' } }
+}
+
+async function renderAccount(
+  c: Context<AppEnv>,
+  me: Signed,
+  notice?: string,
+  status: 200 | 400 = 200,
+  newKey?: string,
+) {
   const now = new Date()
   const db = c.var.db.http
-  const [sessions, apps, csrf] = await Promise.all([
+  const [sessions, apps, keys, csrf] = await Promise.all([
     listLiveSessions(db, me.user.id, now),
     listConnectedApps(db, me.user.id),
+    listApiKeys(db, { ownerUserId: me.user.id, limit: 50, after: undefined, includeRevoked: false, now }),
     issueCsrfToken(c),
   ])
   const csrfInput = html`<input type="hidden" name="${CSRF_FIELD}" value="${csrf}" />`
@@ -133,6 +148,44 @@ async function renderAccount(c: Context<AppEnv>, me: Signed, notice?: string, st
               )}
             </ul>`
       }
+
+      <h2>API keys</h2>
+      ${
+        newKey === undefined
+          ? ''
+          : html`<div class="notice" role="status">
+              Your new key. Copy it now: it is shown only once.
+              <code class="secret" data-testid="new-api-key">${newKey}</code>
+            </div>`
+      }
+      ${
+        keys.rows.length === 0
+          ? html`<p class="muted" data-testid="no-keys">You have no API keys.</p>`
+          : html`<ul class="items" data-testid="api-keys">
+              ${keys.rows.map(
+                (k) => html`<li>
+                  <div>
+                    <strong>${k.name}</strong>
+                    <div class="muted"><code>${k.prefix}…${k.last4}</code> · created
+                      <time datetime="${isoTime(k.createdAt)}">${relativeTime(k.createdAt, now)}</time> ·
+                      ${k.lastUsedAt === null ? 'never used' : html`last used <time datetime="${isoTime(k.lastUsedAt)}">${relativeTime(k.lastUsedAt, now)}</time>`}
+                      ${k.expiresAt === null ? '' : html` · expires <time datetime="${isoTime(k.expiresAt)}">${relativeTime(k.expiresAt, now)}</time>`}
+                    </div>
+                  </div>
+                  <form method="post" action="/account/api-keys/${k.id}/revoke">
+                    ${csrfInput}
+                    <button type="submit" class="secondary small">Revoke</button>
+                  </form>
+                </li>`,
+              )}
+            </ul>`
+      }
+      <form method="post" action="/account/api-keys">
+        ${csrfInput}
+        <label for="key_name">New key name</label>
+        <input id="key_name" name="name" type="text" required maxlength="${KEY_NAME_MAX_LENGTH}" placeholder="e.g. Build server" />
+        <div class="row"><button type="submit" class="secondary">Create API key</button></div>
+      </form>
       <div class="links"><a href="/">Home</a></div>`,
     status,
   )
@@ -141,7 +194,7 @@ async function renderAccount(c: Context<AppEnv>, me: Signed, notice?: string, st
 documentRoute({
   method: 'get',
   path: '/account',
-  summary: 'The account center (HTML): profile, sessions, connected applications',
+  summary: 'The account center (HTML): profile, sessions, connected applications, API keys',
   tags: ['pages'],
   responses: { 200: { description: 'An HTML page', contentType: 'text/html' } },
 })
@@ -213,5 +266,56 @@ export const accountPage = new Hono<AppEnv>()
       removed
         ? 'The application can no longer use your account; it will ask again if you use it.'
         : 'That application had no access.',
+    )
+  })
+  .post('/api-keys', async (c) => {
+    const me = await signedIn(c)
+    if (me === undefined) {
+      return toLogin(c)
+    }
+    const form = await c.req.parseBody()
+    await verifyCsrf(c, form[CSRF_FIELD])
+    const name = typeof form.name === 'string' ? form.name.trim() : ''
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters is the point
+    if (name === '' || name.length > KEY_NAME_MAX_LENGTH || /[\u0000-\u001f\u007f]/.test(name)) {
+      return renderAccount(c, me, `Name the key (at most ${KEY_NAME_MAX_LENGTH} characters).`, 400)
+    }
+    const config = c.var.config
+    const generated = generateApiKey(config.apiKeyEnv)
+    await insertApiKey(
+      c.var.db.http,
+      { userId: me.user.id, tenantId: me.user.tenantId },
+      {
+        keyHash: await sha256Hex(generated.key),
+        prefix: generated.prefix,
+        last4: generated.last4,
+        name,
+        tier: config.defaultApiKeyTier,
+        scopes: [],
+        metadata: {},
+        rateLimit: null,
+        rateLimitWindowSeconds: 60,
+        expiresAt: null,
+        createdAt: new Date(),
+      },
+      keyAudit(c, me, 'api_key_created'),
+    )
+    return renderAccount(c, me, undefined, 200, generated.key)
+  })
+  .post('/api-keys/:id/revoke', async (c) => {
+    const me = await signedIn(c)
+    if (me === undefined) {
+      return toLogin(c)
+    }
+    const form = await c.req.parseBody()
+    await verifyCsrf(c, form[CSRF_FIELD])
+    const id = c.req.param('id')
+    const revoked = isUuid(id)
+      ? await revokeApiKey(c.var.db.http, id, me.user.id, new Date(), keyAudit(c, me, 'api_key_revoked'))
+      : undefined
+    return renderAccount(
+      c,
+      me,
+      revoked === undefined ? 'No such key.' : 'The key is revoked; it stops working now.',
     )
   })

@@ -46,6 +46,7 @@ const STYLE = `
   ul.items { list-style: none; padding: 0; margin: 0; } ul.items li { display: flex; justify-content: space-between; align-items: center;
     gap: 12px; padding: 10px 0; border-bottom: 1px solid var(--border); } ul.items li:last-child { border-bottom: 0; }
   ul.items form { flex: none; } button.small { padding: 6px 10px; font-size: 13px; }
+  code.secret { display: block; margin-top: 8px; padding: 8px; word-break: break-all; background: rgba(0,0,0,.06); border-radius: 6px; }
   .badge { font-size: 12px; background: var(--accent); color: #fff; border-radius: 999px; padding: 1px 8px; margin-left: 6px; }
 `
 

@@ -1,7 +1,8 @@
 import { and, eq } from 'drizzle-orm'
 import { describe, expect, it } from 'vitest'
-import { auditEvents, oauthConsents, refreshTokens, users } from '../../db/schema'
+import { apiKeys, auditEvents, oauthConsents, refreshTokens, users } from '../../db/schema'
 import { seedUser, signIn } from '../helpers/accounts'
+import { verifyKey } from '../helpers/apikeys'
 import { testDb } from '../helpers/db'
 import { csrfOf, exchangeCode, obtainCode, refresh, type TokenSet, webClient } from '../helpers/oauth'
 import { call, describeResponse } from '../helpers/worker'
@@ -148,5 +149,47 @@ describe('/account', () => {
       .where(and(eq(auditEvents.type, 'token_revoked'), eq(auditEvents.userId, user.id)))
     expect(audit?.clientId).toBe(client.client_id)
     expect(audit?.metadata).toMatchObject({ via: 'account', reason: 'app_disconnected', refresh_tokens: 1 })
+  })
+
+  it('creates an API key whose secret is shown once, lists it, and revokes it', async () => {
+    const user = await seedUser()
+    const cookie = await signIn(user)
+    const created = await postAccount(cookie, '/account/api-keys', { name: 'Build <server>' })
+    const page = await created.text()
+    expect(created.status, page).toBe(200)
+    const key = /data-testid="new-api-key">([^<]+)</.exec(page)?.[1] ?? ''
+    expect(key).toMatch(/^pk_(test|live)_/)
+    expect(page).toContain('Build &lt;server&gt;')
+    expect((await verifyKey(key)).valid).toBe(true)
+    const again = (await openAccount(cookie)).page
+    expect(again).not.toContain(key)
+    expect(again).toContain(`…${key.slice(-4)}`)
+    const [row] = await testDb().select().from(apiKeys).where(eq(apiKeys.ownerUserId, user.id))
+    const [audit] = await testDb()
+      .select()
+      .from(auditEvents)
+      .where(and(eq(auditEvents.type, 'api_key_created'), eq(auditEvents.userId, user.id)))
+    expect(audit?.metadata).toMatchObject({ via: 'account' })
+
+    // Someone else cannot revoke it; its owner can.
+    const other = await seedUser()
+    const otherCookie = await signIn(other)
+    expect(await (await postAccount(otherCookie, `/account/api-keys/${row?.id}/revoke`)).text()).toContain(
+      'No such key',
+    )
+    expect((await verifyKey(key)).valid).toBe(true)
+    const revoked = await postAccount(cookie, `/account/api-keys/${row?.id}/revoke`)
+    expect(await revoked.text()).toContain('The key is revoked')
+    expect((await verifyKey(key)).valid).toBe(false)
+    expect((await openAccount(cookie)).page).toContain('You have no API keys')
+  })
+
+  it('refuses an empty key name and creates nothing', async () => {
+    const user = await seedUser()
+    const cookie = await signIn(user)
+    const res = await postAccount(cookie, '/account/api-keys', { name: '   ' })
+    expect(res.status).toBe(400)
+    const rows = await testDb().select().from(apiKeys).where(eq(apiKeys.ownerUserId, user.id))
+    expect(rows).toHaveLength(0)
   })
 })
