@@ -10,7 +10,7 @@ import { OAuthError, type OAuthErrorCode } from '../errors/oauth'
 import { type OAuthParams, param } from './form'
 import { isValidCodeChallenge } from './pkce'
 import { matchesRegisteredRedirectUri } from './redirect-uri'
-import { resolveResource, targetScopeNames } from './resources'
+import { type ResourceTarget, resolveResource, targetScopeNames } from './resources'
 import { grantableScope } from './scope'
 
 export interface AuthorizationRequest {
@@ -21,6 +21,8 @@ export interface AuthorizationRequest {
   nonce: string | undefined
   codeChallenge: string
   resource: string | null
+  /** The resource server `resource` names (its name and scope descriptions go on consent). */
+  target?: ResourceTarget | null
   prompt: ReadonlySet<string>
   /** OIDC `max_age`: seconds since sign-in after which the user must sign in again. */
   maxAge: number | undefined
@@ -104,9 +106,10 @@ export async function validateAuthorizationRequest(
   }
   let scope: string[]
   let resource: string | null
+  let target: ResourceTarget | null
   try {
     // RFC 8707: an unknown resource is invalid_target; a known one lends its scopes (issue 11).
-    const target = await resolveResource(x, config, param(params, 'resource'))
+    target = await resolveResource(x, config, param(params, 'resource'))
     scope = grantableScope(
       param(params, 'scope'),
       client.scope,
@@ -136,6 +139,7 @@ export async function validateAuthorizationRequest(
     nonce: param(params, 'nonce', 500),
     codeChallenge,
     resource,
+    target,
     prompt,
     maxAge: maxAge === undefined ? undefined : Number(maxAge),
   }

@@ -17,6 +17,9 @@ export async function renderConsentPage(
   const fields = { ...requestFields(request), [CSRF_FIELD]: csrf }
   const name = request.client.clientName ?? request.client.clientId
   const host = new URL(request.redirectUri).host || request.redirectUri
+  // Issue 11: a resource server's own scopes in its own words, and its name.
+  const target = request.target?.builtin === false ? request.target : undefined
+  const describe = (s: string) => target?.scopes.find((t) => t.name === s)?.description ?? scopeText(s)
   return sendPage(
     c,
     'Authorize access',
@@ -25,9 +28,14 @@ export async function renderConsentPage(
         Signed in as <strong data-testid="consent-account">${account.email}</strong>.
         <a href="/oauth/authorize?${new URLSearchParams({ ...requestFields(request), prompt: 'login' }).toString()}">Use another account</a>
       </p>
-      <p>${name} wants to:</p>
+      ${
+        target === undefined
+          ? html`<p>${name} wants to:</p>`
+          : html`<p data-testid="consent-resource">${name} wants access to <strong>${target.displayName}</strong>
+              (${new URL(target.identifier).host}) to:</p>`
+      }
       <ul class="scopes">
-        ${request.scope.map((s) => html`<li>${scopeText(s)}</li>`)}
+        ${request.scope.map((s) => html`<li>${describe(s)}</li>`)}
       </ul>
       <p class="muted">You will be sent back to ${host}.</p>
       <form method="post" action="/oauth/consent">

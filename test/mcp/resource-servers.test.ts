@@ -236,3 +236,40 @@ describe('resource at the device and client-credentials endpoints', () => {
     expect(((await deviceRes.json()) as { error: string }).error).toBe('invalid_target')
   })
 })
+
+describe('consent names the resource server and describes its scopes', () => {
+  it('shows the display name, host and each scope description (escaped)', async () => {
+    const scope = `${unique('mcp')}:tools`
+    const res0 = await postJson(
+      '/admin/resource-servers',
+      {
+        identifier: `https://${unique('tools')}.example.net/mcp`,
+        display_name: 'Acme <b>MCP</b>',
+        scopes: [{ name: scope, description: 'Run the Acme build tools' }],
+      },
+      adminHeaders(),
+    )
+    const rs = (await res0.json()) as ResourceServer
+    const client = await webClient({ scope: 'openid' })
+    const user = await seedUser()
+    const p = await pkce()
+    const page = await authorize(
+      {
+        response_type: 'code',
+        client_id: client.client_id,
+        redirect_uri: client.redirect_uris[0] ?? '',
+        code_challenge: p.challenge,
+        code_challenge_method: 'S256',
+        scope: `openid ${scope}`,
+        resource: rs.identifier,
+      },
+      user.cookie,
+    )
+    expect(page.status).toBe(200)
+    const text = await page.text()
+    expect(text).toContain('Acme &lt;b&gt;MCP&lt;/b&gt;')
+    expect(text).toContain(new URL(rs.identifier).host)
+    expect(text).toContain('Run the Acme build tools')
+    expect(text).not.toContain('<b>MCP</b>')
+  })
+})
