@@ -327,6 +327,7 @@ const REGISTRABLE_GRANT_TYPES = [
   'refresh_token',
   'client_credentials',
   'urn:ietf:params:oauth:grant-type:device_code',
+  'urn:ietf:params:oauth:grant-type:token-exchange',
 ] as const
 
 /**
@@ -336,7 +337,10 @@ const REGISTRABLE_GRANT_TYPES = [
 function parseAnonymousGrantTypes(raw: string | undefined): readonly string[] {
   const text = raw?.trim()
   if (text === undefined || text === '') {
-    return REGISTRABLE_GRANT_TYPES.filter((g) => g !== 'client_credentials')
+    // Token exchange lets a client act for users whose tokens reach it: never anonymous by default.
+    return REGISTRABLE_GRANT_TYPES.filter(
+      (g) => g !== 'client_credentials' && g !== 'urn:ietf:params:oauth:grant-type:token-exchange',
+    )
   }
   const grants = [...new Set(text.split(/[\s,]+/).filter(Boolean))]
   if (grants.some((g) => !(REGISTRABLE_GRANT_TYPES as readonly string[]).includes(g))) {

@@ -711,3 +711,42 @@ export async function authenticateForClientCredentials(
   )
   return row === undefined ? undefined : toGrantClient(row)
 }
+
+/**
+ * Token exchange (RFC 8693) in ONE statement: authenticates the confidential client registered
+ * for the grant and, when the subject token is still good in the database (`subjectValid`: not
+ * revoked, its client enabled, its user active and the token newer than the user's last
+ * credential event), writes `token_issued` naming the subject token. No row: the client did not
+ * authenticate; `issued` false: the subject token is no longer valid.
+ */
+export async function authenticateForTokenExchange(
+  x: Executor,
+  input: {
+    client: PresentedClient
+    subjectValid: SQL
+    subject: { jti: string; sub: string; userId: string | null }
+    audience: string
+    scope: string
+    audit: GrantAudit
+    now: Date
+  },
+): Promise<{ client: GrantClient; issued: boolean } | undefined> {
+  const [row] = await queryRows<Record<string, unknown>>(
+    x,
+    sql`with ${clientCte(input.client, input.now)}, audited as (
+      insert into audit_events (type, actor, user_id, tenant_id, client_id, ip, metadata)
+      select 'token_issued', 'client:' || cl.client_id, ${input.subject.userId}::uuid, cl.tenant_id, cl.client_id, ${input.audit.ip},
+             jsonb_build_object('grant_type', ${input.client.grantType}::text, 'subject_jti', ${input.subject.jti}::text,
+                                'subject', ${input.subject.sub}::text, 'audience', ${input.audience}::text,
+                                'scope', ${input.scope}::text)
+      from client cl
+      where cl.token_endpoint_auth_method <> 'none' and ${input.subjectValid}
+      returning id
+    )
+    select ${CLIENT_COLUMNS}, (select count(*) from audited)::int as issued from client cl`,
+  )
+  if (row === undefined) {
+    return undefined
+  }
+  return { client: toGrantClient(row), issued: Number(row.issued) > 0 }
+}

@@ -10,11 +10,14 @@ import type { Config } from '../config'
 import { MAX_REDIRECT_URIS, redirectUriProblem } from './redirect-uri'
 
 export const DEVICE_CODE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code'
+/** RFC 8693: registering this grant type is the per-client policy that allows exchanges (off by default). */
+export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange'
 export const GRANT_TYPES = [
   'authorization_code',
   'refresh_token',
   'client_credentials',
   DEVICE_CODE_GRANT,
+  TOKEN_EXCHANGE_GRANT,
 ] as const
 /** Scopes only an administrator may give a client (DESIGN: open registration never grants them). */
 export const PRIVILEGED_SCOPES: ReadonlySet<string> = new Set(['apikeys:verify', 'admin', 'tenant:admin'])
@@ -189,6 +192,13 @@ function readMetadata(input: unknown, config: Config, options: MetadataOptions):
       'invalid_client_metadata',
       'response_types',
       'response_types "code" goes with grant_types "authorization_code" (RFC 7591 §2.1)',
+    )
+  }
+  if (grantTypes.includes(TOKEN_EXCHANGE_GRANT) && tokenEndpointAuthMethod === 'none') {
+    throw new MetadataIssue(
+      'invalid_client_metadata',
+      'grant_types',
+      'token exchange needs a confidential client',
     )
   }
   if (grantTypes.includes('client_credentials') && tokenEndpointAuthMethod === 'none') {

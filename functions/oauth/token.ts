@@ -7,13 +7,14 @@ import { clientIp } from '../middleware/client-ip'
 import { documentRoute } from '../openapi/registry'
 import { checkDpopProof, type DpopProof } from '../tokens/dpop'
 import { authenticateClient, readClientCredentials } from './client-auth'
-import { DEVICE_CODE_GRANT } from './client-metadata'
+import { DEVICE_CODE_GRANT, TOKEN_EXCHANGE_GRANT } from './client-metadata'
 import { readOAuthBody, requiredParam } from './form'
 import { authorizationCodeGrant } from './grants/authorization-code'
 import { clientCredentialsGrant } from './grants/client-credentials'
 import { deviceCodeGrant } from './grants/device-code'
 import type { GrantContext, GrantOutcome } from './grants/issue'
 import { refreshTokenGrant } from './grants/refresh-token'
+import { tokenExchangeGrant } from './grants/token-exchange'
 
 /** RFC 6749 §5.1: token responses are never cached. */
 export const NO_STORE = { 'cache-control': 'no-store', pragma: 'no-cache' } as const
@@ -50,6 +51,7 @@ const GRANTS: Record<
   refresh_token: refreshTokenGrant,
   client_credentials: clientCredentialsGrant,
   [DEVICE_CODE_GRANT]: deviceCodeGrant,
+  [TOKEN_EXCHANGE_GRANT]: tokenExchangeGrant,
 }
 
 /**
@@ -93,12 +95,14 @@ const TOKEN_RESPONSE = v.object({
   scope: v.string(),
   refresh_token: v.optional(v.string()),
   id_token: v.optional(v.string()),
+  issued_token_type: v.optional(v.string()),
 })
 
 documentRoute({
   method: 'post',
   path: '/oauth/token',
-  summary: 'Token endpoint (authorization_code, refresh_token, client_credentials, device_code)',
+  summary:
+    'Token endpoint (authorization_code, refresh_token, client_credentials, device_code, token-exchange)',
   tags: ['oauth'],
   security: ['clientBasic'],
   requestBody: {
@@ -113,6 +117,10 @@ documentRoute({
       resource: v.optional(v.string()),
       client_id: v.optional(v.string()),
       client_secret: v.optional(v.string()),
+      subject_token: v.optional(v.string()),
+      subject_token_type: v.optional(v.string()),
+      requested_token_type: v.optional(v.string()),
+      audience: v.optional(v.string()),
     }),
     contentTypes: ['application/x-www-form-urlencoded', 'application/json'],
   },

@@ -27,6 +27,10 @@ export interface AccessTokenInput {
   issuedAfter?: number | null
   /** RFC 9449 §6.1: the DPoP key's thumbprint the token is bound to (`cnf.jkt`), if any. */
   jkt?: string | null
+  /** RFC 8693 §4.1: who acts for the subject (token exchange). */
+  act?: Record<string, unknown>
+  /** Epoch seconds the token may not outlive (an exchanged token ends with its subject token). */
+  notAfter?: number
 }
 
 export interface MintedToken {
@@ -58,7 +62,7 @@ export async function mintAccessToken(db: Db, config: Config, input: AccessToken
     Math.floor(input.now.getTime() / 1000),
     (input.issuedAfter ?? Number.NEGATIVE_INFINITY) + 1,
   )
-  const exp = iat + config.accessTokenTtlSeconds
+  const exp = Math.min(iat + config.accessTokenTtlSeconds, input.notAfter ?? Number.POSITIVE_INFINITY)
   const claims: JWTPayload = {
     iss: config.issuer,
     sub: input.subject,
@@ -72,11 +76,14 @@ export async function mintAccessToken(db: Db, config: Config, input: AccessToken
   if (input.jkt) {
     claims.cnf = { jkt: input.jkt }
   }
+  if (input.act !== undefined) {
+    claims.act = input.act
+  }
   if (input.authTime) {
     claims.auth_time = Math.floor(input.authTime.getTime() / 1000)
   }
   const token = await sign(db, config, config.accessTokenAlg, ACCESS_TOKEN_TYP, claims, input.now)
-  return { token, expiresIn: config.accessTokenTtlSeconds, expiresAt: new Date(exp * 1000) }
+  return { token, expiresIn: Math.max(0, exp - iat), expiresAt: new Date(exp * 1000) }
 }
 
 export interface IdTokenInput {
