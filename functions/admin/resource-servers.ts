@@ -14,6 +14,7 @@ import { ProblemError } from '../errors/problem'
 import { clientIp } from '../middleware/client-ip'
 import { requireAdmin } from '../middleware/require-admin'
 import { forgetResourceServers } from '../oauth/resources'
+import { documentRoute } from '../openapi/registry'
 import { jsonBody } from '../validation/json-body'
 
 // RFC 6749 §3.3 scope-token: printable ASCII except space, double quote and backslash.
@@ -38,7 +39,9 @@ const Identifier = v.pipe(
     'must be an absolute URL without a fragment',
   ),
   v.check((value) => {
-    if (!URL.canParse(value)) return false
+    if (!URL.canParse(value)) {
+      return false
+    }
     const url = new URL(value)
     const loopback = ['127.0.0.1', '[::1]', 'localhost'].includes(url.hostname)
     return url.protocol === 'https:' || (url.protocol === 'http:' && loopback)
@@ -160,3 +163,55 @@ export const resourceServersAdmin = new Hono<AppEnv>()
     forgetResourceServers()
     return c.body(null, 204)
   })
+
+const RESOURCE_SERVER = v.object({
+  id: v.string(),
+  identifier: v.string(),
+  display_name: v.string(),
+  scopes: v.array(v.object({ name: v.string(), description: v.string() })),
+  access_token_ttl_seconds: v.nullable(v.number()),
+  created_at: v.string(),
+  updated_at: v.string(),
+})
+
+documentRoute({
+  method: 'post',
+  path: '/admin/resource-servers',
+  summary: 'Register a resource server (an RFC 8707 target: its identifier is the tokens’ aud)',
+  tags: ['admin'],
+  security: ['adminToken', 'bearerToken'],
+  requestBody: { schema: CreateBody },
+  responses: {
+    201: { description: 'Created', schema: RESOURCE_SERVER },
+    409: { description: 'The identifier is taken' },
+  },
+})
+documentRoute({
+  method: 'get',
+  path: '/admin/resource-servers',
+  summary: 'List resource servers',
+  tags: ['admin'],
+  security: ['adminToken', 'bearerToken'],
+  responses: {
+    200: { description: 'Resource servers', schema: v.object({ data: v.array(RESOURCE_SERVER) }) },
+  },
+})
+documentRoute({
+  method: 'get',
+  path: '/admin/resource-servers/{id}',
+  summary: 'Get a resource server',
+  tags: ['admin'],
+  security: ['adminToken', 'bearerToken'],
+  responses: {
+    200: { description: 'Resource server', schema: RESOURCE_SERVER },
+    404: { description: 'Not found' },
+  },
+})
+documentRoute({
+  method: 'delete',
+  path: '/admin/resource-servers/{id}',
+  summary: 'Delete a resource server (its resource is then invalid_target)',
+  tags: ['admin'],
+  security: ['adminToken', 'bearerToken'],
+  responses: { 204: { description: 'Deleted' }, 404: { description: 'Not found' } },
+})

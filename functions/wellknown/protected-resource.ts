@@ -1,8 +1,10 @@
 import { Hono, type MiddlewareHandler } from 'hono'
+import * as v from 'valibot'
 import type { Config } from '../config'
 import type { AppEnv } from '../env'
 import { OAuthError } from '../errors/oauth'
 import { ProblemError } from '../errors/problem'
+import { documentRoute } from '../openapi/registry'
 import { DPOP_SIGNING_ALGS } from '../tokens/dpop'
 
 /**
@@ -85,3 +87,21 @@ export function resourceChallenge(): MiddlewareHandler<AppEnv> {
     c.res.headers.set('www-authenticate', `Bearer ${params.join(', ')}`)
   }
 }
+
+documentRoute({
+  method: 'get',
+  path: PROTECTED_RESOURCE_PATH,
+  summary: 'Protected resource metadata for Portcullis’s own APIs (RFC 9728)',
+  tags: ['discovery'],
+  responses: {
+    200: {
+      description: 'Metadata',
+      schema: v.object({
+        resource: v.string(),
+        authorization_servers: v.array(v.string()),
+        scopes_supported: v.array(v.string()),
+        bearer_methods_supported: v.array(v.string()),
+      }),
+    },
+  },
+})
