@@ -1,25 +1,31 @@
 import type { Context } from 'hono'
 import { sqlState, UNIQUE_VIOLATION } from '../../db/errors'
+import { insertAuditEvents } from '../../db/queries/audit'
 import { insertOutboxStatement } from '../../db/queries/email-outbox'
+import { insertSessionStatement } from '../../db/queries/sessions'
 import { claimAttempts, retryAfterSeconds } from '../../db/queries/throttle'
 import {
   insertEmailVerificationStatement,
   insertUserStatement,
   issuePasswordResetForEmail,
   type UserRow,
+  updatePasswordStatement,
 } from '../../db/queries/users'
 import { DEFAULT_TENANT_ID } from '../../db/schema/constants'
-import { auditStatement } from '../audit/record'
+import { auditRow, auditStatement } from '../audit/record'
 import { sha256Hex } from '../crypto/hash'
-import { hashPassword } from '../crypto/password'
+import { hashPassword, verifyPassword } from '../crypto/password'
 import { randomToken } from '../crypto/random'
 import { accountLink, deliverSoon } from '../email/outbox'
 import { renderPasswordResetEmail, renderVerificationEmail } from '../email/templates'
 import type { AppEnv } from '../env'
 import { ProblemError } from '../errors/problem'
 import { clientIp } from '../middleware/client-ip'
+import { endUserAccessStatement } from './end-user-access'
+import { loginThrottleSubjects, overLimit, releaseClaimsStatements, sessionTtlSeconds } from './login'
 import { withPasswordSlot } from './password-gate'
 import { assertStrongPassword } from './password-policy'
+import { setSessionCookie } from './session-cookie'
 
 // Account actions shared by the JSON API (`/auth/*`) and the HTML pages (`/signup`,
 // `/forgot-password`): one implementation, so the pages get the same limits and audit rows.
@@ -153,5 +159,96 @@ export async function requestPasswordReset(c: Context<AppEnv>, email: string): P
   })
   if (issued !== undefined) {
     deliverSoon(c, [issued.outboxId])
+  }
+}
+
+/**
+ * Changes the signed-in user's password (issue 9 #7): the current-password check is a sign-in
+ * attempt, claimed on the account's and address's counters before the hash; success ends every
+ * other session and refresh token (audited in the same batch) and gives this browser a fresh
+ * session. Throws `weak_password`, `rate_limited` or `invalid_credentials`.
+ */
+export async function changePassword(
+  c: Context<AppEnv>,
+  current: { user: UserRow; session: { remember: boolean } },
+  currentPassword: string,
+  newPassword: string,
+): Promise<void> {
+  const config = c.var.config
+  const db = c.var.db.http
+  const now = new Date()
+  const userId = current.user.id
+  const ip = clientIp(c)
+  assertStrongPassword(newPassword, 'new_password')
+  // Issue 9 #7: the current-password check is a sign-in attempt on the account: claimed on the
+  // account's (and address's) counter before the hash, refused over the limit without one.
+  const claims = await claimAttempts(
+    db,
+    loginThrottleSubjects(userId, ip),
+    now,
+    config.loginFailureWindowSeconds,
+  )
+  const blocked = overLimit(config, claims)
+  const failed = (reason: string) =>
+    insertAuditEvents(db, [
+      auditRow(
+        {
+          type: 'user_login_failed',
+          actor: `user:${userId}`,
+          userId,
+          tenantId: current.user.tenantId,
+          metadata: { via: 'change_password', reason },
+        },
+        ip,
+      ),
+    ])
+  if (blocked.length > 0) {
+    await failed('throttled')
+    throw new ProblemError('rate_limited', {
+      detail: 'Too many failed password checks; try again later',
+      retryAfterSeconds: retryAfterSeconds(blocked, now),
+    })
+  }
+  const check = await withPasswordSlot(config.argon2MaxQueue, () =>
+    verifyPassword(currentPassword, current.user.passwordHash, config.argon2),
+  )
+  if (!check.ok) {
+    await failed('invalid_credentials')
+    throw new ProblemError('invalid_credentials', { detail: 'The current password is incorrect' })
+  }
+  const newHash = await withPasswordSlot(config.argon2MaxQueue, () =>
+    hashPassword(newPassword, config.argon2),
+  )
+  // One batch, one transaction: the new password, the end of every other way in (sessions,
+  // refresh tokens) with its audit event, a fresh session id for this browser, and the claims
+  // given back (the password checked out).
+  const remember = current.session.remember
+  const token = randomToken(32)
+  const expiresAt = new Date(now.getTime() + sessionTtlSeconds(config, remember) * 1000)
+  const [, , inserted] = await db.batch([
+    updatePasswordStatement(db, userId, newHash, now),
+    endUserAccessStatement(db, userId, now, {
+      row: auditRow(
+        { type: 'password_changed', actor: `user:${userId}`, userId, tenantId: current.user.tenantId },
+        ip,
+      ),
+      sessionsKey: 'sessions_ended',
+      refreshTokensKey: 'refresh_tokens_revoked',
+    }),
+    insertSessionStatement(db, {
+      tokenHash: await sha256Hex(token),
+      userId,
+      remember,
+      expiresAt,
+      createdAt: now,
+      lastSeenAt: now,
+      userAgent: c.req.header('user-agent')?.slice(0, 512) ?? null,
+      ip,
+    }),
+    ...releaseClaimsStatements(db, claims),
+  ])
+  const session = inserted[0]
+  if (session !== undefined) {
+    setSessionCookie(c, { token, id: session.id, expiresAt, remember })
   }
 }

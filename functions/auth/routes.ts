@@ -1,17 +1,10 @@
 import { type Context, Hono } from 'hono'
 import * as v from 'valibot'
-import { insertAuditEvents } from '../../db/queries/audit'
-import { endSessionAudited, findLiveSessionWithUser, insertSessionStatement } from '../../db/queries/sessions'
-import { claimAttempts, retryAfterSeconds } from '../../db/queries/throttle'
-import {
-  issueEmailVerificationForEmail,
-  updateDisplayNameStatement,
-  updatePasswordStatement,
-} from '../../db/queries/users'
+import { endSessionAudited, findLiveSessionWithUser } from '../../db/queries/sessions'
+import { issueEmailVerificationForEmail, updateDisplayNameStatement } from '../../db/queries/users'
 import { DEFAULT_TENANT_ID } from '../../db/schema/constants'
 import { auditRow, auditStatement } from '../audit/record'
 import { sha256Hex } from '../crypto/hash'
-import { hashPassword, verifyPassword } from '../crypto/password'
 import { randomToken } from '../crypto/random'
 import { accountLink, deliverSoon } from '../email/outbox'
 import { renderVerificationEmail } from '../email/templates'
@@ -23,17 +16,15 @@ import { documentRoute } from '../openapi/registry'
 import { jsonBody } from '../validation/json-body'
 import {
   ACCOUNT_MAIL_COOLDOWN_SECONDS,
+  changePassword,
   registerAccount,
   requestPasswordReset,
   VERIFY_EMAIL_PATH,
 } from './account-actions'
 import { confirmPasswordReset, verifyEmailToken } from './account-tokens'
-import { endUserAccess, endUserAccessStatement } from './end-user-access'
+import { endUserAccess } from './end-user-access'
 import { resetPasswordForm, resetPasswordPage, verifyEmailForm, verifyEmailPage } from './link-pages'
-import { loginThrottleSubjects, overLimit, releaseClaimsStatements, sessionTtlSeconds } from './login'
 import { loginProblem, signIn } from './login-edge'
-import { withPasswordSlot } from './password-gate'
-import { assertStrongPassword } from './password-policy'
 import {
   ChangePasswordBody,
   EmailOnlyBody,
@@ -49,7 +40,6 @@ import {
   clearSessionCookie,
   readSessionToken,
   sameOriginOnly,
-  setSessionCookie,
   slideSession,
 } from './session-cookie'
 import { toUserJson } from './user-view'
@@ -260,84 +250,8 @@ export const auth = new Hono<AppEnv>()
   })
   .post('/change-password', jsonBody(ChangePasswordBody), async (c) => {
     const body = c.req.valid('json')
-    const config = c.var.config
-    const db = c.var.db.http
-    const now = new Date()
-    const current = await liveSession(c, now)
-    const userId = current.user.id
-    const ip = clientIp(c)
-    assertStrongPassword(body.new_password, 'new_password')
-    // Issue 9 #7: the current-password check is a sign-in attempt on the account: claimed on the
-    // account's (and address's) counter before the hash, refused over the limit without one.
-    const claims = await claimAttempts(
-      db,
-      loginThrottleSubjects(userId, ip),
-      now,
-      config.loginFailureWindowSeconds,
-    )
-    const blocked = overLimit(config, claims)
-    const failed = (reason: string) =>
-      insertAuditEvents(db, [
-        auditRow(
-          {
-            type: 'user_login_failed',
-            actor: `user:${userId}`,
-            userId,
-            tenantId: current.user.tenantId,
-            metadata: { via: 'change_password', reason },
-          },
-          ip,
-        ),
-      ])
-    if (blocked.length > 0) {
-      await failed('throttled')
-      throw new ProblemError('rate_limited', {
-        detail: 'Too many failed password checks; try again later',
-        retryAfterSeconds: retryAfterSeconds(blocked, now),
-      })
-    }
-    const check = await withPasswordSlot(config.argon2MaxQueue, () =>
-      verifyPassword(body.current_password, current.user.passwordHash, config.argon2),
-    )
-    if (!check.ok) {
-      await failed('invalid_credentials')
-      throw new ProblemError('invalid_credentials', { detail: 'The current password is incorrect' })
-    }
-    const newHash = await withPasswordSlot(config.argon2MaxQueue, () =>
-      hashPassword(body.new_password, config.argon2),
-    )
-    // One batch, one transaction: the new password, the end of every other way in (sessions,
-    // refresh tokens) with its audit event, a fresh session id for this browser, and the claims
-    // given back (the password checked out).
-    const remember = current.session.remember
-    const token = randomToken(32)
-    const expiresAt = new Date(now.getTime() + sessionTtlSeconds(config, remember) * 1000)
-    const [, , inserted] = await db.batch([
-      updatePasswordStatement(db, userId, newHash, now),
-      endUserAccessStatement(db, userId, now, {
-        row: auditRow(
-          { type: 'password_changed', actor: `user:${userId}`, userId, tenantId: current.user.tenantId },
-          ip,
-        ),
-        sessionsKey: 'sessions_ended',
-        refreshTokensKey: 'refresh_tokens_revoked',
-      }),
-      insertSessionStatement(db, {
-        tokenHash: await sha256Hex(token),
-        userId,
-        remember,
-        expiresAt,
-        createdAt: now,
-        lastSeenAt: now,
-        userAgent: c.req.header('user-agent')?.slice(0, 512) ?? null,
-        ip,
-      }),
-      ...releaseClaimsStatements(db, claims),
-    ])
-    const session = inserted[0]
-    if (session !== undefined) {
-      setSessionCookie(c, { token, id: session.id, expiresAt, remember })
-    }
+    const current = await liveSession(c, new Date())
+    await changePassword(c, current, body.current_password, body.new_password)
     return c.body(null, 204, NO_STORE)
   })
   .post('/verify-email', verifyEmailForm(), jsonBody(VerifyEmailBody), async (c) => {

@@ -13,10 +13,13 @@ import { updateDisplayNameStatement } from '../../db/queries/users'
 import { isUuid } from '../../db/uuid'
 import { generateApiKey } from '../apikeys/key-format'
 import { auditStatement } from '../audit/record'
+import { changePassword } from '../auth/account-actions'
+import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../auth/password-policy'
 import { DISPLAY_NAME_MAX_LENGTH, DisplayName } from '../auth/schemas'
 import { readSessionToken, slideSession } from '../auth/session-cookie'
 import { sha256Hex } from '../crypto/hash'
 import type { AppEnv } from '../env'
+import { ProblemError } from '../errors/problem'
 import { clientIp } from '../middleware/client-ip'
 import { documentRoute } from '../openapi/registry'
 import { CSRF_FIELD, issueCsrfToken, verifyCsrf } from './csrf'
@@ -78,7 +81,7 @@ async function renderAccount(
   c: Context<AppEnv>,
   me: Signed,
   notice?: string,
-  status: 200 | 400 = 200,
+  status: 200 | 400 | 429 = 200,
   newKey?: string,
 ) {
   const now = new Date()
@@ -105,7 +108,21 @@ async function renderAccount(
           value="${me.user.displayName ?? ''}" />
         <div class="row"><button type="submit" class="secondary">Save name</button></div>
       </form>
-      <p class="muted">To change your password, <a href="/forgot-password">get a reset link</a> by email.</p>
+
+      <h2>Password</h2>
+      <form method="post" action="/account/password">
+        ${csrfInput}
+        <input type="text" name="username" value="${me.user.email}" autocomplete="username" hidden />
+        <label for="current_password">Current password</label>
+        <input id="current_password" name="current_password" type="password" autocomplete="current-password" required
+          maxlength="${PASSWORD_MAX_LENGTH}" />
+        <label for="new_password">New password</label>
+        <input id="new_password" name="new_password" type="password" autocomplete="new-password" required
+          minlength="${PASSWORD_MIN_LENGTH}" maxlength="${PASSWORD_MAX_LENGTH}" />
+        <p class="muted">At least ${PASSWORD_MIN_LENGTH} characters. Every other device will be signed out.
+          Forgot it? <a href="/forgot-password">Get a reset link</a>.</p>
+        <div class="row"><button type="submit" class="secondary">Change password</button></div>
+      </form>
 
       <h2>Where you are signed in</h2>
       <ul class="items" data-testid="sessions">
@@ -210,7 +227,40 @@ export const accountPage = new Hono<AppEnv>()
       return toLogin(c)
     }
     slideSession(c, me.session, new Date())
-    return renderAccount(c, me)
+    const notice =
+      c.req.query('done') === 'password'
+        ? 'Your password is changed. Every other device is signed out.'
+        : undefined
+    return renderAccount(c, me, notice)
+  })
+  .post('/password', async (c) => {
+    const me = await signedIn(c)
+    if (me === undefined) {
+      return toLogin(c)
+    }
+    const form = await c.req.parseBody()
+    await verifyCsrf(c, form[CSRF_FIELD])
+    const current = typeof form.current_password === 'string' ? form.current_password : ''
+    const next = typeof form.new_password === 'string' ? form.new_password : ''
+    if (current === '' || current.length > PASSWORD_MAX_LENGTH || next.length > PASSWORD_MAX_LENGTH) {
+      return renderAccount(c, me, 'Enter your current password and a new one.', 400)
+    }
+    try {
+      await changePassword(c, me, current, next)
+    } catch (error) {
+      const messages: Partial<Record<string, string>> = {
+        weak_password: error instanceof ProblemError ? (error.options.detail ?? '') : '',
+        invalid_credentials: 'Your current password is not right.',
+        rate_limited: 'Too many wrong passwords. Wait a few minutes, then try again.',
+      }
+      const message = error instanceof ProblemError ? messages[error.code] : undefined
+      if (message === undefined) {
+        throw error
+      }
+      return renderAccount(c, me, message, 400)
+    }
+    // The change gave this browser a new session cookie: the next page's forms bind to it.
+    return c.redirect('/account?done=password', 303)
   })
   .post('/profile', async (c) => {
     const me = await signedIn(c)

@@ -1,7 +1,7 @@
 import { and, eq } from 'drizzle-orm'
 import { describe, expect, it } from 'vitest'
 import { apiKeys, auditEvents, oauthConsents, refreshTokens, users } from '../../db/schema'
-import { seedUser, signIn } from '../helpers/accounts'
+import { seedUser, sessionCookieOf, signIn } from '../helpers/accounts'
 import { verifyKey } from '../helpers/apikeys'
 import { testDb } from '../helpers/db'
 import { csrfOf, exchangeCode, obtainCode, refresh, type TokenSet, webClient } from '../helpers/oauth'
@@ -191,5 +191,30 @@ describe('/account', () => {
     expect(res.status).toBe(400)
     const rows = await testDb().select().from(apiKeys).where(eq(apiKeys.ownerUserId, user.id))
     expect(rows).toHaveLength(0)
+  })
+
+  it('changes the password: other devices signed out, this one kept with a new session', async () => {
+    const user = await seedUser()
+    const cookie = await signIn(user)
+    const other = await signIn(user)
+    const wrong = await postAccount(cookie, '/account/password', {
+      current_password: 'Not-The-Password-1',
+      new_password: 'Brand-New-Passphrase-7',
+    })
+    expect(wrong.status).toBe(400)
+    expect(await wrong.text()).toContain('not right')
+    const res = await postAccount(cookie, '/account/password', {
+      current_password: user.password,
+      new_password: 'Brand-New-Passphrase-7',
+    })
+    expect(res.status, await describeResponse(res)).toBe(303)
+    expect(res.headers.get('location')).toBe('/account?done=password')
+    const fresh = sessionCookieOf(res)
+    expect(fresh).toBeDefined()
+    expect((await call('/auth/session', { headers: { cookie: other } })).status).toBe(401)
+    const after = await call('/account?done=password', { headers: { cookie: `portcullis_session=${fresh}` } })
+    expect(await after.text()).toContain('Your password is changed')
+    await expect(signIn(user)).rejects.toThrow()
+    await signIn({ ...user, password: 'Brand-New-Passphrase-7' })
   })
 })
