@@ -555,6 +555,9 @@ async function runScale(
     log(`scale: n/a (${seed.usageKeyId.reason})`)
     return undefined
   }
+  // One pass to warm the isolate (JIT, key ring, caller-token cache) so "before" is not "cold".
+  log('scale: warming the hot paths')
+  await hotProbes(ctx, scenarios, seed, runtime, statements)
   log('scale: hot paths before the seed')
   const before = await hotProbes(ctx, scenarios, seed, runtime, statements)
   log(
