@@ -9,6 +9,7 @@ import { chromium } from 'playwright-core'
 import { launchLocalDatabase } from '../../db/local/launch'
 import { migrateDatabase } from '../../db/migrate'
 import { assertDisposableTestDatabase } from '../setup/database-guard'
+import { FAKE_CLIENT_ID, FAKE_CLIENT_SECRET, startFakeFederation } from '../setup/fake-federation'
 import type { BrowserContext, BrowserTest } from './context'
 
 /**
@@ -99,6 +100,8 @@ async function main(): Promise<number> {
   const workDir = mkdtempSync(join(tmpdir(), 'portcullis-browser-'))
   const database = await launchLocalDatabase({ databaseUrl: realUrl, dataDir: join(workDir, 'pg') })
   let wrangler: ChildProcess | undefined
+  // A fake GitHub on loopback, for federated-login.browser.ts.
+  const github = await startFakeFederation()
   try {
     await migrateDatabase(database.databaseUrl)
     const port = await freePort()
@@ -130,6 +133,14 @@ async function main(): Promise<number> {
         `DATABASE_URL:${database.databaseUrl}`,
         '--var',
         `DB_GATEWAY_URL:${database.gateway.url}`,
+        '--var',
+        `GITHUB_CLIENT_ID:${FAKE_CLIENT_ID}`,
+        '--var',
+        `GITHUB_CLIENT_SECRET:${FAKE_CLIENT_SECRET}`,
+        '--var',
+        `GITHUB_BASE_URL:${github.url}/github`,
+        '--var',
+        `GITHUB_API_URL:${github.url}/github-api`,
         '--persist-to',
         join(workDir, 'wrangler'),
       ],
@@ -169,6 +180,7 @@ async function main(): Promise<number> {
     return failed === 0 ? 0 : 1
   } finally {
     wrangler?.kill('SIGINT')
+    await github.close()
     await database.close().catch(() => {})
     rmSync(workDir, { recursive: true, force: true })
   }

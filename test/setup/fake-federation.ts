@@ -41,6 +41,16 @@ interface FakeUser {
     | 'refresh_refused'
 }
 
+function defaultUser(): FakeUser {
+  const login = `octocat-${randomBytes(4).toString('hex')}`
+  return {
+    id: Number.parseInt(randomBytes(5).toString('hex'), 16),
+    login,
+    name: 'Browser Octocat',
+    emails: [{ email: `${login}@example.com`, primary: true, verified: true }],
+  }
+}
+
 interface Grant {
   user: FakeUser
   challenge: string
@@ -55,6 +65,13 @@ interface Grant {
  * against its PKCE challenge, client secret and redirect_uri. `GET /__stats` counts token calls.
  */
 export async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const fake = await startFakeFederation()
+  project.provide('fakeFederationUrl', fake.url)
+  return fake.close
+}
+
+/** Starts the fakes on a free loopback port (vitest's globalSetup, and the browser harness). */
+export async function startFakeFederation(): Promise<{ url: string; close: () => Promise<void> }> {
   const signing = await generateKeyPair('RS256')
   const impostor = await generateKeyPair('RS256')
   const publicJwk = { ...(await exportJWK(signing.publicKey)), kid: 'fake-1', alg: 'RS256', use: 'sig' }
@@ -85,9 +102,12 @@ export async function setup(project: TestProject): Promise<() => Promise<void>> 
     if (scriptedError !== null) {
       back.searchParams.set('error', scriptedError)
     } else {
-      const user = JSON.parse(
-        Buffer.from(url.searchParams.get('fake_user') ?? 'e30', 'base64url').toString(),
-      ) as FakeUser
+      const scripted = url.searchParams.get('fake_user')
+      // Without a script (a real browser clicking through): a fresh GitHub user each time.
+      const user: FakeUser =
+        scripted === null
+          ? defaultUser()
+          : (JSON.parse(Buffer.from(scripted, 'base64url').toString()) as FakeUser)
       const code = randomBytes(16).toString('hex')
       grants.set(code, {
         user,
@@ -261,10 +281,12 @@ export async function setup(project: TestProject): Promise<() => Promise<void>> 
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const { port } = server.address() as AddressInfo
   base = `http://127.0.0.1:${port}`
-  project.provide('fakeFederationUrl', base)
-  return () =>
-    new Promise<void>((resolve) => {
-      server.closeAllConnections()
-      server.close(() => resolve())
-    })
+  return {
+    url: base,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections()
+        server.close(() => resolve())
+      }),
+  }
 }
