@@ -273,3 +273,32 @@ describe('consent names the resource server and describes its scopes', () => {
     expect(text).not.toContain('<b>MCP</b>')
   })
 })
+
+describe('a resource server’s access-token lifetime', () => {
+  it('shortens the tokens minted for it (code exchange, refresh); never lengthens past ACCESS_TOKEN_TTL', async () => {
+    const scope = `${unique('mcp')}:short`
+    const short = await createResourceServer(scope, { access_token_ttl_seconds: 120 })
+    const client = await webClient()
+    const user = await seedUser()
+    const result = await obtainCode(client, user, {
+      scope: `openid offline_access ${scope}`,
+      resource: short.identifier,
+    })
+    const tokens = (await (await exchangeCode(client, result)).json()) as TokenSet
+    expect(tokens.expires_in).toBeLessThanOrEqual(120)
+    const claims = decodeJwt(tokens.access_token)
+    expect((claims.exp ?? 0) - (claims.iat ?? 0)).toBeLessThanOrEqual(120)
+    const refreshed = (await (await refresh(client, tokens.refresh_token ?? '')).json()) as TokenSet
+    expect(refreshed.expires_in).toBeLessThanOrEqual(120)
+
+    const longScope = `${unique('mcp')}:long`
+    const long = await createResourceServer(longScope, { access_token_ttl_seconds: 86_400 })
+    const r2 = await obtainCode(client, user, { scope: `openid ${longScope}`, resource: long.identifier })
+    const t2 = (await (await exchangeCode(client, r2)).json()) as TokenSet
+    const plain = (await (
+      await exchangeCode(client, await obtainCode(client, user, { scope: 'openid' }))
+    ).json()) as TokenSet
+    expect(t2.expires_in).toBeLessThanOrEqual(plain.expires_in)
+    expect(t2.expires_in).toBeGreaterThan(120)
+  })
+})

@@ -76,6 +76,8 @@ export async function authorizationCodeGrant(ctx: GrantContext, params: OAuthPar
     throw new OAuthError('invalid_grant', { description: 'The user may not sign in', log: 'user_inactive' })
   }
   checkGrantedResource(ctx.config, target, consumed.resource)
+  // The grant's resource server, for its token lifetime: cached per isolate, else one round trip.
+  const granted = target ?? (await resolveResource(ctx.db.http, ctx.config, consumed.resource ?? undefined))
   const response = await issueUserTokens(ctx, client, {
     grantee: consumed,
     scope: consumed.scope,
@@ -83,6 +85,7 @@ export async function authorizationCodeGrant(ctx: GrantContext, params: OAuthPar
     jti: consumed.codeId,
     refreshToken: consumed.refreshIssued ? refresh.token : undefined,
     nonce: consumed.nonce,
+    ttlSeconds: granted?.accessTokenTtlSeconds,
   })
   return { response }
 }

@@ -17,8 +17,8 @@ export async function clientCredentialsGrant(ctx: GrantContext, params: OAuthPar
   const requested = param(params, 'scope')
   const asked = requested === undefined ? null : parseScope(requested).join(' ')
   // RFC 8707: unknown → invalid_target before the statement (none for the issuer or a cached one).
-  const resource =
-    (await resolveResource(ctx.db.http, ctx.config, param(params, 'resource')))?.identifier ?? null
+  const target = await resolveResource(ctx.db.http, ctx.config, param(params, 'resource'))
+  const resource = target?.identifier ?? null
   const client = await authenticateForClientCredentials(ctx.db.http, {
     client: ctx.presented,
     requestedScope: asked,
@@ -45,6 +45,10 @@ export async function clientCredentialsGrant(ctx: GrantContext, params: OAuthPar
     jti: crypto.randomUUID(),
     now: ctx.now,
     jkt: ctx.presented.dpop?.jkt ?? null,
+    // The resource server's lifetime may only shorten ACCESS_TOKEN_TTL (issue 11).
+    ...(target?.accessTokenTtlSeconds
+      ? { notAfter: Math.floor(ctx.now.getTime() / 1000) + target.accessTokenTtlSeconds }
+      : {}),
   })
   return {
     response: { access_token: access.token, token_type: tokenType(ctx), expires_in: access.expiresIn, scope },

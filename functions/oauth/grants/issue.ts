@@ -144,6 +144,8 @@ export async function issueUserTokens(
     jti: string
     refreshToken: string | undefined
     nonce: string | null
+    /** The resource server's access-token lifetime (issue 11): it may only shorten ACCESS_TOKEN_TTL. */
+    ttlSeconds?: number | null
   },
 ): Promise<TokenResponse> {
   const scopes = input.scope.split(' ').filter(Boolean)
@@ -158,6 +160,7 @@ export async function issueUserTokens(
     authTime,
     issuedAfter: input.grantee.tokensValidAfter,
     jkt: ctx.presented.dpop?.jkt ?? null,
+    ...(input.ttlSeconds ? { notAfter: Math.floor(ctx.now.getTime() / 1000) + input.ttlSeconds } : {}),
   })
   const response: TokenResponse = {
     access_token: access.token,

@@ -66,6 +66,7 @@ export async function refreshTokenGrant(ctx: GrantContext, params: OAuthParams):
     })
   }
   checkGrantedResource(ctx.config, target, rotated.resource)
+  const granted = target ?? (await resolveResource(ctx.db.http, ctx.config, rotated.resource ?? undefined))
   // RFC 6749 §6: a narrower scope applies to this access token; the grant keeps its scope.
   const scope = requested.length > 0 ? requested.join(' ') : rotated.scope
   const response = await issueUserTokens(ctx, client, {
@@ -75,6 +76,7 @@ export async function refreshTokenGrant(ctx: GrantContext, params: OAuthParams):
     jti: next.id,
     refreshToken: next.token,
     nonce: null,
+    ttlSeconds: granted?.accessTokenTtlSeconds,
   })
   return { response }
 }
