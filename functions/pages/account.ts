@@ -24,7 +24,7 @@ import { clientIp } from '../middleware/client-ip'
 import { documentRoute } from '../openapi/registry'
 import { CSRF_FIELD, issueCsrfToken, verifyCsrf } from './csrf'
 import { sendPage } from './layout'
-import { isoTime, relativeTime, scopeText } from './words'
+import { isoTime, relativeTime, scopeText, weakPasswordText } from './words'
 
 type Signed = NonNullable<Awaited<ReturnType<typeof findLiveSessionWithUser>>>
 
@@ -249,7 +249,8 @@ export const accountPage = new Hono<AppEnv>()
       await changePassword(c, me, current, next)
     } catch (error) {
       const messages: Partial<Record<string, string>> = {
-        weak_password: error instanceof ProblemError ? (error.options.detail ?? '') : '',
+        weak_password:
+          error instanceof ProblemError ? weakPasswordText(error.options.errors?.[0]?.message) : '',
         invalid_credentials: 'Your current password is not right.',
         rate_limited: 'Too many wrong passwords. Wait a few minutes, then try again.',
       }

@@ -11,6 +11,7 @@ import { documentRoute } from '../openapi/registry'
 import { CSRF_FIELD, issueCsrfToken, verifyCsrf } from './csrf'
 import { sendPage } from './layout'
 import { safeReturnTo } from './return-to'
+import { weakPasswordText } from './words'
 
 interface SignupState {
   email: string
@@ -143,7 +144,7 @@ export const signupPage = new Hono<AppEnv>()
     } catch (error) {
       if (error instanceof ProblemError) {
         const messages: Partial<Record<string, [string, FailureStatus]>> = {
-          weak_password: [error.options.detail ?? 'Choose a stronger password.', 400],
+          weak_password: [weakPasswordText(error.options.errors?.[0]?.message), 400],
           email_taken: ['An account with this email already exists. Sign in, or reset your password.', 409],
           rate_limited: ['Too many sign-ups from your network. Try again later.', 429],
         }

@@ -55,3 +55,11 @@ export function scopeList(scope: string): string[] {
   const scopes = scope.split(/\s+/).filter(Boolean)
   return scopes.length === 0 ? ['Basic access'] : scopes.map(scopeText)
 }
+
+/** A refused password in words for a page (the problem's `detail` names API fields). */
+export function weakPasswordText(issue: string | undefined): string {
+  if (issue === 'too common') {
+    return 'That password is one of the most common ones. Choose another.'
+  }
+  return `Choose a longer password: ${issue ?? 'at least 8 characters'}.`
+}
