@@ -10,7 +10,8 @@ import { authorizationCodes, deviceCodes, oauthConsents } from '../schema'
  */
 export interface PresentedClient {
   clientId: string
-  method: 'client_secret_basic' | 'client_secret_post' | 'none'
+  /** `private_key_jwt` only after the request verified the assertion and spent its jti. */
+  method: 'client_secret_basic' | 'client_secret_post' | 'none' | 'private_key_jwt'
   /** SHA-256 hex of the presented secret; null for a public client. */
   secretHash: string | null
   grantType: string
@@ -58,7 +59,7 @@ function clientCte(p: PresentedClient, now: Date): SQL {
         and exists (select 1 from tenants t where t.id = oauth_clients.tenant_id and t.active)
         and token_endpoint_auth_method = ${p.method}
         and ${p.grantType} = any(grant_types)
-        and case when ${p.method} = 'none' then client_secret_hash is null
+        and case when ${p.method} in ('none', 'private_key_jwt') then client_secret_hash is null
                  else client_secret_hash = ${p.secretHash}
                       and (client_secret_expires_at is null or client_secret_expires_at > ${now}) end
         and ${proof}

@@ -6,7 +6,14 @@ export const DEFAULT_TENANT_ID = '00000000-0000-4000-8000-000000000001'
 export const TENANT_PLANS = ['free', 'starter', 'professional', 'enterprise'] as const
 export const TENANT_ROLES = ['owner', 'admin', 'member'] as const
 export const USER_STATUSES = ['pending', 'active', 'suspended'] as const
-export const TOKEN_ENDPOINT_AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'none'] as const
+export const TOKEN_ENDPOINT_AUTH_METHODS = [
+  'client_secret_basic',
+  'client_secret_post',
+  'none',
+  'private_key_jwt',
+] as const
+/** Methods with no client secret: public clients, and clients that sign assertions (RFC 7523). */
+export const SECRETLESS_AUTH_METHODS = ['none', 'private_key_jwt'] as const
 export const APPLICATION_TYPES = ['web', 'native'] as const
 export const DEVICE_CODE_STATUSES = ['pending', 'approved', 'denied', 'consumed'] as const
 export const SIGNING_ALGORITHMS = ['ES256', 'RS256', 'EdDSA'] as const

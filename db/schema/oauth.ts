@@ -69,7 +69,7 @@ export const oauthClients = pgTable(
     ),
     check(
       'oauth_clients_secret_ck',
-      sql`(${t.tokenEndpointAuthMethod} = 'none') = (${t.clientSecretHash} is null)`,
+      sql`(${t.tokenEndpointAuthMethod} in ('none', 'private_key_jwt')) = (${t.clientSecretHash} is null)`,
     ),
   ],
 )

@@ -2,17 +2,29 @@ import type { Context } from 'hono'
 import type { Executor } from '../../db/client'
 import { findClient } from '../../db/queries/oauth-clients'
 import type { OAuthClientRow } from '../../db/queries/oauth-tokens'
+import { spendProofJti } from '../../db/queries/proof-jtis'
+import type { Config } from '../config'
 import { secretsEqual } from '../crypto/compare'
 import { fromBase64Url } from '../crypto/encoding'
 import { sha256Hex } from '../crypto/hash'
 import type { AppEnv } from '../env'
 import { OAuthError } from '../errors/oauth'
+import { assertionSubject, JWT_BEARER_ASSERTION, verifyClientAssertion } from './client-assertion'
 import { type OAuthParams, param } from './form'
 
 export interface ClientCredentials {
   clientId: string
   secret: string | undefined
-  method: 'client_secret_basic' | 'client_secret_post' | 'none'
+  method: 'client_secret_basic' | 'client_secret_post' | 'none' | 'private_key_jwt'
+  /** RFC 7523 §2.2 `client_assertion` (method private_key_jwt). */
+  assertion?: string
+}
+
+/** What checking a `private_key_jwt` assertion needs: our config, the endpoint, a db to spend its jti. */
+export interface AssertionContext {
+  config: Config
+  endpoint: string
+  x: Executor
 }
 
 const MAX_CLIENT_ID = 200
@@ -47,6 +59,27 @@ export function readClientCredentials(c: Context<AppEnv>, params: OAuthParams): 
   const basic = basicCredentials(c.req.header('authorization'))
   const bodyId = param(params, 'client_id', MAX_CLIENT_ID)
   const bodySecret = param(params, 'client_secret', 500)
+  const assertionType = param(params, 'client_assertion_type', 200)
+  if (assertionType !== undefined || params.has('client_assertion')) {
+    const assertion = param(params, 'client_assertion', 8192)
+    if (basic !== undefined || bodySecret !== undefined) {
+      throw new OAuthError('invalid_request', { description: 'Use one client authentication method' })
+    }
+    if (assertionType !== JWT_BEARER_ASSERTION || assertion === undefined) {
+      throw new OAuthError('invalid_client', {
+        description: 'Client authentication failed',
+        log: 'bad assertion type',
+      })
+    }
+    const subject = assertionSubject(assertion)
+    if (subject === undefined || (bodyId !== undefined && bodyId !== subject)) {
+      throw new OAuthError('invalid_client', {
+        description: 'Client authentication failed',
+        log: 'assertion sub',
+      })
+    }
+    return { clientId: subject, secret: undefined, method: 'private_key_jwt', assertion }
+  }
   if (basic !== undefined) {
     if (bodySecret !== undefined || (bodyId !== undefined && bodyId !== basic.clientId)) {
       throw new OAuthError('invalid_request', { description: 'Use one client authentication method' })
@@ -72,6 +105,7 @@ export async function checkClientCredentials(
   client: OAuthClientRow | undefined,
   credentials: ClientCredentials,
   now: Date,
+  assertionContext?: AssertionContext,
 ): Promise<OAuthClientRow> {
   const basicAuth = credentials.method === 'client_secret_basic'
   const fail = (log: string) =>
@@ -83,6 +117,22 @@ export async function checkClientCredentials(
   }
   if (client.disabledAt !== null) {
     throw fail('client disabled')
+  }
+  if (client.tokenEndpointAuthMethod === 'private_key_jwt' || credentials.method === 'private_key_jwt') {
+    if (
+      client.tokenEndpointAuthMethod !== credentials.method ||
+      credentials.assertion === undefined ||
+      assertionContext === undefined
+    ) {
+      throw fail(`auth method ${credentials.method} but registered ${client.tokenEndpointAuthMethod}`)
+    }
+    const { config, endpoint, x } = assertionContext
+    const verified = await verifyClientAssertion(config, client, credentials.assertion, endpoint, now)
+    // RFC 7523 §3: each jti once (until the assertion expires), concurrent replays included.
+    if (!(await spendProofJti(x, verified.jtiHash, verified.expiresAt))) {
+      throw fail('assertion jti replayed')
+    }
+    return client
   }
   if (client.tokenEndpointAuthMethod === 'none') {
     if (credentials.method !== 'none') {
@@ -117,5 +167,9 @@ export async function authenticateClient(
   now: Date,
 ): Promise<OAuthClientRow> {
   const credentials = readClientCredentials(c, params)
-  return checkClientCredentials(await findClient(x, credentials.clientId), credentials, now)
+  return checkClientCredentials(await findClient(x, credentials.clientId), credentials, now, {
+    config: c.var.config,
+    endpoint: `${c.var.config.issuer}${c.req.path}`,
+    x,
+  })
 }

@@ -6,6 +6,7 @@ import {
   TOKEN_ENDPOINT_AUTH_METHODS,
   type TokenEndpointAuthMethod,
 } from '../../db/schema'
+import { SECRETLESS_AUTH_METHODS } from '../../db/schema/constants'
 import type { Config } from '../config'
 import { MAX_REDIRECT_URIS, redirectUriProblem } from './redirect-uri'
 
@@ -31,6 +32,7 @@ const MAX_NAME = 200
 const MAX_URI = 2000
 const MAX_SCOPE = 1000
 const MAX_CONTACTS = 10
+const PRIVATE_JWK_FIELDS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k']
 /** Registered metadata we keep verbatim so RFC 7592 reads return it. */
 const PASSTHROUGH_FIELDS = ['tos_uri', 'policy_uri', 'software_id', 'software_version'] as const
 
@@ -271,6 +273,44 @@ function readMetadata(input: unknown, config: Config, options: MetadataOptions):
   if (postLogout !== undefined && postLogout.length > 0) {
     metadata.post_logout_redirect_uris = postLogout
   }
+  // RFC 7523 §2.2 / RFC 7591 §2: a private_key_jwt client registers its public keys, inline or by URL.
+  const jwks = body.jwks
+  const jwksUri = optionalWebUri(body, 'jwks_uri')
+  if (jwks !== undefined && jwksUri !== null) {
+    throw new MetadataIssue('invalid_client_metadata', 'jwks', 'use jwks or jwks_uri, not both')
+  }
+  if (jwks !== undefined) {
+    const keys = (jwks as { keys?: unknown } | null)?.keys
+    if (
+      typeof jwks !== 'object' ||
+      jwks === null ||
+      !Array.isArray(keys) ||
+      keys.length === 0 ||
+      keys.length > 10 ||
+      keys.some((k) => typeof k !== 'object' || k === null || PRIVATE_JWK_FIELDS.some((f) => f in k)) ||
+      JSON.stringify(jwks).length > 20_000
+    ) {
+      throw new MetadataIssue('invalid_client_metadata', 'jwks', 'must be a JWK set of 1 to 10 public keys')
+    }
+    metadata.jwks = { keys }
+  }
+  if (jwksUri !== null) {
+    if (!jwksUri.startsWith('https://')) {
+      throw new MetadataIssue('invalid_client_metadata', 'jwks_uri', 'must be an https URL')
+    }
+    metadata.jwks_uri = jwksUri
+  }
+  if (tokenEndpointAuthMethod === 'private_key_jwt' && jwks === undefined && jwksUri === null) {
+    throw new MetadataIssue('invalid_client_metadata', 'jwks', 'private_key_jwt needs jwks or jwks_uri')
+  }
+  if (tokenEndpointAuthMethod === 'private_key_jwt') {
+    metadata.token_endpoint_auth_signing_alg = oneOf(
+      body,
+      'token_endpoint_auth_signing_alg',
+      ID_TOKEN_ALGS,
+      'ES256',
+    )
+  }
   // RFC 9126 §6: true means this client's authorization requests must be pushed first.
   const requirePar = body.require_pushed_authorization_requests
   if (requirePar !== undefined && typeof requirePar !== 'boolean') {
@@ -339,7 +379,7 @@ export function clientInformation(
   if (client.logoUri !== null) {
     body.logo_uri = client.logoUri
   }
-  if (client.tokenEndpointAuthMethod !== 'none') {
+  if (!(SECRETLESS_AUTH_METHODS as readonly string[]).includes(client.tokenEndpointAuthMethod)) {
     body.client_secret_expires_at = client.clientSecretExpiresAt
       ? Math.floor(client.clientSecretExpiresAt.getTime() / 1000)
       : 0

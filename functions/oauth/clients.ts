@@ -1,7 +1,7 @@
 import type { HttpDb } from '../../db/client'
 import { insertClientStatement } from '../../db/queries/oauth-clients'
 import type { OAuthClientRow } from '../../db/queries/oauth-tokens'
-import { DEFAULT_TENANT_ID } from '../../db/schema/constants'
+import { DEFAULT_TENANT_ID, SECRETLESS_AUTH_METHODS } from '../../db/schema/constants'
 import { type AuditEvent, auditStatement } from '../audit/record'
 import type { Config } from '../config'
 import { sha256Hex } from '../crypto/hash'
@@ -30,7 +30,12 @@ export async function createClient(
     audit: (client: { clientId: string; tenantId: string }) => AuditEvent
   },
 ): Promise<CreatedClient> {
-  const clientSecret = metadata.tokenEndpointAuthMethod === 'none' ? undefined : randomToken(32)
+  // Public clients and private_key_jwt clients (RFC 7523) have no secret.
+  const clientSecret = (SECRETLESS_AUTH_METHODS as readonly string[]).includes(
+    metadata.tokenEndpointAuthMethod,
+  )
+    ? undefined
+    : randomToken(32)
   const registrationAccessToken = options.registrationAccessToken ? randomToken(32) : undefined
   const clientId = randomToken(16)
   const [rows] = await db.batch([

@@ -48,6 +48,11 @@ export const introspect = new Hono<AppEnv>().post('/', async (c) => {
     throw new OAuthError('invalid_client', { description: 'Introspection needs client authentication' })
   }
   const token = requiredParam(params, 'token', 8192)
+  const assertionContext = {
+    config: c.var.config,
+    endpoint: `${c.var.config.issuer}${c.req.path}`,
+    x: c.var.db.http,
+  }
   if (looksLikeJwt(token)) {
     let claims: AccessTokenClaims | undefined
     try {
@@ -64,7 +69,7 @@ export const introspect = new Hono<AppEnv>().post('/', async (c) => {
         userId: isClientToken(claims) ? null : claims.sub,
         tokenClientId: claims.client_id,
       })
-      const caller = await checkClientCredentials(state?.client, credentials, now)
+      const caller = await checkClientCredentials(state?.client, credentials, now, assertionContext)
       if (!mayIntrospect(caller, claims)) {
         return c.json(INACTIVE, 200, NO_STORE)
       }
@@ -96,7 +101,12 @@ export const introspect = new Hono<AppEnv>().post('/', async (c) => {
         NO_STORE,
       )
     }
-    await checkClientCredentials(await findClient(c.var.db.http, credentials.clientId), credentials, now)
+    await checkClientCredentials(
+      await findClient(c.var.db.http, credentials.clientId),
+      credentials,
+      now,
+      assertionContext,
+    )
     return c.json(INACTIVE, 200, NO_STORE)
   }
   // Refresh tokens are introspectable only by the client they were issued to. The client and the
@@ -106,7 +116,7 @@ export const introspect = new Hono<AppEnv>().post('/', async (c) => {
     findClientStatement(c.var.db.http, credentials.clientId),
     findLiveRefreshTokenStatement(c.var.db.http, tokenHash, credentials.clientId, now),
   ])
-  const client = await checkClientCredentials(clients[0], credentials, now)
+  const client = await checkClientCredentials(clients[0], credentials, now, assertionContext)
   const refresh = liveRefreshToken(tokens)
   if (refresh === undefined) {
     return c.json(INACTIVE, 200, NO_STORE)

@@ -8,6 +8,7 @@ import {
 import type { OAuthClientRow } from '../../db/queries/oauth-tokens'
 import { resourceScopeNames } from '../../db/queries/resource-servers'
 import { claimAttempts, retryAfterSeconds } from '../../db/queries/throttle'
+import { SECRETLESS_AUTH_METHODS } from '../../db/schema/constants'
 import { auditStatement } from '../audit/record'
 import { secretsEqual } from '../crypto/compare'
 import { sha256Hex } from '../crypto/hash'
@@ -172,9 +173,15 @@ export const register = new Hono<AppEnv>()
       ...c.var.config.anonymousRegistrationGrantTypes,
       ...client.grantTypes,
     ])
-    if ((metadata.tokenEndpointAuthMethod === 'none') !== (client.tokenEndpointAuthMethod === 'none')) {
+    if (
+      metadata.tokenEndpointAuthMethod !== client.tokenEndpointAuthMethod &&
+      [metadata.tokenEndpointAuthMethod, client.tokenEndpointAuthMethod].some((m) =>
+        (SECRETLESS_AUTH_METHODS as readonly string[]).includes(m),
+      )
+    ) {
       throw new OAuthError('invalid_client_metadata', {
-        description: 'token_endpoint_auth_method cannot switch between public and confidential',
+        description:
+          'token_endpoint_auth_method cannot switch between public, private_key_jwt and secret methods',
       })
     }
     // The change and its audit row commit together (one batch).
@@ -214,7 +221,11 @@ export const register = new Hono<AppEnv>()
 
 const METADATA = v.object({
   redirect_uris: v.optional(v.array(v.string())),
-  token_endpoint_auth_method: v.optional(v.picklist(['client_secret_basic', 'client_secret_post', 'none'])),
+  token_endpoint_auth_method: v.optional(
+    v.picklist(['client_secret_basic', 'client_secret_post', 'none', 'private_key_jwt']),
+  ),
+  jwks: v.optional(v.object({ keys: v.array(v.record(v.string(), v.unknown())) })),
+  jwks_uri: v.optional(v.string()),
   grant_types: v.optional(v.array(v.string())),
   response_types: v.optional(v.array(v.string())),
   application_type: v.optional(v.picklist(['web', 'native'])),

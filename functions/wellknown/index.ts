@@ -2,6 +2,7 @@ import { Hono } from 'hono'
 import * as v from 'valibot'
 import type { Config } from '../config'
 import type { AppEnv } from '../env'
+import { CLIENT_ASSERTION_ALGS } from '../oauth/client-assertion'
 import { ID_TOKEN_ALGS } from '../oauth/client-metadata'
 import { documentRoute } from '../openapi/registry'
 import { DPOP_SIGNING_ALGS } from '../tokens/dpop'
@@ -47,9 +48,26 @@ export function serverMetadata(config: Config): Record<string, unknown> {
       'urn:ietf:params:oauth:grant-type:token-exchange',
     ],
     code_challenge_methods_supported: ['S256'],
-    token_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'none'],
-    revocation_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'none'],
-    introspection_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
+    token_endpoint_auth_methods_supported: [
+      'client_secret_basic',
+      'client_secret_post',
+      'none',
+      'private_key_jwt',
+    ],
+    token_endpoint_auth_signing_alg_values_supported: CLIENT_ASSERTION_ALGS,
+    revocation_endpoint_auth_methods_supported: [
+      'client_secret_basic',
+      'client_secret_post',
+      'none',
+      'private_key_jwt',
+    ],
+    revocation_endpoint_auth_signing_alg_values_supported: CLIENT_ASSERTION_ALGS,
+    introspection_endpoint_auth_methods_supported: [
+      'client_secret_basic',
+      'client_secret_post',
+      'private_key_jwt',
+    ],
+    introspection_endpoint_auth_signing_alg_values_supported: CLIENT_ASSERTION_ALGS,
     authorization_response_iss_parameter_supported: true,
     dpop_signing_alg_values_supported: DPOP_SIGNING_ALGS,
     subject_types_supported: ['public'],

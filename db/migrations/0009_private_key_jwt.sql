@@ -1,0 +1,4 @@
+ALTER TABLE "oauth_clients" DROP CONSTRAINT "oauth_clients_auth_method_ck";--> statement-breakpoint
+ALTER TABLE "oauth_clients" DROP CONSTRAINT "oauth_clients_secret_ck";--> statement-breakpoint
+ALTER TABLE "oauth_clients" ADD CONSTRAINT "oauth_clients_auth_method_ck" CHECK ("oauth_clients"."token_endpoint_auth_method" in ('client_secret_basic', 'client_secret_post', 'none', 'private_key_jwt'));--> statement-breakpoint
+ALTER TABLE "oauth_clients" ADD CONSTRAINT "oauth_clients_secret_ck" CHECK (("oauth_clients"."token_endpoint_auth_method" in ('none', 'private_key_jwt')) = ("oauth_clients"."client_secret_hash" is null));

@@ -1,0 +1,176 @@
+import { sql } from 'drizzle-orm'
+import { exportJWK, generateKeyPair, SignJWT } from 'jose'
+import { describe, expect, it } from 'vitest'
+import { testDb } from '../helpers/db'
+import { adminClient, ISSUER, postForm, type TestClient } from '../helpers/oauth'
+import { call, postJson } from '../helpers/worker'
+
+const ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer'
+const TOKEN_URL = `${ISSUER}/oauth/token`
+
+interface Agent {
+  client: TestClient
+  privateKey: CryptoKey
+  kid: string
+}
+
+async function agent(alg = 'ES256', extra: Record<string, unknown> = {}): Promise<Agent> {
+  const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true })
+  const kid = crypto.randomUUID()
+  const jwk = { ...(await exportJWK(publicKey)), kid, alg }
+  const client = await adminClient({
+    client_name: 'Agent',
+    token_endpoint_auth_method: 'private_key_jwt',
+    token_endpoint_auth_signing_alg: alg,
+    jwks: { keys: [jwk] },
+    grant_types: ['client_credentials'],
+    scope: 'apikeys:verify',
+    ...extra,
+  })
+  return { client, privateKey, kid }
+}
+
+interface AssertionOptions {
+  aud?: string
+  expIn?: number
+  iatOffset?: number
+  jti?: string
+  key?: CryptoKey
+  alg?: string
+  sub?: string
+}
+
+function assertion(a: Agent, o: AssertionOptions = {}): Promise<string> {
+  const now = Math.floor(Date.now() / 1000)
+  return new SignJWT({ jti: o.jti ?? crypto.randomUUID() })
+    .setProtectedHeader({ alg: o.alg ?? 'ES256', kid: a.kid })
+    .setIssuer(a.client.client_id)
+    .setSubject(o.sub ?? a.client.client_id)
+    .setAudience(o.aud ?? TOKEN_URL)
+    .setIssuedAt(now + (o.iatOffset ?? 0))
+    .setExpirationTime(now + (o.expIn ?? 60))
+    .sign(o.key ?? a.privateKey)
+}
+
+function tokenWith(clientAssertion: string, extra: Record<string, string> = {}): Promise<Response> {
+  return postForm('/oauth/token', {
+    grant_type: 'client_credentials',
+    client_assertion_type: ASSERTION_TYPE,
+    client_assertion: clientAssertion,
+    ...extra,
+  })
+}
+
+async function issued(clientId: string): Promise<number> {
+  const result = await testDb().execute(
+    sql`select count(*)::int as n from audit_events where type = 'token_issued' and client_id = ${clientId}`,
+  )
+  return Number((result.rows[0] as { n: number } | undefined)?.n ?? 0)
+}
+
+describe('private_key_jwt client authentication (RFC 7523 §2.2)', () => {
+  it.each(['ES256', 'RS256', 'EdDSA'])(
+    'an agent registered with its %s key gets a token; discovery lists the method',
+    async (alg) => {
+      const a = await agent(alg)
+      expect(a.client.client_secret).toBeUndefined()
+      const res = await tokenWith(await assertion(a, { alg }))
+      expect(res.status, await res.clone().text()).toBe(200)
+      const meta = (await (await call('/.well-known/oauth-authorization-server')).json()) as Record<
+        string,
+        string[]
+      >
+      expect(meta.token_endpoint_auth_methods_supported).toContain('private_key_jwt')
+    },
+  )
+
+  it('the issuer is an accepted aud too; introspection and revocation take an assertion', async () => {
+    const a = await agent()
+    const res = await tokenWith(await assertion(a, { aud: ISSUER }))
+    const { access_token: token } = (await res.json()) as { access_token: string }
+    const introspected = await postForm('/oauth/introspect', {
+      token,
+      client_assertion_type: ASSERTION_TYPE,
+      client_assertion: await assertion(a, { aud: `${ISSUER}/oauth/introspect` }),
+    })
+    expect(((await introspected.json()) as { active: boolean }).active).toBe(true)
+    const revoked = await postForm('/oauth/revoke', {
+      token,
+      client_assertion_type: ASSERTION_TYPE,
+      client_assertion: await assertion(a, { aud: `${ISSUER}/oauth/revoke` }),
+    })
+    expect(revoked.status).toBe(200)
+  })
+
+  it.each<[string, (a: Agent) => Promise<string>]>([
+    ['expired', (a) => assertion(a, { expIn: -10 })],
+    ['living too long', (a) => assertion(a, { expIn: 3600 })],
+    ['issued in the future', (a) => assertion(a, { iatOffset: 600, expIn: 200 })],
+    ['for another audience', (a) => assertion(a, { aud: 'https://elsewhere.example.com/token' })],
+    [
+      'signed by another key',
+      async (a) => assertion(a, { key: (await generateKeyPair('ES256')).privateKey }),
+    ],
+    ['naming another client', async (a) => assertion(a, { sub: (await agent()).client.client_id })],
+  ])('refuses an assertion %s with invalid_client and issues nothing', async (_name, make) => {
+    const a = await agent()
+    const res = await tokenWith(await make(a))
+    expect(res.status).toBe(401)
+    expect(((await res.json()) as { error: string }).error).toBe('invalid_client')
+    expect(await issued(a.client.client_id)).toBe(0)
+  })
+
+  it('a client secret is refused for a private_key_jwt client, and an assertion with a secret too', async () => {
+    const a = await agent()
+    const res = await postForm('/oauth/token', {
+      grant_type: 'client_credentials',
+      client_id: a.client.client_id,
+      client_secret: 'anything',
+    })
+    expect(res.status).toBe(401)
+    const both = await tokenWith(await assertion(a), { client_secret: 'x' })
+    expect(both.status).toBe(400)
+  })
+
+  it('20 concurrent uses of one assertion: exactly one token', async () => {
+    const a = await agent()
+    const one = await assertion(a)
+    const answers = await Promise.all(Array.from({ length: 20 }, () => tokenWith(one)))
+    const statuses = answers.map((r) => r.status)
+    expect(statuses.filter((s) => s === 200)).toHaveLength(1)
+    expect(statuses.filter((s) => s === 401)).toHaveLength(19)
+    expect(await issued(a.client.client_id)).toBe(1)
+  })
+
+  it.each([
+    ['a jwks_uri at a private address', { jwks_uri: 'https://10.0.0.1/jwks.json' }],
+    ['a jwks_uri on localhost', { jwks_uri: 'https://localhost/jwks.json' }],
+  ])('with %s the token request is invalid_client (no fetch leaves for it)', async (_name, keys) => {
+    const { privateKey } = await generateKeyPair('ES256')
+    const client = await adminClient({
+      token_endpoint_auth_method: 'private_key_jwt',
+      grant_types: ['client_credentials'],
+      scope: 'apikeys:verify',
+      ...keys,
+    })
+    const a: Agent = { client, privateKey, kid: 'k' }
+    const res = await tokenWith(await assertion(a))
+    expect(res.status).toBe(401)
+    expect(await issued(client.client_id)).toBe(0)
+  })
+
+  it.each([
+    ['no keys', {}],
+    ['both jwks and jwks_uri', { jwks: { keys: [{ kty: 'EC' }] }, jwks_uri: 'https://a.example.com/jwks' }],
+    ['a private key in jwks', { jwks: { keys: [{ kty: 'EC', d: 'secret' }] } }],
+    ['an http jwks_uri', { jwks_uri: 'http://a.example.com/jwks' }],
+  ])('registration refuses private_key_jwt with %s', async (_name, keys) => {
+    const res = await postJson('/oauth/register', {
+      token_endpoint_auth_method: 'private_key_jwt',
+      redirect_uris: ['https://a.example.com/cb'],
+      ...keys,
+    })
+    expect(res.status).toBe(400)
+    expect(((await res.json()) as { error: string }).error).toBe('invalid_client_metadata')
+  })
+})
