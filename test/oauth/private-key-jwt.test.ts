@@ -1,5 +1,7 @@
+import { SELF } from 'cloudflare:test'
 import { sql } from 'drizzle-orm'
 import { exportJWK, generateKeyPair, SignJWT } from 'jose'
+import * as oidc from 'openid-client'
 import { describe, expect, it } from 'vitest'
 import { testDb } from '../helpers/db'
 import { adminClient, ISSUER, postForm, type TestClient } from '../helpers/oauth'
@@ -172,5 +174,24 @@ describe('private_key_jwt client authentication (RFC 7523 §2.2)', () => {
     })
     expect(res.status).toBe(400)
     expect(((await res.json()) as { error: string }).error).toBe('invalid_client_metadata')
+  })
+
+  it('interop: openid-client PrivateKeyJwt, unmodified, for client_credentials and introspection', async () => {
+    const a = await agent()
+    const config = await oidc.discovery(
+      new URL(ISSUER),
+      a.client.client_id,
+      undefined,
+      oidc.PrivateKeyJwt({ key: a.privateKey, kid: a.kid }),
+      {
+        execute: [oidc.allowInsecureRequests],
+        [oidc.customFetch]: (url: string, init: oidc.CustomFetchOptions) =>
+          SELF.fetch(url, init as unknown as RequestInit) as unknown as Promise<Response>,
+      },
+    )
+    const tokens = await oidc.clientCredentialsGrant(config, { scope: 'apikeys:verify' })
+    expect(tokens.access_token).toBeTruthy()
+    const info = await oidc.tokenIntrospection(config, tokens.access_token)
+    expect(info.active).toBe(true)
   })
 })
