@@ -7,6 +7,7 @@ import { claimAttempts, retryAfterSeconds } from '../../db/queries/throttle'
 import {
   insertEmailVerificationStatement,
   insertUserStatement,
+  issueEmailVerificationForEmail,
   issuePasswordResetForEmail,
   type UserRow,
   updatePasswordStatement,
@@ -251,4 +252,26 @@ export async function changePassword(
   if (session !== undefined) {
     setSessionCookie(c, { token, id: session.id, expiresAt, remember })
   }
+}
+
+/** Queues a new verification link if the address has an unverified account (cooldown applies). */
+export async function resendVerification(c: Context<AppEnv>, email: string): Promise<void> {
+  const config = c.var.config
+  const now = new Date()
+  const token = randomToken(32)
+  const message = renderVerificationEmail(
+    accountLink(config.issuer, VERIFY_EMAIL_PATH, token),
+    config.emailVerificationTtlSeconds,
+    config.brand,
+  )
+  const outboxId = await issueEmailVerificationForEmail(c.var.db.http, {
+    tenantId: DEFAULT_TENANT_ID,
+    email,
+    tokenHash: await sha256Hex(token),
+    now,
+    expiresAt: new Date(now.getTime() + config.emailVerificationTtlSeconds * 1000),
+    cooldownSince: new Date(now.getTime() - ACCOUNT_MAIL_COOLDOWN_SECONDS * 1000),
+    message,
+  })
+  deliverSoon(c, outboxId === undefined ? [] : [outboxId])
 }

@@ -1,26 +1,16 @@
 import { type Context, Hono } from 'hono'
 import * as v from 'valibot'
 import { endSessionAudited, findLiveSessionWithUser } from '../../db/queries/sessions'
-import { issueEmailVerificationForEmail, updateDisplayNameStatement } from '../../db/queries/users'
-import { DEFAULT_TENANT_ID } from '../../db/schema/constants'
+import { updateDisplayNameStatement } from '../../db/queries/users'
 import { auditRow, auditStatement } from '../audit/record'
 import { sha256Hex } from '../crypto/hash'
-import { randomToken } from '../crypto/random'
-import { accountLink, deliverSoon } from '../email/outbox'
-import { renderVerificationEmail } from '../email/templates'
 import type { AppEnv } from '../env'
 import { ProblemError } from '../errors/problem'
 import { authenticate } from '../middleware/authenticate'
 import { clientIp } from '../middleware/client-ip'
 import { documentRoute } from '../openapi/registry'
 import { jsonBody } from '../validation/json-body'
-import {
-  ACCOUNT_MAIL_COOLDOWN_SECONDS,
-  changePassword,
-  registerAccount,
-  requestPasswordReset,
-  VERIFY_EMAIL_PATH,
-} from './account-actions'
+import { changePassword, registerAccount, requestPasswordReset, resendVerification } from './account-actions'
 import { confirmPasswordReset, verifyEmailToken } from './account-tokens'
 import { endUserAccess } from './end-user-access'
 import { resetPasswordForm, resetPasswordPage, verifyEmailForm, verifyEmailPage } from './link-pages'
@@ -36,12 +26,7 @@ import {
   UserResponse,
   VerifyEmailBody,
 } from './schemas'
-import {
-  clearSessionCookie,
-  readSessionToken,
-  sameOriginOnly,
-  slideSession,
-} from './session-cookie'
+import { clearSessionCookie, readSessionToken, sameOriginOnly, slideSession } from './session-cookie'
 import { toUserJson } from './user-view'
 
 const NO_STORE = { 'cache-control': 'no-store' }
@@ -279,24 +264,7 @@ export const auth = new Hono<AppEnv>()
       }
       email = found.user.email
     }
-    const config = c.var.config
-    const now = new Date()
-    const token = randomToken(32)
-    const message = renderVerificationEmail(
-      accountLink(config.issuer, VERIFY_EMAIL_PATH, token),
-      config.emailVerificationTtlSeconds,
-      config.brand,
-    )
-    const outboxId = await issueEmailVerificationForEmail(c.var.db.http, {
-      tenantId: DEFAULT_TENANT_ID,
-      email,
-      tokenHash: await sha256Hex(token),
-      now,
-      expiresAt: new Date(now.getTime() + config.emailVerificationTtlSeconds * 1000),
-      cooldownSince: new Date(now.getTime() - ACCOUNT_MAIL_COOLDOWN_SECONDS * 1000),
-      message,
-    })
-    deliverSoon(c, outboxId === undefined ? [] : [outboxId])
+    await resendVerification(c, email)
     // 202 whatever happened: the answer never tells whether the address has an account.
     return c.body(null, 202, NO_STORE)
   })

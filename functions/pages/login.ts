@@ -16,6 +16,8 @@ interface LoginFormState {
   returnTo: string
   remember: boolean
   error?: string
+  /** The account waits for its address to be confirmed: offer a new link. */
+  offerResend?: boolean
 }
 
 /** One "Continue with …" link per enabled provider (issue 13), carrying return_to through the flow. */
@@ -45,6 +47,7 @@ async function renderLogin(c: Context<AppEnv>, state: LoginFormState, status: 20
     html`<h1>Sign in</h1>
       <p class="lead">Use your ${c.var.config.brand.name} account to continue.</p>
       ${state.error === undefined ? '' : html`<div class="error" role="alert">${state.error}</div>`}
+      ${state.offerResend === true ? html`<p><a href="/signup/resend">Send me a new confirmation link</a></p>` : ''}
       <form method="post" action="/login" novalidate>
         <input type="hidden" name="${CSRF_FIELD}" value="${csrf}" />
         <input type="hidden" name="return_to" value="${state.returnTo}" />
@@ -131,5 +134,9 @@ export const loginPage = new Hono<AppEnv>()
       account_suspended: 'This account is suspended.',
       email_unverified: 'Confirm your email address first: follow the link we sent you.',
     }
-    return renderLogin(c, { ...state, error: messages[outcome.kind] }, problem.status as FailureStatus)
+    return renderLogin(
+      c,
+      { ...state, error: messages[outcome.kind], offerResend: outcome.kind === 'email_unverified' },
+      problem.status as FailureStatus,
+    )
   })

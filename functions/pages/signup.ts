@@ -1,7 +1,7 @@
 import { type Context, Hono } from 'hono'
 import { html } from 'hono/html'
 import * as v from 'valibot'
-import { registerAccount } from '../auth/account-actions'
+import { registerAccount, resendVerification } from '../auth/account-actions'
 import { signIn } from '../auth/login-edge'
 import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../auth/password-policy'
 import { DISPLAY_NAME_MAX_LENGTH, DisplayName, EMAIL_MAX_LENGTH, Email } from '../auth/schemas'
@@ -76,8 +76,34 @@ function createdPage(c: Context<AppEnv>, email: string, state: 'pending' | 'unve
     'Check your email',
     html`<h1>Check your email</h1>
       <div class="notice" role="status" data-testid="signup-state">We sent a link to <strong>${email}</strong>.</div>
-      <p class="lead">Open it to confirm your address, then sign in. Nothing there? Look in spam, or wait a minute and sign in to ask for a new link.</p>
+      <p class="lead">Open it to confirm your address, then sign in. Nothing there? Look in spam, or <a href="/signup/resend">ask for a new link</a> in a minute.</p>
       <div class="row"><a href="/login" style="flex:1"><button type="button" class="secondary">Back to sign in</button></a></div>`,
+  )
+}
+
+/** `GET/POST /signup/resend`: a new confirmation link, the HTML face of /auth/verify-email/resend. */
+async function renderResend(
+  c: Context<AppEnv>,
+  email: string,
+  error?: string,
+  status: 200 | 400 | 403 = 200,
+) {
+  const csrf = await issueCsrfToken(c)
+  return sendPage(
+    c,
+    'Confirm your email',
+    html`<h1>Get a new confirmation link</h1>
+      <p class="lead">Enter the address you signed up with.</p>
+      ${error === undefined ? '' : html`<div class="error" role="alert">${error}</div>`}
+      <form method="post" action="/signup/resend" novalidate>
+        <input type="hidden" name="${CSRF_FIELD}" value="${csrf}" />
+        <label for="email">Email</label>
+        <input id="email" name="email" type="email" autocomplete="email" required maxlength="${EMAIL_MAX_LENGTH}"
+          value="${email}" />
+        <div class="row"><button type="submit">Send a new link</button></div>
+      </form>
+      <div class="links"><a href="/login">Back to sign in</a></div>`,
+    status,
   )
 }
 
@@ -167,4 +193,29 @@ export const signupPage = new Hono<AppEnv>()
     // Nothing to wait for: sign in through the one sign-in path (throttle, audit, session).
     const outcome = await signIn(c, { email: email.output, password, remember: false }, 'form')
     return outcome.kind === 'ok' ? c.redirect(state.returnTo, 303) : c.redirect('/login', 303)
+  })
+  .get('/resend', (c) => renderResend(c, ''))
+  .post('/resend', async (c) => {
+    const form = await c.req.parseBody()
+    const raw = formField(form, 'email').slice(0, EMAIL_MAX_LENGTH)
+    try {
+      await verifyCsrf(c, form[CSRF_FIELD])
+    } catch {
+      return renderResend(c, raw, 'This form expired. Please try again.', 403)
+    }
+    const email = v.safeParse(Email, raw)
+    if (!email.success) {
+      return renderResend(c, raw, 'Enter a valid email address.', 400)
+    }
+    await resendVerification(c, email.output)
+    // The same page whether or not the address has an unverified account.
+    return sendPage(
+      c,
+      'Check your email',
+      html`<h1>Check your email</h1>
+        <div class="notice" role="status" data-testid="resend-sent">
+          If <strong>${email.output}</strong> has an account waiting for confirmation, we sent it a new link.
+        </div>
+        <div class="links"><a href="/login">Back to sign in</a></div>`,
+    )
   })

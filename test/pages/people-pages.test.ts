@@ -1,4 +1,4 @@
-import { and, eq } from 'drizzle-orm'
+import { and, eq, sql } from 'drizzle-orm'
 import { describe, expect, it } from 'vitest'
 import { auditEvents, emailOutbox, users } from '../../db/schema'
 import {
@@ -170,6 +170,51 @@ describe('/signup', () => {
     expect(second.status).toBe(429)
     expect(second.headers.get('retry-after')).toMatch(/^\d+$/)
     expect(await second.text()).toContain('Too many sign-ups')
+  })
+})
+
+describe('/signup/resend and the unverified sign-in', () => {
+  it('offers a new link when sign-in needs a confirmed address, and sends it only to an unverified account', async () => {
+    const vars = { REQUIRE_EMAIL_VERIFICATION: 'true' }
+    const email = uniqueEmail()
+    const created = await signUp({ email, password: STRONG_PASSWORD }, vars)
+    expect(created.status).toBe(200)
+    const login = await open('/login', vars)
+    const refused = await post(
+      '/login',
+      { csrf_token: login.csrf.field, email, password: STRONG_PASSWORD },
+      login.csrf.cookie,
+      vars,
+    )
+    const refusedPage = await refused.text()
+    expect(refused.status).toBe(403)
+    expect(refusedPage).toContain('href="/signup/resend"')
+
+    await testDb()
+      .update(emailOutbox)
+      .set({ createdAt: new Date(0) })
+      .where(eq(emailOutbox.toAddress, email))
+    const form = await open('/signup/resend', vars)
+    // The per-user cooldown (one message a minute) still applies: move the first token back.
+    await testDb().execute(
+      sql`update email_verifications set created_at = now() - interval '2 minutes' where email = ${email}`,
+    )
+    const sent = await post('/signup/resend', { csrf_token: form.csrf.field, email }, form.csrf.cookie, vars)
+    const sentPage = await sent.text()
+    expect(sent.status, sentPage).toBe(200)
+    const mail = await testDb().select().from(emailOutbox).where(eq(emailOutbox.toAddress, email))
+    expect(mail.filter((m) => m.template === 'verify_email')).toHaveLength(2)
+
+    const verified = await seedUser()
+    const other = await post(
+      '/signup/resend',
+      { csrf_token: form.csrf.field, email: verified.email },
+      form.csrf.cookie,
+      vars,
+    )
+    expect((await other.text()).replace(verified.email, email)).toBe(sentPage)
+    const none = await testDb().select().from(emailOutbox).where(eq(emailOutbox.toAddress, verified.email))
+    expect(none).toHaveLength(0)
   })
 })
 
