@@ -302,3 +302,21 @@ export async function deviceDecide(user: SeededUser, userCode: string, decision:
 export function devicePoll(clientId: string, deviceCode: string): Promise<Response> {
   return postForm('/oauth/token', { grant_type: DEVICE_GRANT, device_code: deviceCode, client_id: clientId })
 }
+
+/**
+ * Registers `identifier` as a resource server (issue 11: an unregistered `resource` is
+ * invalid_target), or leaves the one already registered; files share the database.
+ */
+export async function ensureResourceServer(
+  identifier: string,
+  scopes: { name: string; description: string }[] = [],
+): Promise<void> {
+  const res = await postJson(
+    '/admin/resource-servers',
+    { identifier, display_name: new URL(identifier).host, scopes },
+    adminHeaders(),
+  )
+  if (res.status !== 201 && res.status !== 409) {
+    throw new Error(`resource server: ${res.status} ${await res.text()}`)
+  }
+}

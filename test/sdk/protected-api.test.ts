@@ -1,13 +1,26 @@
 import { env, SELF } from 'cloudflare:test'
-import { describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it } from 'vitest'
 import { createProtectedApi } from '../../examples/protected-api/src/index'
 import { bearerToken, clientCredentials, createPortcullis, withPortcullis } from '../../sdk/src/index'
 import { createKeyAsAdmin, setQuotaUsed } from '../helpers/apikeys'
-import { adminClient, basicAuth, ISSUER, postForm, type TestClient } from '../helpers/oauth'
+import {
+  adminClient,
+  basicAuth,
+  ensureResourceServer,
+  ISSUER,
+  postForm,
+  type TestClient,
+} from '../helpers/oauth'
 import { describeResponse } from '../helpers/worker'
 
 const AUDIENCE = 'https://api.example.com'
 const API = 'https://api.example.com'
+
+// Issue 11: a `resource` must name a registered resource server.
+beforeAll(async () => {
+  await ensureResourceServer(AUDIENCE)
+  await ensureResourceServer('https://other.example.com')
+})
 
 async function resourceServer() {
   const client = await adminClient({

@@ -1,7 +1,7 @@
 import { env, SELF } from 'cloudflare:test'
 import { eq } from 'drizzle-orm'
 import { exportJWK, generateKeyPair, SignJWT } from 'jose'
-import { describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it } from 'vitest'
 import { apiKeys } from '../../db/schema'
 import {
   bearerToken,
@@ -13,10 +13,23 @@ import {
 } from '../../sdk/src/index'
 import { createKeyAsAdmin, setQuotaUsed } from '../helpers/apikeys'
 import { testDb } from '../helpers/db'
-import { adminClient, basicAuth, ISSUER, postForm, type TestClient } from '../helpers/oauth'
+import {
+  adminClient,
+  basicAuth,
+  ensureResourceServer,
+  ISSUER,
+  postForm,
+  type TestClient,
+} from '../helpers/oauth'
 import { adminHeaders, describeResponse } from '../helpers/worker'
 
 const AUDIENCE = 'https://api.example.com'
+
+// Issue 11: a `resource` must name a registered resource server.
+beforeAll(async () => {
+  await ensureResourceServer(AUDIENCE)
+  await ensureResourceServer('https://other.example.com')
+})
 
 /** Requests the SDK sent, by path, through the Worker under test (SELF answers for ISSUER). */
 function recordingFetch() {

@@ -8,6 +8,7 @@ import {
   basicAuth,
   clientCredentialsToken,
   DEVICE_GRANT,
+  ensureResourceServer,
   obtainCode,
   postForm,
   seedUser,
@@ -253,6 +254,8 @@ describe('issue 9 #12: repeated JSON keys are refused on /oauth/*', () => {
 
   it('keys repeated only in different objects, or inside strings, are fine', async () => {
     const client = await adminClient({ grant_types: ['client_credentials'], scope: 'apikeys:write' })
+    // Issue 11: the resource must be a registered resource server.
+    await ensureResourceServer('https://r.example/"grant_type":')
     const res = await rawJson(
       '/oauth/token',
       '{"grant_type":"client_credentials","scope":"apikeys:write","resource":"https://r.example/\\"grant_type\\":"}',

@@ -11,6 +11,7 @@ import {
   authorize,
   basicAuth,
   clientCredentialsToken,
+  ensureResourceServer,
   exchangeCode,
   fetchJwks,
   ISSUER,
@@ -441,6 +442,8 @@ describe('session cookie under an https issuer', () => {
 describe('audience of access tokens', () => {
   it('an RFC 8707 resource sets aud', async () => {
     const machine = await adminClient({ grant_types: ['client_credentials'], scope: 'apikeys:verify' })
+    // Issue 11: a resource must be registered; an unregistered one is invalid_target (test/mcp).
+    await ensureResourceServer('https://api.example.com/')
     const res = await postForm(
       '/oauth/token',
       { grant_type: 'client_credentials', resource: 'https://api.example.com/' },
