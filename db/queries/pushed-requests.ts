@@ -19,15 +19,17 @@ export async function findPushedRequest(
   requestUriHash: string,
   clientId: string,
   now: Date,
-): Promise<{ id: string; params: Record<string, string> } | undefined> {
-  const [row] = await queryRows<{ id: string; params: Record<string, string> }>(
+): Promise<{ id: string; params: Record<string, string>; createdAt: Date } | undefined> {
+  const [row] = await queryRows<{ id: string; params: Record<string, string>; created_at: string | Date }>(
     x,
-    sql`select p.id::text as id, p.params from pushed_authorization_requests p
+    sql`select p.id::text as id, p.params, p.created_at from pushed_authorization_requests p
         join oauth_clients c on c.id = p.client_id
         where p.request_uri_hash = ${requestUriHash} and c.client_id = ${clientId}
           and p.consumed_at is null and p.expires_at > ${now}`,
   )
-  return row
+  return row === undefined
+    ? undefined
+    : { id: row.id, params: row.params, createdAt: new Date(row.created_at) }
 }
 
 /**

@@ -27,7 +27,7 @@ export interface AuthorizationRequest {
   /** OIDC `max_age`: seconds since sign-in after which the user must sign in again. */
   maxAge: number | undefined
   /** Set when the parameters came from a pushed request (RFC 9126); the code spends it. */
-  pushed?: { id: string; requestUri: string }
+  pushed?: { id: string; requestUri: string; pushedAt: Date }
 }
 
 /** An error the client should learn about through its (validated) redirect URI. */

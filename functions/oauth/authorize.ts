@@ -106,10 +106,20 @@ export const authorizeEndpoint = new Hono<AppEnv>().get('/', (c) =>
       readOAuthQuery(c),
       new Date(),
     )
-    const found = request.prompt.has('login') ? undefined : await currentSession(c)
+    // A pushed request cannot lose prompt=login or max_age on the way back from /login (they are
+    // not in the URL): a sign-in after the push satisfies them.
+    const pushedAt = request.pushed?.pushedAt
+    const current =
+      request.prompt.has('login') && pushedAt === undefined ? undefined : await currentSession(c)
+    const signedInSincePush =
+      current !== undefined &&
+      pushedAt !== undefined &&
+      current.authenticatedAt.getTime() > pushedAt.getTime()
+    const found = request.prompt.has('login') && !signedInSincePush ? undefined : current
     // OIDC Core §3.1.2.1: a sign-in older than max_age counts as no sign-in.
     const session =
       found !== undefined &&
+      !signedInSincePush &&
       request.maxAge !== undefined &&
       Date.now() - found.authenticatedAt.getTime() > request.maxAge * 1000
         ? undefined

@@ -86,7 +86,7 @@ export async function resolveAuthorizationRequest(
     undefined,
     config,
   )
-  return { ...request, pushed: { id: pushed.id, requestUri } }
+  return { ...request, pushed: { id: pushed.id, requestUri, pushedAt: pushed.createdAt } }
 }
 
 function asOAuthError(error: RedirectableError): OAuthError {

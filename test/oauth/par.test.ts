@@ -2,6 +2,7 @@ import { SELF } from 'cloudflare:test'
 import { sql } from 'drizzle-orm'
 import * as oidc from 'openid-client'
 import { describe, expect, it } from 'vitest'
+import { signIn } from '../helpers/accounts'
 import { testDb } from '../helpers/db'
 import {
   adminClient,
@@ -227,5 +228,19 @@ describe('pushed authorization requests (RFC 9126)', () => {
       idTokenExpected: true,
     })
     expect(tokens.claims()?.sub).toBe(user.id)
+  })
+
+  it('a pushed prompt=login sends the user to sign in once, and a sign-in after the push completes it', async () => {
+    const client = await webClient({ first_party: true })
+    const user = await seedUser()
+    const { body } = await push(client, await pkce(), { prompt: 'login' })
+    const query = { client_id: client.client_id, request_uri: String(body.request_uri) }
+    const first = await authorize(query, user.cookie)
+    expect(first.status).toBe(302)
+    expect(first.headers.get('location') ?? '').toMatch(/^\/login\?return_to=/)
+    const fresh = await signIn(user)
+    const back = await authorize(query, fresh)
+    expect(back.status).toBe(302)
+    expect(new URL(back.headers.get('location') ?? '').searchParams.has('code')).toBe(true)
   })
 })
