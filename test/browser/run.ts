@@ -5,11 +5,12 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { chromium } from 'playwright-core'
+import { type Browser, chromium } from 'playwright-core'
 import { launchLocalDatabase } from '../../db/local/launch'
 import { migrateDatabase } from '../../db/migrate'
 import { assertDisposableTestDatabase } from '../setup/database-guard'
 import { FAKE_CLIENT_ID, FAKE_CLIENT_SECRET, startFakeFederation } from '../setup/fake-federation'
+import { freshTestDatabase } from '../setup/fresh-database'
 import type { BrowserContext, BrowserTest } from './context'
 
 /**
@@ -66,6 +67,30 @@ async function waitHealthy(url: string, wrangler: ChildProcess, timeoutMs: numbe
   throw new Error(`wrangler dev did not become healthy within ${timeoutMs} ms`)
 }
 
+/**
+ * Every page stays on loopback: a request anywhere else (a test client's
+ * https://app.example.com/callback) is answered here and never leaves the machine, and the
+ * page settles on that answer instead of a network-error page that would race the test's next
+ * navigation.
+ */
+function keepTrafficOnLoopback(browser: Browser): Browser {
+  const newContext = browser.newContext.bind(browser)
+  browser.newContext = async (options) => {
+    const context = await newContext(options)
+    await context.route(
+      (url) => !['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname),
+      (route) =>
+        route.fulfill({
+          status: 200,
+          contentType: 'text/html; charset=utf-8',
+          body: '<!doctype html><title>Captured</title><p>Off-loopback request captured by the test harness.</p>',
+        }),
+    )
+    return context
+  }
+  return browser
+}
+
 function selectTests(filters: string[]): string[] {
   const all = readdirSync(import.meta.dirname)
     .filter((f) => f.endsWith('.browser.ts'))
@@ -98,7 +123,10 @@ async function main(): Promise<number> {
     return 1
   }
   const workDir = mkdtempSync(join(tmpdir(), 'portcullis-browser-'))
-  const database = await launchLocalDatabase({ databaseUrl: realUrl, dataDir: join(workDir, 'pg') })
+  // A database of its own: the vitest run before it leaves signing keys sealed under another
+  // MASTER_KEY in the suite's database, which /healthz rightly reports as undecryptable.
+  const browserUrl = realUrl === undefined ? undefined : await freshTestDatabase(realUrl, 'browser')
+  const database = await launchLocalDatabase({ databaseUrl: browserUrl, dataDir: join(workDir, 'pg') })
   let wrangler: ChildProcess | undefined
   // A fake GitHub on loopback, for federated-login.browser.ts.
   const github = await startFakeFederation()
@@ -151,7 +179,9 @@ async function main(): Promise<number> {
       },
     )
     await waitHealthy(baseUrl, wrangler, 60_000)
-    const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS })
+    const browser = keepTrafficOnLoopback(
+      await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS }),
+    )
     const ctx: BrowserContext = { baseUrl, databaseUrl: database.databaseUrl, browser, adminToken }
     let failed = 0
     try {

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { createLocalJWKSet, jwtVerify } from 'jose'
 import pg from 'pg'
-import { migrateDatabase } from '../../db/migrate'
+import { freshTestDatabase } from '../setup/fresh-database'
 
 /**
  * Fault injection (issue 18): `wrangler dev` on its own database, the local gateway as a child
@@ -198,35 +198,6 @@ async function startWorker(options: {
 }
 
 // ---------------------------------------------------------------- the database
-
-async function prepareDatabase(baseUrl: string): Promise<string> {
-  const base = new URL(baseUrl)
-  const name = `${base.pathname.slice(1)}_faults`
-  const admin = new pg.Client({ connectionString: baseUrl })
-  await admin.connect()
-  try {
-    const exists = await admin.query('select 1 from pg_database where datname = $1', [name])
-    if (exists.rowCount === 0) {
-      await admin.query(`create database "${name}"`)
-    }
-    // A previous run that died mid-fault may have left connections disallowed.
-    await admin.query(`alter database "${name}" allow_connections true`)
-  } finally {
-    await admin.end()
-  }
-  const url = Object.assign(new URL(base), { pathname: `/${name}` }).toString()
-  const client = new pg.Client({ connectionString: url })
-  await client.connect()
-  try {
-    await client.query(
-      'drop schema if exists drizzle cascade; drop schema if exists public cascade; create schema public',
-    )
-  } finally {
-    await client.end()
-  }
-  await migrateDatabase(url)
-  return url
-}
 
 /** Runs SQL as the suite's operator, over a connection of its own (never through the gateway). */
 async function operator<T>(databaseUrl: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
@@ -476,7 +447,7 @@ async function main(): Promise<number> {
   let worker: Awaited<ReturnType<typeof startWorker>> | undefined
   const started = Date.now()
   try {
-    const databaseUrl = await prepareDatabase(baseUrl)
+    const databaseUrl = await freshTestDatabase(baseUrl, 'faults')
     const name = databaseName(databaseUrl)
     await gateway.start()
     const masterKey = `k1:${randomBytes(32).toString('base64url')}`

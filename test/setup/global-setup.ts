@@ -6,6 +6,7 @@ import type { TestProject } from 'vitest/node'
 import { launchLocalDatabase } from '../../db/local/launch'
 import { migrateDatabase } from '../../db/migrate'
 import { assertDisposableTestDatabase } from './database-guard'
+import { freshTestDatabase } from './fresh-database'
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -44,7 +45,8 @@ export async function setup(project: TestProject): Promise<() => Promise<void>> 
   await Promise.all([
     migrateDatabase(database.databaseUrl),
     ...ISOLATION_SCOPES.map(async (scope) => {
-      isolated[scope] = realUrl === undefined ? database.databaseUrl : await freshDatabase(realUrl, scope)
+      isolated[scope] =
+        realUrl === undefined ? database.databaseUrl : await freshTestDatabase(realUrl, `iso_${scope}`)
     }),
   ])
   project.provide('isolatedDatabaseUrls', isolated)
@@ -69,25 +71,6 @@ export async function setup(project: TestProject): Promise<() => Promise<void>> 
  * parallel. test/helpers/isolation.ts names the scope a file uses.
  */
 export const ISOLATION_SCOPES = ['keys', 'routes', 'purge'] as const
-
-/** Drops and recreates `<test db>_iso_<scope>` (its name still says "test"), then migrates it. */
-async function freshDatabase(mainUrl: string, scope: string): Promise<string> {
-  const url = new URL(mainUrl)
-  const name = `${decodeURIComponent(url.pathname.slice(1))}_iso_${scope}`
-  url.pathname = `/${encodeURIComponent(name)}`
-  const isolatedUrl = url.toString()
-  assertDisposableTestDatabase(isolatedUrl)
-  const client = new pg.Client({ connectionString: mainUrl })
-  await client.connect()
-  try {
-    await client.query(`drop database if exists "${name}" with (force)`)
-    await client.query(`create database "${name}"`)
-  } finally {
-    await client.end()
-  }
-  await migrateDatabase(isolatedUrl)
-  return isolatedUrl
-}
 
 async function resetSchema(databaseUrl: string): Promise<void> {
   const client = new pg.Client({ connectionString: databaseUrl })
