@@ -58,10 +58,17 @@ export interface Config {
   emailVerificationTtlSeconds: number
   deviceCodeTtlSeconds: number
   requireApproval: boolean
+  /**
+   * OUTBOUND_ALLOW_LOOPBACK: fetches of client-named URLs (metadata documents, jwks_uri) may reach
+   * loopback addresses, over http too (functions/outbound/public-fetch.ts). Development only.
+   */
+  outboundAllowLoopback: boolean
   /** TENANT_SELF_SERVICE: any signed-in user may create a tenant (and becomes its owner). */
   tenantSelfService: boolean
   /** REQUIRE_PUSHED_AUTHORIZATION_REQUESTS: every client must push its request first (RFC 9126 §5). */
   requirePushedAuthorizationRequests: boolean
+  /** DPOP_REQUIRE_NONCE: DPoP proofs must carry a server nonce (RFC 9449 §8, §9). */
+  dpopNonceRequired: boolean
   /** TENANT_INVITATION_TTL: how long an invitation link works. */
   invitationTtlSeconds: number
   requireEmailVerification: boolean
@@ -221,6 +228,14 @@ export function checkConfig(env: Bindings): ConfigReport {
       new ConfigError('API_KEY_ENV', 'is test: keys read pk_test_…; production keys should be live'),
     )
   }
+  if (publicIssuer && config.outboundAllowLoopback) {
+    problems.push(
+      new ConfigError(
+        'OUTBOUND_ALLOW_LOOPBACK',
+        'must be false for a public issuer: clients could aim fetches at loopback',
+      ),
+    )
+  }
   if (publicIssuer && config.dbGatewayUrl !== undefined) {
     warnings.push(new ConfigError('DB_GATEWAY_URL', 'is set: it is meant for the local gateway only'))
   }
@@ -270,8 +285,10 @@ function readConfig(env: Bindings, problems: ConfigError[]): Config {
     emailVerificationTtlSeconds: read.seconds('EMAIL_VERIFICATION_TTL', 86_400),
     deviceCodeTtlSeconds: read.seconds('DEVICE_CODE_TTL', 600),
     requireApproval: read.flag('REQUIRE_APPROVAL', false),
+    outboundAllowLoopback: read.flag('OUTBOUND_ALLOW_LOOPBACK', false),
     tenantSelfService: read.flag('TENANT_SELF_SERVICE', false),
     requirePushedAuthorizationRequests: read.flag('REQUIRE_PUSHED_AUTHORIZATION_REQUESTS', false),
+    dpopNonceRequired: read.flag('DPOP_REQUIRE_NONCE', false),
     invitationTtlSeconds: read.seconds('TENANT_INVITATION_TTL', 7 * 86_400),
     requireEmailVerification: read.flag('REQUIRE_EMAIL_VERIFICATION', false),
     registrationPolicy: read.oneOf('REGISTRATION_POLICY', ['open', 'token'] as const, 'open'),

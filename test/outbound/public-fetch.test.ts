@@ -1,4 +1,5 @@
 import { describe, expect, inject, it } from 'vitest'
+import { checkConfig, parseConfig } from '../../functions/config'
 import { checkOutboundUrl, publicFetchJson } from '../../functions/outbound/public-fetch'
 
 const fake = inject('fakeOutboundUrl')
@@ -108,5 +109,30 @@ describe('publicFetchJson against a loopback server', () => {
   it('refuses a non-200 answer', async () => {
     const outcome = await publicFetchJson(`${fake}/nothing-here`, DEV)
     expect(outcome).toMatchObject({ kind: 'refused', reason: 'bad_status', detail: '404' })
+  })
+})
+
+describe('OUTBOUND_ALLOW_LOOPBACK', () => {
+  const PUBLIC = {
+    ISSUER: 'https://auth.portcullis.dev',
+    DATABASE_URL: 'postgres://u:p@db.internal/app',
+    MASTER_KEY: 'k1:dGVzdC1tYXN0ZXIta2V5LTAwMDAwMDAwMDAwMDAwMDA',
+    ADMIN_TOKEN: 'a'.repeat(40),
+    API_KEY_ENV: 'live',
+    REGISTRATION_POLICY: 'token',
+    MAIL_PROVIDER: 'resend',
+    RESEND_API_KEY: 're_123456',
+  }
+
+  it('is off by default and a problem with a public issuer', () => {
+    expect(parseConfig(PUBLIC).outboundAllowLoopback).toBe(false)
+    const { problems } = checkConfig({ ...PUBLIC, OUTBOUND_ALLOW_LOOPBACK: 'true' })
+    expect(problems.map((p) => p.variable)).toEqual(['OUTBOUND_ALLOW_LOOPBACK'])
+  })
+
+  it('is allowed with a loopback issuer (development)', () => {
+    const local = { ...PUBLIC, ISSUER: 'http://127.0.0.1:8787', OUTBOUND_ALLOW_LOOPBACK: 'true' }
+    expect(parseConfig(local).outboundAllowLoopback).toBe(true)
+    expect(checkConfig(local).problems.map((p) => p.variable)).not.toContain('OUTBOUND_ALLOW_LOOPBACK')
   })
 })
