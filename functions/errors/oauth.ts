@@ -21,6 +21,8 @@ export const OAUTH_ERRORS = {
   invalid_client_metadata: 400,
   /** RFC 9449 §5 and §7.1: a DPoP proof missing, malformed, replayed or for another request. */
   invalid_dpop_proof: 400,
+  /** RFC 9449 §8: the proof must carry the nonce sent in the DPoP-Nonce header. */
+  use_dpop_nonce: 400,
   /** RFC 9126 §4 / RFC 9101 §6.2: an unknown, expired, used or foreign `request_uri`. */
   invalid_request_uri: 400,
   invalid_token: 401,

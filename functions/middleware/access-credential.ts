@@ -3,6 +3,7 @@ import { spendProofJti } from '../../db/queries/proof-jtis'
 import type { AppEnv } from '../env'
 import { OAuthError } from '../errors/oauth'
 import { checkDpopProof, DPOP_SIGNING_ALGS } from '../tokens/dpop'
+import { currentDpopNonce, isValidDpopNonce } from '../tokens/dpop-nonce'
 import type { AccessTokenClaims } from '../tokens/verify-access-token'
 
 /** An access token as presented: `Authorization: Bearer …` (RFC 6750) or `DPoP …` (RFC 9449 §7.1). */
@@ -21,7 +22,9 @@ export function accessCredential(header: string | undefined): AccessCredential |
 }
 
 /** RFC 9449 §7.1: the challenge a DPoP-protected resource answers with. */
-export function dpopChallenge(error: 'invalid_token' | 'invalid_dpop_proof' | undefined): string {
+export function dpopChallenge(
+  error: 'invalid_token' | 'invalid_dpop_proof' | 'use_dpop_nonce' | undefined,
+): string {
   const algs = `algs="${DPOP_SIGNING_ALGS.join(' ')}"`
   return error === undefined ? `DPoP ${algs}` : `DPoP ${algs}, error="${error}"`
 }
@@ -56,12 +59,27 @@ export async function checkSenderConstraint(
   if (jkt === undefined) {
     throw refused('invalid_token', 'unbound token presented with the DPoP scheme')
   }
+  const config = c.var.config
   const check = await checkDpopProof(c.req.header('dpop'), {
     method: c.req.method,
-    urls: [`${c.var.config.issuer}${c.req.path}`, c.req.url],
+    urls: [`${config.issuer}${c.req.path}`, c.req.url],
     now,
     accessToken: credential.token,
+    ...(config.dpopNonceRequired
+      ? { checkNonce: (nonce: unknown) => isValidDpopNonce(config, nonce, now) }
+      : {}),
   })
+  if (!check.ok && check.useNonce) {
+    // RFC 9449 §9: 401 with the use_dpop_nonce challenge and the nonce to use.
+    throw new OAuthError('invalid_token', {
+      description: 'Send the DPoP proof again with the nonce in DPoP-Nonce',
+      log: check.reason,
+      headers: {
+        'www-authenticate': dpopChallenge('use_dpop_nonce'),
+        'dpop-nonce': await currentDpopNonce(config, now),
+      },
+    })
+  }
   if (!check.ok) {
     throw refused('invalid_dpop_proof', check.reason)
   }

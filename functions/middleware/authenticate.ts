@@ -117,5 +117,9 @@ export function unauthenticated(
   const challenge =
     cause?.options.headers?.['www-authenticate'] ??
     (error === undefined ? 'Bearer realm="portcullis"' : `Bearer realm="portcullis", error="${error}"`)
-  return new ProblemError('unauthenticated', { detail, headers: { 'www-authenticate': challenge } })
+  const nonce = cause?.options.headers?.['dpop-nonce']
+  return new ProblemError('unauthenticated', {
+    detail,
+    headers: { 'www-authenticate': challenge, ...(nonce === undefined ? {} : { 'dpop-nonce': nonce }) },
+  })
 }

@@ -8,6 +8,7 @@ import { OAuthError } from '../errors/oauth'
 import { clientIp } from '../middleware/client-ip'
 import { documentRoute } from '../openapi/registry'
 import { checkDpopProof, type DpopProof } from '../tokens/dpop'
+import { currentDpopNonce, isValidDpopNonce } from '../tokens/dpop-nonce'
 import { authenticateClient, readClientCredentials } from './client-auth'
 import { DEVICE_CODE_GRANT, TOKEN_EXCHANGE_GRANT } from './client-metadata'
 import { readOAuthBody, requiredParam } from './form'
@@ -35,7 +36,21 @@ async function tokenRequestProof(c: Context<AppEnv>, now: Date): Promise<DpopPro
   if (header === undefined) {
     return null
   }
-  const check = await checkDpopProof(header, { method: 'POST', urls: requestUris(c), now })
+  const config = c.var.config
+  const check = await checkDpopProof(header, {
+    method: 'POST',
+    urls: requestUris(c),
+    now,
+    ...(config.dpopNonceRequired
+      ? { checkNonce: (nonce: unknown) => isValidDpopNonce(config, nonce, now) }
+      : {}),
+  })
+  if (!check.ok && check.useNonce) {
+    throw new OAuthError('use_dpop_nonce', {
+      description: 'Send the DPoP proof again with the nonce in DPoP-Nonce',
+      headers: { 'dpop-nonce': await currentDpopNonce(config, now) },
+    })
+  }
   if (!check.ok) {
     throw new OAuthError('invalid_dpop_proof', {
       description: 'The DPoP proof is not valid',
@@ -107,6 +122,13 @@ export const token = new Hono<AppEnv>().post('/', async (c) => {
         : authenticateClient(c, c.var.db.http, params, now),
   }
   const outcome = await grant(ctx, params)
+  if (dpop !== null && c.var.config.dpopNonceRequired) {
+    // RFC 9449 §8.2: the next nonce rides on the success too.
+    return c.json(outcome.response, 200, {
+      ...NO_STORE,
+      'dpop-nonce': await currentDpopNonce(c.var.config, now),
+    })
+  }
   return c.json(outcome.response, 200, NO_STORE)
 })
 

@@ -20,7 +20,10 @@ export interface DpopProof {
   expiresAt: Date
 }
 
-export type DpopCheck = { ok: true; proof: DpopProof } | { ok: false; reason: string }
+export type DpopCheck =
+  | { ok: true; proof: DpopProof }
+  /** `useNonce`: only the server nonce was missing or stale (RFC 9449 §8: `use_dpop_nonce`). */
+  | { ok: false; reason: string; useNonce?: true }
 
 export interface DpopExpectation {
   method: string
@@ -29,6 +32,8 @@ export interface DpopExpectation {
   now: Date
   /** On a resource request: the access token the proof must be bound to (`ath`, RFC 9449 §4.3). */
   accessToken?: string
+  /** When a server nonce is required: whether the proof's `nonce` is one we issued. */
+  checkNonce?: (nonce: unknown) => Promise<boolean>
 }
 
 /** A URI without query and fragment, normalised by the URL parser; undefined if not a URI. */
@@ -110,6 +115,9 @@ export async function checkDpopProof(
     if (typeof ath !== 'string' || ath !== (await accessTokenHash(expect.accessToken))) {
       return { ok: false, reason: 'ath mismatch' }
     }
+  }
+  if (expect.checkNonce !== undefined && !(await expect.checkNonce(payload.nonce))) {
+    return { ok: false, reason: 'nonce missing or stale', useNonce: true }
   }
   const jkt = await calculateJwkThumbprint(jwk, 'sha256')
   return {
