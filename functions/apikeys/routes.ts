@@ -24,15 +24,10 @@ import { authenticate } from '../middleware/authenticate'
 import { clientIp } from '../middleware/client-ip'
 import { documentRoute } from '../openapi/registry'
 import { jsonBody, queryParams } from '../validation/json-body'
+import { isValidText } from '../validation/text'
 import { generateApiKey } from './key-format'
 import { authenticateVerifier } from './verifier-auth'
 import { VERIFY_CODES, type VerifyResult, verifyApiKey } from './verify'
-
-// Text Postgres can store and every client can read: no NUL, no lone UTF-16 surrogate.
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
-function isValidText(value: string): boolean {
-  return !value.includes('\u0000') && !LONE_SURROGATE.test(value)
-}
 
 const MAX_NAME_CHARS = 200
 const MAX_SCOPES = 50
@@ -122,7 +117,7 @@ const VerifyBody = v.object({
         v.maxLength(MAX_ENDPOINT_CHARS, `must be at most ${MAX_ENDPOINT_CHARS} characters`),
         // Checked here too (not only at the edge): the verify statement charges and records in
         // one go, and text it cannot store would fail the whole call.
-        v.check(isValidText, 'must be valid text (no NUL, no lone surrogates)'),
+        v.check(isValidText, 'must be valid text (no NUL or other control character, no lone surrogate)'),
       ),
     ),
   ),
