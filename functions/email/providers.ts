@@ -18,15 +18,8 @@ export interface MailWebhookPayload {
   html: string
 }
 
-export interface OutgoingMail {
-  id: string
-  template: string
-  from: string
-  to: string
-  subject: string
-  text: string
-  html: string
-}
+/** A message to send: exactly what the webhook provider POSTs (resend gets a subset). */
+export type OutgoingMail = MailWebhookPayload
 
 /** The outbox row as a message to send (the body columns are cleared once sent). */
 export function outgoingMail(message: OutboxRow, from: string): OutgoingMail {
@@ -64,8 +57,7 @@ export async function sendMail(
 ): Promise<string | undefined> {
   switch (mail.provider) {
     case 'webhook': {
-      const payload: MailWebhookPayload = message
-      const body = JSON.stringify(payload)
+      const body = JSON.stringify(message)
       const headers: Record<string, string> = { 'content-type': 'application/json' }
       if (mail.secret !== undefined) {
         headers[MAIL_SIGNATURE_HEADER] = await signMailWebhook(
