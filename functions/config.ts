@@ -69,8 +69,6 @@ export interface Config {
   requirePushedAuthorizationRequests: boolean
   /** DPOP_REQUIRE_NONCE: DPoP proofs must carry a server nonce (RFC 9449 §8, §9). */
   dpopNonceRequired: boolean
-  /** DPOP_REQUIRE_NONCE: DPoP proofs must carry a server nonce (RFC 9449 §8, §9). */
-  dpopNonceRequired: boolean
   /** TENANT_INVITATION_TTL: how long an invitation link works. */
   invitationTtlSeconds: number
   requireEmailVerification: boolean
@@ -290,7 +288,6 @@ function readConfig(env: Bindings, problems: ConfigError[]): Config {
     outboundAllowLoopback: read.flag('OUTBOUND_ALLOW_LOOPBACK', false),
     tenantSelfService: read.flag('TENANT_SELF_SERVICE', false),
     requirePushedAuthorizationRequests: read.flag('REQUIRE_PUSHED_AUTHORIZATION_REQUESTS', false),
-    dpopNonceRequired: read.flag('DPOP_REQUIRE_NONCE', false),
     dpopNonceRequired: read.flag('DPOP_REQUIRE_NONCE', false),
     invitationTtlSeconds: read.seconds('TENANT_INVITATION_TTL', 7 * 86_400),
     requireEmailVerification: read.flag('REQUIRE_EMAIL_VERIFICATION', false),
