@@ -11,10 +11,18 @@ type After = { createdAt: string; id: string } | undefined
 const CURSOR_AT = (column: string) =>
   sql.raw(`to_char(${column} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as cursor_at`)
 
-function afterClause(after: After, createdAt: string, id: string): SQL {
-  return after === undefined
-    ? sql``
-    : sql`and (${sql.raw(createdAt)}, ${sql.raw(id)}) < (${after.createdAt}::timestamptz, ${after.id}::uuid)`
+/**
+ * The keyset tail of a newest-first list over alias `t`: rows after the cursor, ordered by
+ * `(created_at, id)` descending, `limit + 1` of them (the extra one says there is a next page).
+ */
+function newestFirst(t: string, after: After, limit: number): SQL {
+  const createdAt = sql.raw(`${t}.created_at`)
+  const id = sql.raw(`${t}.id`)
+  const cursor =
+    after === undefined
+      ? sql``
+      : sql`and (${createdAt}, ${id}) < (${after.createdAt}::timestamptz, ${after.id}::uuid)`
+  return sql`${cursor} order by ${createdAt} desc, ${id} desc limit ${limit + 1}`
 }
 
 const CLIENT_COLUMNS = sql`c.id::text as id, c.client_id, c.client_name, c.grant_types, c.scope,
@@ -30,8 +38,7 @@ export function listTenantClients(
   return queryRows(
     x,
     sql`select ${CLIENT_COLUMNS} from oauth_clients c
-        where c.tenant_id = ${tenantId}::uuid ${afterClause(after, 'c.created_at', 'c.id')}
-        order by c.created_at desc, c.id desc limit ${limit + 1}`,
+        where c.tenant_id = ${tenantId}::uuid ${newestFirst('c', after, limit)}`,
   )
 }
 
@@ -87,8 +94,7 @@ export function listTenantApiKeys(
   return queryRows(
     x,
     sql`select ${KEY_COLUMNS} from api_keys k
-        where k.tenant_id = ${tenantId}::uuid ${afterClause(after, 'k.created_at', 'k.id')}
-        order by k.created_at desc, k.id desc limit ${limit + 1}`,
+        where k.tenant_id = ${tenantId}::uuid ${newestFirst('k', after, limit)}`,
   )
 }
 
@@ -129,7 +135,6 @@ export function listTenantAudit(
     sql`select e.id::text as id, e.type, e.actor, e.user_id::text as user_id, e.client_id, e.ip, e.metadata,
           e.created_at, ${CURSOR_AT('e.created_at')}
         from audit_events e
-        where e.tenant_id = ${tenantId}::uuid ${type} ${afterClause(filter.after, 'e.created_at', 'e.id')}
-        order by e.created_at desc, e.id desc limit ${filter.limit + 1}`,
+        where e.tenant_id = ${tenantId}::uuid ${type} ${newestFirst('e', filter.after, filter.limit)}`,
   )
 }
