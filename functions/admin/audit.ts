@@ -8,8 +8,13 @@ import { requireAdmin } from '../middleware/require-admin'
 import { documentRoute } from '../openapi/registry'
 import { queryParams } from '../validation/json-body'
 
+/** The `type` filter of an audit listing (platform-wide and per tenant). */
+export const AuditTypeFilter = v.optional(
+  v.pipe(v.string(), v.regex(/^[a-z_]{1,64}$/, 'must be an event type such as user_login')),
+)
+
 const AuditQuery = v.object({
-  type: v.optional(v.pipe(v.string(), v.regex(/^[a-z_]{1,64}$/, 'must be an event type such as user_login'))),
+  type: AuditTypeFilter,
   user_id: v.optional(v.pipe(v.string(), v.check(isUuid, 'must be a UUID'))),
   since: v.optional(
     v.pipe(
@@ -22,7 +27,8 @@ const AuditQuery = v.object({
   cursor: v.optional(v.string()),
 })
 
-const AuditEventJson = v.object({
+/** One audit event as the API shows it (platform-wide and per tenant). */
+export const AuditEventJson = v.object({
   id: v.string(),
   type: v.string(),
   actor: v.string(),

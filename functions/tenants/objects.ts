@@ -9,6 +9,7 @@ import {
   revokeTenantApiKey,
 } from '../../db/queries/tenant-objects'
 import { isUuid } from '../../db/uuid'
+import { AuditEventJson, AuditTypeFilter } from '../admin/audit'
 import { auditRow } from '../audit/record'
 import { decodeCursor, PageLimit, paginate } from '../auth/cursor'
 import type { AppEnv } from '../env'
@@ -23,7 +24,7 @@ const SECURITY = ['sessionCookie', 'bearerToken', 'adminToken'] as const
 
 const ListQuery = v.object({ limit: PageLimit, cursor: v.optional(v.string()) })
 const AuditQuery = v.object({
-  type: v.optional(v.pipe(v.string(), v.regex(/^[a-z_]{1,64}$/, 'must be an event type such as user_login'))),
+  type: AuditTypeFilter,
   limit: PageLimit,
   cursor: v.optional(v.string()),
 })
@@ -49,16 +50,6 @@ const KeyJson = v.object({
   expires_at: v.nullable(v.string()),
   revoked_at: v.nullable(v.string()),
   last_used_at: v.nullable(v.string()),
-  created_at: v.string(),
-})
-const AuditJson = v.object({
-  id: v.string(),
-  type: v.string(),
-  actor: v.string(),
-  user_id: v.nullable(v.string()),
-  client_id: v.nullable(v.string()),
-  ip: v.nullable(v.string()),
-  metadata: v.record(v.string(), v.unknown()),
   created_at: v.string(),
 })
 const page = <S extends v.GenericSchema>(item: S) =>
@@ -108,7 +99,7 @@ doc(
   'get',
   '/tenants/{id}/audit',
   'The tenant’s audit events, newest first',
-  { 200: { description: 'A page', schema: page(AuditJson) } },
+  { 200: { description: 'A page', schema: page(AuditEventJson) } },
   AuditQuery,
 )
 
