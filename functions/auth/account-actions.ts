@@ -138,24 +138,41 @@ export async function registerAccount(c: Context<AppEnv>, input: RegistrationInp
   return user
 }
 
-/** Queues a reset link if the address has an account; the caller never learns whether it did. */
-export async function requestPasswordReset(c: Context<AppEnv>, email: string): Promise<void> {
+/**
+ * A fresh one-use link to `path` for an address-keyed mail (reset, resent verification): the
+ * token's hash, the rendered message, and the times the issuing statement needs (now, expiry,
+ * and the start of the per-address cooldown).
+ */
+async function accountMailLink(
+  c: Context<AppEnv>,
+  path: string,
+  ttlSeconds: number,
+  render: typeof renderVerificationEmail,
+) {
   const config = c.var.config
   const now = new Date()
   const token = randomToken(32)
-  const message = renderPasswordResetEmail(
-    accountLink(config.issuer, RESET_PASSWORD_PATH, token),
-    config.passwordResetTtlSeconds,
-    config.brand,
+  return {
+    tokenHash: await sha256Hex(token),
+    message: render(accountLink(config.issuer, path, token), ttlSeconds, config.brand),
+    now,
+    expiresAt: new Date(now.getTime() + ttlSeconds * 1000),
+    cooldownSince: new Date(now.getTime() - ACCOUNT_MAIL_COOLDOWN_SECONDS * 1000),
+  }
+}
+
+/** Queues a reset link if the address has an account; the caller never learns whether it did. */
+export async function requestPasswordReset(c: Context<AppEnv>, email: string): Promise<void> {
+  const link = await accountMailLink(
+    c,
+    RESET_PASSWORD_PATH,
+    c.var.config.passwordResetTtlSeconds,
+    renderPasswordResetEmail,
   )
   const issued = await issuePasswordResetForEmail(c.var.db.http, {
     tenantId: DEFAULT_TENANT_ID,
     email,
-    tokenHash: await sha256Hex(token),
-    now,
-    expiresAt: new Date(now.getTime() + config.passwordResetTtlSeconds * 1000),
-    cooldownSince: new Date(now.getTime() - ACCOUNT_MAIL_COOLDOWN_SECONDS * 1000),
-    message,
+    ...link,
     ip: clientIp(c),
   })
   if (issued !== undefined) {
@@ -256,22 +273,16 @@ export async function changePassword(
 
 /** Queues a new verification link if the address has an unverified account (cooldown applies). */
 export async function resendVerification(c: Context<AppEnv>, email: string): Promise<void> {
-  const config = c.var.config
-  const now = new Date()
-  const token = randomToken(32)
-  const message = renderVerificationEmail(
-    accountLink(config.issuer, VERIFY_EMAIL_PATH, token),
-    config.emailVerificationTtlSeconds,
-    config.brand,
+  const link = await accountMailLink(
+    c,
+    VERIFY_EMAIL_PATH,
+    c.var.config.emailVerificationTtlSeconds,
+    renderVerificationEmail,
   )
   const outboxId = await issueEmailVerificationForEmail(c.var.db.http, {
     tenantId: DEFAULT_TENANT_ID,
     email,
-    tokenHash: await sha256Hex(token),
-    now,
-    expiresAt: new Date(now.getTime() + config.emailVerificationTtlSeconds * 1000),
-    cooldownSince: new Date(now.getTime() - ACCOUNT_MAIL_COOLDOWN_SECONDS * 1000),
-    message,
+    ...link,
   })
   deliverSoon(c, outboxId === undefined ? [] : [outboxId])
 }
