@@ -41,6 +41,19 @@ function toLogin(c: Context<AppEnv>): Response {
   return c.redirect(`/login?return_to=${encodeURIComponent('/account')}`, 303)
 }
 
+type Form = Awaited<ReturnType<Context<AppEnv>['req']['parseBody']>>
+
+/** A form POST from the account page: the signed-in person and the CSRF-checked form, else the way to /login. */
+async function signedInForm(c: Context<AppEnv>): Promise<{ me: Signed; form: Form } | Response> {
+  const me = await signedIn(c)
+  if (me === undefined) {
+    return toLogin(c)
+  }
+  const form = await c.req.parseBody()
+  await verifyCsrf(c, form[CSRF_FIELD])
+  return { me, form }
+}
+
 /** "Chrome on Linux"-style words for a User-Agent; the raw string stays in the tooltip. */
 function deviceWords(userAgent: string | null): string {
   if (userAgent === null || userAgent === '') {
@@ -234,12 +247,11 @@ export const accountPage = new Hono<AppEnv>()
     return renderAccount(c, me, notice)
   })
   .post('/password', async (c) => {
-    const me = await signedIn(c)
-    if (me === undefined) {
-      return toLogin(c)
+    const posted = await signedInForm(c)
+    if (posted instanceof Response) {
+      return posted
     }
-    const form = await c.req.parseBody()
-    await verifyCsrf(c, form[CSRF_FIELD])
+    const { me, form } = posted
     const current = typeof form.current_password === 'string' ? form.current_password : ''
     const next = typeof form.new_password === 'string' ? form.new_password : ''
     if (current === '' || current.length > PASSWORD_MAX_LENGTH || next.length > PASSWORD_MAX_LENGTH) {
@@ -264,12 +276,11 @@ export const accountPage = new Hono<AppEnv>()
     return c.redirect('/account?done=password', 303)
   })
   .post('/profile', async (c) => {
-    const me = await signedIn(c)
-    if (me === undefined) {
-      return toLogin(c)
+    const posted = await signedInForm(c)
+    if (posted instanceof Response) {
+      return posted
     }
-    const form = await c.req.parseBody()
-    await verifyCsrf(c, form[CSRF_FIELD])
+    const { me, form } = posted
     const parsed = v.safeParse(DisplayName, typeof form.display_name === 'string' ? form.display_name : '')
     if (!parsed.success) {
       return renderAccount(c, me, 'Use a shorter name without control characters.', 400)
@@ -289,12 +300,11 @@ export const accountPage = new Hono<AppEnv>()
     return renderAccount(c, { ...me, user: { ...me.user, displayName: name } }, 'Your name is saved.')
   })
   .post('/sessions/:id/end', async (c) => {
-    const me = await signedIn(c)
-    if (me === undefined) {
-      return toLogin(c)
+    const posted = await signedInForm(c)
+    if (posted instanceof Response) {
+      return posted
     }
-    const form = await c.req.parseBody()
-    await verifyCsrf(c, form[CSRF_FIELD])
+    const { me } = posted
     const id = c.req.param('id')
     const ended = isUuid(id) && (await endSessionByIdAudited(c.var.db.http, me.user.id, id, clientIp(c)))
     if (ended && id === me.session.id) {
@@ -303,12 +313,11 @@ export const accountPage = new Hono<AppEnv>()
     return renderAccount(c, me, ended ? 'That session is signed out.' : 'That session had already ended.')
   })
   .post('/apps/:id/revoke', async (c) => {
-    const me = await signedIn(c)
-    if (me === undefined) {
-      return toLogin(c)
+    const posted = await signedInForm(c)
+    if (posted instanceof Response) {
+      return posted
     }
-    const form = await c.req.parseBody()
-    await verifyCsrf(c, form[CSRF_FIELD])
+    const { me } = posted
     const id = c.req.param('id')
     const removed = isUuid(id) && (await disconnectAppAudited(c.var.db.http, me.user.id, id, clientIp(c)))
     return renderAccount(
@@ -320,12 +329,11 @@ export const accountPage = new Hono<AppEnv>()
     )
   })
   .post('/api-keys', async (c) => {
-    const me = await signedIn(c)
-    if (me === undefined) {
-      return toLogin(c)
+    const posted = await signedInForm(c)
+    if (posted instanceof Response) {
+      return posted
     }
-    const form = await c.req.parseBody()
-    await verifyCsrf(c, form[CSRF_FIELD])
+    const { me, form } = posted
     const name = typeof form.name === 'string' ? form.name.trim() : ''
     // biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters is the point
     if (name === '' || name.length > KEY_NAME_MAX_LENGTH || /[\u0000-\u001f\u007f]/.test(name)) {
@@ -354,12 +362,11 @@ export const accountPage = new Hono<AppEnv>()
     return renderAccount(c, me, undefined, 200, generated.key)
   })
   .post('/api-keys/:id/revoke', async (c) => {
-    const me = await signedIn(c)
-    if (me === undefined) {
-      return toLogin(c)
+    const posted = await signedInForm(c)
+    if (posted instanceof Response) {
+      return posted
     }
-    const form = await c.req.parseBody()
-    await verifyCsrf(c, form[CSRF_FIELD])
+    const { me } = posted
     const id = c.req.param('id')
     const revoked = isUuid(id)
       ? await revokeApiKey(c.var.db.http, id, me.user.id, new Date(), keyAudit(c, me, 'api_key_revoked'))
