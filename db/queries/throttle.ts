@@ -81,8 +81,7 @@ export async function claimAttempts(
 
 /**
  * Gives back `count` attempts of a claim's window (a sign-in that succeeded gives back its own
- * claim and those before it, so earlier typos are forgiven while claims racing after it still
- * count). A window that has since started over is left alone.
+ * claim). A window that has since started over is left alone.
  */
 export function releaseAttemptsStatement(x: Executor, claim: AttemptClaim, count: number) {
   return x

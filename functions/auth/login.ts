@@ -76,14 +76,14 @@ export function overLimit(config: Config, claims: readonly AttemptClaim[]): Atte
 }
 
 /**
- * What a password check that came out right gives back: the account claim and every attempt
- * before it (earlier typos are forgiven, as a successful sign-in always did, while attempts racing
- * after it stay counted), and only its own claim on the address, which counts failures.
+ * What a password check that came out right gives back: only its own claim, on the account and on
+ * the address. Earlier failures stay counted until their window ends: giving them back too would
+ * let guesses racing a correct sign-in through (a burst with the right password in it could then
+ * check more than LOGIN_MAX_FAILURES_PER_ACCOUNT wrong ones per window). So the counter is always
+ * at least the wrong passwords checked in the window, and a claim over the limit is never hashed.
  */
 export function releaseClaimsStatements(db: HttpDb, claims: readonly AttemptClaim[]) {
-  return claims.map((claim) =>
-    releaseAttemptsStatement(db, claim, claim.subject.startsWith('ip:') ? 1 : claim.count),
-  )
+  return claims.map((claim) => releaseAttemptsStatement(db, claim, 1))
 }
 
 type Refusal = Exclude<LoginOutcome, { kind: 'ok' }>
