@@ -43,13 +43,16 @@ export function assertionSubject(assertion: string): string | undefined {
   }
 }
 
-async function fetchJwks(uri: string, now: number, fresh: boolean): Promise<JSONWebKeySet> {
+async function fetchJwks(config: Config, uri: string, now: number, fresh: boolean): Promise<JSONWebKeySet> {
   const hit = jwksCache.get(uri)
   if (!fresh && hit !== undefined && hit.until > now) {
     return hit.keys
   }
   // Same SSRF rules as every outbound fetch: https, public address, no redirect, deadline, size.
-  const outcome = await publicFetchJson(uri, { allowLoopback: false, maxBytes: 64 * 1024 })
+  const outcome = await publicFetchJson(uri, {
+    allowLoopback: config.outboundAllowLoopback,
+    maxBytes: 64 * 1024,
+  })
   if (outcome.kind !== 'ok') {
     throw refuse(`jwks_uri ${outcome.reason}`)
   }
@@ -95,13 +98,15 @@ export async function verifyClientAssertion(
       payload = (await verifyWith(createLocalJWKSet(inline))).payload
     } else if (uri !== undefined) {
       try {
-        payload = (await verifyWith(createLocalJWKSet(await fetchJwks(uri, now.getTime(), false)))).payload
+        payload = (await verifyWith(createLocalJWKSet(await fetchJwks(config, uri, now.getTime(), false))))
+          .payload
       } catch (error) {
         if (!(error instanceof joseErrors.JWKSNoMatchingKey)) {
           throw error
         }
         // An unknown kid: the client may have rotated its keys since we cached them.
-        payload = (await verifyWith(createLocalJWKSet(await fetchJwks(uri, now.getTime(), true)))).payload
+        payload = (await verifyWith(createLocalJWKSet(await fetchJwks(config, uri, now.getTime(), true))))
+          .payload
       }
     } else {
       throw refuse('no keys registered')

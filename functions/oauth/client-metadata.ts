@@ -295,7 +295,9 @@ function readMetadata(input: unknown, config: Config, options: MetadataOptions):
     metadata.jwks = { keys }
   }
   if (jwksUri !== null) {
-    if (!jwksUri.startsWith('https://')) {
+    const loopbackHttp =
+      config.outboundAllowLoopback && /^http:\/\/(127\.0\.0\.1|localhost)(:\d+)?\//.test(jwksUri)
+    if (!jwksUri.startsWith('https://') && !loopbackHttp) {
       throw new MetadataIssue('invalid_client_metadata', 'jwks_uri', 'must be an https URL')
     }
     metadata.jwks_uri = jwksUri

@@ -2,10 +2,10 @@ import { SELF } from 'cloudflare:test'
 import { sql } from 'drizzle-orm'
 import { exportJWK, generateKeyPair, SignJWT } from 'jose'
 import * as oidc from 'openid-client'
-import { describe, expect, it } from 'vitest'
+import { describe, expect, inject, it } from 'vitest'
 import { testDb } from '../helpers/db'
 import { adminClient, ISSUER, postForm, type TestClient } from '../helpers/oauth'
-import { call, postJson } from '../helpers/worker'
+import { adminHeaders, call, callWith, postJson } from '../helpers/worker'
 
 const ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer'
 const TOKEN_URL = `${ISSUER}/oauth/token`
@@ -193,5 +193,61 @@ describe('private_key_jwt client authentication (RFC 7523 §2.2)', () => {
     expect(tokens.access_token).toBeTruthy()
     const info = await oidc.tokenIntrospection(config, tokens.access_token)
     expect(info.active).toBe(true)
+  })
+
+  it('jwks_uri (loopback allowed): fetched once, refetched for an unknown kid; a redirect or a hang is invalid_client', async () => {
+    const fake = inject('fakeOutboundUrl')
+    const LOOPBACK = { OUTBOUND_ALLOW_LOOPBACK: 'true' }
+    const doc = `/doc/${crypto.randomUUID()}`
+    const first = await generateKeyPair('ES256', { extractable: true })
+    const put = (keys: unknown[]) =>
+      fetch(`${fake}${doc}`, { method: 'PUT', body: JSON.stringify({ body: JSON.stringify({ keys }) }) })
+    await put([{ ...(await exportJWK(first.publicKey)), kid: 'k1', alg: 'ES256' }])
+    const created = await callWith(LOOPBACK, '/admin/clients', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...adminHeaders() },
+      body: JSON.stringify({
+        token_endpoint_auth_method: 'private_key_jwt',
+        jwks_uri: `${fake}${doc}`,
+        grant_types: ['client_credentials'],
+        scope: 'apikeys:verify',
+      }),
+    })
+    expect(created.status, await created.clone().text()).toBe(201)
+    const client = (await created.json()) as TestClient
+    const send = async (a: Agent) =>
+      callWith(LOOPBACK, '/oauth/token', {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({
+          grant_type: 'client_credentials',
+          client_assertion_type: ASSERTION_TYPE,
+          client_assertion: await assertion(a),
+        }).toString(),
+      })
+    const ok = await send({ client, privateKey: first.privateKey, kid: 'k1' })
+    expect(ok.status, await ok.clone().text()).toBe(200)
+    const hits = async () => ((await (await fetch(`${fake}/__hits${doc}`)).json()) as { hits: number }).hits
+    expect(await hits()).toBe(1)
+    // The client rotates to a new key: the unknown kid makes us fetch again.
+    const second = await generateKeyPair('ES256', { extractable: true })
+    await put([{ ...(await exportJWK(second.publicKey)), kid: 'k2', alg: 'ES256' }])
+    const rotated = await send({ client, privateKey: second.privateKey, kid: 'k2' })
+    expect(rotated.status, await rotated.clone().text()).toBe(200)
+    for (const path of ['/redirect', '/hang']) {
+      const bad = await callWith(LOOPBACK, '/admin/clients', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...adminHeaders() },
+        body: JSON.stringify({
+          token_endpoint_auth_method: 'private_key_jwt',
+          jwks_uri: `${fake}${path}`,
+          grant_types: ['client_credentials'],
+          scope: 'apikeys:verify',
+        }),
+      })
+      const badClient = (await bad.json()) as TestClient
+      const res = await send({ client: badClient, privateKey: first.privateKey, kid: 'k1' })
+      expect(res.status).toBe(401)
+    }
   })
 })
