@@ -1,25 +1,10 @@
 import assert from 'node:assert/strict'
 import { createHash, randomBytes, randomUUID } from 'node:crypto'
-import { mkdirSync } from 'node:fs'
-import { join } from 'node:path'
 import type { Page } from 'playwright-core'
 import type { BrowserContext } from './context'
+import { shoot } from './shoot'
 
 const REDIRECT_URI = 'https://app.example.com/callback'
-const SCREENSHOTS = join(import.meta.dirname, 'screenshots')
-
-async function shoot(page: Page, name: string): Promise<void> {
-  mkdirSync(SCREENSHOTS, { recursive: true })
-  const wide = page.viewportSize() ?? { width: 1280, height: 800 }
-  await page.emulateMedia({ colorScheme: 'light' })
-  await page.screenshot({ path: join(SCREENSHOTS, `${name}-light.png`), fullPage: true })
-  await page.emulateMedia({ colorScheme: 'dark' })
-  await page.screenshot({ path: join(SCREENSHOTS, `${name}-dark.png`), fullPage: true })
-  await page.setViewportSize({ width: 360, height: 740 })
-  await page.emulateMedia({ colorScheme: 'light' })
-  await page.screenshot({ path: join(SCREENSHOTS, `${name}-narrow.png`), fullPage: true })
-  await page.setViewportSize(wide)
-}
 
 async function signIn(page: Page, baseUrl: string, email: string, password: string, returnTo = '/') {
   await page.goto(`${baseUrl}/login?return_to=${encodeURIComponent(returnTo)}`)

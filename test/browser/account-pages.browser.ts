@@ -1,26 +1,9 @@
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
-import { mkdirSync } from 'node:fs'
-import { join } from 'node:path'
 import pg from 'pg'
 import type { Page } from 'playwright-core'
 import type { BrowserContext } from './context'
-
-const SCREENSHOTS = join(import.meta.dirname, 'screenshots')
-
-/** Every page in three looks (issue 14): light, dark and a narrow phone width. */
-async function shoot(page: Page, name: string): Promise<void> {
-  mkdirSync(SCREENSHOTS, { recursive: true })
-  const wide = page.viewportSize() ?? { width: 1280, height: 800 }
-  await page.emulateMedia({ colorScheme: 'light' })
-  await page.screenshot({ path: join(SCREENSHOTS, `${name}-light.png`), fullPage: true })
-  await page.emulateMedia({ colorScheme: 'dark' })
-  await page.screenshot({ path: join(SCREENSHOTS, `${name}-dark.png`), fullPage: true })
-  await page.setViewportSize({ width: 360, height: 740 })
-  await page.emulateMedia({ colorScheme: 'light' })
-  await page.screenshot({ path: join(SCREENSHOTS, `${name}-narrow.png`), fullPage: true })
-  await page.setViewportSize(wide)
-}
+import { shoot } from './shoot'
 
 /**
  * Delivered mail has its body cleared (email_outbox keeps no tokens), so the test database keeps
