@@ -3,12 +3,20 @@ import * as v from 'valibot'
 import { findMembership, findTenant, type MemberRecord, type TenantRecord } from '../../db/queries/tenants'
 import { TENANT_PLANS, TENANT_ROLES, type TenantRole } from '../../db/schema/constants'
 import { isUuid } from '../../db/uuid'
+import { PageLimit } from '../auth/cursor'
 import { isAdministrator, type Principal } from '../auth/principal'
 import type { AppEnv } from '../env'
 import { ProblemError } from '../errors/problem'
 
 /** The scope an access token needs for `/tenants/*` (sessions need none). */
 export const TENANT_ADMIN_SCOPE = 'tenant:admin'
+
+/** Tenant answers are per caller: never cached. */
+export const NO_STORE = { 'cache-control': 'no-store' }
+/** How the `/tenants…` routes accept a caller (OpenAPI security schemes). */
+export const TENANT_SECURITY = ['sessionCookie', 'bearerToken', 'adminToken'] as const
+/** `?limit=&cursor=` of every tenant listing. */
+export const ListQuery = v.object({ limit: PageLimit, cursor: v.optional(v.string()) })
 
 // A DNS label: lowercase letters, digits and inner hyphens, 2 to 63 characters.
 export const Slug = v.pipe(

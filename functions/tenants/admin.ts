@@ -5,16 +5,23 @@ import { createTenant, findTenant, listTenants, updateTenant } from '../../db/qu
 import { DEFAULT_TENANT_ID } from '../../db/schema/constants'
 import { isUuid } from '../../db/uuid'
 import { auditRow } from '../audit/record'
-import { decodeCursor, PageLimit, paginate } from '../auth/cursor'
+import { decodeCursor, paginate } from '../auth/cursor'
 import type { AppEnv } from '../env'
 import { ProblemError } from '../errors/problem'
 import { clientIp } from '../middleware/client-ip'
 import { requireAdmin } from '../middleware/require-admin'
 import { documentRoute } from '../openapi/registry'
 import { jsonBody, queryParams } from '../validation/json-body'
-import { actorOf, Plan, Slug, TenantJsonSchema, TenantName, toTenantJson } from './access'
-
-const NO_STORE = { 'cache-control': 'no-store' }
+import {
+  actorOf,
+  ListQuery,
+  NO_STORE,
+  Plan,
+  Slug,
+  TenantJsonSchema,
+  TenantName,
+  toTenantJson,
+} from './access'
 
 export const CreateTenantBody = v.strictObject({
   slug: Slug,
@@ -30,7 +37,6 @@ const PatchTenantBody = v.pipe(
   }),
   v.check((body) => Object.keys(body).length > 0, 'name at least one of slug, name, plan, active'),
 )
-const ListQuery = v.object({ limit: PageLimit, cursor: v.optional(v.string()) })
 const TenantResponse = v.object({ tenant: TenantJsonSchema })
 const TenantList = v.object({ data: v.array(TenantJsonSchema), next_cursor: v.nullable(v.string()) })
 

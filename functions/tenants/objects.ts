@@ -17,12 +17,8 @@ import { ProblemError } from '../errors/problem'
 import { clientIp } from '../middleware/client-ip'
 import { documentRoute } from '../openapi/registry'
 import { queryParams } from '../validation/json-body'
-import { tenantActor } from './access'
+import { ListQuery, NO_STORE, TENANT_SECURITY, tenantActor } from './access'
 
-const NO_STORE = { 'cache-control': 'no-store' }
-const SECURITY = ['sessionCookie', 'bearerToken', 'adminToken'] as const
-
-const ListQuery = v.object({ limit: PageLimit, cursor: v.optional(v.string()) })
 const AuditQuery = v.object({
   type: AuditTypeFilter,
   limit: PageLimit,
@@ -67,7 +63,7 @@ const doc = (
     path,
     summary: `${summary} (owner or admin; another tenant’s object: 404)`,
     tags: ['tenants'],
-    security: SECURITY,
+    security: TENANT_SECURITY,
     responses,
     ...(query === undefined ? {} : { query }),
   })

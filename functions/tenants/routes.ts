@@ -16,7 +16,7 @@ import {
 import { TENANT_ROLES } from '../../db/schema/constants'
 import { isUuid } from '../../db/uuid'
 import { auditRow } from '../audit/record'
-import { decodeCursor, PageLimit, paginate } from '../auth/cursor'
+import { decodeCursor, paginate } from '../auth/cursor'
 import { sha256Hex } from '../crypto/hash'
 import { randomToken } from '../crypto/random'
 import { accountLink, deliverSoon } from '../email/outbox'
@@ -28,10 +28,13 @@ import { clientIp } from '../middleware/client-ip'
 import { documentRoute } from '../openapi/registry'
 import { jsonBody, queryParams } from '../validation/json-body'
 import {
+  ListQuery,
   MemberJsonSchema,
   mayTouchOwners,
+  NO_STORE,
   Role,
   requireTenantUser,
+  TENANT_SECURITY,
   TenantJsonSchema,
   tenantActor,
   toMemberJson,
@@ -40,10 +43,6 @@ import {
 import { CreateTenantBody } from './admin'
 import { tenantObjects } from './objects'
 
-const NO_STORE = { 'cache-control': 'no-store' }
-const SECURITY = ['sessionCookie', 'bearerToken', 'adminToken'] as const
-
-const ListQuery = v.object({ limit: PageLimit, cursor: v.optional(v.string()) })
 const RoleBody = v.strictObject({ role: Role })
 const InviteBody = v.strictObject({
   email: v.pipe(
@@ -70,7 +69,8 @@ const doc = (
   summary: string,
   responses: Parameters<typeof documentRoute>[0]['responses'],
   extra: Partial<Parameters<typeof documentRoute>[0]> = {},
-) => documentRoute({ method, path, summary, tags: ['tenants'], security: SECURITY, responses, ...extra })
+) =>
+  documentRoute({ method, path, summary, tags: ['tenants'], security: TENANT_SECURITY, responses, ...extra })
 
 doc(
   'post',
