@@ -279,6 +279,8 @@ export async function rotateRefreshToken(
     client: PresentedClient
     tokenHash: string
     requestedScope: string
+    /** The audience a `resource` parameter named (it must be the grant's), or null. */
+    target: AudienceTarget | null
     next: NewRefreshToken
     audit: GrantAudit
     now: Date
@@ -294,6 +296,7 @@ export async function rotateRefreshToken(
         and u.id = r.user_id and u.status = 'active'
         and string_to_array(${input.requestedScope}, ' ') <@ string_to_array(r.scope, ' ')
         and (r.dpop_jkt is null or r.dpop_jkt = ${input.client.dpop?.jkt ?? null}::text)
+        and ${targetMatches(sql`r.resource`, input.target)}
       returning r.id, r.family_id, r.authorization_code_id, r.client_id, r.user_id, r.scope, r.resource, r.auth_time, r.dpop_jkt,
                 u.status, u.email, u.display_name, u.email_verified_at, u.tokens_valid_after
     ), issued as (
@@ -347,7 +350,23 @@ export type RefreshFailure =
   | 'expired'
   | 'user_inactive'
   | 'dpop_key_mismatch'
+  | 'resource_mismatch'
   | 'scope_widened'
+
+/** A requested audience, and what a grant with no `resource` of its own stands for. */
+export interface AudienceTarget {
+  identifier: string
+  /** DEFAULT_AUDIENCE, else the issuer: the audience of a grant that named no resource. */
+  fallback: string
+}
+
+// True when there is no target, or the grant's resource (or the fallback) is it: checked inside
+// the rotation, so a refresh naming another resource leaves the token unrotated.
+function targetMatches(resource: SQL, target: AudienceTarget | null): SQL {
+  return target === null
+    ? sql`true`
+    : sql`coalesce(nullif(${resource}, ''), ${target.fallback}) = ${target.identifier}`
+}
 
 /**
  * Why a refresh token did not rotate. A rotated token presented again means it leaked: the
@@ -361,6 +380,7 @@ export async function explainRefreshFailure(
     client: GrantClient
     /** Thumbprint of the key the request's DPoP proof was signed with, or null. */
     dpopJkt: string | null
+    target: AudienceTarget | null
     audit: GrantAudit
     now: Date
     accessTokensExpireBy: Date
@@ -370,7 +390,8 @@ export async function explainRefreshFailure(
     x,
     sql`with tok as (
       select r.family_id, r.user_id, r.replaced_by, r.revoked_at, r.expires_at > ${input.now} as live, u.status,
-             r.dpop_jkt is not null and r.dpop_jkt is distinct from ${input.dpopJkt}::text as key_mismatch
+             r.dpop_jkt is not null and r.dpop_jkt is distinct from ${input.dpopJkt}::text as key_mismatch,
+             not ${targetMatches(sql`r.resource`, input.target)} as resource_mismatch
       from refresh_tokens r join users u on u.id = r.user_id
       where r.token_hash = ${input.tokenHash} and r.client_id = ${input.client.id}
     ), family as (
@@ -393,7 +414,7 @@ export async function explainRefreshFailure(
       returning id
     )
     select tok.family_id::text as family_id, tok.user_id::text as user_id, tok.replaced_by is not null as replaced,
-           tok.revoked_at is not null as revoked_before, tok.live, tok.status, tok.key_mismatch,
+           tok.revoked_at is not null as revoked_before, tok.live, tok.status, tok.key_mismatch, tok.resource_mismatch,
            (select count(*) from family)::int as revoked, (select count(*) from revoked)::int as revoked_access
     from tok`,
   )
@@ -411,7 +432,9 @@ export async function explainRefreshFailure(
             ? 'user_inactive'
             : row.key_mismatch === true
               ? 'dpop_key_mismatch'
-              : 'scope_widened'
+              : row.resource_mismatch === true
+                ? 'resource_mismatch'
+                : 'scope_widened'
   return {
     failure,
     familyId: String(row.family_id),

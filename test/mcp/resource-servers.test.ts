@@ -161,6 +161,9 @@ describe('resource servers in the flows (RFC 8707, issue 11)', () => {
     const other = await refresh(client, tokens.refresh_token ?? '', { resource: rsB.identifier })
     expect(other.status).toBe(400)
     expect(((await other.json()) as { error: string }).error).toBe('invalid_target')
+    // Refused inside the rotation: the refresh token did not rotate and still works.
+    const still = await refresh(client, tokens.refresh_token ?? '', { resource: rsA.identifier })
+    expect(still.status, await still.clone().text()).toBe(200)
 
     const second = await obtainCode(client, user, {
       scope: `openid offline_access ${scopeA}`,

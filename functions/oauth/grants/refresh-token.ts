@@ -6,7 +6,7 @@ import {
 import { sha256Hex } from '../../crypto/hash'
 import { OAuthError } from '../../errors/oauth'
 import { type OAuthParams, param, requiredParam } from '../form'
-import { checkGrantedResource, resolveResource } from '../resources'
+import { resolveResource } from '../resources'
 import { parseScope } from '../scope'
 import {
   accessTokensExpireBy,
@@ -24,6 +24,7 @@ const FAILURE_DESCRIPTIONS: Record<RefreshFailure, string> = {
   expired: 'The refresh token has expired',
   user_inactive: 'The user may not sign in',
   dpop_key_mismatch: 'The refresh token is bound to another DPoP key',
+  resource_mismatch: 'resource was not part of this grant',
   scope_widened: 'scope exceeds what was originally granted',
 }
 
@@ -35,14 +36,19 @@ const FAILURE_DESCRIPTIONS: Record<RefreshFailure, string> = {
 export async function refreshTokenGrant(ctx: GrantContext, params: OAuthParams): Promise<GrantOutcome> {
   const tokenHash = await sha256Hex(requiredParam(params, 'refresh_token', 200))
   const requested = parseScope(param(params, 'scope'))
-  // An unknown resource is refused before the token rotates; a known but ungranted one after
-  // (the grant holds its target only in the row the rotation reads).
+  // An unknown resource is refused before the statement; a known one that is not the grant's
+  // target is checked inside the rotation, so the token does not rotate (and is not lost).
   const target = await resolveResource(ctx.db.http, ctx.config, param(params, 'resource'))
+  const audience =
+    target === null
+      ? null
+      : { identifier: target.identifier, fallback: ctx.config.defaultAudience || ctx.config.issuer }
   const next = await newRefreshToken(ctx.config, ctx.now)
   const result = await rotateRefreshToken(ctx.db.http, {
     client: ctx.presented,
     tokenHash,
     requestedScope: requested.join(' '),
+    target: audience,
     next,
     audit: ctx.audit,
     now: ctx.now,
@@ -56,16 +62,22 @@ export async function refreshTokenGrant(ctx: GrantContext, params: OAuthParams):
       tokenHash,
       client,
       dpopJkt: ctx.presented.dpop?.jkt ?? null,
+      target: audience,
       audit: ctx.audit,
       now: ctx.now,
       accessTokensExpireBy: accessTokensExpireBy(ctx.config, ctx.now),
     })
-    throw new OAuthError(why.failure === 'scope_widened' ? 'invalid_scope' : 'invalid_grant', {
+    const error =
+      why.failure === 'scope_widened'
+        ? 'invalid_scope'
+        : why.failure === 'resource_mismatch'
+          ? 'invalid_target'
+          : 'invalid_grant'
+    throw new OAuthError(error, {
       description: FAILURE_DESCRIPTIONS[why.failure],
       log: `refresh_${why.failure}`,
     })
   }
-  checkGrantedResource(ctx.config, target, rotated.resource)
   const granted = target ?? (await resolveResource(ctx.db.http, ctx.config, rotated.resource ?? undefined))
   // RFC 6749 §6: a narrower scope applies to this access token; the grant keeps its scope.
   const scope = requested.length > 0 ? requested.join(' ') : rotated.scope
