@@ -20,17 +20,25 @@ export async function loadPublishedKeys(x: Executor, now: Date): Promise<Signing
 }
 
 /** Marks retiring keys past `retireAfter` retired (they leave the JWKS). */
-export async function retireExpiredKeys(x: Executor, now: Date): Promise<string[]> {
-  const rows = await x
+export function retireExpiredKeysStatement(x: Executor, now: Date) {
+  return x
     .update(signingKeys)
     .set({ status: 'retired' })
     .where(and(eq(signingKeys.status, 'retiring'), lt(signingKeys.retireAfter, now)))
     .returning({ kid: signingKeys.kid })
+}
+
+export async function retireExpiredKeys(x: Executor, now: Date): Promise<string[]> {
+  const rows = await retireExpiredKeysStatement(x, now)
   return rows.map((r) => r.kid)
 }
 
+export function insertSigningKeyStatement(x: Executor, key: NewSigningKey) {
+  return x.insert(signingKeys).values(key).returning()
+}
+
 export async function insertSigningKey(x: Executor, key: NewSigningKey): Promise<SigningKeyRow> {
-  const [row] = await x.insert(signingKeys).values(key).returning()
+  const [row] = await insertSigningKeyStatement(x, key)
   if (row === undefined) {
     throw new Error('insert into signing_keys returned nothing')
   }
@@ -41,18 +49,45 @@ export async function insertSigningKey(x: Executor, key: NewSigningKey): Promise
  * Moves every other active key of `alg` to `retiring`: it keeps signing until the new key
  * activates and stays published until `retireAfter` (when every token it signed has expired).
  */
+export function retireOtherKeysStatement(
+  x: Executor,
+  alg: SigningAlgorithm,
+  keepKid: string,
+  retireAfter: Date,
+) {
+  return x
+    .update(signingKeys)
+    .set({ status: 'retiring', retireAfter })
+    .where(and(eq(signingKeys.alg, alg), eq(signingKeys.status, 'active'), ne(signingKeys.kid, keepKid)))
+    .returning({ kid: signingKeys.kid })
+}
+
 export async function retireOtherKeys(
   x: Executor,
   alg: SigningAlgorithm,
   keepKid: string,
   retireAfter: Date,
 ): Promise<string[]> {
-  const rows = await x
-    .update(signingKeys)
-    .set({ status: 'retiring', retireAfter })
-    .where(and(eq(signingKeys.alg, alg), eq(signingKeys.status, 'active'), ne(signingKeys.kid, keepKid)))
-    .returning({ kid: signingKeys.kid })
+  const rows = await retireOtherKeysStatement(x, alg, keepKid, retireAfter)
   return rows.map((r) => r.kid)
+}
+
+/**
+ * The `signing_key_rotated` row for the rotation batch, naming the keys the batch's retire
+ * statement moved to retiring (read back from their shared `retire_after`).
+ */
+export function signingKeyRotatedAuditStatement(
+  x: Executor,
+  event: { actor: string; ip: string | null; kid: string; alg: SigningAlgorithm; activatesAt: Date },
+  retireAfter: Date,
+) {
+  return x.execute(sql`insert into audit_events (type, actor, ip, metadata)
+    select 'signing_key_rotated', ${event.actor}, ${event.ip},
+      jsonb_build_object('kid', ${event.kid}::text, 'alg', ${event.alg}::text,
+        'activates_at', ${event.activatesAt.toISOString()}::text,
+        'retiring', coalesce((select jsonb_agg(kid order by kid) from ${signingKeys}
+          where alg = ${event.alg} and status = 'retiring' and kid <> ${event.kid}
+            and retire_after = ${retireAfter.toISOString()}::timestamptz), '[]'::jsonb))`)
 }
 
 /**

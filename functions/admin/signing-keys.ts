@@ -1,8 +1,8 @@
 import { Hono } from 'hono'
 import * as v from 'valibot'
-import { recordAudit } from '../audit/record'
 import type { AppEnv } from '../env'
 import { ProblemError } from '../errors/problem'
+import { clientIp } from '../middleware/client-ip'
 import { requireAdmin } from '../middleware/require-admin'
 import { documentRoute } from '../openapi/registry'
 import { KEY_PUBLISH_LEAD_SECONDS, rotateSigningKey } from '../tokens/keys'
@@ -38,22 +38,18 @@ export const signingKeysAdmin = new Hono<AppEnv>().post('/rotate', requireAdmin(
   }
   const body = parseOrThrow(ROTATE_BODY, raw)
   const alg = body.alg ?? 'ES256'
+  // The key and its `signing_key_rotated` audit row commit in one batch.
   const report = await rotateSigningKey(
     c.var.db,
     c.var.config,
     alg,
     body.activate_in_seconds ?? KEY_PUBLISH_LEAD_SECONDS,
-  )
-  recordAudit(c, {
-    type: 'signing_key_rotated',
-    actor: c.var.principal.kind === 'user' ? `user:${c.var.principal.userId}` : 'admin',
-    metadata: {
-      kid: report.kid,
-      alg,
-      activates_at: report.activatesAt.toISOString(),
-      retiring: report.retiring,
+    new Date(),
+    {
+      actor: c.var.principal.kind === 'user' ? `user:${c.var.principal.userId}` : 'admin',
+      ip: clientIp(c),
     },
-  })
+  )
   return c.json(
     {
       kid: report.kid,

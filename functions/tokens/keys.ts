@@ -3,11 +3,13 @@ import type { Db } from '../../db/client'
 import { isDatabaseUnavailable } from '../../db/errors'
 import {
   insertFirstSigningKey,
-  insertSigningKey,
+  insertSigningKeyStatement,
   loadPublishedKeys,
   retireExpiredKeys,
-  retireOtherKeys,
+  retireExpiredKeysStatement,
+  retireOtherKeysStatement,
   type SigningKeyRow,
+  signingKeyRotatedAuditStatement,
 } from '../../db/queries/oauth-keys'
 import type { SigningAlgorithm } from '../../db/schema'
 import type { Config } from '../config'
@@ -167,15 +169,6 @@ async function newSealedKey(
     privateJwkEncrypted: sealed.ciphertext,
     masterKeyId: sealed.masterKeyId,
   }
-}
-
-async function generateKey(
-  db: Db,
-  config: Config,
-  alg: SigningAlgorithm,
-  activatesAt: Date,
-): Promise<SigningKeyRow> {
-  return insertSigningKey(db.http, { ...(await newSealedKey(config, alg)), status: 'active', activatesAt })
 }
 
 // The request path only reads: rotation is the cron's (rotateDueSigningKeys). The one write
@@ -370,10 +363,17 @@ export interface RotationReport {
   retired: string[]
 }
 
+/** Who rotates: the admin API names its caller; the scheduled job is `system`. */
+export interface RotationActor {
+  actor: string
+  ip: string | null
+}
+
 /**
  * Creates a new key for `alg`, published now and signing from `now + activateInSeconds`; the
  * previous keys keep signing until then and stay published until every token they signed has
- * expired (longest token lifetime plus clock skew). Round trips: three.
+ * expired (longest token lifetime plus clock skew). One batch: the insert, both retirements and
+ * the `signing_key_rotated` audit row commit together or not at all. One round trip.
  */
 export async function rotateSigningKey(
   db: Db,
@@ -381,14 +381,29 @@ export async function rotateSigningKey(
   alg: SigningAlgorithm,
   activateInSeconds: number,
   now = new Date(),
+  by: RotationActor = { actor: 'system', ip: null },
 ): Promise<RotationReport> {
   const activatesAt = new Date(now.getTime() + activateInSeconds * 1000)
-  const row = await generateKey(db, config, alg, activatesAt)
   const retireAfter = new Date(
     activatesAt.getTime() + (config.accessTokenTtlSeconds + CLOCK_SKEW_SECONDS) * 1000,
   )
-  const retiring = await retireOtherKeys(db.http, alg, row.kid, retireAfter)
-  const retired = await retireExpiredKeys(db.http, now)
+  const sealed = await newSealedKey(config, alg)
+  const [inserted, retiringRows, retiredRows] = await db.http.batch([
+    insertSigningKeyStatement(db.http, { ...sealed, status: 'active', activatesAt }),
+    retireOtherKeysStatement(db.http, alg, sealed.kid, retireAfter),
+    retireExpiredKeysStatement(db.http, now),
+    signingKeyRotatedAuditStatement(db.http, { ...by, kid: sealed.kid, alg, activatesAt }, retireAfter),
+  ])
+  const row = inserted[0]
+  if (row === undefined) {
+    throw new Error('insert into signing_keys returned nothing')
+  }
   resetKeyCache()
-  return { kid: row.kid, alg, activatesAt, retiring, retired }
+  return {
+    kid: row.kid,
+    alg,
+    activatesAt,
+    retiring: retiringRows.map((r) => r.kid),
+    retired: retiredRows.map((r) => r.kid),
+  }
 }

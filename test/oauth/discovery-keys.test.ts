@@ -1,5 +1,8 @@
+import { sql } from 'drizzle-orm'
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose'
 import { describe, expect, it } from 'vitest'
+import { queryRows } from '../../db/client'
+import { testDb } from '../helpers/db'
 import { adminClient, basicAuth, clientCredentialsToken, ISSUER } from '../helpers/oauth'
 import { adminHeaders, call, describeResponse, postJson, useIsolatedDatabase } from '../helpers/worker'
 
@@ -52,6 +55,14 @@ describe('discovery and signing keys', () => {
     const rotated = await postJson('/admin/signing-keys/rotate', { alg: 'ES256' }, adminHeaders())
     expect(rotated.status, await describeResponse(rotated)).toBe(201)
     const { kid } = (await rotated.json()) as { kid: string }
+    // The audit row commits with the key (one batch), naming the key it retires: read at once.
+    const [event] = await queryRows<{ actor: string; metadata: { kid: string; retiring: string[] } }>(
+      testDb(),
+      sql`select actor, metadata from audit_events
+          where type = 'signing_key_rotated' and metadata ->> 'kid' = ${kid}`,
+    )
+    expect(event?.actor).toBe('admin')
+    expect(event?.metadata.retiring).toContain(oldKid)
     const published = await jwks()
     expect(published.keys.map((k) => k.kid)).toEqual(expect.arrayContaining([kid, oldKid]))
     // Still signed by the old key until the new one activates.
