@@ -49,6 +49,8 @@ export const PURGE_RULES: readonly PurgeRule[] = [
   { table: 'pushed_authorization_requests', expired: ({ now }) => sql`expires_at < ${now}` },
   // Federated sign-ins never finished (the callback deletes the ones that are).
   { table: 'federated_login_states', expired: ({ now }) => sql`expires_at < ${now}` },
+  // Sign-ins waiting for a second factor live five minutes; finished ones are deleted at once.
+  { table: 'mfa_challenges', expired: ({ now }) => sql`expires_at < ${now}` },
   // Accepted invitations go too once expired: membership is the lasting record, audit the history.
   { table: 'tenant_invitations', expired: ({ now }) => sql`expires_at < ${now}` },
   {

@@ -99,6 +99,8 @@ export interface Grantee {
   emailVerified: boolean
   /** Seconds since the epoch. */
   authTime: number | null
+  /** How the user authenticated (OIDC `amr`), when the grant recorded it (authorization codes do). */
+  amr?: string[]
   /**
    * The user's last credential event (`tokens_valid_after`), whole epoch seconds (floored):
    * access tokens must be issued after this second to be accepted. Null: none yet.
@@ -161,7 +163,7 @@ export async function consumeAuthorizationCode(
       update authorization_codes set consumed_at = ${input.now}
       where code_hash = ${input.codeHash} and client_id = (select id from client)
         and consumed_at is null and expires_at > ${input.now}
-      returning id, user_id, redirect_uri, scope, resource, nonce, code_challenge, auth_time
+      returning id, user_id, redirect_uri, scope, resource, nonce, code_challenge, auth_time, amr
     ), grantee as (
       select c.*, u.status, u.email, u.display_name, u.email_verified_at, u.tokens_valid_after
       from consumed c join users u on u.id = c.user_id
@@ -186,7 +188,7 @@ export async function consumeAuthorizationCode(
     select ${CLIENT_COLUMNS}, g.id::text as code_id, g.user_id::text as user_id, g.redirect_uri, g.scope, g.resource, g.nonce,
            g.code_challenge, g.status, g.email, g.display_name, g.email_verified_at is not null as email_verified,
            floor(extract(epoch from g.tokens_valid_after))::float8 as tokens_valid_after,
-           floor(extract(epoch from g.auth_time))::int as auth_time, (select count(*) from issued)::int as refresh_issued
+           floor(extract(epoch from g.auth_time))::int as auth_time, g.amr, (select count(*) from issued)::int as refresh_issued
     from client cl left join grantee g on true`,
   )
   if (row === undefined) {
@@ -212,6 +214,7 @@ export async function consumeAuthorizationCode(
       emailVerified: row.email_verified === true,
       tokensValidAfter: row.tokens_valid_after == null ? null : Number(row.tokens_valid_after),
       authTime: row.auth_time === null ? null : Number(row.auth_time),
+      ...(Array.isArray(row.amr) ? { amr: row.amr.map(String) } : {}),
       refreshIssued: Number(row.refresh_issued) > 0,
     },
   }

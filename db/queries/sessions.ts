@@ -9,6 +9,8 @@ export interface LiveSession {
   lastSeenAt: Date
   /** When the user signed in to start this session (OIDC `auth_time`). */
   authenticatedAt: Date
+  /** How the user signed in (OIDC `amr`). */
+  amr: string[]
   userId: string
   tenantId: string
   status: 'pending' | 'active' | 'suspended'
@@ -31,6 +33,7 @@ export async function findLiveSession(
       remember: sessions.remember,
       lastSeenAt: sessions.lastSeenAt,
       authenticatedAt: sessions.createdAt,
+      amr: sessions.amr,
       userId: users.id,
       tenantId: users.tenantId,
       status: users.status,

@@ -16,7 +16,7 @@ export function emailKey(email: SQL | string): SQL {
   return sql`lower(${email})`
 }
 
-function sameEmail(email: string): SQL {
+export function sameEmail(email: string): SQL {
   return sql`${emailKey(sql`${users.email}`)} = ${emailKey(email)}`
 }
 

@@ -109,6 +109,8 @@ export const authorizationCodes = pgTable(
     codeChallenge: text('code_challenge').notNull(),
     codeChallengeMethod: text('code_challenge_method').notNull().default('S256'),
     authTime: timestamp('auth_time', { withTimezone: true }).notNull(),
+    /** The session's `amr` when the code was issued, for the ID token. */
+    amr: text('amr').array().notNull().default(sql`'{pwd}'::text[]`),
     expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
     consumedAt: timestamp('consumed_at', { withTimezone: true }),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),

@@ -32,6 +32,8 @@ export const AUDIT_EVENT_TYPES = [
   'api_key_created',
   'api_key_revoked',
   'api_key_rotated',
+  'service_key_created',
+  'service_key_revoked',
   'signing_key_rotated',
   'tenant_created',
   'tenant_updated',
@@ -48,6 +50,9 @@ export const AUDIT_EVENT_TYPES = [
   'allowlist_entry_removed',
   'admin_action',
   'purge_completed',
+  'mfa_enabled',
+  'mfa_disabled',
+  'recovery_code_used',
 ] as const
 
 export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number]

@@ -1,4 +1,5 @@
 import type { HttpDb } from '../../db/client'
+import { insertMfaChallengeStatement, selectActiveTotpByEmailStatement } from '../../db/queries/mfa'
 import { insertSessionStatement } from '../../db/queries/sessions'
 import {
   type AttemptClaim,
@@ -43,6 +44,8 @@ export interface NewSession {
 /** Every outcome but `ok` carries the attempt's claims (released once the password checked out). */
 export type LoginOutcome =
   | { kind: 'ok'; user: UserRow; session: NewSession; upgradedHash: boolean }
+  /** The password was right and TOTP is active: no session yet, a short-lived second-step token. */
+  | { kind: 'mfa_required'; user: UserRow; mfaToken: string; expiresAt: Date }
   /** Unknown email or wrong password: indistinguishable to the caller. */
   | { kind: 'invalid_credentials'; userId: string | undefined; failures: number; claims: AttemptClaim[] }
   | { kind: 'throttled'; retryAfterSeconds: number; userId: string | undefined; claims: AttemptClaim[] }
@@ -86,7 +89,10 @@ export function releaseClaimsStatements(db: HttpDb, claims: readonly AttemptClai
   return claims.map((claim) => releaseAttemptsStatement(db, claim, 1))
 }
 
-type Refusal = Exclude<LoginOutcome, { kind: 'ok' }>
+type Refusal = Exclude<LoginOutcome, { kind: 'ok' | 'mfa_required' }>
+
+/** How long a sign-in waits for its second factor. */
+export const MFA_CHALLENGE_TTL_SECONDS = 300
 
 /**
  * Writes `user_login_failed` before the refusal is answered (awaited: the event cannot be lost,
@@ -135,7 +141,7 @@ export async function attemptLogin(
   assertPasswordSlotFree(config.argon2MaxQueue)
   const ip = ipThrottleSubject(input.ip)
   const account = accountThrottleSubject(input.tenantId, input.email)
-  const [users, claimed] = await db.batch([
+  const [users, claimed, totp] = await db.batch([
     selectUserByEmail(db, input.tenantId, input.email),
     claimAttemptsStatement(
       db,
@@ -143,6 +149,7 @@ export async function attemptLogin(
       now,
       config.loginFailureWindowSeconds,
     ),
+    selectActiveTotpByEmailStatement(db, input.tenantId, input.email),
   ])
   const user = users[0]
   const claims = toClaims(claimed)
@@ -183,6 +190,26 @@ export async function attemptLogin(
 
   // Rehash on login: imported bcrypt, or argon2id under parameters since changed.
   const upgradedHash = check.rehashed
+  if (totp.some((row) => row.userId === user.id)) {
+    // Two steps: the password's claim is given back, but nothing signs in until the code does.
+    const mfaToken = randomToken(32)
+    const expiresAt = new Date(now.getTime() + MFA_CHALLENGE_TTL_SECONDS * 1000)
+    await db.batch([
+      insertMfaChallengeStatement(db, {
+        tokenHash: await sha256Hex(mfaToken),
+        userId: user.id,
+        remember: input.remember,
+        via: input.via,
+        expiresAt,
+        createdAt: now,
+      }),
+      ...(upgradedHash === undefined
+        ? []
+        : [recordLoginStatement(db, user.id, user.lastLoginAt ?? now, upgradedHash)]),
+      ...releaseClaimsStatements(db, claims),
+    ])
+    return { kind: 'mfa_required', user, mfaToken, expiresAt }
+  }
   const token = randomToken(32)
   const expiresAt = new Date(now.getTime() + sessionTtlSeconds(config, input.remember) * 1000)
   const [inserted] = await db.batch([

@@ -14,11 +14,13 @@ import { changePassword, registerAccount, requestPasswordReset, resendVerificati
 import { confirmPasswordReset, verifyEmailToken } from './account-tokens'
 import { endUserAccess } from './end-user-access'
 import { resetPasswordForm, resetPasswordPage, verifyEmailForm, verifyEmailPage } from './link-pages'
-import { loginProblem, signIn } from './login-edge'
+import { loginProblem, mfaProblem, signIn, signInSecondStep } from './login-edge'
 import {
   ChangePasswordBody,
   EmailOnlyBody,
   LoginBody,
+  LoginMfaBody,
+  MfaRequiredResponse,
   RegisterBody,
   ResetConfirmBody,
   SessionResponse,
@@ -65,8 +67,15 @@ const POST_DOCS: {
   },
   {
     path: '/auth/login',
-    summary: 'Sign in with email and password',
+    summary: 'Sign in with email and password (a TOTP account answers mfa_required and an mfa_token)',
     body: LoginBody,
+    ok: 200,
+    response: v.union([SessionResponse, MfaRequiredResponse]),
+  },
+  {
+    path: '/auth/login/mfa',
+    summary: 'Finish a two-step sign-in with a TOTP or recovery code',
+    body: LoginMfaBody,
     ok: 200,
     response: SessionResponse,
   },
@@ -166,8 +175,34 @@ export const auth = new Hono<AppEnv>()
     })
     return c.json({ user: toUserJson(user) }, 201, NO_STORE)
   })
+  .post('/login/mfa', jsonBody(LoginMfaBody), async (c) => {
+    const body = c.req.valid('json')
+    const outcome = await signInSecondStep(c, { mfaToken: body.mfa_token, code: body.code })
+    if (outcome.kind !== 'ok') {
+      throw mfaProblem(outcome)
+    }
+    return c.json(
+      {
+        user: toUserJson(outcome.user),
+        session: sessionJson({
+          expiresAt: outcome.session.expiresAt,
+          remember: outcome.session.remember,
+          createdAt: new Date(),
+        }),
+      },
+      200,
+      NO_STORE,
+    )
+  })
   .post('/login', jsonBody(LoginBody), async (c) => {
     const outcome = await signIn(c, c.req.valid('json'), 'api')
+    if (outcome.kind === 'mfa_required') {
+      return c.json(
+        { mfa_required: true, mfa_token: outcome.mfaToken, expires_at: outcome.expiresAt.toISOString() },
+        200,
+        NO_STORE,
+      )
+    }
     if (outcome.kind !== 'ok') {
       throw loginProblem(outcome)
     }

@@ -57,6 +57,18 @@ export const LoginBody = v.object({
   remember: v.optional(v.boolean('must be true or false'), false),
 })
 
+export const LoginMfaBody = v.object({
+  mfa_token: v.pipe(v.string('must be a string'), v.nonEmpty('is required'), v.maxLength(128, 'is too long')),
+  code: v.pipe(v.string('must be a string'), v.nonEmpty('is required'), v.maxLength(32, 'is too long')),
+})
+
+/** `POST /auth/login` for an account with TOTP: no session yet; finish with `POST /auth/login/mfa`. */
+export const MfaRequiredResponse = v.object({
+  mfa_required: v.literal(true),
+  mfa_token: v.string(),
+  expires_at: v.string(),
+})
+
 export const UpdateMeBody = v.object({ display_name: DisplayName })
 
 export const ChangePasswordBody = v.object({

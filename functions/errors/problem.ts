@@ -9,6 +9,8 @@ export const PROBLEMS = {
   invalid_token: { status: 400, title: 'The token is invalid, expired or already used' },
   unauthenticated: { status: 401, title: 'Authentication is required' },
   invalid_credentials: { status: 401, title: 'The email or password is incorrect' },
+  invalid_mfa_code: { status: 401, title: 'The two-factor code is incorrect' },
+  invalid_mfa_token: { status: 401, title: 'The sign-in expired or was already finished; sign in again' },
   forbidden: { status: 403, title: 'You may not do this' },
   insufficient_scope: { status: 403, title: 'The credential lacks the required scope' },
   csrf_failed: { status: 403, title: 'The form has expired; reload the page and try again' },

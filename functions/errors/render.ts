@@ -28,6 +28,8 @@ const OAUTH_EQUIVALENT: Record<ProblemCode, OAuthErrorCode> = {
   invalid_token: 'invalid_grant',
   unauthenticated: 'invalid_token',
   invalid_credentials: 'access_denied',
+  invalid_mfa_code: 'access_denied',
+  invalid_mfa_token: 'access_denied',
   forbidden: 'access_denied',
   insufficient_scope: 'insufficient_scope',
   csrf_failed: 'access_denied',

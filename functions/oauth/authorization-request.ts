@@ -166,7 +166,7 @@ export async function issueAuthorizationCode(
   x: Executor,
   config: Config,
   request: AuthorizationRequest,
-  user: { userId: string; authenticatedAt: Date },
+  user: { userId: string; authenticatedAt: Date; amr?: string[] },
   now: Date,
 ): Promise<string> {
   const code = randomToken(32)
@@ -181,6 +181,7 @@ export async function issueAuthorizationCode(
     codeChallenge: request.codeChallenge,
     codeChallengeMethod: 'S256',
     authTime: user.authenticatedAt,
+    ...(user.amr === undefined ? {} : { amr: user.amr }),
     expiresAt: new Date(now.getTime() + config.authCodeTtlSeconds * 1000),
   }
   if (request.pushed === undefined) {

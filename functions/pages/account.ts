@@ -17,6 +17,13 @@ import { changePassword } from '../auth/account-actions'
 import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../auth/password-policy'
 import { DISPLAY_NAME_MAX_LENGTH, DisplayName } from '../auth/schemas'
 import { readSessionToken, slideSession } from '../auth/session-cookie'
+import {
+  confirmTotpEnrolment,
+  disableTotp,
+  pendingEnrolment,
+  startTotpEnrolment,
+  totpStatus,
+} from '../auth/totp-enrolment'
 import { sha256Hex } from '../crypto/hash'
 import type { AppEnv } from '../env'
 import { ProblemError } from '../errors/problem'
@@ -99,11 +106,12 @@ async function renderAccount(
 ) {
   const now = new Date()
   const db = c.var.db.http
-  const [sessions, apps, keys, csrf] = await Promise.all([
+  const [sessions, apps, keys, csrf, totp] = await Promise.all([
     listLiveSessions(db, me.user.id, now),
     listConnectedApps(db, me.user.id),
     listApiKeys(db, { ownerUserId: me.user.id, limit: 50, after: undefined, includeRevoked: false, now }),
     issueCsrfToken(c),
+    totpStatus(c, me.user.id),
   ])
   const csrfInput = html`<input type="hidden" name="${CSRF_FIELD}" value="${csrf}" />`
   return sendPage(
@@ -136,6 +144,27 @@ async function renderAccount(
           Forgot it? <a href="/forgot-password">Get a reset link</a>.</p>
         <div class="row"><button type="submit" class="secondary">Change password</button></div>
       </form>
+
+      <h2>Two-factor sign-in</h2>
+      ${
+        totp.active
+          ? html`<p data-testid="totp-on">On: signing in asks for a code from your authenticator app.
+                ${totp.recoveryCodesLeft} recovery codes left.</p>
+              <form method="post" action="/account/totp/disable">
+                ${csrfInput}
+                <label for="totp_off_password">Current password</label>
+                <input id="totp_off_password" name="current_password" type="password" autocomplete="current-password"
+                  maxlength="${PASSWORD_MAX_LENGTH}" />
+                <label for="totp_off_code">Or a code from your app (or a recovery code)</label>
+                <input id="totp_off_code" name="code" type="text" inputmode="numeric" autocomplete="one-time-code" maxlength="32" />
+                <div class="row"><button type="submit" class="secondary">Turn off two-factor sign-in</button></div>
+              </form>`
+          : html`<p data-testid="totp-off">Off. Add a code from an authenticator app to every sign-in.</p>
+              <form method="post" action="/account/totp/start">
+                ${csrfInput}
+                <div class="row"><button type="submit" class="secondary">Set up two-factor sign-in</button></div>
+              </form>`
+      }
 
       <h2>Where you are signed in</h2>
       <ul class="items" data-testid="sessions">
@@ -221,6 +250,29 @@ async function renderAccount(
   )
 }
 
+/** The enrolment page: the otpauth URI and secret, and the form for the first code. */
+async function renderTotpSetup(c: Context<AppEnv>, setup: { secret: string; uri: string }, error?: string) {
+  const csrf = await issueCsrfToken(c)
+  const grouped = setup.secret.replace(/(.{4})/g, '$1 ').trim()
+  return sendPage(
+    c,
+    'Set up two-factor sign-in',
+    html`<h1>Set up two-factor sign-in</h1>
+      <p class="lead">Add this account to your authenticator app, then enter the code it shows.</p>
+      ${error === undefined ? '' : html`<div class="error" role="alert">${error}</div>`}
+      <p><a href="${setup.uri}" data-testid="otpauth-uri">Open in an authenticator app on this device</a></p>
+      <p>Or type this key: <code class="secret" data-testid="totp-secret">${grouped}</code></p>
+      <form method="post" action="/account/totp/confirm" novalidate>
+        <input type="hidden" name="${CSRF_FIELD}" value="${csrf}" />
+        <label for="code">Code from the app</label>
+        <input id="code" name="code" type="text" inputmode="numeric" autocomplete="one-time-code" required maxlength="6" autofocus />
+        <div class="row"><button type="submit">Turn on</button></div>
+      </form>
+      <div class="links"><a href="/account">Cancel</a></div>`,
+    error === undefined ? 200 : 400,
+  )
+}
+
 documentRoute({
   method: 'get',
   path: '/account',
@@ -274,6 +326,74 @@ export const accountPage = new Hono<AppEnv>()
     }
     // The change gave this browser a new session cookie: the next page's forms bind to it.
     return c.redirect('/account?done=password', 303)
+  })
+  .post('/totp/start', async (c) => {
+    const posted = await signedInForm(c)
+    if (posted instanceof Response) {
+      return posted
+    }
+    const setup = await startTotpEnrolment(c, posted.me.user)
+    if (setup === undefined) {
+      return renderAccount(c, posted.me, 'Two-factor sign-in is already on.', 400)
+    }
+    return renderTotpSetup(c, setup)
+  })
+  .post('/totp/confirm', async (c) => {
+    const posted = await signedInForm(c)
+    if (posted instanceof Response) {
+      return posted
+    }
+    const { me, form } = posted
+    const code = typeof form.code === 'string' ? form.code.slice(0, 32) : ''
+    const codes = await confirmTotpEnrolment(c, me.user, code)
+    if (codes === undefined) {
+      const setup = await pendingEnrolment(c, me.user)
+      return setup === undefined
+        ? renderAccount(c, me, 'Start the setup again.', 400)
+        : renderTotpSetup(
+            c,
+            setup,
+            'That code is not right. Check the time on your device and try the next one.',
+          )
+    }
+    return sendPage(
+      c,
+      'Recovery codes',
+      html`<h1>Two-factor sign-in is on</h1>
+        <div class="notice" role="status">Save these recovery codes now: they are shown only once. Each works once
+          if you lose your device.</div>
+        <ul data-testid="recovery-codes">${codes.map((code) => html`<li><code>${code}</code></li>`)}</ul>
+        <div class="links"><a href="/account">Back to your account</a></div>`,
+    )
+  })
+  .post('/totp/disable', async (c) => {
+    const posted = await signedInForm(c)
+    if (posted instanceof Response) {
+      return posted
+    }
+    const { me, form } = posted
+    const password =
+      typeof form.current_password === 'string' ? form.current_password.slice(0, PASSWORD_MAX_LENGTH) : ''
+    const code = typeof form.code === 'string' ? form.code.slice(0, 32) : ''
+    try {
+      await disableTotp(c, me.user, { password, code })
+    } catch (error) {
+      if (
+        error instanceof ProblemError &&
+        (error.code === 'rate_limited' || error.code === 'invalid_credentials')
+      ) {
+        return renderAccount(
+          c,
+          me,
+          error.code === 'rate_limited'
+            ? 'Too many wrong attempts. Wait a few minutes, then try again.'
+            : 'Enter your current password or a current code.',
+          error.code === 'rate_limited' ? 429 : 400,
+        )
+      }
+      throw error
+    }
+    return renderAccount(c, me, 'Two-factor sign-in is off.')
   })
   .post('/profile', async (c) => {
     const posted = await signedInForm(c)

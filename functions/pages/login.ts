@@ -1,6 +1,6 @@
 import { type Context, Hono } from 'hono'
 import { html } from 'hono/html'
-import { loginProblem, signIn } from '../auth/login-edge'
+import { loginProblem, signIn, signInSecondStep } from '../auth/login-edge'
 import { PASSWORD_MAX_LENGTH } from '../auth/password-policy'
 import { EMAIL_MAX_LENGTH, normalizeEmail } from '../auth/schemas'
 import type { AppEnv } from '../env'
@@ -69,6 +69,47 @@ async function renderLogin(c: Context<AppEnv>, state: LoginFormState, status: 20
   )
 }
 
+interface SecondStepState {
+  mfaToken: string
+  returnTo: string
+  error?: string
+}
+
+/** The second page of a two-step sign-in: the pending sign-in's token rides a hidden field. */
+async function renderSecondStep(
+  c: Context<AppEnv>,
+  state: SecondStepState,
+  status: 200 | FailureStatus = 200,
+) {
+  const csrf = await issueCsrfToken(c)
+  return sendPage(
+    c,
+    'Two-factor code',
+    html`<h1>Enter your code</h1>
+      <p class="lead">Open your authenticator app and enter the 6-digit code for ${c.var.config.brand.name},
+        or one of your recovery codes.</p>
+      ${state.error === undefined ? '' : html`<div class="error" role="alert">${state.error}</div>`}
+      <form method="post" action="/login/mfa" novalidate>
+        <input type="hidden" name="${CSRF_FIELD}" value="${csrf}" />
+        <input type="hidden" name="return_to" value="${state.returnTo}" />
+        <input type="hidden" name="mfa_token" value="${state.mfaToken}" />
+        <label for="code">Code</label>
+        <input id="code" name="code" type="text" inputmode="numeric" autocomplete="one-time-code" required
+          maxlength="32" autofocus />
+        <div class="row"><button type="submit">Continue</button></div>
+      </form>
+      <div class="links"><a href="/login?return_to=${encodeURIComponent(state.returnTo)}">Start over</a></div>`,
+    status,
+  )
+}
+
+documentRoute({
+  method: 'post',
+  path: '/login/mfa',
+  summary: 'Submit the two-factor code of a two-step sign-in (CSRF protected); 303 to return_to on success',
+  tags: ['pages'],
+  responses: { 303: { description: 'Signed in; redirect to a same-origin return_to, else /' } },
+})
 documentRoute({
   method: 'get',
   path: '/login',
@@ -93,6 +134,47 @@ export const loginPage = new Hono<AppEnv>()
       returnTo: safeReturnTo(c.req.query('return_to'), c.var.config.issuer),
     }),
   )
+  .post('/mfa', async (c) => {
+    const form = await c.req.parseBody()
+    const field = (name: string): string => {
+      const value = form[name]
+      return typeof value === 'string' ? value : ''
+    }
+    const returnTo = safeReturnTo(field('return_to'), c.var.config.issuer)
+    const mfaToken = field('mfa_token').slice(0, 128)
+    try {
+      await verifyCsrf(c, form[CSRF_FIELD])
+    } catch {
+      return renderLogin(
+        c,
+        { email: '', remember: false, returnTo, error: 'This form expired. Please sign in again.' },
+        403,
+      )
+    }
+    const code = field('code').trim()
+    if (code === '' || code.length > 32) {
+      return renderSecondStep(c, { mfaToken, returnTo, error: 'Enter the code from your app.' }, 400)
+    }
+    const outcome = await signInSecondStep(c, { mfaToken, code })
+    if (outcome.kind === 'ok') {
+      return c.redirect(returnTo, 303)
+    }
+    if (outcome.kind === 'invalid_mfa_token') {
+      return renderLogin(
+        c,
+        { email: '', remember: false, returnTo, error: 'That took too long. Please sign in again.' },
+        401,
+      )
+    }
+    if (outcome.kind === 'throttled') {
+      c.header('retry-after', String(outcome.retryAfterSeconds))
+    }
+    const error =
+      outcome.kind === 'throttled'
+        ? 'Too many failed attempts. Wait a few minutes, then try again.'
+        : 'That code is not right, or it was already used.'
+    return renderSecondStep(c, { mfaToken, returnTo, error }, outcome.kind === 'throttled' ? 429 : 401)
+  })
   .post('/', async (c) => {
     const form = await c.req.parseBody()
     const field = (name: string): string => {
@@ -122,6 +204,9 @@ export const loginPage = new Hono<AppEnv>()
     const outcome = await signIn(c, { email, password, remember: state.remember }, 'form')
     if (outcome.kind === 'ok') {
       return c.redirect(state.returnTo, 303)
+    }
+    if (outcome.kind === 'mfa_required') {
+      return renderSecondStep(c, { mfaToken: outcome.mfaToken, returnTo: state.returnTo })
     }
     const problem = loginProblem(outcome)
     if (problem.options.retryAfterSeconds !== undefined) {

@@ -92,6 +92,8 @@ export interface IdTokenInput {
   alg: SigningAlgorithm
   now: Date
   authTime: Date | null
+  /** OIDC `amr` (RFC 8176 values), when known. */
+  amr?: readonly string[]
   nonce: string | null
   /** OIDC Core §5.4 claims the scope released (email, name...). */
   claims: Record<string, unknown>
@@ -114,6 +116,9 @@ export async function mintIdToken(db: Db, config: Config, input: IdTokenInput): 
   }
   if (input.nonce) {
     claims.nonce = input.nonce
+  }
+  if (input.amr !== undefined && input.amr.length > 0) {
+    claims.amr = [...input.amr]
   }
   return sign(db, config, input.alg, 'JWT', claims, input.now)
 }

@@ -80,6 +80,7 @@ export function serverMetadata(config: Config): Record<string, unknown> {
       'exp',
       'iat',
       'auth_time',
+      'amr',
       'nonce',
       'email',
       'email_verified',

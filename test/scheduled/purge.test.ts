@@ -200,6 +200,19 @@ async function seedEveryTarget(): Promise<Seeded> {
     .returning({ id: s.tenantInvitations.id, expiresAt: s.tenantInvitations.expiresAt })
   keep('tenant_invitations', invitations.find((r) => r.expiresAt > NOW)?.id)
 
+  const challenges = await db
+    .insert(s.mfaChallenges)
+    .values(
+      [at(-0.01), at(0.01)].map((expiresAt) => ({
+        tokenHash: hash(),
+        userId: user.id,
+        via: 'api',
+        expiresAt,
+      })),
+    )
+    .returning({ id: s.mfaChallenges.id, expiresAt: s.mfaChallenges.expiresAt })
+  keep('mfa_challenges', challenges.find((r) => r.expiresAt > NOW)?.id)
+
   const usage = await db
     .insert(s.apiKeyUsage)
     .values(
@@ -269,6 +282,7 @@ async function seedEveryTarget(): Promise<Seeded> {
       pushed_authorization_requests: 1,
       federated_login_states: 1,
       tenant_invitations: 1,
+      mfa_challenges: 1,
       api_key_usage: 2,
       api_key_usage_counters: 1,
       audit_events: 1,
@@ -314,6 +328,8 @@ describe('purge', () => {
     const kept: Record<string, string> = {
       api_keys: 'an expired key stays so verify answers EXPIRED (and its usage history keeps its owner)',
       signing_keys: 'retired keys are managed by rotation, not by the purge',
+      service_keys:
+        'issued by hand and few; an expired or revoked key stays listed (include_revoked) as the record of what each service held',
     }
     const rows = await queryRows<{ table_name: string }>(
       testDb(),

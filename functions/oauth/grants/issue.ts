@@ -178,6 +178,7 @@ export async function issueUserTokens(
       alg: idTokenAlgorithm(client.idTokenSignedResponseAlg),
       now: ctx.now,
       authTime,
+      ...(input.grantee.amr === undefined ? {} : { amr: input.grantee.amr }),
       nonce: input.nonce,
       claims: userClaims(input.grantee, scopes),
     })
