@@ -28,6 +28,7 @@ import { forgotPasswordPage } from './pages/forgot-password'
 import { homePage } from './pages/home'
 import { loginPage } from './pages/login'
 import { signupPage } from './pages/signup'
+import { serviceKeysAdmin } from './service-keys/routes'
 import { tenantsAdmin } from './tenants/admin'
 import { tenants } from './tenants/routes'
 import { wellKnown } from './wellknown'
@@ -71,6 +72,7 @@ export function createApp(): Hono<AppEnv> {
   app.route('/admin/clients', clientsAdmin)
   app.route('/admin/resource-servers', resourceServersAdmin)
   app.route('/admin/signing-keys', signingKeysAdmin)
+  app.route('/admin/service-keys', serviceKeysAdmin)
   app.route('/device', devicePages)
 
   const allowedMethods = allowedMethodsFinder(app as unknown as Hono<never>)

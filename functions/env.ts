@@ -25,6 +25,8 @@ export interface Variables {
    * folded into the verify statement so the hot path stays one round trip (undefined: admin token).
    */
   callerGuard: SQL | undefined
+  /** SHA-256 of the caller's `psk_…` service key on verify (issue 10), checked inside the verify statement. */
+  serviceKeyHash: string | undefined
 }
 
 export interface AppEnv {

@@ -344,13 +344,27 @@ export interface KeyCheckInput {
    * nothing is counted and the outcome is `callerRefused`.
    */
   callerGuard?: SQL
+  /**
+   * The SHA-256 of the caller's service key (issue 10), instead of `callerGuard`: the statement
+   * finds the live service key by hash in a CTE (not revoked, not expired, its tenant active) and
+   * refuses like a revoked caller token when there is none. A tenant's service key sees only its
+   * tenant's API keys (others are not found); `skip_rate_limit` leaves the rate window uncharged.
+   */
+  serviceKeyHash?: string
   /** What the resource server says was called; validated text (no NUL), at most 200 characters. */
   endpoint: string | null
   /** Milliseconds the Worker spent on this request before sending the statement. */
   elapsedMs: number
 }
 
-export type KeyCheckOutcome = { callerRefused: true } | { callerRefused: false; row: KeyCheckRow | undefined }
+export type KeyCheckOutcome =
+  | { callerRefused: true }
+  | {
+      callerRefused: false
+      row: KeyCheckRow | undefined
+      /** No row, but some key has this hash (outside the service key's tenant): never cache as unknown. */
+      hiddenKey: boolean
+    }
 
 /** What the verify statement saw and did; absent when no key has this hash. */
 export interface KeyCheckRow {
@@ -393,6 +407,7 @@ interface RawKeyCheckRow {
   window_count_after: number | null
   window_reset_at_ms: string | number
   recorded: string | number
+  hidden_key: boolean | null
 }
 
 /**
@@ -414,14 +429,35 @@ interface RawKeyCheckRow {
  * concurrent verifies queue instead of deadlocking.
  */
 export async function checkAndChargeKey(x: Executor, input: KeyCheckInput): Promise<KeyCheckOutcome> {
-  const guard = input.callerGuard ?? sql`true`
   const now = input.now.toISOString()
+  const service = input.serviceKeyHash
+  const serviceCte =
+    service === undefined
+      ? sql``
+      : sql`sk as (
+          select s.tenant_id, s.skip_rate_limit from service_keys s
+          where s.key_hash = ${service} and s.revoked_at is null and s.expires_at > ${now}::timestamptz
+            and (s.tenant_id is null or (select t.active from ${tenants} t where t.id = s.tenant_id) is true)
+        ), `
+  const guard = service === undefined ? (input.callerGuard ?? sql`true`) : sql`exists (select 1 from sk)`
+  const inScope =
+    service === undefined
+      ? sql``
+      : sql` and exists (select 1 from sk where sk.tenant_id is null or sk.tenant_id = a.tenant_id)`
+  const rateLimit =
+    service === undefined
+      ? sql`a.rate_limit`
+      : sql`case when (select sk.skip_rate_limit from sk) then null else a.rate_limit end`
+  const hiddenKey =
+    service === undefined
+      ? sql`false`
+      : sql`(k.id is null and exists (select 1 from api_keys a2 where a2.key_hash = ${input.keyHash}))`
   const period = input.periodStart.toISOString()
   const elapsedMs = Math.max(0, Math.min(Math.round(input.elapsedMs), 2_000_000_000))
   const [row] = await queryRows<RawKeyCheckRow & Record<string, unknown>>(
     x,
-    sql`with k as (
-          select a.id, a.owner_user_id, a.tenant_id, a.tier, a.scopes, a.metadata, a.rate_limit,
+    sql`with ${serviceCte}k as (
+          select a.id, a.owner_user_id, a.tenant_id, a.tier, a.scopes, a.metadata, ${rateLimit} as rate_limit,
             coalesce(a.rotated_from, a.id) as account_id,
             case
               when a.revoked_at is not null then 'REVOKED'
@@ -434,7 +470,7 @@ export async function checkAndChargeKey(x: Executor, input: KeyCheckInput): Prom
             to_timestamp(floor(extract(epoch from ${now}::timestamptz) / a.rate_limit_window_seconds)
               * a.rate_limit_window_seconds) as window_start,
             a.rate_limit_window_seconds
-          from api_keys a where a.key_hash = ${input.keyHash} and ${guard}
+          from api_keys a where a.key_hash = ${input.keyHash} and ${guard}${inScope}
         ), seen as (
           select coalesce((select c.used from api_key_quota_counters c
               where c.key_id = k.account_id and c.period_start = ${period}::timestamptz), 0) as used,
@@ -495,14 +531,14 @@ export async function checkAndChargeKey(x: Executor, input: KeyCheckInput): Prom
           seen.window_count as window_count_before, (select count from rate) as window_count_after,
           floor(extract(epoch from coalesce((select window_start from rate), k.window_start)) * 1000
             + k.rate_limit_window_seconds * 1000)::float8 as window_reset_at_ms,
-          (select count(*) from counted) as recorded
+          (select count(*) from counted) as recorded, ${hiddenKey} as hidden_key
         from (select 1) as one left join k on true left join seen on true left join verdict v on true`,
   )
   if (row === undefined || row.caller_ok !== true) {
     return { callerRefused: true }
   }
   if (row.id === null) {
-    return { callerRefused: false, row: undefined }
+    return { callerRefused: false, row: undefined, hiddenKey: row.hidden_key === true }
   }
   if (Number(row.recorded) !== 1) {
     // Cannot happen (one key row, one counter upsert); refuse to report a call nobody recorded.
@@ -512,6 +548,7 @@ export async function checkAndChargeKey(x: Executor, input: KeyCheckInput): Prom
   const id = row.id
   return {
     callerRefused: false,
+    hiddenKey: false,
     row: {
       id,
       ownerUserId: row.owner_user_id,

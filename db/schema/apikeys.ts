@@ -124,3 +124,31 @@ export const apiKeyUsageCounters = pgTable(
     index('api_key_usage_counters_hour_idx').on(t.hourStart),
   ],
 )
+
+/**
+ * Service keys (issue 10): secrets a platform admin or a tenant's owner/admin issues to an
+ * internal service (a resource server) so it can call `POST /api-keys/verify` and
+ * `POST /oauth/introspect` with `Authorization: Bearer psk_…`. Stored as the SHA-256 of the key,
+ * shown once. `tenant_id` null: platform-issued (sees every tenant's keys); otherwise the key
+ * verifies and introspects only that tenant's objects.
+ */
+export const serviceKeys = pgTable(
+  'service_keys',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    keyHash: text('key_hash').notNull().unique(),
+    /** `psk_live_` plus the first characters of the secret, e.g. `psk_live_3xQa`. */
+    prefix: text('prefix').notNull(),
+    last4: text('last4').notNull(),
+    serviceName: text('service_name').notNull(),
+    tenantId: uuid('tenant_id').references(() => tenants.id, { onDelete: 'cascade' }),
+    /** The service's verifies never spend the API keys' rate-limit windows (quota still counts). */
+    skipRateLimit: boolean('skip_rate_limit').notNull().default(false),
+    expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
+    revokedAt: timestamp('revoked_at', { withTimezone: true }),
+    /** `user:<id>` or `admin`, as audit rows name actors. */
+    createdBy: text('created_by').notNull(),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [index('service_keys_tenant_created_idx').on(t.tenantId, t.createdAt)],
+)

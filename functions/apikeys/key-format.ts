@@ -16,9 +16,11 @@ const PREFIX_SECRET_CHARS = 4
 const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz'
 // 248 = 4 · 62: bytes at or above it are rejected so every base62 digit is equally likely.
 const UNBIASED_BYTE_LIMIT = 248
-const KEY_PATTERN = new RegExp(
-  `^(pk_(live|test)_([0-9A-Za-z]{${SECRET_LENGTH}}))([0-9A-Za-z]{${CHECKSUM_LENGTH}})$`,
-)
+/** API keys are `pk_…`; service keys (issue 10), which authenticate resource servers, `psk_…`. */
+export type KeyFamily = 'pk' | 'psk'
+const keyPattern = (family: KeyFamily) =>
+  new RegExp(`^(${family}_(live|test)_([0-9A-Za-z]{${SECRET_LENGTH}}))([0-9A-Za-z]{${CHECKSUM_LENGTH}})$`)
+const KEY_PATTERNS: Record<KeyFamily, RegExp> = { pk: keyPattern('pk'), psk: keyPattern('psk') }
 
 export interface GeneratedApiKey {
   /** The full key: shown once, never stored. */
@@ -33,16 +35,16 @@ export type ParsedApiKey =
   | { kind: 'malformed'; reason: 'shape' | 'checksum' }
 
 /** A fresh key for `env`. Pure CPU, no I/O. */
-export function generateApiKey(env: ApiKeyEnv): GeneratedApiKey {
+export function generateApiKey(env: ApiKeyEnv, family: KeyFamily = 'pk'): GeneratedApiKey {
   const secret = randomBase62(SECRET_LENGTH)
-  const body = `pk_${env}_${secret}`
+  const body = `${family}_${env}_${secret}`
   const key = `${body}${checksumOf(body)}`
-  return { key, prefix: `pk_${env}_${secret.slice(0, PREFIX_SECRET_CHARS)}`, last4: key.slice(-4) }
+  return { key, prefix: `${family}_${env}_${secret.slice(0, PREFIX_SECRET_CHARS)}`, last4: key.slice(-4) }
 }
 
 /** Checks shape and checksum; zero I/O, so a malformed key costs nothing downstream. */
-export function parseApiKey(candidate: string): ParsedApiKey {
-  const match = KEY_PATTERN.exec(candidate)
+export function parseApiKey(candidate: string, family: KeyFamily = 'pk'): ParsedApiKey {
+  const match = KEY_PATTERNS[family].exec(candidate)
   const body = match?.[1]
   const env = match?.[2]
   const checksum = match?.[4]

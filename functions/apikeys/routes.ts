@@ -220,7 +220,7 @@ documentRoute({
   path: '/api-keys/verify',
   summary: 'Verify an API key and count it against its quota and rate limit',
   tags: ['api-keys'],
-  security: ['bearerToken', 'adminToken'],
+  security: ['bearerToken', 'adminToken', 'serviceKey'],
   requestBody: { schema: VerifyBody },
   responses: { 200: { description: 'The verdict (also for invalid keys)', schema: VerifyResponse } },
 })
@@ -272,6 +272,7 @@ export const apiKeys = new Hono<AppEnv>()
         tierQuotas: c.var.config.tierQuotas,
         now,
         callerGuard: c.var.callerGuard,
+        serviceKeyHash: c.var.serviceKeyHash,
         endpoint: body.endpoint ?? null,
         startedAtMs: now.getTime(),
       },

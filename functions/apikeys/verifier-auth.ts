@@ -5,6 +5,7 @@ import { OAuthError } from '../errors/oauth'
 import { ProblemError } from '../errors/problem'
 import { accessCredential, checkSenderConstraint } from '../middleware/access-credential'
 import { unauthenticated } from '../middleware/authenticate'
+import { serviceKeyCredential } from '../service-keys/authenticate'
 import {
   type AccessTokenClaims,
   stillValidGuard,
@@ -49,7 +50,9 @@ export function callerTokenCacheStats(): { hits: number; misses: number; size: n
 }
 
 /**
- * Who may call verify: the admin token, or an access token carrying `apikeys:verify`. The
+ * Who may call verify: the admin token, a service key (`Bearer psk_…`, issue 10: only its shape
+ * and checksum are checked here, its row rides in the verify statement), or an access token
+ * carrying `apikeys:verify`. The
  * token's signature, claims and scope are checked here without the database; its database half
  * (not revoked, client enabled, user active) becomes `c.var.callerGuard`, which the verify
  * statement evaluates in the same round trip. No or bad credential → 401, no scope → 403.
@@ -63,6 +66,17 @@ export function authenticateVerifier(): MiddlewareHandler<AppEnv> {
     }
     if (credential.scheme === 'Bearer' && (await secretsEqual(token, c.var.config.adminToken))) {
       c.set('callerGuard', undefined)
+      c.set('serviceKeyHash', undefined)
+      await next()
+      return
+    }
+    const serviceKey = credential.scheme === 'Bearer' ? await serviceKeyCredential(token) : undefined
+    if (serviceKey === 'malformed') {
+      throw unauthenticated('The service key is not valid', 'invalid_token')
+    }
+    if (serviceKey !== undefined) {
+      c.set('callerGuard', undefined)
+      c.set('serviceKeyHash', serviceKey.hash)
       await next()
       return
     }
@@ -92,6 +106,7 @@ export function authenticateVerifier(): MiddlewareHandler<AppEnv> {
       throw error
     }
     c.set('callerGuard', guard)
+    c.set('serviceKeyHash', undefined)
     await next()
   }
 }

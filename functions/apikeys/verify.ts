@@ -62,6 +62,8 @@ export interface VerifyOptions {
   now: Date
   /** The caller's pending credential check (see KeyCheckInput.callerGuard). */
   callerGuard?: SQL | undefined
+  /** The caller's service key hash (see KeyCheckInput.serviceKeyHash), checked in the same statement. */
+  serviceKeyHash?: string | undefined
   /** The endpoint or tool name to record with the call (validated text). */
   endpoint: string | null
   /** When the request arrived, epoch milliseconds (for the usage row's response time). */
@@ -123,6 +125,7 @@ export async function verifyApiKey(
     endpoint: options.endpoint,
     elapsedMs: Date.now() - options.startedAtMs,
     ...(options.callerGuard === undefined ? {} : { callerGuard: options.callerGuard }),
+    ...(options.serviceKeyHash === undefined ? {} : { serviceKeyHash: options.serviceKeyHash }),
   })
   if (outcome.callerRefused) {
     throw new ProblemError('unauthenticated', {
@@ -132,7 +135,10 @@ export async function verifyApiKey(
   }
   const row = outcome.row
   if (row === undefined) {
-    rememberUnknown(keyHash)
+    // A key outside a tenant service key's tenant exists: only a hash no row has is an unknown.
+    if (!outcome.hiddenKey) {
+      rememberUnknown(keyHash)
+    }
     return { valid: false, code: 'NOT_FOUND' }
   }
   if (row.code === 'REVOKED' || row.code === 'EXPIRED' || row.code === 'DISABLED') {

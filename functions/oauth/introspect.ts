@@ -3,10 +3,13 @@ import * as v from 'valibot'
 import { findClient, findClientStatement } from '../../db/queries/oauth-clients'
 import { findLiveRefreshTokenStatement, liveRefreshToken } from '../../db/queries/oauth-grants'
 import { type OAuthClientRow, readAccessTokenState } from '../../db/queries/oauth-tokens'
+import { findLiveServiceKey } from '../../db/queries/service-keys'
 import { sha256Hex } from '../crypto/hash'
 import type { AppEnv } from '../env'
 import { OAuthError } from '../errors/oauth'
+import { accessCredential } from '../middleware/access-credential'
 import { documentRoute } from '../openapi/registry'
+import { serviceKeyCredential } from '../service-keys/authenticate'
 import {
   type AccessTokenClaims,
   isClientToken,
@@ -42,6 +45,14 @@ function mayIntrospect(caller: OAuthClientRow, claims: AccessTokenClaims): boole
 export const introspect = new Hono<AppEnv>().post('/', async (c) => {
   const params = await readOAuthBody(c)
   const now = new Date()
+  const bearer = accessCredential(c.req.header('authorization'))
+  const serviceKey =
+    bearer?.scheme === 'Bearer' && bearer.token !== undefined
+      ? await serviceKeyCredential(bearer.token)
+      : undefined
+  if (serviceKey !== undefined) {
+    return c.json(await introspectAsService(c.var, params, serviceKey, now), 200, NO_STORE)
+  }
   const credentials = readClientCredentials(c, params)
   // RFC 7662 §2.1 and discovery: only a confidential client, authenticated, may introspect.
   if (credentials.method === 'none') {
@@ -81,25 +92,7 @@ export const introspect = new Hono<AppEnv>().post('/', async (c) => {
         }
         throw error
       }
-      return c.json(
-        {
-          active: true,
-          scope: claims.scope ?? '',
-          client_id: claims.client_id,
-          sub: claims.sub,
-          aud: claims.aud,
-          iss: claims.iss,
-          exp: claims.exp,
-          iat: claims.iat,
-          jti: claims.jti,
-          // RFC 9449 §6.2: a bound token says so, with the key it is bound to.
-          token_type: claims.cnf?.jkt === undefined ? 'Bearer' : 'DPoP',
-          ...(claims.cnf?.jkt === undefined ? {} : { cnf: { jkt: claims.cnf.jkt } }),
-          ...(claims.auth_time === undefined ? {} : { auth_time: claims.auth_time }),
-        },
-        200,
-        NO_STORE,
-      )
+      return c.json(activeAccessToken(claims), 200, NO_STORE)
     }
     await checkClientCredentials(
       await findClient(c.var.db.http, credentials.clientId),
@@ -137,12 +130,89 @@ export const introspect = new Hono<AppEnv>().post('/', async (c) => {
   )
 })
 
+function activeAccessToken(claims: AccessTokenClaims) {
+  return {
+    active: true,
+    scope: claims.scope ?? '',
+    client_id: claims.client_id,
+    sub: claims.sub,
+    aud: claims.aud,
+    iss: claims.iss,
+    exp: claims.exp,
+    iat: claims.iat,
+    jti: claims.jti,
+    // RFC 9449 §6.2: a bound token says so, with the key it is bound to.
+    token_type: claims.cnf?.jkt === undefined ? 'Bearer' : 'DPoP',
+    ...(claims.cnf?.jkt === undefined ? {} : { cnf: { jkt: claims.cnf.jkt } }),
+    ...(claims.auth_time === undefined ? {} : { auth_time: claims.auth_time }),
+  }
+}
+
+/**
+ * Introspection by a resource server holding a service key (`Authorization: Bearer psk_…`,
+ * issue 10) instead of client credentials. An unknown, revoked, expired or malformed key is 401
+ * `invalid_client`. A platform key sees every access token; a tenant's key only its tenant's
+ * (others are `{ active: false }`, as unknown ones). Refresh tokens stay introspectable only by
+ * their own client: `{ active: false }`. Round trips: 0 for a malformed key, 1 for the key,
+ * 1 more for a well-signed access token (its revocation, client and user state).
+ */
+async function introspectAsService(
+  vars: AppEnv['Variables'],
+  params: Parameters<typeof requiredParam>[0],
+  serviceKey: { hash: string } | 'malformed',
+  now: Date,
+): Promise<Record<string, unknown>> {
+  const refused = new OAuthError('invalid_client', {
+    description: 'The service key is not valid',
+    headers: { 'www-authenticate': 'Bearer realm="portcullis", error="invalid_token"' },
+  })
+  if (serviceKey === 'malformed') {
+    throw refused
+  }
+  const token = requiredParam(params, 'token', 8192)
+  const caller = await findLiveServiceKey(vars.db.http, serviceKey.hash, now)
+  if (caller === undefined) {
+    throw refused
+  }
+  if (!looksLikeJwt(token)) {
+    return INACTIVE
+  }
+  let claims: AccessTokenClaims
+  try {
+    claims = await verifyAccessTokenSignature(vars.db, vars.config, token, 'any', now)
+  } catch (error) {
+    if (error instanceof OAuthError) {
+      return INACTIVE
+    }
+    throw error
+  }
+  const state = await readAccessTokenState(vars.db.http, {
+    clientId: claims.client_id,
+    jti: claims.jti,
+    userId: isClientToken(claims) ? null : claims.sub,
+    tokenClientId: claims.client_id,
+  })
+  try {
+    const principal = principalFromState(claims, state)
+    const tenantId = principal.kind === 'admin' ? undefined : principal.tenantId
+    if (caller.tenantId !== null && tenantId !== caller.tenantId) {
+      return INACTIVE
+    }
+  } catch (error) {
+    if (error instanceof OAuthError) {
+      return INACTIVE
+    }
+    throw error
+  }
+  return activeAccessToken(claims)
+}
+
 documentRoute({
   method: 'post',
   path: '/oauth/introspect',
   summary: 'Token introspection (RFC 7662)',
   tags: ['oauth'],
-  security: ['clientBasic'],
+  security: ['clientBasic', 'serviceKey'],
   requestBody: {
     schema: v.object({ token: v.string(), token_type_hint: v.optional(v.string()) }),
     contentTypes: ['application/x-www-form-urlencoded', 'application/json'],

@@ -2,7 +2,7 @@ import { toJsonSchema } from '@valibot/to-json-schema'
 import type { GenericSchema } from 'valibot'
 
 export type HttpMethod = 'get' | 'post' | 'put' | 'patch' | 'delete'
-export type SecurityScheme = 'adminToken' | 'bearerToken' | 'sessionCookie' | 'clientBasic'
+export type SecurityScheme = 'adminToken' | 'bearerToken' | 'sessionCookie' | 'clientBasic' | 'serviceKey'
 
 export interface RouteDoc {
   method: HttpMethod
@@ -154,6 +154,13 @@ export function buildOpenApiDocument(issuer: string): JsonObject {
           name: issuer.startsWith('https://') ? '__Host-portcullis_session' : 'portcullis_session',
         },
         clientBasic: { type: 'http', scheme: 'basic' },
+        serviceKey: {
+          type: 'http',
+          scheme: 'bearer',
+          bearerFormat: 'psk_live_… / psk_test_…',
+          description:
+            'A service key (issue 10) issued under /admin/service-keys or /tenants/{id}/service-keys',
+        },
       },
     },
   }

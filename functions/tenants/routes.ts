@@ -26,6 +26,7 @@ import { ProblemError } from '../errors/problem'
 import { authenticate } from '../middleware/authenticate'
 import { clientIp } from '../middleware/client-ip'
 import { documentRoute } from '../openapi/registry'
+import { tenantServiceKeys } from '../service-keys/routes'
 import { jsonBody, queryParams } from '../validation/json-body'
 import {
   ListQuery,
@@ -327,6 +328,7 @@ export const tenants = new Hono<AppEnv>()
     return c.body(null, 204, NO_STORE)
   })
   .route('/:id', tenantObjects)
+  .route('/:id/service-keys', tenantServiceKeys)
 
 function toInvitationJson(invitation: {
   id: string
