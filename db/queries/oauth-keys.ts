@@ -37,14 +37,6 @@ export function insertSigningKeyStatement(x: Executor, key: NewSigningKey) {
   return x.insert(signingKeys).values(key).returning()
 }
 
-export async function insertSigningKey(x: Executor, key: NewSigningKey): Promise<SigningKeyRow> {
-  const [row] = await insertSigningKeyStatement(x, key)
-  if (row === undefined) {
-    throw new Error('insert into signing_keys returned nothing')
-  }
-  return row
-}
-
 /**
  * Moves every other active key of `alg` to `retiring`: it keeps signing until the new key
  * activates and stays published until `retireAfter` (when every token it signed has expired).
@@ -60,16 +52,6 @@ export function retireOtherKeysStatement(
     .set({ status: 'retiring', retireAfter })
     .where(and(eq(signingKeys.alg, alg), eq(signingKeys.status, 'active'), ne(signingKeys.kid, keepKid)))
     .returning({ kid: signingKeys.kid })
-}
-
-export async function retireOtherKeys(
-  x: Executor,
-  alg: SigningAlgorithm,
-  keepKid: string,
-  retireAfter: Date,
-): Promise<string[]> {
-  const rows = await retireOtherKeysStatement(x, alg, keepKid, retireAfter)
-  return rows.map((r) => r.kid)
 }
 
 /**

@@ -118,17 +118,6 @@ export function transitionedNow(id: string, to: UserStatus, now: Date): SQL {
     and ${users.updatedAt} = ${now.toISOString()}::timestamptz)`
 }
 
-export async function transitionUserStatus(
-  x: Executor,
-  id: string,
-  from: readonly UserStatus[],
-  to: UserStatus,
-  now: Date,
-): Promise<UserRow | undefined> {
-  const [row] = await transitionUserStatusStatement(x, id, from, to, now)
-  return row
-}
-
 export interface UserListFilter {
   status?: UserStatus | undefined
   /** Substring of the email or display name, case-insensitive. */

@@ -104,14 +104,6 @@ export function recordAudit(c: Context<AppEnv>, ...events: AuditEvent[]): void {
   c.executionCtx.waitUntil(write)
 }
 
-/** Writes audit events inside the caller's transaction, for events that must commit with it. */
-export async function writeAudit(x: Executor, ip: string | null, ...events: AuditEvent[]): Promise<void> {
-  await insertAuditEvents(
-    x,
-    events.map((e) => toRow(e, ip)),
-  )
-}
-
 /**
  * The audit insert as a statement for the caller's `db.batch([...])` (or transaction), for an
  * event that must exist whenever the change it records does: same round trip, same commit.
