@@ -1,6 +1,7 @@
 import { sql } from 'drizzle-orm'
-import { check, index, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core'
+import { boolean, check, index, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core'
 import { inList } from './constants'
+import { tenants } from './tenants'
 import { users } from './users'
 
 /**
@@ -82,5 +83,49 @@ export const identityAllowlist = pgTable(
   (t) => [
     uniqueIndex('identity_allowlist_kind_value_uq').on(t.kind, t.value),
     check('identity_allowlist_kind_ck', sql`${t.kind} in (${sql.raw(inList(ALLOWLIST_KINDS))})`),
+  ],
+)
+
+/** What a database-configured identity provider speaks (issue 13). */
+export const IDENTITY_PROVIDER_KINDS = ['oidc', 'github'] as const
+export type IdentityProviderKind = (typeof IDENTITY_PROVIDER_KINDS)[number]
+
+/**
+ * Identity providers configured through the admin API (issue 13), next to the deployment's
+ * GITHUB_* and OIDC_PROVIDERS: the platform's (`tenant_id` null, `/admin/identity-providers`) and
+ * a tenant's (`/tenants/{id}/identity-providers`). `slug` is the provider id in paths and in
+ * external_identities.provider: unique, never reused (providers are disabled, not deleted), and
+ * with `kind` and the issuer fixed at creation, so an identity keyed (provider, subject) always
+ * means the same upstream. The client secret is sealed under MASTER_KEY
+ * (`<key id>:<iv>.<ciphertext>`, the row id bound as associated data) and never returned.
+ */
+export const identityProviders = pgTable(
+  'identity_providers',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    tenantId: uuid('tenant_id').references(() => tenants.id, { onDelete: 'cascade' }),
+    slug: text('slug').notNull().unique(),
+    kind: text('kind', { enum: IDENTITY_PROVIDER_KINDS }).notNull(),
+    name: text('name').notNull(),
+    /** OpenID providers: the issuer URL (discovery at `/.well-known/openid-configuration`). */
+    issuer: text('issuer'),
+    /** GitHub (Enterprise): the web root (`/login/oauth/…`) and the REST API root. */
+    webUrl: text('web_url'),
+    apiUrl: text('api_url'),
+    clientId: text('client_id').notNull(),
+    clientSecretSealed: text('client_secret_sealed').notNull(),
+    /** OpenID providers: the requested scope (`openid email profile` by default). */
+    scope: text('scope'),
+    enabled: boolean('enabled').notNull().default(true),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+    updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    index('identity_providers_tenant_idx').on(t.tenantId),
+    check('identity_providers_kind_ck', sql`${t.kind} in (${sql.raw(inList(IDENTITY_PROVIDER_KINDS))})`),
+    check(
+      'identity_providers_urls_ck',
+      sql`(${t.kind} = 'oidc' and ${t.issuer} is not null) or (${t.kind} = 'github' and ${t.webUrl} is not null and ${t.apiUrl} is not null)`,
+    ),
   ],
 )
