@@ -1,12 +1,14 @@
 import { sql } from 'drizzle-orm'
 import {
   type AnyPgColumn,
+  bigint,
   boolean,
   check,
   index,
   integer,
   jsonb,
   pgTable,
+  primaryKey,
   text,
   timestamp,
   uniqueIndex,
@@ -111,6 +113,8 @@ export const authorizationCodes = pgTable(
     authTime: timestamp('auth_time', { withTimezone: true }).notNull(),
     /** The session's `amr` when the code was issued, for the ID token. */
     amr: text('amr').array().notNull().default(sql`'{pwd}'::text[]`),
+    /** RFC 9449 §10: the DPoP key thumbprint the code is bound to (`dpop_jkt`, or PAR's proof). */
+    dpopJkt: text('dpop_jkt'),
     expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
     consumedAt: timestamp('consumed_at', { withTimezone: true }),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
@@ -245,5 +249,28 @@ export const signingKeys = pgTable(
     index('signing_keys_status_idx').on(t.status, t.alg),
     check('signing_keys_alg_ck', sql`${t.alg} in (${sql.raw(inList(SIGNING_ALGORITHMS))})`),
     check('signing_keys_status_ck', sql`${t.status} in (${sql.raw(inList(SIGNING_KEY_STATUSES))})`),
+  ],
+)
+
+/**
+ * Token-endpoint usage of agent clients (`private_key_jwt`, issue 15) per UTC hour and grant
+ * type: successes bumped by the grant statement itself (no extra round trip), failures by the
+ * statement that explains them. Read by the client's tenant admins and platform admins.
+ */
+export const oauthClientUsageCounters = pgTable(
+  'oauth_client_usage_counters',
+  {
+    clientId: uuid('client_id')
+      .notNull()
+      .references(() => oauthClients.id, { onDelete: 'cascade' }),
+    hourStart: timestamp('hour_start', { withTimezone: true }).notNull(),
+    grantType: text('grant_type').notNull(),
+    success: bigint('success', { mode: 'number' }).notNull().default(0),
+    failure: bigint('failure', { mode: 'number' }).notNull().default(0),
+    lastUsedAt: timestamp('last_used_at', { withTimezone: true }).notNull(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.clientId, t.hourStart, t.grantType] }),
+    index('oauth_client_usage_counters_hour_idx').on(t.hourStart),
   ],
 )
