@@ -22,5 +22,7 @@ export const auditEvents = pgTable(
     index('audit_events_created_at_idx').on(t.createdAt),
     index('audit_events_type_created_idx').on(t.type, t.createdAt),
     index('audit_events_user_created_idx').on(t.userId, t.createdAt),
+    // The tenant audit listing (/tenants/{id}/audit): newest first by (created_at, id).
+    index('audit_events_tenant_created_idx').on(t.tenantId, t.createdAt, t.id),
   ],
 )

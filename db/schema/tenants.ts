@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm'
-import { boolean, check, index, pgTable, primaryKey, text, timestamp, uuid } from 'drizzle-orm/pg-core'
+import { bigint, boolean, check, index, pgTable, primaryKey, text, timestamp, uuid } from 'drizzle-orm/pg-core'
 import { inList, TENANT_PLANS, TENANT_ROLES } from './constants'
 import { users } from './users'
 
@@ -11,10 +11,39 @@ export const tenants = pgTable(
     name: text('name').notNull(),
     plan: text('plan', { enum: TENANT_PLANS }).notNull().default('free'),
     active: boolean('active').notNull().default(true),
+    /**
+     * Verify calls all the tenant's keys may make per UTC month together; null follows the plan
+     * (TENANT_MONTHLY_QUOTAS). Charged inside the verify statement (tenant_quota_counters).
+     */
+    monthlyQuota: bigint('monthly_quota', { mode: 'number' }),
+    /**
+     * Set when the tenant is deactivated: access tokens its clients got at or before this second
+     * stay dead after a reactivation (as the ended sessions and refresh tokens do).
+     */
+    tokensValidAfter: timestamp('tokens_valid_after', { withTimezone: true }),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
     updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
   },
-  (t) => [check('tenants_plan_ck', sql`${t.plan} in (${sql.raw(inList(TENANT_PLANS))})`)],
+  (t) => [
+    check('tenants_plan_ck', sql`${t.plan} in (${sql.raw(inList(TENANT_PLANS))})`),
+    check('tenants_monthly_quota_ck', sql`${t.monthlyQuota} is null or ${t.monthlyQuota} >= 0`),
+  ],
+)
+
+/**
+ * The tenant-wide monthly quota's counter: one row per tenant and UTC month (a new month is a new
+ * row, no reset job), upserted by the verify statement only when the tenant has a quota.
+ */
+export const tenantQuotaCounters = pgTable(
+  'tenant_quota_counters',
+  {
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id, { onDelete: 'cascade' }),
+    periodStart: timestamp('period_start', { withTimezone: true }).notNull(),
+    used: bigint('used', { mode: 'number' }).notNull().default(0),
+  },
+  (t) => [primaryKey({ columns: [t.tenantId, t.periodStart] })],
 )
 
 export const tenantMembers = pgTable(
