@@ -6,6 +6,7 @@ export const DEFAULT_TENANT_ID = '00000000-0000-4000-8000-000000000001'
 export const TENANT_PLANS = ['free', 'starter', 'professional', 'enterprise'] as const
 export const TENANT_ROLES = ['owner', 'admin', 'member'] as const
 export const USER_STATUSES = ['pending', 'active', 'suspended'] as const
+export const MFA_CHALLENGE_PURPOSES = ['second_factor', 'enrol'] as const
 export const TOKEN_ENDPOINT_AUTH_METHODS = [
   'client_secret_basic',
   'client_secret_post',
@@ -23,6 +24,7 @@ export const API_KEY_TIERS = ['trial', 'starter', 'professional', 'enterprise'] 
 export type TenantPlan = (typeof TENANT_PLANS)[number]
 export type TenantRole = (typeof TENANT_ROLES)[number]
 export type UserStatus = (typeof USER_STATUSES)[number]
+export type MfaChallengePurpose = (typeof MFA_CHALLENGE_PURPOSES)[number]
 export type TokenEndpointAuthMethod = (typeof TOKEN_ENDPOINT_AUTH_METHODS)[number]
 export type ApplicationType = (typeof APPLICATION_TYPES)[number]
 export type DeviceCodeStatus = (typeof DEVICE_CODE_STATUSES)[number]

@@ -145,6 +145,8 @@ export const refreshTokens = pgTable(
     scope: text('scope').notNull().default(''),
     resource: text('resource'),
     authTime: timestamp('auth_time', { withTimezone: true }),
+    /** The sign-in's `amr`, carried from the authorization code to every rotation; null: not known. */
+    amr: text('amr').array(),
     expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
     revokedAt: timestamp('revoked_at', { withTimezone: true }),
     replacedBy: uuid('replaced_by'),

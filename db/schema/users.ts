@@ -12,7 +12,7 @@ import {
   uniqueIndex,
   uuid,
 } from 'drizzle-orm/pg-core'
-import { DEFAULT_TENANT_ID, inList, USER_STATUSES } from './constants'
+import { DEFAULT_TENANT_ID, inList, MFA_CHALLENGE_PURPOSES, USER_STATUSES } from './constants'
 import { tenants } from './tenants'
 
 export const users = pgTable(
@@ -162,8 +162,39 @@ export const mfaChallenges = pgTable(
       .references(() => users.id, { onDelete: 'cascade' }),
     remember: boolean('remember').notNull().default(false),
     via: text('via').notNull(),
+    /**
+     * `second_factor`: the user has a factor and must present it. `enrol`: a two-factor policy
+     * applies and the user has none yet; only enrolling one finishes this sign-in.
+     */
+    purpose: text('purpose', { enum: MFA_CHALLENGE_PURPOSES }).notNull().default('second_factor'),
     expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
   },
-  (t) => [index('mfa_challenges_expires_at_idx').on(t.expiresAt)],
+  (t) => [
+    index('mfa_challenges_expires_at_idx').on(t.expiresAt),
+    check('mfa_challenges_purpose_ck', sql`${t.purpose} in (${sql.raw(inList(MFA_CHALLENGE_PURPOSES))})`),
+  ],
+)
+
+/**
+ * A pending change of a user's email address: the link mailed to the new address carries the
+ * token (stored as its SHA-256); the address changes only when it is followed, once, in time.
+ */
+export const emailChanges = pgTable(
+  'email_changes',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    tokenHash: text('token_hash').notNull().unique(),
+    userId: uuid('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    newEmail: text('new_email').notNull(),
+    expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
+    consumedAt: timestamp('consumed_at', { withTimezone: true }),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    index('email_changes_user_idx').on(t.userId),
+    index('email_changes_expires_at_idx').on(t.expiresAt),
+  ],
 )
