@@ -63,6 +63,11 @@ export interface Config {
    * loopback addresses, over http too (functions/outbound/public-fetch.ts). Development only.
    */
   outboundAllowLoopback: boolean
+  /**
+   * Client ID Metadata Documents (issue 11): CLIENT_METADATA_DOCUMENTS turns them off;
+   * CLIENT_METADATA_TRUSTED_PREFIXES (space-separated URL prefixes) limits which are accepted.
+   */
+  clientMetadataDocuments: { enabled: boolean; trustedPrefixes: readonly string[] }
   /** TENANT_SELF_SERVICE: any signed-in user may create a tenant (and becomes its owner). */
   tenantSelfService: boolean
   /** REQUIRE_PUSHED_AUTHORIZATION_REQUESTS: every client must push its request first (RFC 9126 §5). */
@@ -286,6 +291,10 @@ function readConfig(env: Bindings, problems: ConfigError[]): Config {
     deviceCodeTtlSeconds: read.seconds('DEVICE_CODE_TTL', 600),
     requireApproval: read.flag('REQUIRE_APPROVAL', false),
     outboundAllowLoopback: read.flag('OUTBOUND_ALLOW_LOOPBACK', false),
+    clientMetadataDocuments: {
+      enabled: read.flag('CLIENT_METADATA_DOCUMENTS', true),
+      trustedPrefixes: attempt(() => parseTrustedPrefixes(env.CLIENT_METADATA_TRUSTED_PREFIXES), []),
+    },
     tenantSelfService: read.flag('TENANT_SELF_SERVICE', false),
     requirePushedAuthorizationRequests: read.flag('REQUIRE_PUSHED_AUTHORIZATION_REQUESTS', false),
     dpopNonceRequired: read.flag('DPOP_REQUIRE_NONCE', false),
@@ -346,6 +355,16 @@ const REGISTRABLE_GRANT_TYPES = [
   'urn:ietf:params:oauth:grant-type:device_code',
   'urn:ietf:params:oauth:grant-type:token-exchange',
 ] as const
+
+/** CLIENT_METADATA_TRUSTED_PREFIXES: https URL prefixes (with a path) a metadata document must start with. */
+function parseTrustedPrefixes(raw: string | undefined): readonly string[] {
+  const prefixes = (raw ?? '').split(/\s+/).filter(Boolean)
+  const bad = prefixes.find((p) => !URL.canParse(p) || !/^https?:\/\/[^/]+\//i.test(p))
+  if (bad !== undefined) {
+    throw new ConfigError('CLIENT_METADATA_TRUSTED_PREFIXES', `${bad} is not a URL prefix with a path`)
+  }
+  return prefixes
+}
 
 /**
  * REGISTRATION_ANONYMOUS_GRANT_TYPES: space- or comma-separated grant types. By default an

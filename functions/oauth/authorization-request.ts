@@ -8,6 +8,7 @@ import { sha256Hex } from '../crypto/hash'
 import { randomToken } from '../crypto/random'
 import { OAuthError, type OAuthErrorCode } from '../errors/oauth'
 import { type OAuthParams, param } from './form'
+import { isMetadataDocumentClientId, metadataDocumentClient } from './metadata-document'
 import { isValidCodeChallenge } from './pkce'
 import { matchesRegisteredRedirectUri } from './redirect-uri'
 import { type ResourceTarget, resolveResource, targetScopeNames } from './resources'
@@ -45,6 +46,17 @@ export class RedirectableError extends Error {
 
 const PROMPTS = new Set(['none', 'login', 'consent'])
 
+/** A registered client, or (issue 11) the one a Client ID Metadata Document URL describes. */
+function findRequestClient(
+  x: Executor,
+  config: Config | undefined,
+  clientId: string,
+): Promise<OAuthClientRow | undefined> {
+  return config !== undefined && isMetadataDocumentClientId(clientId)
+    ? metadataDocumentClient(x, config, clientId, new Date())
+    : findClient(x, clientId)
+}
+
 /**
  * Validates an authorization request (RFC 6749 §4.1.1, OAuth 2.1 §4.1.1). Until the client and
  * its redirect URI are known good, errors are thrown as OAuthError (shown, never redirected —
@@ -67,7 +79,7 @@ export async function validateAuthorizationRequest(
       description: 'client_id does not match the authenticated client',
     })
   }
-  const client = known ?? (clientId === undefined ? undefined : await findClient(x, clientId))
+  const client = known ?? (clientId === undefined ? undefined : await findRequestClient(x, config, clientId))
   if (client === undefined || client.disabledAt !== null) {
     throw new OAuthError('invalid_request', { description: 'Unknown client' })
   }

@@ -15,6 +15,7 @@ import {
 } from './authorization-request'
 import { authenticateClient } from './client-auth'
 import { type OAuthParams, param, readOAuthBody } from './form'
+import { freshenMetadataDocumentClient } from './metadata-document'
 import { NO_STORE } from './token'
 
 /** RFC 9126 §2.2: a pushed request lives this long (the RFC suggests 5 to 600 s). */
@@ -109,6 +110,8 @@ export const parEndpoint = new Hono<AppEnv>().post('/', async (c) => {
   if (params.has('request_uri') || params.has('request')) {
     throw new OAuthError('invalid_request', { description: 'request_uri and request are not accepted here' })
   }
+  // Issue 11: a metadata document client is read (or refreshed) before it authenticates.
+  await freshenMetadataDocumentClient(c.var.db.http, c.var.config, param(params, 'client_id', 200), now)
   const client = await authenticateClient(c, c.var.db.http, params, now)
   let request: AuthorizationRequest
   try {

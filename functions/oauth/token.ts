@@ -18,6 +18,7 @@ import { deviceCodeGrant } from './grants/device-code'
 import type { GrantContext, GrantOutcome } from './grants/issue'
 import { refreshTokenGrant } from './grants/refresh-token'
 import { tokenExchangeGrant } from './grants/token-exchange'
+import { freshenMetadataDocumentClient } from './metadata-document'
 
 /** RFC 6749 §5.1: token responses are never cached. */
 export const NO_STORE = { 'cache-control': 'no-store', pragma: 'no-cache' } as const
@@ -99,6 +100,8 @@ export const token = new Hono<AppEnv>().post('/', async (c) => {
   }
   const credentials = readClientCredentials(c, params)
   const dpop = await tokenRequestProof(c, now)
+  // Issue 11: a metadata document client_id is read again when stale (no round trip when fresh here).
+  await freshenMetadataDocumentClient(c.var.db.http, c.var.config, credentials.clientId, now)
   if (credentials.method === 'private_key_jwt') {
     // RFC 7523 §2.2: the assertion is checked against the client's keys and its jti spent before
     // the grant statement (two round trips more than a secret); the statement then trusts it.

@@ -3,6 +3,7 @@ import { html } from 'hono/html'
 import type { AppEnv } from '../env'
 import type { AuthorizationRequest } from '../oauth/authorization-request'
 import { requestFields } from '../oauth/authorization-request'
+import { metadataDocumentOrigin } from '../oauth/metadata-document'
 import { CSRF_FIELD, issueCsrfToken } from './csrf'
 import { sendPage } from './layout'
 import { scopeText } from './words'
@@ -17,6 +18,8 @@ export async function renderConsentPage(
   const fields = { ...requestFields(request), [CSRF_FIELD]: csrf }
   const name = request.client.clientName ?? request.client.clientId
   const host = new URL(request.redirectUri).host || request.redirectUri
+  // Issue 11: a client known only by its metadata document is named by the host that published it.
+  const published = metadataDocumentOrigin(request.client)
   // Issue 11: a resource server's own scopes in its own words, and its name.
   const target = request.target?.builtin === false ? request.target : undefined
   const describe = (s: string) => target?.scopes.find((t) => t.name === s)?.description ?? scopeText(s)
@@ -33,6 +36,19 @@ export async function renderConsentPage(
           ? html`<p>${name} wants to:</p>`
           : html`<p data-testid="consent-resource">${name} wants access to <strong>${target.displayName}</strong>
               (${new URL(target.identifier).host}) to:</p>`
+      }
+      ${
+        published === null
+          ? ''
+          : html`<p data-testid="consent-client-host">${name} describes itself at <strong>${published.host}</strong>.</p>
+              ${
+                published.loopback
+                  ? html`<div class="error" role="alert" data-testid="consent-loopback-warning">
+                      This application is served from this computer (${published.host}), not from a site on the
+                      internet. Approve only if you started it yourself.
+                    </div>`
+                  : ''
+              }`
       }
       <ul class="scopes">
         ${request.scope.map((s) => html`<li>${describe(s)}</li>`)}

@@ -11,7 +11,7 @@ import { JWKS_MAX_AGE_SECONDS, publicJwks } from '../tokens/keys'
 const DISCOVERY_MAX_AGE_SECONDS = 3600
 
 let cached:
-  | { issuer: string; scopes: readonly string[]; par: boolean; body: Record<string, unknown> }
+  | { issuer: string; scopes: readonly string[]; par: boolean; cimd: boolean; body: Record<string, unknown> }
   | undefined
 
 /** RFC 8414 §2 / OIDC Discovery §3 metadata: built from config only, so no database access. */
@@ -19,7 +19,8 @@ export function serverMetadata(config: Config): Record<string, unknown> {
   if (
     cached?.issuer === config.issuer &&
     cached.scopes === config.scopesSupported &&
-    cached.par === config.requirePushedAuthorizationRequests
+    cached.par === config.requirePushedAuthorizationRequests &&
+    cached.cimd === config.clientMetadataDocuments.enabled
   ) {
     return cached.body
   }
@@ -36,6 +37,8 @@ export function serverMetadata(config: Config): Record<string, unknown> {
     pushed_authorization_request_endpoint: `${base}/oauth/par`,
     end_session_endpoint: `${base}/oauth/logout`,
     require_pushed_authorization_requests: config.requirePushedAuthorizationRequests,
+    // Issue 11 (MCP 2025-11-25): an https URL with a path may be the client_id.
+    client_id_metadata_document_supported: config.clientMetadataDocuments.enabled,
     jwks_uri: `${base}/.well-known/jwks.json`,
     scopes_supported: config.scopesSupported,
     response_types_supported: ['code'],
@@ -97,6 +100,7 @@ export function serverMetadata(config: Config): Record<string, unknown> {
     issuer: config.issuer,
     scopes: config.scopesSupported,
     par: config.requirePushedAuthorizationRequests,
+    cimd: config.clientMetadataDocuments.enabled,
     body,
   }
   return body

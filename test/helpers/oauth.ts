@@ -1,11 +1,10 @@
-import { SELF } from 'cloudflare:test'
 import { sql } from 'drizzle-orm'
 import { createLocalJWKSet, type JSONWebKeySet, type JWTPayload, jwtVerify } from 'jose'
 import { randomToken } from '../../functions/crypto/random'
 import { s256Challenge } from '../../functions/oauth/pkce'
 import { type SeededUser, seedUser as seedAccount } from './accounts'
 import { testDb, unique } from './db'
-import { adminHeaders, BASE, call, postJson } from './worker'
+import { adminHeaders, call, postJson } from './worker'
 
 /** The issuer the Worker under test uses (wrangler.toml default); requests reach SELF whatever the host. */
 export const ISSUER = 'http://127.0.0.1:8787'
@@ -162,7 +161,7 @@ export async function approveConsent(
   }
   fields.set('decision', decision)
   const csrf = csrfOf(page, html).cookie
-  const res = await SELF.fetch(`${BASE}/oauth/consent`, {
+  const res = await call('/oauth/consent', {
     method: 'POST',
     redirect: 'manual',
     headers: {

@@ -65,6 +65,16 @@ export function useIsolatedDatabase(scope: IsolationScope): void {
   })
 }
 
+/** Runs this file's `call`s (and the helpers built on it) with these bindings changed. */
+export function useBindings(vars: Partial<Record<keyof Bindings, string | undefined>>): void {
+  beforeAll(() => {
+    fileBindings = { ...fileBindings, ...vars }
+  })
+  afterAll(() => {
+    fileBindings = undefined
+  })
+}
+
 export function postJson(
   path: string,
   body: unknown,
