@@ -48,11 +48,21 @@ export const AUDIT_EVENT_TYPES = [
   'identity_unlinked',
   'allowlist_entry_added',
   'allowlist_entry_removed',
+  'identity_provider_created',
+  'identity_provider_updated',
+  'identity_provider_disabled',
   'admin_action',
   'purge_completed',
   'mfa_enabled',
   'mfa_disabled',
   'recovery_code_used',
+  'passkey_added',
+  'passkey_renamed',
+  'passkey_removed',
+  'recovery_codes_regenerated',
+  'mfa_reset',
+  'email_change_requested',
+  'email_changed',
 ] as const
 
 export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number]

@@ -8,7 +8,7 @@ import {
   spendTotpStepStatement,
   upsertPendingTotpStatement,
 } from '../../db/queries/mfa'
-import { claimAttempts, retryAfterSeconds } from '../../db/queries/throttle'
+import { type AttemptClaim, claimAttempts, retryAfterSeconds } from '../../db/queries/throttle'
 import type { UserRow } from '../../db/queries/users'
 import { auditStatement } from '../audit/record'
 import { seal } from '../crypto/aes-gcm'
@@ -17,7 +17,7 @@ import { matchTotpStep, newTotpSecret, otpauthUri } from '../crypto/totp'
 import type { AppEnv } from '../env'
 import { ProblemError } from '../errors/problem'
 import { clientIp } from '../middleware/client-ip'
-import { loginThrottleSubjects, overLimit } from './login'
+import { loginThrottleSubjects, overLimit, releaseClaimsStatements } from './login'
 import { newRecoveryCodes, openTotpSecret, spendSecondFactor, totpSealContext } from './mfa'
 import { withPasswordSlot } from './password-gate'
 
@@ -109,18 +109,19 @@ export async function confirmTotpEnrolment(
 }
 
 /**
- * Turns TOTP off: proven by the current password or a current code (TOTP or recovery), claimed
- * on the sign-in counters before the check. The factor, the recovery codes and the
- * `mfa_disabled` audit go in one batch. Throws `rate_limited` or `invalid_credentials`.
+ * A sensitive two-factor change (turning it off, new recovery codes) is proven by the current
+ * password or a current code (TOTP or recovery, spent), claimed on the sign-in counters before
+ * the check. Returns the claims, for the caller's batch to give back with its change (the proof
+ * checked out). Throws `rate_limited` or `invalid_credentials`.
  */
-export async function disableTotp(
+async function proveFactorOwner(
   c: Context<AppEnv>,
   user: UserRow,
   proof: { password: string; code: string },
-): Promise<void> {
+  now: Date,
+): Promise<AttemptClaim[]> {
   const config = c.var.config
   const db = c.var.db.http
-  const now = new Date()
   const ip = clientIp(c)
   const claims = await claimAttempts(
     db,
@@ -144,6 +145,21 @@ export async function disableTotp(
   if (!proven) {
     throw new ProblemError('invalid_credentials', { detail: 'The password or code is incorrect' })
   }
+  return claims
+}
+
+/**
+ * Turns TOTP off once `proveFactorOwner` passes. The factor, the recovery codes and the
+ * `mfa_disabled` audit go in one batch. Throws `rate_limited` or `invalid_credentials`.
+ */
+export async function disableTotp(
+  c: Context<AppEnv>,
+  user: UserRow,
+  proof: { password: string; code: string },
+): Promise<void> {
+  const claims = await proveFactorOwner(c, user, proof, new Date())
+  const db = c.var.db.http
+  const ip = clientIp(c)
   await db.batch([
     deleteTotpStatement(db, user.id),
     deleteRecoveryCodesStatement(db, user.id),
@@ -154,5 +170,40 @@ export async function disableTotp(
       tenantId: user.tenantId,
       metadata: { factor: 'totp', via: 'account' },
     }),
+    ...releaseClaimsStatements(db, claims),
   ])
+}
+
+/**
+ * Ten new recovery codes for a user whose TOTP is on, once `proveFactorOwner` passes: every old
+ * code (used or not) is deleted, the new hashes stored and `recovery_codes_regenerated` audited in
+ * one batch. Returns the codes (shown once), or undefined when two-factor sign-in is off. Throws
+ * `rate_limited` or `invalid_credentials`.
+ */
+export async function regenerateRecoveryCodes(
+  c: Context<AppEnv>,
+  user: UserRow,
+  proof: { password: string; code: string },
+): Promise<string[] | undefined> {
+  const db = c.var.db.http
+  const now = new Date()
+  const factor = await findTotp(db, user.id)
+  if (factor?.confirmedAt == null) {
+    return undefined
+  }
+  const claims = await proveFactorOwner(c, user, proof, now)
+  const recovery = await newRecoveryCodes()
+  await db.batch([
+    deleteRecoveryCodesStatement(db, user.id),
+    insertRecoveryCodesStatement(db, user.id, recovery.hashes, now),
+    auditStatement(db, clientIp(c), {
+      type: 'recovery_codes_regenerated',
+      actor: `user:${user.id}`,
+      userId: user.id,
+      tenantId: user.tenantId,
+      metadata: { count: recovery.codes.length, via: 'account' },
+    }),
+    ...releaseClaimsStatements(db, claims),
+  ])
+  return recovery.codes
 }

@@ -21,6 +21,7 @@ import {
   confirmTotpEnrolment,
   disableTotp,
   pendingEnrolment,
+  regenerateRecoveryCodes,
   startTotpEnrolment,
   totpStatus,
 } from '../auth/totp-enrolment'
@@ -31,6 +32,7 @@ import { clientIp } from '../middleware/client-ip'
 import { documentRoute } from '../openapi/registry'
 import { CSRF_FIELD, issueCsrfToken, verifyCsrf } from './csrf'
 import { sendPage } from './layout'
+import { qrCodeSvg } from './qr-code'
 import { isoTime, relativeTime, scopeText, weakPasswordText } from './words'
 
 type Signed = NonNullable<Awaited<ReturnType<typeof findLiveSessionWithUser>>>
@@ -158,6 +160,16 @@ async function renderAccount(
                 <label for="totp_off_code">Or a code from your app (or a recovery code)</label>
                 <input id="totp_off_code" name="code" type="text" inputmode="numeric" autocomplete="one-time-code" maxlength="32" />
                 <div class="row"><button type="submit" class="secondary">Turn off two-factor sign-in</button></div>
+              </form>
+              <form method="post" action="/account/recovery-codes">
+                ${csrfInput}
+                <p class="muted">New recovery codes replace all the old ones, used or not.</p>
+                <label for="recovery_password">Current password</label>
+                <input id="recovery_password" name="current_password" type="password" autocomplete="current-password"
+                  maxlength="${PASSWORD_MAX_LENGTH}" />
+                <label for="recovery_code">Or a code from your app</label>
+                <input id="recovery_code" name="code" type="text" inputmode="numeric" autocomplete="one-time-code" maxlength="32" />
+                <div class="row"><button type="submit" class="secondary">Get new recovery codes</button></div>
               </form>`
           : html`<p data-testid="totp-off">Off. Add a code from an authenticator app to every sign-in.</p>
               <form method="post" action="/account/totp/start">
@@ -250,6 +262,15 @@ async function renderAccount(
   )
 }
 
+/** The otpauth URI as a QR code to scan (server-drawn SVG), sized for a phone camera. */
+export function totpQrBlock(uri: string) {
+  return html`<style>
+      .qr-box { display: flex; justify-content: center; margin: 8px 0 4px; }
+      .qr-box svg { width: min(240px, 70vw); height: auto; border-radius: 8px; }
+    </style>
+    <div class="qr-box" data-testid="totp-qr">${qrCodeSvg(uri, 'QR code for your authenticator app')}</div>`
+}
+
 /** The enrolment page: the otpauth URI and secret, and the form for the first code. */
 async function renderTotpSetup(c: Context<AppEnv>, setup: { secret: string; uri: string }, error?: string) {
   const csrf = await issueCsrfToken(c)
@@ -260,6 +281,7 @@ async function renderTotpSetup(c: Context<AppEnv>, setup: { secret: string; uri:
     html`<h1>Set up two-factor sign-in</h1>
       <p class="lead">Add this account to your authenticator app, then enter the code it shows.</p>
       ${error === undefined ? '' : html`<div class="error" role="alert">${error}</div>`}
+      ${totpQrBlock(setup.uri)}
       <p><a href="${setup.uri}" data-testid="otpauth-uri">Open in an authenticator app on this device</a></p>
       <p>Or type this key: <code class="secret" data-testid="totp-secret">${grouped}</code></p>
       <form method="post" action="/account/totp/confirm" novalidate>
@@ -270,6 +292,39 @@ async function renderTotpSetup(c: Context<AppEnv>, setup: { secret: string; uri:
       </form>
       <div class="links"><a href="/account">Cancel</a></div>`,
     error === undefined ? 200 : 400,
+  )
+}
+
+/** The password-or-code fields of a two-factor change. */
+function factorProof(form: Form): { password: string; code: string } {
+  return {
+    password:
+      typeof form.current_password === 'string' ? form.current_password.slice(0, PASSWORD_MAX_LENGTH) : '',
+    code: typeof form.code === 'string' ? form.code.slice(0, 32) : '',
+  }
+}
+
+/** The words for a refused two-factor change; anything but a refused proof is rethrown. */
+function factorProofRefusal(error: unknown): { message: string; status: 400 | 429 } {
+  if (error instanceof ProblemError && error.code === 'rate_limited') {
+    return { message: 'Too many wrong attempts. Wait a few minutes, then try again.', status: 429 }
+  }
+  if (error instanceof ProblemError && error.code === 'invalid_credentials') {
+    return { message: 'Enter your current password or a current code.', status: 400 }
+  }
+  throw error
+}
+
+/** Recovery codes, shown once, and where to go next. */
+export function renderRecoveryCodes(c: Context<AppEnv>, heading: string, codes: string[], next: string) {
+  return sendPage(
+    c,
+    'Recovery codes',
+    html`<h1>${heading}</h1>
+      <div class="notice" role="status">Save these recovery codes now: they are shown only once. Each works once
+        if you lose your device.</div>
+      <ul data-testid="recovery-codes">${codes.map((code) => html`<li><code>${code}</code></li>`)}</ul>
+      <div class="links"><a href="${next}" data-testid="recovery-continue">Continue</a></div>`,
   )
 }
 
@@ -356,15 +411,25 @@ export const accountPage = new Hono<AppEnv>()
             'That code is not right. Check the time on your device and try the next one.',
           )
     }
-    return sendPage(
-      c,
-      'Recovery codes',
-      html`<h1>Two-factor sign-in is on</h1>
-        <div class="notice" role="status">Save these recovery codes now: they are shown only once. Each works once
-          if you lose your device.</div>
-        <ul data-testid="recovery-codes">${codes.map((code) => html`<li><code>${code}</code></li>`)}</ul>
-        <div class="links"><a href="/account">Back to your account</a></div>`,
-    )
+    return renderRecoveryCodes(c, 'Two-factor sign-in is on', codes, '/account')
+  })
+  .post('/recovery-codes', async (c) => {
+    const posted = await signedInForm(c)
+    if (posted instanceof Response) {
+      return posted
+    }
+    const { me, form } = posted
+    let codes: string[] | undefined
+    try {
+      codes = await regenerateRecoveryCodes(c, me.user, factorProof(form))
+    } catch (error) {
+      const refused = factorProofRefusal(error)
+      return renderAccount(c, me, refused.message, refused.status)
+    }
+    if (codes === undefined) {
+      return renderAccount(c, me, 'Two-factor sign-in is off: there are no recovery codes to replace.', 400)
+    }
+    return renderRecoveryCodes(c, 'New recovery codes', codes, '/account')
   })
   .post('/totp/disable', async (c) => {
     const posted = await signedInForm(c)
@@ -372,26 +437,11 @@ export const accountPage = new Hono<AppEnv>()
       return posted
     }
     const { me, form } = posted
-    const password =
-      typeof form.current_password === 'string' ? form.current_password.slice(0, PASSWORD_MAX_LENGTH) : ''
-    const code = typeof form.code === 'string' ? form.code.slice(0, 32) : ''
     try {
-      await disableTotp(c, me.user, { password, code })
+      await disableTotp(c, me.user, factorProof(form))
     } catch (error) {
-      if (
-        error instanceof ProblemError &&
-        (error.code === 'rate_limited' || error.code === 'invalid_credentials')
-      ) {
-        return renderAccount(
-          c,
-          me,
-          error.code === 'rate_limited'
-            ? 'Too many wrong attempts. Wait a few minutes, then try again.'
-            : 'Enter your current password or a current code.',
-          error.code === 'rate_limited' ? 429 : 400,
-        )
-      }
-      throw error
+      const refused = factorProofRefusal(error)
+      return renderAccount(c, me, refused.message, refused.status)
     }
     return renderAccount(c, me, 'Two-factor sign-in is off.')
   })
