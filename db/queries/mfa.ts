@@ -58,7 +58,7 @@ export function deleteTotpStatement(x: Executor, userId: string) {
 }
 
 export function deleteRecoveryCodesStatement(x: Executor, userId: string) {
-  return x.delete(recoveryCodes).where(eq(recoveryCodes.userId, userId))
+  return x.delete(recoveryCodes).where(eq(recoveryCodes.userId, userId)).returning({ id: recoveryCodes.id })
 }
 
 export function insertRecoveryCodesStatement(
@@ -119,4 +119,9 @@ export function selectActiveTotpByEmailStatement(x: Executor, tenantId: string, 
     .innerJoin(users, eq(users.id, userTotp.userId))
     .where(and(eq(users.tenantId, tenantId), sameEmail(email), isNotNull(userTotp.confirmedAt)))
     .limit(1)
+}
+
+/** Deletes every pending sign-in of the user (their second step can no longer finish). */
+export function deleteMfaChallengesOfUserStatement(x: Executor, userId: string) {
+  return x.delete(mfaChallenges).where(eq(mfaChallenges.userId, userId)).returning({ id: mfaChallenges.id })
 }

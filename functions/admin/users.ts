@@ -2,6 +2,11 @@ import { type Context, Hono } from 'hono'
 import * as v from 'valibot'
 import { insertAuditEventWhereStatement } from '../../db/queries/audit'
 import { clearUpstreamTokensStatement } from '../../db/queries/federation'
+import {
+  deleteMfaChallengesOfUserStatement,
+  deleteRecoveryCodesStatement,
+  deleteTotpStatement,
+} from '../../db/queries/mfa'
 import { setPlatformAdmin } from '../../db/queries/tenants'
 import {
   findUserById,
@@ -14,7 +19,7 @@ import { USER_STATUSES, type UserStatus } from '../../db/schema/constants'
 import { isUuid } from '../../db/uuid'
 import { type AuditEventType, auditRow } from '../audit/record'
 import { decodeCursor, PageLimit, paginate } from '../auth/cursor'
-import { endUserAccessStatement } from '../auth/end-user-access'
+import { endUserAccessStatement, toEndedAccess } from '../auth/end-user-access'
 import { UserJsonSchema } from '../auth/schemas'
 import { toUserJson } from '../auth/user-view'
 import type { AppEnv } from '../env'
@@ -34,6 +39,13 @@ const UserListQuery = v.object({
 })
 const UserList = v.object({ data: v.array(UserJsonSchema), next_cursor: v.nullable(v.string()) })
 const UserResponse = v.object({ user: UserJsonSchema })
+const FactorsReset = v.object({
+  user: UserJsonSchema,
+  totp_removed: v.boolean(),
+  recovery_codes_removed: v.number(),
+  sessions_ended: v.number(),
+  refresh_tokens_revoked: v.number(),
+})
 
 documentRoute({
   method: 'get',
@@ -154,6 +166,57 @@ async function setAdmin(c: Context<AppEnv>, isAdmin: boolean): Promise<Response>
   return c.json({ user: toUserJson(user) }, 200, NO_STORE)
 }
 
+documentRoute({
+  method: 'delete',
+  path: '/admin/users/{id}/factors',
+  summary:
+    "Reset a user's two-factor sign-in (TOTP, recovery codes, pending second steps); ends their sessions and tokens (audited mfa_reset)",
+  tags: ['admin'],
+  security: ['adminToken'],
+  responses: { 200: { description: 'The user and what was removed', schema: FactorsReset } },
+})
+
+/**
+ * For a user who lost their authenticator and recovery codes: the factor, every recovery code and
+ * every pending second step go, and so does every session and token (whoever holds them signed in
+ * with the factor now gone), with `mfa_reset` recorded, in one batch. The next sign-in is by
+ * password alone, or leads to enrolment where two-factor sign-in is required.
+ */
+async function resetFactors(c: Context<AppEnv>): Promise<Response> {
+  const id = c.req.param('id') ?? ''
+  const db = c.var.db.http
+  const user = isUuid(id) ? await findUserById(db, id) : undefined
+  if (user === undefined) {
+    throw new ProblemError('not_found', { detail: 'No such user' })
+  }
+  const now = new Date()
+  const [totp, codes, , ended] = await db.batch([
+    deleteTotpStatement(db, id),
+    deleteRecoveryCodesStatement(db, id),
+    deleteMfaChallengesOfUserStatement(db, id),
+    endUserAccessStatement(db, id, now, {
+      row: auditRow(
+        { type: 'mfa_reset', actor: actorOf(c), userId: id, tenantId: user.tenantId, metadata: {} },
+        clientIp(c),
+      ),
+      sessionsKey: 'sessions_ended',
+      refreshTokensKey: 'refresh_tokens_revoked',
+    }),
+  ])
+  const access = toEndedAccess(ended)
+  return c.json(
+    {
+      user: toUserJson(user),
+      totp_removed: totp.length > 0,
+      recovery_codes_removed: codes.length,
+      sessions_ended: access.sessions,
+      refresh_tokens_revoked: access.refreshTokens,
+    },
+    200,
+    NO_STORE,
+  )
+}
+
 /** `/admin/users`: list and moderate accounts (ADMIN_TOKEN or an admin-scoped token). */
 export const usersAdmin = new Hono<AppEnv>()
   .use(requireAdmin())
@@ -176,3 +239,4 @@ export const usersAdmin = new Hono<AppEnv>()
   .post('/:id/reinstate', (c) => applyTransition(c, 'reinstate'))
   .post('/:id/promote', (c) => setAdmin(c, true))
   .post('/:id/demote', (c) => setAdmin(c, false))
+  .delete('/:id/factors', resetFactors)
