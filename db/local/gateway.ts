@@ -276,8 +276,12 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
         : url.pathname === '/__stats' || url.pathname === '/__stats/reset'
           ? Promise.resolve(handleStats(req, res, url))
           : Promise.resolve(sendJson(res, 404, { message: 'not found' }))
-    route.catch((error: unknown) => {
+    route.catch(async (error: unknown) => {
       const { status, body } = toHttpError(error)
+      // A refused statement crosses the network like an answered one: the same delay.
+      if (url.pathname === '/sql') {
+        await delay(rttMs)
+      }
       if (!res.headersSent && !res.destroyed) {
         sendJson(res, status, body)
       } else {
@@ -343,7 +347,9 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
         pending.push(chunk)
       }
     }
-    // Delayed chunks keep their order: each waits for the one before it.
+    // Each chunk is due rttMs after it arrived, as on a network: chunks sent back to back arrive
+    // back to back, one delay later (not one delay each, one after the other). Order is kept:
+    // a chunk waits for the one before it, which is never due later.
     let delayed = Promise.resolve()
     ws.on('message', (data: RawData) => {
       stats.add(requestId, 'wsClientMessages')
@@ -352,8 +358,9 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
         forward(chunk)
         return
       }
+      const due = performance.now() + rttMs
       delayed = delayed
-        .then(() => delay(rttMs))
+        .then(() => delay(due - performance.now()))
         .then(() => {
           if (!tcp.destroyed) {
             forward(chunk)
