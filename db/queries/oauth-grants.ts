@@ -21,7 +21,16 @@ export interface PresentedClient {
    * a proof, a client registered with `dpop_bound_access_tokens` does not authenticate either.
    */
   dpop: { jkt: string; jtiHash: string; expiresAt: Date } | null
+  /**
+   * `private_key_jwt`: the verified assertion (RFC 7523 §3). The statement spends its `jti` only
+   * while the client is enabled and still registers the key that verified it, and authenticates
+   * the client only if that insert won (a replay, concurrent ones included, issues nothing).
+   */
+  assertion?: { jtiHash: string; expiresAt: Date; key: RegisteredAssertionKey }
 }
+
+/** The registered key a `private_key_jwt` assertion was verified with (client-assertion.ts). */
+export type RegisteredAssertionKey = { kind: 'jwk'; jwk: object } | { kind: 'jwks_uri'; uri: string }
 
 /** The authenticated client's columns a grant needs. */
 export interface GrantClient {
@@ -52,18 +61,73 @@ function clientCte(p: PresentedClient, now: Date): SQL {
       on conflict (jti_hash) do nothing
       returning 1
     ), `
-  return sql`${spend}client as (
-      select id, client_id, tenant_id, scope, grant_types, token_endpoint_auth_method, id_token_signed_response_alg
+  const assertion = p.assertion
+  // private_key_jwt authenticates only with a verified assertion whose key is still registered.
+  const assertionKey =
+    assertion === undefined
+      ? sql`false`
+      : assertion.key.kind === 'jwk'
+        ? sql`metadata->'jwks'->'keys' @> ${JSON.stringify([assertion.key.jwk])}::jsonb`
+        : sql`metadata->>'jwks_uri' = ${assertion.key.uri}`
+  const found = sql`select id, client_id, tenant_id, scope, grant_types, token_endpoint_auth_method, id_token_signed_response_alg
       from oauth_clients
       where client_id = ${p.clientId} and disabled_at is null
         and exists (select 1 from tenants t where t.id = oauth_clients.tenant_id and t.active)
         and token_endpoint_auth_method = ${p.method}
         and ${p.grantType} = any(grant_types)
-        and case when ${p.method} in ('none', 'private_key_jwt') then client_secret_hash is null
+        and case when ${p.method} = 'none' then client_secret_hash is null
+                 when ${p.method} = 'private_key_jwt' then client_secret_hash is null and ${assertionKey}
                  else client_secret_hash = ${p.secretHash}
                       and (client_secret_expires_at is null or client_secret_expires_at > ${now}) end
-        and ${proof}
+        and ${proof}`
+  if (assertion === undefined) {
+    return sql`${spend}client as (${found})`
+  }
+  // RFC 7523 §3: the assertion's jti is spent by the client it authenticates, in this statement.
+  return sql`${spend}asserted as (${found}), assertion_jti as (
+      insert into used_proof_jtis (jti_hash, expires_at)
+      select ${assertion.jtiHash}, ${assertion.expiresAt}::timestamptz from asserted
+      on conflict (jti_hash) do nothing
+      returning 1
+    ), client as (select * from asserted where exists (select 1 from assertion_jti))`
+}
+
+/**
+ * Agent clients' usage (issue 15): a grant statement that issued (`audited` holds its
+ * `token_issued` row) counts a success in the client's hourly counter, for `private_key_jwt`
+ * clients only. Part of the same statement, so it costs no round trip and cannot drift.
+ */
+function usageCte(p: PresentedClient, now: Date): SQL {
+  return sql`usage as (
+      insert into oauth_client_usage_counters as u (client_id, hour_start, grant_type, success, failure, last_used_at)
+      select cl.id, ${hourStart(now)}::timestamptz, ${p.grantType}, 1, 0, ${now}::timestamptz from client cl
+      where cl.token_endpoint_auth_method = 'private_key_jwt' and exists (select 1 from audited)
+      on conflict (client_id, hour_start, grant_type)
+      do update set success = u.success + 1, last_used_at = greatest(u.last_used_at, excluded.last_used_at)
+      returning 1
     )`
+}
+
+/** The start of `now`'s UTC hour (the usage counters' bucket). */
+export function hourStart(now: Date): Date {
+  return new Date(Math.floor(now.getTime() / 3_600_000) * 3_600_000)
+}
+
+/**
+ * A refused token request of an agent client counts a failure in its hourly counter (issue 15):
+ * the failure path's own statement; nothing for an unknown client or one of another method.
+ */
+export async function recordClientFailure(
+  x: Executor,
+  input: { clientId: string; grantType: string; now: Date },
+): Promise<void> {
+  await x.execute(
+    sql`insert into oauth_client_usage_counters as u (client_id, hour_start, grant_type, success, failure, last_used_at)
+        select id, ${hourStart(input.now)}::timestamptz, ${input.grantType}, 0, 1, ${input.now}::timestamptz
+        from oauth_clients where client_id = ${input.clientId} and token_endpoint_auth_method = 'private_key_jwt'
+        on conflict (client_id, hour_start, grant_type)
+        do update set failure = u.failure + 1, last_used_at = greatest(u.last_used_at, excluded.last_used_at)`,
+  )
 }
 
 /**
@@ -163,6 +227,7 @@ export async function consumeAuthorizationCode(
       update authorization_codes set consumed_at = ${input.now}
       where code_hash = ${input.codeHash} and client_id = (select id from client)
         and consumed_at is null and expires_at > ${input.now}
+        and (dpop_jkt is null or dpop_jkt = ${input.client.dpop?.jkt ?? null}::text)
       returning id, user_id, redirect_uri, scope, resource, nonce, code_challenge, auth_time, amr
     ), grantee as (
       select c.*, u.status, u.email, u.display_name, u.email_verified_at, u.tokens_valid_after
@@ -184,7 +249,7 @@ export async function consumeAuthorizationCode(
              jsonb_build_object('grant_type', 'authorization_code', 'grant_id', g.id)
       from ok g cross join client cl
       returning id
-    )
+    ), ${usageCte(input.client, input.now)}
     select ${CLIENT_COLUMNS}, g.id::text as code_id, g.user_id::text as user_id, g.redirect_uri, g.scope, g.resource, g.nonce,
            g.code_challenge, g.status, g.email, g.display_name, g.email_verified_at is not null as email_verified,
            floor(extract(epoch from g.tokens_valid_after))::float8 as tokens_valid_after,
@@ -223,14 +288,15 @@ export async function consumeAuthorizationCode(
 /**
  * RFC 6749 §10.5 / RFC 9700 §4.5: a code presented again revokes what its first exchange
  * issued (the refresh family and every access token of the grant) and records
- * `code_replay_detected`, in one statement; returns whether the code had been used.
+ * `code_replay_detected`, in one statement; returns whether the code had been used, and whether
+ * it is live but bound to a DPoP key (RFC 9449 §10) the request's proof did not match.
  */
 export async function revokeReplayedCode(
   x: Executor,
   input: { codeHash: string; client: GrantClient; audit: GrantAudit; now: Date; accessTokensExpireBy: Date },
-): Promise<{ replayed: boolean; codeId: string | null; revokedRefreshTokens: number }> {
+): Promise<{ replayed: boolean; keyBound: boolean; codeId: string | null; revokedRefreshTokens: number }> {
   const { now, accessTokensExpireBy } = input
-  const [row] = await queryRows<{ code_id: string | null; revoked: number }>(
+  const [row] = await queryRows<{ code_id: string | null; revoked: number; key_bound: boolean }>(
     x,
     sql`with code as (
       select id from authorization_codes where code_hash = ${input.codeHash} and consumed_at is not null
@@ -254,9 +320,12 @@ export async function revokeReplayedCode(
       returning id
     )
     select (select id::text from code) as code_id, (select count(*) from family)::int as revoked,
-           (select count(*) from revoked)::int as revoked_access`,
+           (select count(*) from revoked)::int as revoked_access,
+           exists (select 1 from authorization_codes where code_hash = ${input.codeHash} and consumed_at is null
+                   and client_id = ${input.client.id}::uuid and expires_at > ${now} and dpop_jkt is not null) as key_bound`,
   )
   return {
+    keyBound: row?.key_bound === true,
     replayed: row?.code_id !== null && row?.code_id !== undefined,
     codeId: row?.code_id ?? null,
     revokedRefreshTokens: Number(row?.revoked ?? 0),
@@ -314,7 +383,7 @@ export async function rotateRefreshToken(
              jsonb_build_object('grant_type', 'refresh_token', 'family_id', r.family_id)
       from rotated r cross join client cl
       returning id
-    )
+    ), ${usageCte(input.client, input.now)}
     select ${CLIENT_COLUMNS}, r.id::text as previous_id, r.family_id::text as family_id, r.user_id::text as user_id,
            r.scope, r.resource, r.status, r.email, r.display_name, r.email_verified_at is not null as email_verified,
            floor(extract(epoch from r.tokens_valid_after))::float8 as tokens_valid_after,
@@ -358,6 +427,7 @@ export type RefreshFailure =
 
 /** A requested audience, and what a grant with no `resource` of its own stands for. */
 export interface AudienceTarget {
+  /** One identifier, or several joined by spaces (issue 11): each must be among the grant's. */
   identifier: string
   /** DEFAULT_AUDIENCE, else the issuer: the audience of a grant that named no resource. */
   fallback: string
@@ -368,7 +438,7 @@ export interface AudienceTarget {
 function targetMatches(resource: SQL, target: AudienceTarget | null): SQL {
   return target === null
     ? sql`true`
-    : sql`coalesce(nullif(${resource}, ''), ${target.fallback}) = ${target.identifier}`
+    : sql`string_to_array(coalesce(nullif(${resource}, ''), ${target.fallback}), ' ') @> string_to_array(${target.identifier}, ' ')`
 }
 
 /**
@@ -675,7 +745,7 @@ export async function pollDeviceCode(
              jsonb_build_object('grant_type', ${input.client.grantType}::text, 'grant_id', g.id)
       from ok g cross join client cl
       returning id
-    )
+    ), ${usageCte(input.client, input.now)}
     select ${CLIENT_COLUMNS}, g.id::text as device_id, g.prev_status, g.interval_seconds, g.user_id::text as user_id,
            g.scope, g.resource, g.expired, g.slow_down, g.user_status, g.email, g.display_name,
            g.email_verified_at is not null as email_verified,
@@ -733,7 +803,7 @@ export async function authenticateForClientCredentials(
           string_to_array(${asked}::text, ' ') <@ string_to_array(cl.scope, ' ')
           and not string_to_array(${asked}::text, ' ') && array['openid', 'offline_access']))
       returning id
-    )
+    ), ${usageCte(input.client, input.now)}
     select ${CLIENT_COLUMNS} from client cl`,
   )
   return row === undefined ? undefined : toGrantClient(row)
@@ -769,7 +839,7 @@ export async function authenticateForTokenExchange(
       from client cl
       where cl.token_endpoint_auth_method <> 'none' and ${input.subjectValid}
       returning id
-    )
+    ), ${usageCte(input.client, input.now)}
     select ${CLIENT_COLUMNS}, (select count(*) from audited)::int as issued from client cl`,
   )
   if (row === undefined) {

@@ -2,12 +2,33 @@ import { sql } from 'drizzle-orm'
 import { type Executor, queryRows } from '../client'
 import { type authorizationCodes, pushedAuthorizationRequests } from '../schema'
 
-/** Stores a pushed authorization request (RFC 9126 §2.2). One round trip. */
+/**
+ * Stores a pushed authorization request (RFC 9126 §2.2). With a DPoP proof (RFC 9449 §10.1) its
+ * `jti` is spent in the same statement and nothing is stored when it was already used (false).
+ * One round trip.
+ */
 export async function insertPushedRequest(
   x: Executor,
   row: { requestUriHash: string; clientId: string; params: Record<string, string>; expiresAt: Date },
-): Promise<void> {
-  await x.insert(pushedAuthorizationRequests).values(row)
+  proof: { jtiHash: string; expiresAt: Date } | null,
+): Promise<boolean> {
+  if (proof === null) {
+    await x.insert(pushedAuthorizationRequests).values(row)
+    return true
+  }
+  const rows = await queryRows<{ id: string }>(
+    x,
+    sql`with spent as (
+      insert into used_proof_jtis (jti_hash, expires_at) values (${proof.jtiHash}, ${proof.expiresAt}::timestamptz)
+      on conflict (jti_hash) do nothing
+      returning 1
+    )
+    insert into pushed_authorization_requests (request_uri_hash, client_id, params, expires_at)
+    select ${row.requestUriHash}, ${row.clientId}::uuid, ${JSON.stringify(row.params)}::jsonb, ${row.expiresAt}::timestamptz
+    where exists (select 1 from spent)
+    returning id::text`,
+  )
+  return rows.length === 1
 }
 
 /**
@@ -51,10 +72,11 @@ export async function insertCodeSpendingPushedRequest(
       returning id
     )
     insert into authorization_codes (code_hash, client_id, user_id, redirect_uri, scope, resource, nonce,
-      code_challenge, code_challenge_method, auth_time, expires_at)
+      code_challenge, code_challenge_method, auth_time, amr, dpop_jkt, expires_at)
     select ${code.codeHash}, ${code.clientId}::uuid, ${code.userId}::uuid, ${code.redirectUri}, ${code.scope ?? ''},
       ${code.resource ?? null}::text, ${code.nonce ?? null}::text, ${code.codeChallenge}, 'S256',
-      ${code.authTime}::timestamptz, ${code.expiresAt}::timestamptz
+      ${code.authTime}::timestamptz, string_to_array(${(code.amr ?? ['pwd']).join(' ')}::text, ' '), ${code.dpopJkt ?? null}::text,
+      ${code.expiresAt}::timestamptz
     from spent
     returning id::text`,
   )

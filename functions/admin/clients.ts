@@ -13,6 +13,7 @@ import { ProblemError } from '../errors/problem'
 import { clientIp } from '../middleware/client-ip'
 import { requireAdmin } from '../middleware/require-admin'
 import { clientInformation, GRANT_TYPES, parseClientMetadata } from '../oauth/client-metadata'
+import { clientUsageResponse, UsageQuery } from '../oauth/client-usage'
 import { createClient } from '../oauth/clients'
 import { documentRoute } from '../openapi/registry'
 import { queryParams } from '../validation/json-body'
@@ -113,6 +114,9 @@ export const clientsAdmin = new Hono<AppEnv>()
     }
     return c.json({ client: adminView(client, c) })
   })
+  .get('/:client_id/usage', queryParams(UsageQuery), (c) =>
+    clientUsageResponse(c, c.req.param('client_id'), undefined, c.req.valid('query')),
+  )
 
 const CLIENT = v.object({
   client_id: v.string(),

@@ -1,12 +1,16 @@
 import {
-  createLocalJWKSet,
+  type CryptoKey,
   decodeJwt,
+  decodeProtectedHeader,
+  importJWK,
   type JSONWebKeySet,
-  type JWTVerifyGetKey,
+  type JWK,
+  type JWTPayload,
   errors as joseErrors,
   jwtVerify,
 } from 'jose'
-import type { OAuthClientRow } from '../../db/queries/oauth-tokens'
+import type { Executor } from '../../db/client'
+import { findClient } from '../../db/queries/oauth-clients'
 import type { Config } from '../config'
 import { sha256Hex } from '../crypto/hash'
 import { OAuthError } from '../errors/oauth'
@@ -21,10 +25,28 @@ export const MAX_ASSERTION_LIFETIME_SECONDS = 300
 export const JWKS_URI_CACHE_SECONDS = 300
 const JWKS_CACHE_ENTRIES = 500
 
-/** A checked assertion: the replay-table row that spends its `jti`. */
+/** How long an isolate keeps a client's registered keys (issue 16: no lookup per grant). */
+export const CLIENT_KEYS_CACHE_SECONDS = 300
+const CLIENT_KEYS_CACHE_ENTRIES = 1000
+
+/**
+ * The registered key that verified an assertion: a `jwks` member, or the `jwks_uri` it came from.
+ * The grant statement checks it is still the client's, so cached keys cannot outlive a removal.
+ */
+export type AssertionKey = { kind: 'jwk'; jwk: JWK } | { kind: 'jwks_uri'; uri: string }
+
+/** A checked assertion: the replay-table row that spends its `jti`, and the key that verified it. */
 export interface VerifiedAssertion {
   jtiHash: string
   expiresAt: Date
+  key: AssertionKey
+}
+
+/** Where a client's assertion keys are registered (its `jwks` or `jwks_uri` metadata). */
+export interface ClientKeys {
+  clientId: string
+  jwks: JSONWebKeySet | undefined
+  jwksUri: string | undefined
 }
 
 const jwksCache = new Map<string, { keys: JSONWebKeySet; until: number }>()
@@ -67,6 +89,69 @@ async function fetchJwks(config: Config, uri: string, now: number, fresh: boolea
   return keys
 }
 
+/** The assertion keys a client row registers. */
+export function clientKeysOf(client: { clientId: string; metadata: Record<string, unknown> }): ClientKeys {
+  const jwks = client.metadata.jwks as JSONWebKeySet | undefined
+  const uri = client.metadata.jwks_uri
+  return { clientId: client.clientId, jwks, jwksUri: typeof uri === 'string' ? uri : undefined }
+}
+
+const KEY_TYPES: Record<(typeof CLIENT_ASSERTION_ALGS)[number], (jwk: JWK) => boolean> = {
+  ES256: (jwk) => jwk.kty === 'EC' && jwk.crv === 'P-256',
+  RS256: (jwk) => jwk.kty === 'RSA',
+  EdDSA: (jwk) => jwk.kty === 'OKP' && jwk.crv === 'Ed25519',
+}
+const importedKeys = new WeakMap<JWK, CryptoKey | Uint8Array>()
+
+async function importedKey(jwk: JWK, alg: string): Promise<CryptoKey | Uint8Array> {
+  const hit = importedKeys.get(jwk)
+  if (hit !== undefined) {
+    return hit
+  }
+  const key = await importJWK(jwk, alg)
+  importedKeys.set(jwk, key)
+  return key
+}
+
+/**
+ * Verifies the assertion with the member of `set` its header names (`kid`, else every key of the
+ * algorithm's type), returning the claims and that member. No candidate: JWKSNoMatchingKey.
+ */
+async function verifyWithSet(
+  set: JSONWebKeySet,
+  assertion: string,
+  options: Parameters<typeof jwtVerify>[2],
+): Promise<{ payload: JWTPayload; jwk: JWK }> {
+  const { alg, kid } = decodeProtectedHeader(assertion)
+  const fits = CLIENT_ASSERTION_ALGS.find((a) => a === alg)
+  if (fits === undefined) {
+    throw new joseErrors.JOSEAlgNotAllowed('alg not allowed')
+  }
+  const candidates = (Array.isArray(set.keys) ? set.keys : []).filter(
+    (jwk) =>
+      (kid === undefined || jwk.kid === kid) &&
+      KEY_TYPES[fits](jwk) &&
+      (jwk.use === undefined || jwk.use === 'sig') &&
+      (jwk.alg === undefined || jwk.alg === fits),
+  )
+  if (candidates.length === 0) {
+    throw new joseErrors.JWKSNoMatchingKey()
+  }
+  let failure: unknown
+  for (const jwk of candidates) {
+    try {
+      const { payload } = await jwtVerify(assertion, await importedKey(jwk, fits), options)
+      return { payload, jwk }
+    } catch (error) {
+      if (!(error instanceof joseErrors.JWSSignatureVerificationFailed)) {
+        throw error
+      }
+      failure = error
+    }
+  }
+  throw failure
+}
+
 /**
  * RFC 7523 §3 checks of a `private_key_jwt` assertion against the client's registered keys
  * (`jwks`, or `jwks_uri` fetched under the outbound rules, cached, fetched again once when the
@@ -76,38 +161,37 @@ async function fetchJwks(config: Config, uri: string, now: number, fresh: boolea
  */
 export async function verifyClientAssertion(
   config: Config,
-  client: OAuthClientRow,
+  client: ClientKeys,
   assertion: string,
   endpoint: string,
   now: Date,
 ): Promise<VerifiedAssertion> {
-  const inline = client.metadata.jwks as JSONWebKeySet | undefined
-  const uri = typeof client.metadata.jwks_uri === 'string' ? client.metadata.jwks_uri : undefined
-  const verifyWith = async (getKey: JWTVerifyGetKey) =>
-    jwtVerify(assertion, getKey, {
-      algorithms: [...CLIENT_ASSERTION_ALGS],
-      issuer: client.clientId,
-      subject: client.clientId,
-      audience: [config.issuer, `${config.issuer}/oauth/token`, endpoint],
-      requiredClaims: ['exp', 'jti'],
-      currentDate: now,
-    })
-  let payload: Awaited<ReturnType<typeof verifyWith>>['payload']
+  const options = {
+    algorithms: [...CLIENT_ASSERTION_ALGS],
+    issuer: client.clientId,
+    subject: client.clientId,
+    audience: [config.issuer, `${config.issuer}/oauth/token`, endpoint],
+    requiredClaims: ['exp', 'jti'],
+    currentDate: now,
+  }
+  const uri = client.jwksUri
+  let verified: { payload: JWTPayload; jwk: JWK }
+  let key: AssertionKey
   try {
-    if (inline !== undefined) {
-      payload = (await verifyWith(createLocalJWKSet(inline))).payload
+    if (client.jwks !== undefined) {
+      verified = await verifyWithSet(client.jwks, assertion, options)
+      key = { kind: 'jwk', jwk: verified.jwk }
     } else if (uri !== undefined) {
       try {
-        payload = (await verifyWith(createLocalJWKSet(await fetchJwks(config, uri, now.getTime(), false))))
-          .payload
+        verified = await verifyWithSet(await fetchJwks(config, uri, now.getTime(), false), assertion, options)
       } catch (error) {
         if (!(error instanceof joseErrors.JWKSNoMatchingKey)) {
           throw error
         }
         // An unknown kid: the client may have rotated its keys since we cached them.
-        payload = (await verifyWith(createLocalJWKSet(await fetchJwks(config, uri, now.getTime(), true))))
-          .payload
+        verified = await verifyWithSet(await fetchJwks(config, uri, now.getTime(), true), assertion, options)
       }
+      key = { kind: 'jwks_uri', uri }
     } else {
       throw refuse('no keys registered')
     }
@@ -120,6 +204,7 @@ export async function verifyClientAssertion(
     }
     throw error
   }
+  const payload = verified.payload
   const exp = Number(payload.exp)
   if (exp - now.getTime() / 1000 > MAX_ASSERTION_LIFETIME_SECONDS) {
     throw refuse('assertion lives too long')
@@ -131,5 +216,66 @@ export async function verifyClientAssertion(
   if (typeof jti !== 'string' || jti.length === 0 || jti.length > 200) {
     throw refuse('bad jti')
   }
-  return { jtiHash: await sha256Hex(`assertion:${client.clientId}:${jti}`), expiresAt: new Date(exp * 1000) }
+  return {
+    jtiHash: await sha256Hex(`assertion:${client.clientId}:${jti}`),
+    expiresAt: new Date(exp * 1000),
+    key,
+  }
+}
+
+const clientKeysCache = new Map<string, { keys: ClientKeys; until: number }>()
+
+/** Drops a client's cached keys (its grant statement refused it: the row may have changed). */
+export function forgetClientKeys(clientId: string): void {
+  clientKeysCache.delete(clientId)
+}
+
+async function loadClientKeys(x: Executor, clientId: string, now: number): Promise<ClientKeys> {
+  const row = await findClient(x, clientId)
+  if (row === undefined || row.disabledAt !== null || row.tokenEndpointAuthMethod !== 'private_key_jwt') {
+    forgetClientKeys(clientId)
+    throw refuse(row === undefined ? 'unknown client' : 'client disabled or not private_key_jwt')
+  }
+  const keys = clientKeysOf(row)
+  if (clientKeysCache.size >= CLIENT_KEYS_CACHE_ENTRIES) {
+    clientKeysCache.delete(clientKeysCache.keys().next().value ?? '')
+  }
+  clientKeysCache.set(clientId, { keys, until: now + CLIENT_KEYS_CACHE_SECONDS * 1000 })
+  return keys
+}
+
+/**
+ * The token endpoint's check of a `private_key_jwt` assertion with NO round trip on a warm
+ * isolate (issue 16): the client's registered keys are cached per isolate for
+ * CLIENT_KEYS_CACHE_SECONDS, and read again (one round trip) when cold or when the cached keys do
+ * not verify (a key added or replaced). The cache cannot hide a revocation: the grant statement
+ * spends the `jti` only while the client is enabled, still `private_key_jwt` and still registers
+ * the key that verified (`AssertionKey`), and issues nothing otherwise.
+ */
+export async function verifyAgentAssertion(
+  config: Config,
+  x: Executor,
+  clientId: string,
+  assertion: string,
+  endpoint: string,
+  now: Date,
+): Promise<VerifiedAssertion> {
+  const cached = clientKeysCache.get(clientId)
+  if (cached !== undefined && cached.until > now.getTime()) {
+    try {
+      return await verifyClientAssertion(config, cached.keys, assertion, endpoint, now)
+    } catch (error) {
+      if (!(error instanceof OAuthError)) {
+        throw error
+      }
+      // The cached keys may be stale (a key added or replaced since): read them once more.
+    }
+  }
+  return verifyClientAssertion(
+    config,
+    await loadClientKeys(x, clientId, now.getTime()),
+    assertion,
+    endpoint,
+    now,
+  )
 }

@@ -9,7 +9,12 @@ import { fromBase64Url } from '../crypto/encoding'
 import { sha256Hex } from '../crypto/hash'
 import type { AppEnv } from '../env'
 import { OAuthError } from '../errors/oauth'
-import { assertionSubject, JWT_BEARER_ASSERTION, verifyClientAssertion } from './client-assertion'
+import {
+  assertionSubject,
+  clientKeysOf,
+  JWT_BEARER_ASSERTION,
+  verifyClientAssertion,
+} from './client-assertion'
 import { type OAuthParams, param } from './form'
 
 export interface ClientCredentials {
@@ -127,7 +132,13 @@ export async function checkClientCredentials(
       throw fail(`auth method ${credentials.method} but registered ${client.tokenEndpointAuthMethod}`)
     }
     const { config, endpoint, x } = assertionContext
-    const verified = await verifyClientAssertion(config, client, credentials.assertion, endpoint, now)
+    const verified = await verifyClientAssertion(
+      config,
+      clientKeysOf(client),
+      credentials.assertion,
+      endpoint,
+      now,
+    )
     // RFC 7523 §3: each jti once (until the assertion expires), concurrent replays included.
     if (!(await spendProofJti(x, verified.jtiHash, verified.expiresAt))) {
       throw fail('assertion jti replayed')

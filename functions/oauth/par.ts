@@ -8,6 +8,7 @@ import { randomToken } from '../crypto/random'
 import type { AppEnv } from '../env'
 import { OAUTH_ERRORS, OAuthError, type OAuthErrorCode } from '../errors/oauth'
 import { documentRoute } from '../openapi/registry'
+import { currentDpopNonce } from '../tokens/dpop-nonce'
 import {
   type AuthorizationRequest,
   RedirectableError,
@@ -16,7 +17,7 @@ import {
 import { authenticateClient } from './client-auth'
 import { type OAuthParams, param, readOAuthBody } from './form'
 import { freshenMetadataDocumentClient } from './metadata-document'
-import { NO_STORE } from './token'
+import { NO_STORE, tokenRequestProof } from './token'
 
 /** RFC 9126 §2.2: a pushed request lives this long (the RFC suggests 5 to 600 s). */
 export const PAR_TTL_SECONDS = 60
@@ -35,6 +36,7 @@ const PUSHABLE = [
   'resource',
   'prompt',
   'max_age',
+  'dpop_jkt',
 ] as const
 
 function requiresPush(config: Config, request: AuthorizationRequest): boolean {
@@ -112,6 +114,12 @@ export const parEndpoint = new Hono<AppEnv>().post('/', async (c) => {
   }
   // Issue 11: a metadata document client is read (or refreshed) before it authenticates.
   await freshenMetadataDocumentClient(c.var.db.http, c.var.config, param(params, 'client_id', 200), now)
+  // RFC 9449 §10.1: a DPoP proof here binds the code to its key, as `dpop_jkt` would; both: equal.
+  const dpop = await tokenRequestProof(c, now)
+  const dpopJkt = param(params, 'dpop_jkt', 100)
+  if (dpop !== null && dpopJkt !== undefined && dpopJkt !== dpop.jkt) {
+    throw new OAuthError('invalid_request', { description: 'dpop_jkt does not match the DPoP proof’s key' })
+  }
   const client = await authenticateClient(c, c.var.db.http, params, now)
   let request: AuthorizationRequest
   try {
@@ -126,14 +134,28 @@ export const parEndpoint = new Hono<AppEnv>().post('/', async (c) => {
       stored[name] = value
     }
   }
+  if (dpop !== null) {
+    stored.dpop_jkt = dpop.jkt
+  }
   const requestUri = `${REQUEST_URI_PREFIX}${randomToken(32)}`
-  await insertPushedRequest(c.var.db.http, {
-    requestUriHash: await sha256Hex(requestUri),
-    clientId: client.id,
-    params: stored,
-    expiresAt: new Date(now.getTime() + PAR_TTL_SECONDS * 1000),
-  })
-  return c.json({ request_uri: requestUri, expires_in: PAR_TTL_SECONDS }, 201, NO_STORE)
+  const pushed = await insertPushedRequest(
+    c.var.db.http,
+    {
+      requestUriHash: await sha256Hex(requestUri),
+      clientId: client.id,
+      params: stored,
+      expiresAt: new Date(now.getTime() + PAR_TTL_SECONDS * 1000),
+    },
+    dpop,
+  )
+  if (!pushed) {
+    throw new OAuthError('invalid_dpop_proof', { description: 'The DPoP proof was already used' })
+  }
+  const body = { request_uri: requestUri, expires_in: PAR_TTL_SECONDS }
+  if (dpop !== null && c.var.config.dpopNonceRequired) {
+    return c.json(body, 201, { ...NO_STORE, 'dpop-nonce': await currentDpopNonce(c.var.config, now) })
+  }
+  return c.json(body, 201, NO_STORE)
 })
 
 documentRoute({
@@ -155,6 +177,9 @@ documentRoute({
       resource: v.optional(v.string()),
       prompt: v.optional(v.string()),
       max_age: v.optional(v.string()),
+      dpop_jkt: v.optional(
+        v.pipe(v.string(), v.description('RFC 9449 §10: bind the code to this DPoP key thumbprint')),
+      ),
     }),
     contentTypes: ['application/x-www-form-urlencoded', 'application/json'],
   },

@@ -1,15 +1,16 @@
 import { type Context, Hono } from 'hono'
 import * as v from 'valibot'
-import { findClient } from '../../db/queries/oauth-clients'
-import type { OAuthClientRow } from '../../db/queries/oauth-tokens'
+import { recordClientFailure } from '../../db/queries/oauth-grants'
 import { sha256Hex } from '../crypto/hash'
 import type { AppEnv } from '../env'
 import { OAuthError } from '../errors/oauth'
+import { errorForLog, log } from '../log'
 import { clientIp } from '../middleware/client-ip'
 import { documentRoute } from '../openapi/registry'
 import { checkDpopProof, type DpopProof } from '../tokens/dpop'
 import { currentDpopNonce, isValidDpopNonce } from '../tokens/dpop-nonce'
-import { authenticateClient, readClientCredentials } from './client-auth'
+import { forgetClientKeys, verifyAgentAssertion } from './client-assertion'
+import { authenticateClient, type ClientCredentials, readClientCredentials } from './client-auth'
 import { DEVICE_CODE_GRANT, TOKEN_EXCHANGE_GRANT } from './client-metadata'
 import { readOAuthBody, requiredParam } from './form'
 import { authorizationCodeGrant } from './grants/authorization-code'
@@ -29,10 +30,11 @@ export function requestUris(c: Context<AppEnv>): string[] {
 }
 
 /**
- * RFC 9449 §5: a `DPoP` header on a token request must hold a valid proof for this POST; its key
- * binds what is minted. The proof's `jti` is spent by the grant statement. No header: unbound.
+ * RFC 9449 §5: a `DPoP` header on a token request (or a pushed authorization request, §10.1) must
+ * hold a valid proof for this POST; its key binds what is minted. The proof's `jti` is spent by
+ * the statement that uses it. No header: unbound.
  */
-async function tokenRequestProof(c: Context<AppEnv>, now: Date): Promise<DpopProof | null> {
+export async function tokenRequestProof(c: Context<AppEnv>, now: Date): Promise<DpopProof | null> {
   const header = c.req.header('dpop')
   if (header === undefined) {
     return null
@@ -61,18 +63,6 @@ async function tokenRequestProof(c: Context<AppEnv>, now: Date): Promise<DpopPro
   return check.proof
 }
 
-/** The row of a client whose assertion this request already verified (its jti is spent). */
-async function verifiedClient(c: Context<AppEnv>, clientId: string): Promise<OAuthClientRow> {
-  const row = await findClient(c.var.db.http, clientId)
-  if (row === undefined || row.disabledAt !== null) {
-    throw new OAuthError('invalid_client', {
-      description: 'Client authentication failed',
-      log: 'client gone',
-    })
-  }
-  return row
-}
-
 const GRANTS: Record<
   string,
   (ctx: GrantContext, params: ReadonlyMap<string, string>) => Promise<GrantOutcome>
@@ -99,14 +89,50 @@ export const token = new Hono<AppEnv>().post('/', async (c) => {
     throw new OAuthError('unsupported_grant_type', { description: `${grantType} is not supported` })
   }
   const credentials = readClientCredentials(c, params)
+  try {
+    return await grantTokens(c, grant, grantType, params, credentials, now)
+  } catch (error) {
+    if (error instanceof OAuthError && credentials.method === 'private_key_jwt') {
+      await countAgentFailure(c, credentials.clientId, grantType, now)
+    }
+    throw error
+  }
+})
+
+/** An agent client's refused request counts in its usage; losing the count never changes the answer. */
+async function countAgentFailure(c: Context<AppEnv>, clientId: string, grantType: string, now: Date) {
+  try {
+    await recordClientFailure(c.var.db.http, { clientId, grantType, now })
+  } catch (error) {
+    log('warn', 'client_usage_failure_not_recorded', errorForLog(error))
+  }
+}
+
+async function grantTokens(
+  c: Context<AppEnv>,
+  grant: (ctx: GrantContext, params: ReadonlyMap<string, string>) => Promise<GrantOutcome>,
+  grantType: string,
+  params: Awaited<ReturnType<typeof readOAuthBody>>,
+  credentials: ClientCredentials,
+  now: Date,
+): Promise<Response> {
   const dpop = await tokenRequestProof(c, now)
   // Issue 11: a metadata document client_id is read again when stale (no round trip when fresh here).
   await freshenMetadataDocumentClient(c.var.db.http, c.var.config, credentials.clientId, now)
-  if (credentials.method === 'private_key_jwt') {
-    // RFC 7523 §2.2: the assertion is checked against the client's keys and its jti spent before
-    // the grant statement (two round trips more than a secret); the statement then trusts it.
-    await authenticateClient(c, c.var.db.http, params, now)
-  }
+  const endpoint = `${c.var.config.issuer}${c.req.path}`
+  // RFC 7523 §2.2: the assertion is checked against the client's keys, cached per isolate; the
+  // grant statement spends its jti while that key is still registered (one round trip in all).
+  const assertion =
+    credentials.method === 'private_key_jwt' && credentials.assertion !== undefined
+      ? await verifyAgentAssertion(
+          c.var.config,
+          c.var.db.http,
+          credentials.clientId,
+          credentials.assertion,
+          endpoint,
+          now,
+        )
+      : undefined
   const ctx: GrantContext = {
     db: c.var.db,
     config: c.var.config,
@@ -117,12 +143,16 @@ export const token = new Hono<AppEnv>().post('/', async (c) => {
       secretHash: credentials.secret === undefined ? null : await sha256Hex(credentials.secret),
       grantType,
       dpop,
+      ...(assertion === undefined ? {} : { assertion }),
     },
     audit: { ip: clientIp(c) },
-    explainClient: () =>
-      credentials.method === 'private_key_jwt'
-        ? verifiedClient(c, credentials.clientId)
-        : authenticateClient(c, c.var.db.http, params, now),
+    explainClient: () => {
+      if (credentials.method === 'private_key_jwt') {
+        // The row changed (a key removed, disabled) or the jti was spent: read it afresh.
+        forgetClientKeys(credentials.clientId)
+      }
+      return authenticateClient(c, c.var.db.http, params, now)
+    },
   }
   const outcome = await grant(ctx, params)
   if (dpop !== null && c.var.config.dpopNonceRequired) {
@@ -133,7 +163,7 @@ export const token = new Hono<AppEnv>().post('/', async (c) => {
     })
   }
   return c.json(outcome.response, 200, NO_STORE)
-})
+}
 
 const TOKEN_RESPONSE = v.object({
   access_token: v.string(),

@@ -15,6 +15,7 @@ import { decodeCursor, PageLimit, paginate } from '../auth/cursor'
 import type { AppEnv } from '../env'
 import { ProblemError } from '../errors/problem'
 import { clientIp } from '../middleware/client-ip'
+import { clientUsageResponse, UsageQuery } from '../oauth/client-usage'
 import { documentRoute } from '../openapi/registry'
 import { queryParams } from '../validation/json-body'
 import { ListQuery, NO_STORE, TENANT_SECURITY, tenantActor } from './access'
@@ -180,6 +181,10 @@ export const tenantObjects = new Hono<AppEnv>()
       throw clientNotFound()
     }
     return c.json({ client: toClientJson(row) }, 200, NO_STORE)
+  })
+  .get('/clients/:clientId/usage', queryParams(UsageQuery), async (c) => {
+    const actor = await tenantActor(c, 'manage')
+    return clientUsageResponse(c, c.req.param('clientId'), actor.tenantId, c.req.valid('query'))
   })
   .post('/clients/:clientId/disable', async (c) => {
     const actor = await tenantActor(c, 'manage')

@@ -1,67 +1,12 @@
 import { SELF } from 'cloudflare:test'
 import { sql } from 'drizzle-orm'
-import { exportJWK, generateKeyPair, SignJWT } from 'jose'
+import { exportJWK, generateKeyPair } from 'jose'
 import * as oidc from 'openid-client'
 import { describe, expect, inject, it } from 'vitest'
+import { type Agent, ASSERTION_TYPE, agent, assertion, tokenWith } from '../helpers/agents'
 import { testDb } from '../helpers/db'
 import { adminClient, ISSUER, postForm, type TestClient } from '../helpers/oauth'
 import { adminHeaders, call, callWith, postJson } from '../helpers/worker'
-
-const ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer'
-const TOKEN_URL = `${ISSUER}/oauth/token`
-
-interface Agent {
-  client: TestClient
-  privateKey: CryptoKey
-  kid: string
-}
-
-async function agent(alg = 'ES256', extra: Record<string, unknown> = {}): Promise<Agent> {
-  const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true })
-  const kid = crypto.randomUUID()
-  const jwk = { ...(await exportJWK(publicKey)), kid, alg }
-  const client = await adminClient({
-    client_name: 'Agent',
-    token_endpoint_auth_method: 'private_key_jwt',
-    token_endpoint_auth_signing_alg: alg,
-    jwks: { keys: [jwk] },
-    grant_types: ['client_credentials'],
-    scope: 'apikeys:verify',
-    ...extra,
-  })
-  return { client, privateKey, kid }
-}
-
-interface AssertionOptions {
-  aud?: string
-  expIn?: number
-  iatOffset?: number
-  jti?: string
-  key?: CryptoKey
-  alg?: string
-  sub?: string
-}
-
-function assertion(a: Agent, o: AssertionOptions = {}): Promise<string> {
-  const now = Math.floor(Date.now() / 1000)
-  return new SignJWT({ jti: o.jti ?? crypto.randomUUID() })
-    .setProtectedHeader({ alg: o.alg ?? 'ES256', kid: a.kid })
-    .setIssuer(a.client.client_id)
-    .setSubject(o.sub ?? a.client.client_id)
-    .setAudience(o.aud ?? TOKEN_URL)
-    .setIssuedAt(now + (o.iatOffset ?? 0))
-    .setExpirationTime(now + (o.expIn ?? 60))
-    .sign(o.key ?? a.privateKey)
-}
-
-function tokenWith(clientAssertion: string, extra: Record<string, string> = {}): Promise<Response> {
-  return postForm('/oauth/token', {
-    grant_type: 'client_credentials',
-    client_assertion_type: ASSERTION_TYPE,
-    client_assertion: clientAssertion,
-    ...extra,
-  })
-}
 
 async function issued(clientId: string): Promise<number> {
   const result = await testDb().execute(
