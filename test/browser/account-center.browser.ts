@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { createHash, randomBytes, randomUUID } from 'node:crypto'
 import type { Page } from 'playwright-core'
 import type { BrowserContext } from './context'
+import { clickThroughRedirect } from './redirect'
 import { shoot } from './shoot'
 
 const REDIRECT_URI = 'https://app.example.com/callback'
@@ -65,11 +66,12 @@ export async function run({ baseUrl, browser, adminToken }: BrowserContext): Pro
     await page.waitForURL((url) => url.pathname === '/oauth/authorize')
     assert.equal((await page.textContent('[data-testid="consent-account"]'))?.trim(), email)
     await shoot(page, 'consent')
-    const [redirected] = await Promise.all([
-      page.waitForRequest((request) => request.url().startsWith(REDIRECT_URI)),
-      page.click('button[name="decision"][value="approve"]'),
-    ])
-    const code = new URL(redirected.url()).searchParams.get('code') ?? ''
+    const callback = await clickThroughRedirect(
+      page,
+      'button[name="decision"][value="approve"]',
+      REDIRECT_URI,
+    )
+    const code = callback.searchParams.get('code') ?? ''
     const tokenRes = await fetch(`${baseUrl}/oauth/token`, {
       method: 'POST',
       headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic },

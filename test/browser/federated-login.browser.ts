@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import type { BrowserContext } from './context'
+import { clickThroughRedirect } from './redirect'
 
 const REDIRECT_URI = 'https://app.example.com/callback'
 
@@ -44,11 +45,11 @@ export async function run({ baseUrl, browser, adminToken }: BrowserContext): Pro
       page.getByText('Continue with GitHub').click(),
     ])
     assert.ok(await page.getByText('Federated Browser App').first().isVisible(), 'no consent page')
-    const [redirected] = await Promise.all([
-      page.waitForRequest((request) => request.url().startsWith(REDIRECT_URI)),
-      page.click('button[name="decision"][value="approve"]'),
-    ])
-    const callback = new URL(redirected.url())
+    const callback = await clickThroughRedirect(
+      page,
+      'button[name="decision"][value="approve"]',
+      REDIRECT_URI,
+    )
     assert.equal(callback.searchParams.get('state'), 'federated-state')
     const code = callback.searchParams.get('code')
     assert.ok(code)

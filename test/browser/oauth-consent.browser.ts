@@ -3,6 +3,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { argon2id } from 'hash-wasm'
 import pg from 'pg'
 import type { BrowserContext } from './context'
+import { clickThroughRedirect } from './redirect'
 
 const REDIRECT_URI = 'https://app.example.com/callback'
 
@@ -86,11 +87,11 @@ export async function run({ baseUrl, databaseUrl, browser, adminToken }: Browser
     )
     assert.ok(await page.getByText('Browser Test App').first().isVisible())
     // The client's host does not exist here: observe the redirect rather than load it.
-    const [redirected] = await Promise.all([
-      page.waitForRequest((request) => request.url().startsWith(REDIRECT_URI)),
-      page.click('button[name="decision"][value="approve"]'),
-    ])
-    const callback = new URL(redirected.url())
+    const callback = await clickThroughRedirect(
+      page,
+      'button[name="decision"][value="approve"]',
+      REDIRECT_URI,
+    )
     assert.equal(callback.searchParams.get('state'), 'browser-state')
     assert.equal(callback.searchParams.get('iss'), baseUrl.replace(/\/+$/, ''))
     const code = callback.searchParams.get('code')
