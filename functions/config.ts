@@ -3,6 +3,8 @@ import {
   type ApiKeyTier,
   SIGNING_ALGORITHMS,
   type SigningAlgorithm,
+  TENANT_PLANS,
+  type TenantPlan,
 } from '../db/schema/constants'
 import { type Brand, parseBrand } from './brand'
 import { fromBase64Url } from './crypto/encoding'
@@ -101,6 +103,11 @@ export interface Config {
   defaultApiKeyTier: ApiKeyTier
   /** Monthly verify quota per tier; null is unlimited. */
   tierQuotas: Readonly<Record<ApiKeyTier, number | null>>
+  /**
+   * TENANT_MONTHLY_QUOTAS: the monthly verify quota all of a tenant's keys share, per plan; null
+   * (the default for every plan) is none. A tenant's own `monthly_quota` overrides it.
+   */
+  tenantMonthlyQuotas: Readonly<Record<TenantPlan, number | null>>
   usageRetentionDays: number
   auditRetentionDays: number
   argon2: Argon2Params
@@ -317,7 +324,14 @@ function readConfig(env: Bindings, problems: ConfigError[]): Config {
     deviceAttemptWindowSeconds: read.seconds('DEVICE_ATTEMPT_WINDOW', 900),
     trustedIpHeader: attempt(() => parseTrustedIpHeader(env.TRUSTED_IP_HEADER), undefined),
     defaultApiKeyTier: read.oneOf('DEFAULT_API_KEY_TIER', API_KEY_TIERS, 'trial'),
-    tierQuotas: attempt(() => parseTierQuotas(env.TIER_QUOTAS), DEFAULT_TIER_QUOTAS),
+    tierQuotas: attempt(
+      () => parseQuotas('TIER_QUOTAS', API_KEY_TIERS, DEFAULT_TIER_QUOTAS, env.TIER_QUOTAS),
+      DEFAULT_TIER_QUOTAS,
+    ),
+    tenantMonthlyQuotas: attempt(
+      () => parseQuotas('TENANT_MONTHLY_QUOTAS', TENANT_PLANS, NO_TENANT_QUOTAS, env.TENANT_MONTHLY_QUOTAS),
+      NO_TENANT_QUOTAS,
+    ),
     usageRetentionDays: read.integer('USAGE_RETENTION_DAYS', 90, 1),
     auditRetentionDays: read.integer('AUDIT_RETENTION_DAYS', 365, 1),
     argon2: {
@@ -559,17 +573,32 @@ const DEFAULT_TIER_QUOTAS: Record<ApiKeyTier, number | null> = {
   enterprise: null,
 }
 
-/** `trial=10000,starter=50000,...,enterprise=unlimited`; tiers left out keep their default. */
-function parseTierQuotas(raw: string | undefined): Record<ApiKeyTier, number | null> {
-  const quotas = { ...DEFAULT_TIER_QUOTAS }
+const NO_TENANT_QUOTAS: Record<TenantPlan, number | null> = {
+  free: null,
+  starter: null,
+  professional: null,
+  enterprise: null,
+}
+
+/**
+ * `trial=10000,starter=50000,...,enterprise=unlimited` (TIER_QUOTAS per key tier,
+ * TENANT_MONTHLY_QUOTAS per tenant plan); names left out keep their default.
+ */
+function parseQuotas<K extends string>(
+  variable: string,
+  names: readonly K[],
+  defaults: Record<K, number | null>,
+  raw: string | undefined,
+): Record<K, number | null> {
+  const quotas = { ...defaults }
   for (const part of (raw ?? '')
     .split(',')
     .map((p) => p.trim())
     .filter(Boolean)) {
-    const [tier, limit] = part.split('=').map((s) => s.trim())
-    const known = API_KEY_TIERS.find((t) => t === tier)
+    const [name, limit] = part.split('=').map((s) => s.trim())
+    const known = names.find((n) => n === name)
     if (known === undefined || limit === undefined || !/^(\d+|unlimited)$/.test(limit)) {
-      throw new ConfigError('TIER_QUOTAS', 'must look like trial=10000,enterprise=unlimited')
+      throw new ConfigError(variable, `must look like ${names[0]}=10000,${names.at(-1)}=unlimited`)
     }
     quotas[known] = limit === 'unlimited' ? null : Number(limit)
   }

@@ -1,7 +1,7 @@
 import { and, desc, eq, isNull, or, type SQL, sql } from 'drizzle-orm'
 import { type Executor, type HttpDb, queryRows } from '../client'
 import { apiKeys, tenants, users } from '../schema'
-import type { ApiKeyTier } from '../schema/constants'
+import { type ApiKeyTier, DEFAULT_TENANT_ID, type TenantPlan } from '../schema/constants'
 
 export type ApiKeyRow = typeof apiKeys.$inferSelect
 
@@ -28,12 +28,24 @@ const PUBLIC_COLUMNS = {
 
 export type ApiKeyRecord = Omit<ApiKeyRow, 'keyHash'>
 
+/**
+ * The tier the key's tenant's plan gives (issue 10), looked up by the insert itself; `requested`,
+ * when set, must be that tier or nothing is written.
+ */
+export interface TierByPlan {
+  byPlan: Readonly<Record<TenantPlan, ApiKeyTier>>
+  /** The default tenant's keys' tier, whatever its plan. */
+  defaultTenant: ApiKeyTier
+  requested?: ApiKeyTier | undefined
+}
+
 export interface NewApiKey {
   keyHash: string
   prefix: string
   last4: string
   name: string
-  tier: ApiKeyTier
+  /** A tier, or the tier of the owning tenant's plan. */
+  tier: ApiKeyTier | TierByPlan
   scopes: readonly string[]
   metadata: Record<string, unknown>
   rateLimit: number | null
@@ -64,7 +76,9 @@ function keyAuditStatement(x: Executor, keyId: string, audit: KeyAudit, revokedA
     revokedAt === undefined ? sql`` : sql` and revoked_at = ${revokedAt.toISOString()}::timestamptz`
   return x.execute(sql`insert into audit_events (type, actor, user_id, tenant_id, client_id, ip, metadata)
     select ${audit.type}, ${audit.actor}, owner_user_id, tenant_id, ${audit.clientId}, ${audit.ip},
-      jsonb_build_object('key_id', id, 'prefix', prefix) || ${JSON.stringify(audit.metadata)}::jsonb
+      jsonb_build_object('key_id', id, 'prefix', prefix)
+        || ${audit.type === 'api_key_created' ? sql`jsonb_build_object('tier', tier)` : sql`'{}'::jsonb`}
+        || ${JSON.stringify(audit.metadata)}::jsonb
     from ${apiKeys} where id = ${keyId}${onlyIfRevokedNow}`)
 }
 
@@ -72,29 +86,52 @@ function rowsOf<T>(result: unknown): T[] {
   return Array.isArray(result) ? (result as T[]) : (result as { rows: T[] }).rows
 }
 
+/** The `tier` of an insert whose tenant is the SQL `tenantId`: the given one, or its plan's. */
+function tierOf(tier: NewApiKey['tier'], tenantId: SQL): { value: SQL; allowed: SQL } {
+  if (typeof tier === 'string') {
+    return { value: sql`${tier}`, allowed: sql`true` }
+  }
+  const value = sql`(select case when t.id = ${DEFAULT_TENANT_ID}::uuid then ${tier.defaultTenant}::text
+      else ${JSON.stringify(tier.byPlan)}::jsonb ->> t.plan end from ${tenants} t where t.id = ${tenantId})`
+  return {
+    value,
+    allowed: tier.requested === undefined ? sql`true` : sql`${tier.requested} = ${value}`,
+  }
+}
+
+/** `insert … select` of a key for `ownerUserId` and `tenantId` (SQL), returning the record. */
+function insertKeySql(id: string, key: NewApiKey, ownerUserId: SQL, tenantId: SQL, from: SQL): SQL {
+  const tier = tierOf(key.tier, tenantId)
+  return sql`insert into ${apiKeys} (id, key_hash, prefix, last4, name, owner_user_id, tenant_id, tier, scopes,
+      metadata, rate_limit, rate_limit_window_seconds, expires_at, created_at)
+    select ${id}::uuid, ${key.keyHash}, ${key.prefix}, ${key.last4}, ${key.name}, ${ownerUserId}, ${tenantId},
+      ${tier.value}, ${textArray(key.scopes)}, ${JSON.stringify(key.metadata)}::jsonb, ${key.rateLimit}::int,
+      ${key.rateLimitWindowSeconds}::int, ${key.expiresAt?.toISOString() ?? null}::timestamptz,
+      ${key.createdAt.toISOString()}::timestamptz
+    ${from} and ${tier.allowed}
+    returning ${RECORD_JSON} as record`
+}
+
 /**
  * Inserts a key for a known owner and tenant (the caller's own), with its `api_key_created`
- * audit row. One round trip (a batch, so both commit or neither).
+ * audit row. One round trip (a batch, so both commit or neither). Undefined (nothing written)
+ * only when a requested tier is not the one the tenant's plan gives.
  */
 export async function insertApiKey(
   db: HttpDb,
   owner: { userId: string; tenantId: string },
   key: NewApiKey,
   audit: KeyAudit,
-): Promise<ApiKeyRecord> {
+): Promise<ApiKeyRecord | undefined> {
   const id = crypto.randomUUID()
   const [inserted] = await db.batch([
-    db
-      .insert(apiKeys)
-      .values({ ...key, id, scopes: [...key.scopes], ownerUserId: owner.userId, tenantId: owner.tenantId })
-      .returning(PUBLIC_COLUMNS),
+    db.execute(
+      insertKeySql(id, key, sql`${owner.userId}::uuid`, sql`${owner.tenantId}::uuid`, sql`where true`),
+    ),
     keyAuditStatement(db, id, audit),
   ])
-  const row = inserted[0]
-  if (row === undefined) {
-    throw new Error('insert into api_keys returned no row')
-  }
-  return row
+  const row = rowsOf<{ record: RawApiKey }>(inserted)[0]
+  return row === undefined ? undefined : fromRaw(row.record)
 }
 
 /**
@@ -111,14 +148,13 @@ export async function insertApiKeyForUser(
   const id = crypto.randomUUID()
   const [inserted] = await db.batch([
     db.execute(
-      sql`insert into ${apiKeys} (id, key_hash, prefix, last4, name, owner_user_id, tenant_id, tier, scopes,
-          metadata, rate_limit, rate_limit_window_seconds, expires_at, created_at)
-        select ${id}::uuid, ${key.keyHash}, ${key.prefix}, ${key.last4}, ${key.name}, ${users.id}, ${users.tenantId},
-          ${key.tier}, ${textArray(key.scopes)}, ${JSON.stringify(key.metadata)}::jsonb, ${key.rateLimit}::int,
-          ${key.rateLimitWindowSeconds}::int, ${key.expiresAt?.toISOString() ?? null}::timestamptz,
-          ${key.createdAt.toISOString()}::timestamptz
-        from ${users} where ${users.id} = ${ownerUserId}
-        returning ${RECORD_JSON} as record`,
+      insertKeySql(
+        id,
+        key,
+        sql`${users.id}`,
+        sql`${users.tenantId}`,
+        sql`from ${users} where ${users.id} = ${ownerUserId}`,
+      ),
     ),
     keyAuditStatement(db, id, audit),
   ])
@@ -339,6 +375,11 @@ export interface KeyCheckInput {
   /** Monthly quota per tier; null is unlimited. */
   tierQuotas: Readonly<Record<ApiKeyTier, number | null>>
   /**
+   * The tenant-wide monthly quota per plan (null: none), for tenants whose own `monthly_quota` is
+   * null. Its UTC month is computed by the statement from `now`.
+   */
+  tenantQuotas: Readonly<Record<TenantPlan, number | null>>
+  /**
    * The database half of the caller's own credential check (e.g. "this access token is not
    * revoked"), folded into the same statement so verify stays one round trip. When it is false
    * nothing is counted and the outcome is `callerRefused`.
@@ -388,6 +429,12 @@ export interface KeyCheckRow {
   windowCountAfter: number | null
   /** End of the rate-limit window this call fell in, epoch milliseconds. */
   windowResetAtMs: number
+  /** The tenant-wide monthly quota; null when the tenant has none (nothing is counted then). */
+  tenantQuotaLimit: number | null
+  /** The tenant's counter in the statement's snapshot, before this call. */
+  tenantUsedBefore: number
+  /** The tenant's counter after this call's increment; null when not counted. */
+  tenantUsedAfter: number | null
 }
 
 interface RawKeyCheckRow {
@@ -406,6 +453,9 @@ interface RawKeyCheckRow {
   window_count_before: number
   window_count_after: number | null
   window_reset_at_ms: string | number
+  tenant_quota_limit: string | number | null
+  tenant_used_before: string | number | null
+  tenant_used_after: string | number | null
   recorded: string | number
   hidden_key: boolean | null
 }
@@ -425,8 +475,18 @@ interface RawKeyCheckRow {
  * call racing the very last unit of quota can spend a window slot and still be refused.
  * Counters live under the lineage's first key (`coalesce(rotated_from, id)`), so a rotated key
  * and its replacement share one quota. A new UTC month is a new counter row: no reset job.
- * Row locks are always taken in the same order (rate window, quota, usage counter, key row), so
- * concurrent verifies queue instead of deadlocking.
+ *
+ * The tenant-wide quota (issue 10: `tenants.monthly_quota`, else the plan's TENANT_MONTHLY_QUOTAS)
+ * is charged between the two, only for a tenant that has one: the key's quota row is locked first
+ * (FOR UPDATE reads its latest committed value), the tenant's counter is charged by a conditional
+ * upsert only while that key value has room, and the key's quota only when the tenant's charge
+ * succeeded. So neither counter ever passes its limit, and both move together: every VALID call
+ * is one unit on each. (The one gap: a key's very first call of the month has no quota row to
+ * lock, so first calls racing a key quota of fewer units than there are racers may leave a
+ * tenant unit charged for a call the key refused.) The tenant's month is `date_trunc('month',
+ * now, 'UTC')`, computed here.
+ * Row locks are always taken in the same order (rate window, key quota, tenant quota, usage
+ * counter, key row), so concurrent verifies queue instead of deadlocking.
  */
 export async function checkAndChargeKey(x: Executor, input: KeyCheckInput): Promise<KeyCheckOutcome> {
   const now = input.now.toISOString()
@@ -467,6 +527,9 @@ export async function checkAndChargeKey(x: Executor, input: KeyCheckInput): Prom
                 or (select t.active from ${tenants} t where t.id = a.tenant_id) is not true then 'DISABLED'
             end as dead,
             (${JSON.stringify(input.tierQuotas)}::jsonb ->> a.tier)::bigint as quota_limit,
+            (select coalesce(t.monthly_quota, (${JSON.stringify(input.tenantQuotas)}::jsonb ->> t.plan)::bigint)
+              from ${tenants} t where t.id = a.tenant_id) as tenant_quota_limit,
+            date_trunc('month', ${now}::timestamptz, 'UTC') as tenant_period,
             to_timestamp(floor(extract(epoch from ${now}::timestamptz) / a.rate_limit_window_seconds)
               * a.rate_limit_window_seconds) as window_start,
             a.rate_limit_window_seconds
@@ -475,23 +538,41 @@ export async function checkAndChargeKey(x: Executor, input: KeyCheckInput): Prom
           select coalesce((select c.used from api_key_quota_counters c
               where c.key_id = k.account_id and c.period_start = ${period}::timestamptz), 0) as used,
             coalesce((select w.count from api_key_rate_windows w
-              where w.key_id = k.account_id and w.window_start = k.window_start), 0) as window_count
+              where w.key_id = k.account_id and w.window_start = k.window_start), 0) as window_count,
+            coalesce((select tc.used from tenant_quota_counters tc
+              where tc.tenant_id = k.tenant_id and tc.period_start = k.tenant_period), 0) as tenant_used
           from k
         ), rate as (
           insert into api_key_rate_windows as r (key_id, window_start, count)
           select k.account_id, k.window_start, 1 from k, seen
           where k.dead is null and k.rate_limit is not null
             and (k.quota_limit is null or seen.used < k.quota_limit)
+            and (k.tenant_quota_limit is null or seen.tenant_used < k.tenant_quota_limit)
           on conflict (key_id) do update set
             window_start = greatest(r.window_start, excluded.window_start),
             count = case when r.window_start < excluded.window_start then 1 else r.count + 1 end
           where r.window_start < excluded.window_start or r.count < (select rate_limit from k)
           returning r.window_start, r.count
+        ), key_quota_lock as (
+          select c.used from api_key_quota_counters c, k
+          where c.key_id = k.account_id and c.period_start = ${period}::timestamptz
+            and k.dead is null and k.quota_limit is not null and k.tenant_quota_limit is not null
+          for update of c
+        ), tenant_quota as (
+          insert into tenant_quota_counters as tq (tenant_id, period_start, used)
+          select k.tenant_id, k.tenant_period, 1 from k
+          where k.dead is null and k.tenant_quota_limit > 0
+            and (k.rate_limit is null or exists (select 1 from rate))
+            and (k.quota_limit is null or coalesce((select used from key_quota_lock), 0) < k.quota_limit)
+          on conflict (tenant_id, period_start) do update set used = tq.used + 1
+          where tq.used < (select tenant_quota_limit from k)
+          returning tq.used
         ), quota as (
           insert into api_key_quota_counters as q (key_id, period_start, used)
           select k.account_id, ${period}::timestamptz, 1 from k
           where k.dead is null and (k.quota_limit is null or k.quota_limit > 0)
             and (k.rate_limit is null or exists (select 1 from rate))
+            and (k.tenant_quota_limit is null or exists (select 1 from tenant_quota))
           on conflict (key_id, period_start) do update set used = q.used + 1
           where (select quota_limit from k) is null or q.used < (select quota_limit from k)
           returning q.used
@@ -501,7 +582,9 @@ export async function checkAndChargeKey(x: Executor, input: KeyCheckInput): Prom
               when k.dead is not null then k.dead
               when exists (select 1 from quota) then 'VALID'
               when k.rate_limit is not null and not exists (select 1 from rate)
-                and not (k.quota_limit is not null and seen.used >= k.quota_limit) then 'RATE_LIMITED'
+                and not (k.quota_limit is not null and seen.used >= k.quota_limit)
+                and not (k.tenant_quota_limit is not null and seen.tenant_used >= k.tenant_quota_limit)
+                then 'RATE_LIMITED'
               else 'QUOTA_EXCEEDED'
             end as code
           from k, seen
@@ -531,6 +614,8 @@ export async function checkAndChargeKey(x: Executor, input: KeyCheckInput): Prom
           seen.window_count as window_count_before, (select count from rate) as window_count_after,
           floor(extract(epoch from coalesce((select window_start from rate), k.window_start)) * 1000
             + k.rate_limit_window_seconds * 1000)::float8 as window_reset_at_ms,
+          k.tenant_quota_limit, seen.tenant_used as tenant_used_before,
+          (select used from tenant_quota) as tenant_used_after,
           (select count(*) from counted) as recorded, ${hiddenKey} as hidden_key
         from (select 1) as one left join k on true left join seen on true left join verdict v on true`,
   )
@@ -564,6 +649,9 @@ export async function checkAndChargeKey(x: Executor, input: KeyCheckInput): Prom
       windowCountBefore: Number(row.window_count_before),
       windowCountAfter: count(row.window_count_after),
       windowResetAtMs: Number(row.window_reset_at_ms),
+      tenantQuotaLimit: count(row.tenant_quota_limit),
+      tenantUsedBefore: count(row.tenant_used_before) ?? 0,
+      tenantUsedAfter: count(row.tenant_used_after),
     },
   }
 }

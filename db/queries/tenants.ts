@@ -10,13 +10,15 @@ export interface TenantRecord {
   name: string
   plan: TenantPlan
   active: boolean
+  /** The tenant-wide monthly verify quota; null follows the plan (TENANT_MONTHLY_QUOTAS). */
+  monthlyQuota: number | null
   createdAt: Date
   updatedAt: Date
   /** created_at with microseconds, for a page cursor. */
   cursorAt: string
 }
 
-const TENANT_COLUMNS = sql`id::text, slug, name, plan, active, created_at, updated_at,
+const TENANT_COLUMNS = sql`id::text, slug, name, plan, active, monthly_quota, created_at, updated_at,
   to_char(created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as cursor_at`
 
 function toTenant(row: Record<string, unknown>): TenantRecord {
@@ -26,6 +28,8 @@ function toTenant(row: Record<string, unknown>): TenantRecord {
     name: String(row.name),
     plan: String(row.plan) as TenantPlan,
     active: row.active === true,
+    monthlyQuota:
+      row.monthly_quota === null || row.monthly_quota === undefined ? null : Number(row.monthly_quota),
     createdAt: new Date(String(row.created_at)),
     updatedAt: new Date(String(row.updated_at)),
     cursorAt: String(row.cursor_at),
@@ -108,7 +112,7 @@ export async function listTenants(
       : sql`join tenant_members m on m.tenant_id = t.id and m.user_id = ${options.memberUserId}::uuid`
   const rows = await queryRows(
     x,
-    sql`select t.id::text, t.slug, t.name, t.plan, t.active, t.created_at, t.updated_at, m.role,
+    sql`select t.id::text, t.slug, t.name, t.plan, t.active, t.monthly_quota, t.created_at, t.updated_at, m.role,
           to_char(t.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as cursor_at
         from tenants t ${join}
         where ${sql.join(conditions, sql` and `)}
@@ -125,6 +129,8 @@ export interface TenantPatch {
   slug?: string
   plan?: TenantPlan
   active?: boolean
+  /** A number, or null to follow the plan again. */
+  monthlyQuota?: number | null
 }
 
 export interface TenantUpdate {
@@ -138,7 +144,9 @@ export interface TenantUpdate {
  * also ends access of every member and every user whose home tenant it is: deletes their sessions,
  * revokes their refresh tokens and those issued to the tenant's clients, and moves their
  * `tokens_valid_after` to `now` (also when repeated, so a retry after a failed first attempt still
- * ends them). API keys and clients need nothing here: verify and the grants read `tenants.active`.
+ * ends them), and the tenant's own `tokens_valid_after`, so its clients' access tokens issued
+ * until now stay dead after a reactivation. API keys and clients need nothing else: verify, the
+ * grants and every access-token check read `tenants.active`.
  * Undefined: no such tenant. A taken slug raises a unique violation. One round trip.
  */
 export async function updateTenant(
@@ -161,8 +169,15 @@ export async function updateTenant(
   if (patch.active !== undefined) {
     sets.push(sql`active = ${patch.active}`)
   }
+  if (patch.monthlyQuota !== undefined) {
+    sets.push(sql`monthly_quota = ${patch.monthlyQuota}`)
+  }
   const deactivate = patch.active === false
   const at = now.toISOString()
+  if (deactivate) {
+    // The clients' access tokens issued up to now stay dead after a reactivation.
+    sets.push(sql`tokens_valid_after = ${at}::timestamptz`)
+  }
   const ending = deactivate
     ? sql`,
         people as (select user_id from tenant_members where tenant_id = ${id}::uuid

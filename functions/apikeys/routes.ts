@@ -23,6 +23,7 @@ import { invalidField, ProblemError } from '../errors/problem'
 import { authenticate } from '../middleware/authenticate'
 import { clientIp } from '../middleware/client-ip'
 import { documentRoute } from '../openapi/registry'
+import { planKeyTiers } from '../tenants/plans'
 import { jsonBody, queryParams } from '../validation/json-body'
 import { isValidText } from '../validation/text'
 import { generateApiKey } from './key-format'
@@ -174,6 +175,8 @@ const VerifyResponse = v.object({
   scopes: v.nullable(v.array(v.string())),
   metadata: v.nullable(v.record(v.string(), v.unknown())),
   quota: v.nullable(LimitState),
+  /** The tenant-wide monthly quota all the tenant's keys share (issue 10); null when it has none. */
+  tenant_quota: v.nullable(LimitState),
   ratelimit: v.nullable(LimitState),
 })
 
@@ -270,6 +273,7 @@ export const apiKeys = new Hono<AppEnv>()
       c.var.db.http,
       {
         tierQuotas: c.var.config.tierQuotas,
+        tenantQuotas: c.var.config.tenantMonthlyQuotas,
         now,
         callerGuard: c.var.callerGuard,
         serviceKeyHash: c.var.serviceKeyHash,
@@ -286,11 +290,6 @@ export const apiKeys = new Hono<AppEnv>()
     const admin = isAdministrator(principal)
     const config = c.var.config
     const now = new Date()
-    if (!admin && body.tier !== undefined && body.tier !== config.defaultApiKeyTier) {
-      throw new ProblemError('forbidden', {
-        detail: `Only an administrator can set a tier other than ${config.defaultApiKeyTier}`,
-      })
-    }
     const expiresAt = body.expires_at == null ? null : new Date(body.expires_at)
     if (expiresAt !== null && expiresAt.getTime() <= now.getTime()) {
       throw invalidField('expires_at', 'must be in the future')
@@ -301,7 +300,8 @@ export const apiKeys = new Hono<AppEnv>()
       prefix: generated.prefix,
       last4: generated.last4,
       name: body.name,
-      tier: body.tier ?? config.defaultApiKeyTier,
+      // Issue 10: the tenant's plan gives the tier; others may only ask for that one.
+      tier: admin && body.tier !== undefined ? body.tier : planKeyTiers(config, body.tier),
       scopes: [...new Set(body.scopes)],
       metadata: body.metadata,
       rateLimit: body.rate_limit?.limit ?? null,
@@ -316,8 +316,13 @@ export const apiKeys = new Hono<AppEnv>()
         c.var.db.http,
         { userId: self.userId, tenantId: self.tenantId },
         values,
-        keyAudit(c, 'api_key_created', { tier: values.tier }),
+        keyAudit(c, 'api_key_created', {}),
       )
+      if (record === undefined) {
+        throw new ProblemError('forbidden', {
+          detail: 'Only an administrator can set a tier other than the one your tenant’s plan gives',
+        })
+      }
     } else if (!admin) {
       throw new ProblemError('forbidden', { detail: 'You can only create keys for yourself' })
     } else if (body.owner_id === undefined) {
@@ -327,7 +332,7 @@ export const apiKeys = new Hono<AppEnv>()
         c.var.db.http,
         body.owner_id,
         values,
-        keyAudit(c, 'api_key_created', { tier: values.tier }),
+        keyAudit(c, 'api_key_created', {}),
       )
       if (record === undefined) {
         throw invalidField('owner_id', 'no such user')
@@ -573,6 +578,7 @@ function toVerifyResponse(result: VerifyResult) {
       scopes: null,
       metadata: null,
       quota: null,
+      tenant_quota: null,
       ratelimit: null,
     }
   }
@@ -591,6 +597,14 @@ function toVerifyResponse(result: VerifyResult) {
       remaining: key.quota.remaining,
       reset_at: key.quota.resetAt.toISOString(),
     },
+    tenant_quota:
+      key.tenantQuota === null
+        ? null
+        : {
+            limit: key.tenantQuota.limit,
+            remaining: key.tenantQuota.remaining,
+            reset_at: key.tenantQuota.resetAt.toISOString(),
+          },
     ratelimit: {
       limit: key.ratelimit.limit,
       remaining: key.ratelimit.remaining,

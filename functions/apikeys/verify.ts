@@ -1,7 +1,7 @@
 import type { SQL } from 'drizzle-orm'
 import type { Executor } from '../../db/client'
 import { checkAndChargeKey, type KeyCheckRow } from '../../db/queries/apikeys'
-import type { ApiKeyTier } from '../../db/schema/constants'
+import type { ApiKeyTier, TenantPlan } from '../../db/schema/constants'
 import { sha256Hex } from '../crypto/hash'
 import { ProblemError } from '../errors/problem'
 import { parseApiKey } from './key-format'
@@ -43,6 +43,8 @@ export interface VerifiedKey {
   scopes: string[]
   metadata: Record<string, unknown>
   quota: QuotaState
+  /** The tenant-wide monthly quota all the tenant's keys share; null when the tenant has none. */
+  tenantQuota: QuotaState | null
   ratelimit: RateLimitState
 }
 
@@ -59,6 +61,8 @@ export type VerifyResult =
 
 export interface VerifyOptions {
   tierQuotas: Readonly<Record<ApiKeyTier, number | null>>
+  /** TENANT_MONTHLY_QUOTAS: the tenant-wide quota per plan, for tenants without their own. */
+  tenantQuotas: Readonly<Record<TenantPlan, number | null>>
   now: Date
   /** The caller's pending credential check (see KeyCheckInput.callerGuard). */
   callerGuard?: SQL | undefined
@@ -122,6 +126,7 @@ export async function verifyApiKey(
     now: options.now,
     periodStart,
     tierQuotas: options.tierQuotas,
+    tenantQuotas: options.tenantQuotas,
     endpoint: options.endpoint,
     elapsedMs: Date.now() - options.startedAtMs,
     ...(options.callerGuard === undefined ? {} : { callerGuard: options.callerGuard }),
@@ -157,10 +162,15 @@ export async function verifyApiKey(
       keyId: row.id,
     }
   }
+  // Whichever quota refused has nothing left: the tenant's when the key's own still had room.
+  const tenantRefused =
+    key.tenantQuota !== null && (row.quotaLimit === null || row.quotaUsedBefore < row.quotaLimit)
   return {
     valid: false,
     code: 'QUOTA_EXCEEDED',
-    key: { ...key, quota: { ...key.quota, remaining: 0 } },
+    key: tenantRefused
+      ? { ...key, tenantQuota: key.tenantQuota === null ? null : { ...key.tenantQuota, remaining: 0 } }
+      : { ...key, quota: { ...key.quota, remaining: 0 } },
     keyId: row.id,
   }
 }
@@ -179,6 +189,14 @@ function describeKey(row: KeyCheckRow, quotaResetAt: Date): VerifiedKey {
       remaining: row.quotaLimit === null ? null : Math.max(0, row.quotaLimit - used),
       resetAt: quotaResetAt,
     },
+    tenantQuota:
+      row.tenantQuotaLimit === null
+        ? null
+        : {
+            limit: row.tenantQuotaLimit,
+            remaining: Math.max(0, row.tenantQuotaLimit - (row.tenantUsedAfter ?? row.tenantUsedBefore)),
+            resetAt: quotaResetAt,
+          },
     ratelimit:
       row.rateLimit === null
         ? { limit: null, remaining: null, resetAt: null }

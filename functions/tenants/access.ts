@@ -41,6 +41,8 @@ export const TenantJsonSchema = v.object({
   name: v.string(),
   plan: v.picklist(TENANT_PLANS),
   active: v.boolean(),
+  /** The tenant-wide monthly verify quota set for this tenant; null follows the plan (TENANT_MONTHLY_QUOTAS). */
+  monthly_quota: v.nullable(v.number()),
   created_at: v.string(),
   updated_at: v.string(),
   role: v.optional(v.picklist(TENANT_ROLES)),
@@ -60,6 +62,7 @@ export function toTenantJson(tenant: TenantRecord, role?: TenantRole | null) {
     name: tenant.name,
     plan: tenant.plan,
     active: tenant.active,
+    monthly_quota: tenant.monthlyQuota,
     created_at: tenant.createdAt.toISOString(),
     updated_at: tenant.updatedAt.toISOString(),
     ...(role === undefined || role === null ? {} : { role }),

@@ -34,8 +34,21 @@ const PatchTenantBody = v.pipe(
     name: v.optional(TenantName),
     plan: v.optional(Plan),
     active: v.optional(v.boolean('must be true or false')),
+    monthly_quota: v.optional(
+      v.nullable(
+        v.pipe(
+          v.number('must be a whole number or null'),
+          v.integer('must be a whole number or null'),
+          v.minValue(0, 'must not be negative'),
+          v.maxValue(Number.MAX_SAFE_INTEGER, 'is too large'),
+        ),
+      ),
+    ),
   }),
-  v.check((body) => Object.keys(body).length > 0, 'name at least one of slug, name, plan, active'),
+  v.check(
+    (body) => Object.keys(body).length > 0,
+    'name at least one of slug, name, plan, active, monthly_quota',
+  ),
 )
 const TenantResponse = v.object({ tenant: TenantJsonSchema })
 const TenantList = v.object({ data: v.array(TenantJsonSchema), next_cursor: v.nullable(v.string()) })
@@ -70,7 +83,7 @@ documentRoute({
   method: 'patch',
   path: '/admin/tenants/{id}',
   summary:
-    'Rename, re-slug, change plan, or (de)activate a tenant. active=false ends its members’ sessions and refresh tokens; its keys verify DISABLED and its clients get no tokens until active=true',
+    'Rename, re-slug, change plan, set the tenant-wide monthly verify quota (monthly_quota; null follows the plan’s TENANT_MONTHLY_QUOTAS), or (de)activate a tenant. active=false ends its members’ sessions and refresh tokens and its clients’ access tokens (for good); its keys verify DISABLED and its clients get no tokens until active=true',
   tags: ['admin', 'tenants'],
   security: ['adminToken'],
   requestBody: { schema: PatchTenantBody },
@@ -116,7 +129,9 @@ export const tenantsAdmin = new Hono<AppEnv>()
   })
   .patch('/:id', jsonBody(PatchTenantBody), async (c) => {
     const id = c.req.param('id')
-    const patch = c.req.valid('json')
+    const body = c.req.valid('json')
+    const { monthly_quota: monthlyQuota, ...rest } = body
+    const patch = { ...rest, ...(monthlyQuota === undefined ? {} : { monthlyQuota }) }
     if (!isUuid(id)) {
       throw new ProblemError('not_found', { detail: 'No such tenant' })
     }

@@ -54,6 +54,7 @@ describe('verify gates on the key owner and tenant, in the same statement', () =
       scopes: null,
       metadata: null,
       quota: null,
+      tenant_quota: null,
       ratelimit: null,
     })
     expect(await quotaUsed(key.id)).toBe(1)

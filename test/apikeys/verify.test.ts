@@ -29,6 +29,7 @@ const NULL_FIELDS = {
   scopes: null,
   metadata: null,
   quota: null,
+  tenant_quota: null,
   ratelimit: null,
 }
 
@@ -59,6 +60,8 @@ describe('POST /api-keys/verify', () => {
         scopes: ['read'],
         metadata: { plan: 'x' },
         quota: { limit: 10_000, remaining: 9_999, reset_at: nextMonth() },
+        // The default tenant has no tenant-wide quota (TENANT_MONTHLY_QUOTAS is unlimited).
+        tenant_quota: null,
         ratelimit: { limit: null, remaining: null, reset_at: null },
       })
     }),
