@@ -232,6 +232,18 @@ documentRoute({
     code_challenge_method: v.literal('S256'),
     resource: v.optional(v.string()),
     prompt: v.optional(v.string()),
+    max_age: v.optional(v.string()),
+    request_uri: v.optional(
+      v.pipe(v.string(), v.description('RFC 9126: the request_uri /oauth/par answered (single use, 60 s)')),
+    ),
+    dpop_jkt: v.optional(
+      v.pipe(
+        v.string(),
+        v.description(
+          'RFC 9449 §10: only a token request proving this DPoP key (RFC 7638 thumbprint) redeems the code',
+        ),
+      ),
+    ),
   }),
   responses: {
     302: { description: 'Redirect to login, or back to the client' },

@@ -17,7 +17,7 @@ import {
 import { authenticateClient } from './client-auth'
 import { type OAuthParams, param, readOAuthBody } from './form'
 import { freshenMetadataDocumentClient } from './metadata-document'
-import { NO_STORE, tokenRequestProof } from './token'
+import { CLIENT_ASSERTION_FIELDS, DPOP_HEADER_DOC, NO_STORE, tokenRequestProof } from './token'
 
 /** RFC 9126 §2.2: a pushed request lives this long (the RFC suggests 5 to 600 s). */
 export const PAR_TTL_SECONDS = 60
@@ -164,6 +164,7 @@ documentRoute({
   summary: 'Pushed authorization request (RFC 9126)',
   tags: ['oauth'],
   security: ['clientBasic'],
+  headers: [{ name: 'DPoP', description: DPOP_HEADER_DOC }],
   requestBody: {
     schema: v.object({
       response_type: v.literal('code'),
@@ -177,6 +178,7 @@ documentRoute({
       resource: v.optional(v.string()),
       prompt: v.optional(v.string()),
       max_age: v.optional(v.string()),
+      ...CLIENT_ASSERTION_FIELDS,
       dpop_jkt: v.optional(
         v.pipe(v.string(), v.description('RFC 9449 §10: bind the code to this DPoP key thumbprint')),
       ),

@@ -12,7 +12,7 @@ import { isClientToken, verifyAccessTokenSignature } from '../tokens/verify-acce
 import { authenticateClient } from './client-auth'
 import { readOAuthBody, requiredParam } from './form'
 import { accessTokensExpireBy } from './grants/issue'
-import { NO_STORE } from './token'
+import { CLIENT_ASSERTION_FIELDS, NO_STORE } from './token'
 
 /**
  * POST /oauth/revoke (RFC 7009). Answers 200 whether or not the token was known (§2.2); a
@@ -66,7 +66,11 @@ documentRoute({
   tags: ['oauth'],
   security: ['clientBasic'],
   requestBody: {
-    schema: v.object({ token: v.string(), token_type_hint: v.optional(v.string()) }),
+    schema: v.object({
+      token: v.string(),
+      token_type_hint: v.optional(v.string()),
+      ...CLIENT_ASSERTION_FIELDS,
+    }),
     contentTypes: ['application/x-www-form-urlencoded', 'application/json'],
   },
   responses: { 200: { description: 'Revoked, or the token was unknown' } },

@@ -165,6 +165,25 @@ async function grantTokens(
   return c.json(outcome.response, 200, NO_STORE)
 }
 
+/** RFC 9449 §5 / §10.1: the `DPoP` request header as the token and PAR endpoints read it. */
+export const DPOP_HEADER_DOC =
+  'RFC 9449 proof (typ dpop+jwt, htm POST, htu this endpoint, iat, jti; the nonce from DPoP-Nonce when ' +
+  'DPOP_NONCE_REQUIRED): binds the tokens (token_type DPoP, cnf.jkt) or, at /oauth/par, the code to its key'
+
+/** RFC 7523 §2.2 `private_key_jwt`, in the form body instead of Basic credentials. */
+export const CLIENT_ASSERTION_FIELDS = {
+  client_assertion_type: v.optional(v.literal('urn:ietf:params:oauth:client-assertion-type:jwt-bearer')),
+  client_assertion: v.optional(
+    v.pipe(
+      v.string(),
+      v.description(
+        'private_key_jwt: a JWT signed (ES256, RS256, EdDSA) with a key in the client’s jwks or jwks_uri; ' +
+          'iss = sub = client_id, aud = the issuer or this endpoint, exp at most 5 minutes ahead, jti used once',
+      ),
+    ),
+  ),
+}
+
 const TOKEN_RESPONSE = v.object({
   access_token: v.string(),
   token_type: v.picklist(['Bearer', 'DPoP']),
@@ -182,6 +201,7 @@ documentRoute({
     'Token endpoint (authorization_code, refresh_token, client_credentials, device_code, token-exchange)',
   tags: ['oauth'],
   security: ['clientBasic'],
+  headers: [{ name: 'DPoP', description: DPOP_HEADER_DOC }],
   requestBody: {
     schema: v.object({
       grant_type: v.string(),
@@ -194,6 +214,7 @@ documentRoute({
       resource: v.optional(v.string()),
       client_id: v.optional(v.string()),
       client_secret: v.optional(v.string()),
+      ...CLIENT_ASSERTION_FIELDS,
       subject_token: v.optional(v.string()),
       subject_token_type: v.optional(v.string()),
       requested_token_type: v.optional(v.string()),

@@ -2,7 +2,13 @@ import { toJsonSchema } from '@valibot/to-json-schema'
 import type { GenericSchema } from 'valibot'
 
 export type HttpMethod = 'get' | 'post' | 'put' | 'patch' | 'delete'
-export type SecurityScheme = 'adminToken' | 'bearerToken' | 'sessionCookie' | 'clientBasic' | 'serviceKey'
+export type SecurityScheme =
+  | 'adminToken'
+  | 'bearerToken'
+  | 'sessionCookie'
+  | 'clientBasic'
+  | 'serviceKey'
+  | 'dpop'
 
 export interface RouteDoc {
   method: HttpMethod
@@ -13,6 +19,8 @@ export interface RouteDoc {
   security?: readonly SecurityScheme[]
   requestBody?: { schema: GenericSchema; contentTypes?: readonly string[] }
   query?: GenericSchema
+  /** Request headers the operation reads (e.g. RFC 9449 `DPoP`). */
+  headers?: readonly { name: string; description: string }[]
   responses: Readonly<Record<number, { description: string; schema?: GenericSchema; contentType?: string }>>
 }
 
@@ -102,6 +110,15 @@ export function buildOpenApiDocument(issuer: string): JsonObject {
         } as never)
       }
     }
+    for (const header of route.headers ?? []) {
+      parameters.push({
+        name: header.name,
+        in: 'header',
+        required: false,
+        schema: { type: 'string' },
+        description: header.description,
+      } as never)
+    }
     if (parameters.length > 0) {
       operation.parameters = parameters
     }
@@ -115,7 +132,12 @@ export function buildOpenApiDocument(issuer: string): JsonObject {
       }
     }
     if (route.security !== undefined) {
-      operation.security = route.security.map((name) => ({ [name]: [] }))
+      // Every route that takes a bearer access token takes it as `Authorization: DPoP` with a proof.
+      const schemes: readonly SecurityScheme[] =
+        route.security.includes('bearerToken') && !route.security.includes('dpop')
+          ? [...route.security, 'dpop']
+          : route.security
+      operation.security = schemes.map((name) => ({ [name]: [] }))
     }
     ;(operation.responses as JsonObject).default = {
       description: isOAuth ? 'OAuth error (RFC 6749 §5.2)' : 'Problem (RFC 9457)',
@@ -160,6 +182,17 @@ export function buildOpenApiDocument(issuer: string): JsonObject {
           bearerFormat: 'psk_live_… / psk_test_…',
           description:
             'A service key (issue 10) issued under /admin/service-keys or /tenants/{id}/service-keys',
+        },
+        dpop: {
+          type: 'http',
+          scheme: 'DPoP',
+          bearerFormat: 'JWT',
+          description:
+            'RFC 9449: `Authorization: DPoP <access token>` with a `DPoP` header holding a fresh proof ' +
+            '(typ dpop+jwt; htm, htu, iat, jti, ath = base64url SHA-256 of the token) signed by the key ' +
+            'whose RFC 7638 thumbprint is the token’s cnf.jkt. A DPoP-bound token is refused as Bearer. ' +
+            'When DPOP_NONCE_REQUIRED is set, a proof without the current nonce gets 401 use_dpop_nonce ' +
+            'and a DPoP-Nonce header.',
         },
       },
     },
