@@ -41,6 +41,8 @@ export const PURGE_RULES: readonly PurgeRule[] = [
   { table: 'device_codes', expired: ({ now }) => sql`expires_at < ${now}` },
   { table: 'email_verifications', expired: ({ now }) => sql`expires_at < ${now}` },
   { table: 'password_resets', expired: ({ now }) => sql`expires_at < ${now}` },
+  // Pending email changes (issue 14): the address moved or not, the row is done once expired.
+  { table: 'email_changes', expired: ({ now }) => sql`expires_at < ${now}` },
   { table: 'revoked_access_tokens', expired: ({ now }) => sql`expires_at < ${now}` },
   { table: 'login_throttles', expired: ({ now }) => sql`expires_at < ${now}` },
   // Spent DPoP proof ids: once past expires_at the proof's iat is out of the window anyway.

@@ -3,7 +3,7 @@ import { sqlState, UNIQUE_VIOLATION } from '../../db/errors'
 import { insertAuditEvents } from '../../db/queries/audit'
 import { insertOutboxStatement } from '../../db/queries/email-outbox'
 import { insertSessionStatement } from '../../db/queries/sessions'
-import { claimAttempts, retryAfterSeconds } from '../../db/queries/throttle'
+import { type AttemptClaim, claimAttempts, retryAfterSeconds } from '../../db/queries/throttle'
 import {
   insertEmailVerificationStatement,
   insertUserStatement,
@@ -181,6 +181,59 @@ export async function requestPasswordReset(c: Context<AppEnv>, email: string): P
 }
 
 /**
+ * Issue 9 #7: checking the current password is a sign-in attempt on the account: claimed on the
+ * account's (and address's) counter before the hash, refused over the limit without one, a wrong
+ * one audited as `user_login_failed` with `via`. Returns the claims for the caller's batch to give
+ * back with its change. Throws `rate_limited` or `invalid_credentials`.
+ */
+export async function checkCurrentPassword(
+  c: Context<AppEnv>,
+  user: UserRow,
+  password: string,
+  via: string,
+): Promise<AttemptClaim[]> {
+  const config = c.var.config
+  const db = c.var.db.http
+  const now = new Date()
+  const ip = clientIp(c)
+  const claims = await claimAttempts(
+    db,
+    loginThrottleSubjects(user.id, ip),
+    now,
+    config.loginFailureWindowSeconds,
+  )
+  const blocked = overLimit(config, claims)
+  const failed = (reason: string) =>
+    insertAuditEvents(db, [
+      auditRow(
+        {
+          type: 'user_login_failed',
+          actor: `user:${user.id}`,
+          userId: user.id,
+          tenantId: user.tenantId,
+          metadata: { via, reason },
+        },
+        ip,
+      ),
+    ])
+  if (blocked.length > 0) {
+    await failed('throttled')
+    throw new ProblemError('rate_limited', {
+      detail: 'Too many failed password checks; try again later',
+      retryAfterSeconds: retryAfterSeconds(blocked, now),
+    })
+  }
+  const check = await withPasswordSlot(config.argon2MaxQueue, () =>
+    verifyPassword(password, user.passwordHash, config.argon2),
+  )
+  if (!check.ok) {
+    await failed('invalid_credentials')
+    throw new ProblemError('invalid_credentials', { detail: 'The current password is incorrect' })
+  }
+  return claims
+}
+
+/**
  * Changes the signed-in user's password (issue 9 #7): the current-password check is a sign-in
  * attempt, claimed on the account's and address's counters before the hash; success ends every
  * other session and refresh token (audited in the same batch) and gives this browser a fresh
@@ -198,42 +251,7 @@ export async function changePassword(
   const userId = current.user.id
   const ip = clientIp(c)
   assertStrongPassword(newPassword, 'new_password')
-  // Issue 9 #7: the current-password check is a sign-in attempt on the account: claimed on the
-  // account's (and address's) counter before the hash, refused over the limit without one.
-  const claims = await claimAttempts(
-    db,
-    loginThrottleSubjects(userId, ip),
-    now,
-    config.loginFailureWindowSeconds,
-  )
-  const blocked = overLimit(config, claims)
-  const failed = (reason: string) =>
-    insertAuditEvents(db, [
-      auditRow(
-        {
-          type: 'user_login_failed',
-          actor: `user:${userId}`,
-          userId,
-          tenantId: current.user.tenantId,
-          metadata: { via: 'change_password', reason },
-        },
-        ip,
-      ),
-    ])
-  if (blocked.length > 0) {
-    await failed('throttled')
-    throw new ProblemError('rate_limited', {
-      detail: 'Too many failed password checks; try again later',
-      retryAfterSeconds: retryAfterSeconds(blocked, now),
-    })
-  }
-  const check = await withPasswordSlot(config.argon2MaxQueue, () =>
-    verifyPassword(currentPassword, current.user.passwordHash, config.argon2),
-  )
-  if (!check.ok) {
-    await failed('invalid_credentials')
-    throw new ProblemError('invalid_credentials', { detail: 'The current password is incorrect' })
-  }
+  const claims = await checkCurrentPassword(c, current.user, currentPassword, 'change_password')
   const newHash = await withPasswordSlot(config.argon2MaxQueue, () =>
     hashPassword(newPassword, config.argon2),
   )

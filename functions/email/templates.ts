@@ -1,6 +1,11 @@
 import type { Brand } from '../brand'
 
-export type EmailTemplate = 'verify_email' | 'password_reset' | 'tenant_invitation'
+export type EmailTemplate =
+  | 'verify_email'
+  | 'password_reset'
+  | 'tenant_invitation'
+  | 'email_change'
+  | 'email_changed_notice'
 
 export interface RenderedEmail {
   template: EmailTemplate
@@ -108,5 +113,36 @@ export function renderInvitationEmail(
     subject: `Join ${tenantName}`,
     text: `Join ${tenantName}\n\n${intro} Sign in with this address, then open this link:\n\n${link}\n\n${expires}${supportLine(brand)}\n`,
     html: htmlBody(brand, `Join ${tenantName}`, intro, link, 'Accept the invitation', expires),
+  }
+}
+
+/** Sent to the new address of an email change; `link` carries the raw token. */
+export function renderEmailChangeEmail(link: string, ttlSeconds: number, brand: Brand): RenderedEmail {
+  const expires = `The link expires in ${describeDuration(ttlSeconds)} and works once. If you did not ask for this, ignore this message: nothing changes.`
+  const intro = `Someone asked to use this address for their ${brand.name} account. It changes only when you confirm it.`
+  return {
+    template: 'email_change',
+    subject: 'Confirm your new email address',
+    text: `Confirm your new email address\n\n${intro} Open this link to confirm:\n\n${link}\n\n${expires}${supportLine(brand)}\n`,
+    html: htmlBody(brand, 'Confirm your new email address', intro, link, 'Confirm new address', expires),
+  }
+}
+
+/** Sent to the old address once the change is confirmed: no link, a warning and where to get help. */
+export function renderEmailChangedNotice(newEmail: string, brand: Brand, issuer: string): RenderedEmail {
+  const intro = `The email address of your ${brand.name} account was changed to ${newEmail}. From now on you sign in with that address.`
+  const footer = 'If you did not make this change, reset your password and contact support at once.'
+  return {
+    template: 'email_changed_notice',
+    subject: 'Your email address was changed',
+    text: `Your email address was changed\n\n${intro}\n\n${footer}${supportLine(brand)}\n`,
+    html: htmlBody(
+      brand,
+      'Your email address was changed',
+      intro,
+      `${issuer}/forgot-password`,
+      'Reset your password',
+      footer,
+    ),
   }
 }

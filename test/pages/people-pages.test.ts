@@ -2,6 +2,8 @@ import { and, eq, sql } from 'drizzle-orm'
 import { describe, expect, it } from 'vitest'
 import { auditEvents, emailOutbox, users } from '../../db/schema'
 import {
+  renderEmailChangedNotice,
+  renderEmailChangeEmail,
   renderInvitationEmail,
   renderPasswordResetEmail,
   renderVerificationEmail,
@@ -300,6 +302,8 @@ describe('branding', () => {
       renderVerificationEmail('https://id.acme.example/v?t=1', 86_400, brand),
       renderPasswordResetEmail('https://id.acme.example/r?t=1', 3600, brand),
       renderInvitationEmail('Team', 'member', 'https://id.acme.example/i?t=1', 3600, brand),
+      renderEmailChangeEmail('https://id.acme.example/account/email/confirm?token=1', 86_400, brand),
+      renderEmailChangedNotice('new@acme.example', brand, 'https://id.acme.example'),
     ]
     for (const mail of mails) {
       expect(mail.text).toContain('Acme Accounts')

@@ -139,6 +139,19 @@ async function seedEveryTarget(): Promise<Seeded> {
     .returning({ id: s.passwordResets.id, expiresAt: s.passwordResets.expiresAt })
   keep('password_resets', resets.find((r) => r.expiresAt > NOW)?.id)
 
+  const changes = await db
+    .insert(s.emailChanges)
+    .values(
+      [at(-1), at(1)].map((expiresAt) => ({
+        tokenHash: hash(),
+        userId: user.id,
+        newEmail: 'n@b.c',
+        expiresAt,
+      })),
+    )
+    .returning({ id: s.emailChanges.id, expiresAt: s.emailChanges.expiresAt })
+  keep('email_changes', changes.find((r) => r.expiresAt > NOW)?.id)
+
   const jtiLive = unique('jti')
   await db.insert(s.revokedAccessTokens).values([
     { jti: unique('jti'), expiresAt: at(-0.1) },
@@ -276,6 +289,7 @@ async function seedEveryTarget(): Promise<Seeded> {
       device_codes: 1,
       email_verifications: 1,
       password_resets: 1,
+      email_changes: 1,
       revoked_access_tokens: 1,
       login_throttles: 1,
       used_proof_jtis: 1,
