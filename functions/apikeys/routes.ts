@@ -24,6 +24,7 @@ import { authenticate } from '../middleware/authenticate'
 import { clientIp } from '../middleware/client-ip'
 import { documentRoute } from '../openapi/registry'
 import { planKeyTiers } from '../tenants/plans'
+import { Timestamp, UsageQuery, usageWindow } from '../usage/window'
 import { jsonBody, queryParams } from '../validation/json-body'
 import { isValidText } from '../validation/text'
 import { generateApiKey } from './key-format'
@@ -40,9 +41,6 @@ const DEFAULT_RATE_WINDOW_SECONDS = 60
 const MAX_GRACE_PERIOD_SECONDS = 30 * 86_400
 const MAX_ENDPOINT_CHARS = 200
 const MAX_PRESENTED_KEY_CHARS = 1024
-const MAX_USAGE_BUCKETS = 1000
-const HOUR_MS = 3_600_000
-const DAY_MS = 86_400_000
 const NO_STORE = { 'cache-control': 'no-store' } as const
 
 // RFC 6749 §3.3 scope-token: printable ASCII except space, double quote and backslash.
@@ -50,16 +48,6 @@ const ScopeToken = v.pipe(
   v.string(),
   v.regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, 'must be a scope token (printable ASCII, no spaces)'),
   v.maxLength(MAX_SCOPE_CHARS, `must be at most ${MAX_SCOPE_CHARS} characters`),
-)
-
-// RFC 3339 date-time (an ISO 8601 profile) with an explicit offset, and a real calendar instant.
-const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/i
-const Timestamp = v.pipe(
-  v.string(),
-  v.check(
-    (value) => RFC3339.test(value) && !Number.isNaN(Date.parse(value)),
-    'must be an RFC 3339 timestamp, e.g. 2030-01-01T00:00:00Z',
-  ),
 )
 
 const Metadata = v.pipe(
@@ -129,12 +117,6 @@ const ListQuery = v.object({
   cursor: v.optional(v.pipe(v.string(), v.maxLength(200, 'is not a cursor this API issued'))),
   include_revoked: v.optional(v.picklist(['true', 'false'], 'must be true or false'), 'false'),
   owner_id: v.optional(v.pipe(v.string(), v.uuid('must be a user id'))),
-})
-
-const UsageQuery = v.object({
-  from: v.optional(Timestamp),
-  to: v.optional(Timestamp),
-  granularity: v.optional(v.picklist(['hour', 'day'], 'must be hour or day'), 'hour'),
 })
 
 const ApiKeyResponse = v.object({
@@ -430,21 +412,7 @@ export const apiKeys = new Hono<AppEnv>()
     requireKeyManager(),
     queryParams(UsageQuery),
     async (c) => {
-      const query = c.req.valid('query')
-      const granularity = query.granularity
-      const bucketMs = granularity === 'hour' ? HOUR_MS : DAY_MS
-      const to = query.to === undefined ? new Date() : new Date(query.to)
-      const from =
-        query.from === undefined
-          ? new Date(to.getTime() - (granularity === 'hour' ? DAY_MS : 30 * DAY_MS))
-          : new Date(query.from)
-      if (from.getTime() >= to.getTime()) {
-        throw invalidField('from', 'must be before to')
-      }
-      const firstBucket = Math.floor(from.getTime() / bucketMs) * bucketMs
-      if ((to.getTime() - firstBucket) / bucketMs > MAX_USAGE_BUCKETS) {
-        throw invalidField('from', `the range may span at most ${MAX_USAGE_BUCKETS} ${granularity}s`)
-      }
+      const { from, to, granularity, bucketMs, firstBucketMs } = usageWindow(c.req.valid('query'), new Date())
       const id = c.req.param('id')
       const groups = await aggregateKeyUsage(c.var.db.http, id, visibleOwner(c.var.principal), {
         from,
@@ -460,7 +428,7 @@ export const apiKeys = new Hono<AppEnv>()
           from: from.toISOString(),
           to: to.toISOString(),
           granularity,
-          ...summarizeUsage(groups, firstBucket, to.getTime(), bucketMs),
+          ...summarizeUsage(groups, firstBucketMs, to.getTime(), bucketMs),
         },
         200,
         NO_STORE,

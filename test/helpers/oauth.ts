@@ -186,6 +186,7 @@ export function exchangeCode(
   client: TestClient,
   result: CodeResult,
   overrides: Record<string, string> = {},
+  headers: Record<string, string> = {},
 ): Promise<Response> {
   return postForm(
     '/oauth/token',
@@ -196,7 +197,7 @@ export function exchangeCode(
       redirect_uri: result.redirectUri,
       ...overrides,
     },
-    basicAuth(client),
+    { ...basicAuth(client), ...headers },
   )
 }
 
