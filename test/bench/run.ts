@@ -8,9 +8,27 @@ import { gzipSync } from 'node:zlib'
 import { type Gateway, type SqlStatement, startGateway } from '../../db/local/gateway'
 import { migrateDatabase } from '../../db/migrate'
 import { type FloodResult, runFlood } from './flood'
+import {
+  interleavedLatency,
+  interleavedThroughput,
+  type LatencyPlan,
+  type LatencyProbe,
+  loadSpecFor,
+  median,
+  type ThroughputPlan,
+} from './interleaved'
 import type { LoadResult, LoadSpec } from './load'
 import { runPurgeBench } from './purge'
-import type { BenchReport, HotProbe, PurgeRecord, Round, ScaleReport, ScenarioRecord } from './report'
+import type {
+  BenchReport,
+  FloorRatioReport,
+  HotProbe,
+  LatencyReport,
+  PurgeRecord,
+  Round,
+  ScaleReport,
+  ScenarioRecord,
+} from './report'
 import { renderReport } from './report'
 import { type RoundTripReport, readGatewayCounts, sampleRoundTrips, subtractCounts } from './round-trips'
 import {
@@ -81,6 +99,10 @@ interface Timing {
   roundSeconds: number
   warmupSeconds: number
   roundTripSamples: number
+  /** p50 at c=1 of every hot path and its references, in interleaved rounds. */
+  latency: LatencyPlan
+  /** The workerd × SELECT 1 floor ratios, in interleaved rounds. */
+  floorRatio: ThroughputPlan
 }
 
 function readOptions(): Options {
@@ -173,11 +195,6 @@ class LoadProcess {
   }
 }
 
-function toLoadSpec(base: string, shape: RequestShape, connections: number, seconds: number): LoadSpec {
-  const { path, ...rest } = shape
-  return { ...rest, url: `${base}${path}`, connections, durationSeconds: seconds }
-}
-
 function firstBody(shape: RequestShape): string | undefined {
   if (shape.chain !== undefined) {
     return `${shape.chain.prefix}&${shape.chain.field}=${encodeURIComponent(shape.chain.initial[0] ?? '')}`
@@ -239,7 +256,7 @@ async function measure(ctx: MeasureContext, scenario: Scenario): Promise<Scenari
     }
     const warm = await scenario.shape(10)
     if (warm.ok) {
-      await ctx.load.run(toLoadSpec(ctx.base, warm.value, 10, ctx.timing.warmupSeconds))
+      await ctx.load.run(loadSpecFor(ctx.base, warm.value, 10, ctx.timing.warmupSeconds))
     }
     for (const connections of CONCURRENCY) {
       const shape = await scenario.shape(connections)
@@ -248,7 +265,7 @@ async function measure(ctx: MeasureContext, scenario: Scenario): Promise<Scenari
       }
       // A round must outlast the slowest answer, or nothing completes (argon2id at c=50).
       const seconds = Math.max(ctx.timing.roundSeconds, scenario.minRoundSeconds?.(connections) ?? 0)
-      const result = await ctx.load.run(toLoadSpec(ctx.base, shape.value, connections, seconds))
+      const result = await ctx.load.run(loadSpecFor(ctx.base, shape.value, connections, seconds))
       record.rounds.push(toRound(connections, result))
       process.stderr.write(
         `  ${ctx.runtime.padEnd(12)} ${scenario.id.padEnd(16)} c=${String(connections).padEnd(3)} ${result.rps.toFixed(0).padStart(6)} req/s  p99 ${result.p99Ms} ms${result.non2xx + result.errors > 0 ? `  (${result.non2xx + result.errors} failed)` : ''}\n`,
@@ -325,11 +342,6 @@ async function countRoundTrips(
 }
 
 const CRITICAL_PROBE_DELAY_MS = 60
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.floor(sorted.length / 2)] ?? 0
-}
 
 async function latencies(send: Sender, samples: number, headers?: Record<string, string>): Promise<number[]> {
   const out: number[] = []
@@ -541,6 +553,146 @@ async function hotProbes(
   return out
 }
 
+// The hot paths the issue's --db-rtt target names, plus the unknown key (one lookup, then none).
+const LATENCY_IDS = ['verify-valid', 'token-cc', 'token-refresh', 'introspect', 'userinfo']
+
+function scenarioProbe(base: string, scenario: Scenario, shape: RequestShape): LatencyProbe {
+  const send = senderFor(base, shape)
+  return {
+    id: scenario.id,
+    prepare: async () => async () => {
+      const res = await send()
+      return { status: res.status, text: await res.text() }
+    },
+    accepts: scenario.accepts,
+  }
+}
+
+/**
+ * The references a latency is read against, measured in the same rounds as the hot paths:
+ * the gateway alone from Node (the added delay, Node's HTTP server and Postgres, no Worker),
+ * the runtime's empty route (client to runtime and back), discovery (the app, no database),
+ * `select 1` posted by the bare platform fetch, `select 1` through the driver, and one durable
+ * commit through the driver (the floor of a writing statement).
+ */
+function referenceProbes(base: string, gatewayUrl: string, databaseUrl: string): LatencyProbe[] {
+  const get = (id: string, path: string): LatencyProbe => ({
+    id,
+    prepare: async () => async () => {
+      const res = await fetch(`${base}${path}`, { signal: AbortSignal.timeout(30_000) })
+      return { status: res.status, text: await res.text() }
+    },
+    accepts: (status) => status === 200,
+  })
+  const body = JSON.stringify({ query: 'select 1 as one', params: [] })
+  return [
+    {
+      id: 'gateway-direct',
+      prepare: async () => async () => {
+        const res = await fetch(`${gatewayUrl}/sql`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'neon-connection-string': databaseUrl },
+          body,
+          signal: AbortSignal.timeout(30_000),
+        })
+        return { status: res.status, text: await res.text() }
+      },
+      accepts: (status) => status === 200,
+    },
+    get('noop', '/__bench/noop'),
+    get('discovery', '/.well-known/openid-configuration'),
+    get('select1-raw', '/__bench/select1-raw'),
+    get('select1-http', '/__bench/select1-http'),
+    get('commit1-http', '/__bench/commit1-http'),
+  ]
+}
+
+/** p50 at c=1 of the references and the hot paths, interleaved (see interleaved.ts). */
+async function measureLatency(
+  ctx: MeasureContext,
+  databaseUrl: string,
+  scenarios: Scenario[],
+  seed: OurSeed,
+  runtime: OurRuntimeSeed,
+  log: (message: string) => void,
+): Promise<LatencyReport> {
+  const probes = referenceProbes(ctx.base, ctx.gateway.url, databaseUrl)
+  const skipped: Record<string, string> = {}
+  for (const id of LATENCY_IDS) {
+    const scenario = scenarios.find((s) => s.id === id)
+    const shape = scenario === undefined ? undefined : await scenario.shape(1)
+    if (scenario === undefined || shape === undefined || !shape.ok) {
+      skipped[id] = shape !== undefined && !shape.ok ? shape.reason : 'no such scenario'
+      continue
+    }
+    probes.push(scenarioProbe(ctx.base, scenario, shape.value))
+  }
+  if (seed.browserClient.ok && runtime.cookie.ok) {
+    const clientId = seed.browserClient.value.clientId
+    const cookie = runtime.cookie.value
+    probes.push({
+      id: 'token-code',
+      // The code is issued untimed; only its exchange is timed.
+      prepare: async () => {
+        const grant = await authorizeCode(ctx.base, clientId, cookie)
+        return async () =>
+          grant.ok ? exchangeCode(ctx.base, clientId, grant.value) : { status: 0, text: grant.reason }
+      },
+      accepts: (status, body) => status === 200 && body.includes('refresh_token'),
+    })
+  } else {
+    skipped['token-code'] = !seed.browserClient.ok
+      ? seed.browserClient.reason
+      : runtime.cookie.ok
+        ? ''
+        : runtime.cookie.reason
+  }
+  log(
+    `latency at c=1 on ${ctx.runtime}: ${ctx.timing.latency.rounds} interleaved rounds of ${ctx.timing.latency.perRound} sequential requests per path`,
+  )
+  const figures = await interleavedLatency(probes, ctx.timing.latency, log)
+  for (const figure of figures) {
+    process.stderr.write(
+      `  ${ctx.runtime.padEnd(12)} ${figure.id.padEnd(16)} c=1   p50 ${figure.p50Ms.toFixed(1)} ms (rounds ${figure.roundMedians.map((m) => m.toFixed(1)).join(' ')})  ${figure.ok}/${figure.samples} ok\n`,
+    )
+  }
+  return { runtime: ctx.runtime, plan: ctx.timing.latency, figures, skipped }
+}
+
+const FLOOR_RATIO_IDS = ['verify-valid', 'token-cc', 'token-refresh']
+
+/** Peak req/s of verify, client_credentials and refresh × the SELECT 1 floor, interleaved rounds. */
+async function measureFloorRatios(
+  ctx: MeasureContext,
+  scenarios: Scenario[],
+  log: (message: string) => void,
+): Promise<FloorRatioReport | undefined> {
+  const floor = floorScenarios().find((s) => s.id === 'select1-http')
+  const measured = FLOOR_RATIO_IDS.map((id) => scenarios.find((s) => s.id === id)).filter(
+    (s): s is Scenario => s !== undefined,
+  )
+  if (floor === undefined) {
+    return undefined
+  }
+  const plan = ctx.timing.floorRatio
+  log(
+    `× the SELECT 1 floor on ${ctx.runtime}: ${plan.rounds} interleaved rounds, ${plan.seconds} s per scenario and concurrency (${plan.connections.join('/')})`,
+  )
+  const figures = await interleavedThroughput(
+    floor,
+    measured,
+    plan,
+    (shape, connections, seconds) => ctx.load.run(loadSpecFor(ctx.base, shape, connections, seconds)),
+    log,
+  )
+  for (const figure of figures.scenarios) {
+    process.stderr.write(
+      `  ${ctx.runtime.padEnd(12)} ${figure.id.padEnd(16)} ${figure.ratio.toFixed(2)}× the floor (rounds ${figure.roundRatios.map((r) => r.toFixed(2)).join(' ')})\n`,
+    )
+  }
+  return { runtime: ctx.runtime, plan, ...figures }
+}
+
 async function runScale(
   ctx: MeasureContext,
   counts: ScaleCounts,
@@ -551,10 +703,6 @@ async function runScale(
   statements: StatementLog,
   log: (message: string) => void,
 ): Promise<ScaleReport | undefined> {
-  if (!seed.usageKeyId.ok) {
-    log(`scale: n/a (${seed.usageKeyId.reason})`)
-    return undefined
-  }
   // One pass to warm the isolate (JIT, key ring, caller-token cache) so "before" is not "cold".
   log('scale: warming the hot paths')
   await hotProbes(ctx, scenarios, seed, runtime, statements)
@@ -563,9 +711,17 @@ async function runScale(
   log(
     `scale: seeding ${counts.users} users, ${counts.keys} keys, ${counts.tokens} tokens, ${counts.usageRows} usage rows by SQL`,
   )
-  const seeded = await seedScale(databaseUrl, counts, seed.usageKeyId.value, log)
-  log('scale: hot paths after the seed')
-  const after = await hotProbes(ctx, scenarios, seed, runtime, statements)
+  const seeded = await seedScale(databaseUrl, counts, log)
+  log(
+    `scale: hot paths after the seed (usage read: seeded key ${seeded.readKeyId}, ${seeded.readKeyRows.toLocaleString('en-US')} raw rows in its month)`,
+  )
+  // The same hot paths, except that the usage read now reads the seeded key with a tenth of the raw rows.
+  const afterScenarios = ourScenarios(
+    ctx.base,
+    { ...seed, usageKeyId: { ok: true, value: seeded.readKeyId } },
+    runtime,
+  )
+  const after = await hotProbes(ctx, afterScenarios, seed, runtime, statements)
   const explains = []
   for (const outcome of after) {
     explains.push({
@@ -579,6 +735,7 @@ async function runScale(
     tableRows: seeded.tableRows,
     seedSeconds: seeded.seedSeconds,
     reused: seeded.reused,
+    readKeyRows: seeded.readKeyRows,
     before: before.map((outcome) => outcome.probe),
     after: after.map((outcome) => outcome.probe),
     explains,
@@ -739,8 +896,20 @@ async function main(): Promise<void> {
     return
   }
   const timing: Timing = options.quick
-    ? { roundSeconds: 1, warmupSeconds: 0.3, roundTripSamples: 5 }
-    : { roundSeconds: 10, warmupSeconds: 2, roundTripSamples: 20 }
+    ? {
+        roundSeconds: 1,
+        warmupSeconds: 0.3,
+        roundTripSamples: 5,
+        latency: { rounds: 5, perRound: 9, warmup: 2 },
+        floorRatio: { rounds: 5, seconds: 2, connections: [10, 50], warmupSeconds: 1 },
+      }
+    : {
+        roundSeconds: 10,
+        warmupSeconds: 2,
+        roundTripSamples: 20,
+        latency: { rounds: 7, perRound: 15, warmup: 3 },
+        floorRatio: { rounds: 7, seconds: 3, connections: [10, 50], warmupSeconds: 2 },
+      }
   const databaseUrl = process.env.BENCH_DATABASE_URL?.trim() || DEFAULT_DATABASE_URL
   const startedAt = new Date()
   const log = (message: string) => process.stderr.write(`[bench] ${message}\n`)
@@ -769,6 +938,8 @@ async function main(): Promise<void> {
   const runtimes: Record<string, string> = {}
   let seed: OurSeed | undefined
   let scale: ScaleReport | undefined
+  const latency: LatencyReport[] = []
+  let floorRatios: FloorRatioReport | undefined
   let flood: (FloodResult & { runtime: string }) | undefined
   // Scale and flood run once, on workerd (the runtime closest to production) when it is in the run.
   const extrasRuntime = options.runtimes.includes('workerd') ? 'workerd' : options.runtimes[0]
@@ -794,6 +965,10 @@ async function main(): Promise<void> {
         const ours = ourScenarios(worker.url, seed, perRuntime)
         if (options.scale !== undefined && runtime === extrasRuntime) {
           scale = await runScale(ctx, options.scale, databaseUrl, ours, seed, perRuntime, statements, log)
+        }
+        latency.push(await measureLatency(ctx, databaseUrl, ours, seed, perRuntime, log))
+        if (runtime === 'workerd') {
+          floorRatios = await measureFloorRatios(ctx, selected(options, ours), log)
         }
         for (const scenario of selected(options, [...floorScenarios(), ...ours])) {
           scenarios.push(await measure(ctx, scenario))
@@ -880,6 +1055,8 @@ async function main(): Promise<void> {
       scenarios,
       purge,
       dbRttMs: options.dbRttMs,
+      latency,
+      ...(floorRatios === undefined ? {} : { floorRatios }),
       ...(flood === undefined ? {} : { flood }),
       ...(scale === undefined ? {} : { scale }),
     }

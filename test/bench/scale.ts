@@ -1,3 +1,4 @@
+import type pg from 'pg'
 import type { SqlStatement } from '../../db/local/gateway'
 import { withClient } from './seed'
 
@@ -28,24 +29,68 @@ export interface ScaleSeedResult {
   tableRows: Record<string, number>
   seedSeconds: number
   reused: boolean
+  /** The seeded key that carries a tenth of the raw usage rows: the one whose month the bench reads. */
+  readKeyId: string
+  /** Raw usage rows of that key in the month the bench reads. */
+  readKeyRows: number
 }
 
 // Every seeded row carries this marker so a second run on the same database reuses them.
 const MARK = 'bench-scale'
 const DAYS = 30
 
+/** The seeded key with a tenth of the usage rows (deterministic, so a reused seed finds it). */
+export async function scaleReadKeyId(databaseUrl: string): Promise<string> {
+  return withClient(databaseUrl, async (client) => {
+    const result = await client.query<{ id: string }>(`select md5('${MARK}-key-1')::uuid::text as id`)
+    return result.rows[0]?.id ?? ''
+  })
+}
+
+interface IndexDefinition {
+  name: string
+  /** `alter table … add constraint … primary key …` for the primary key, `create index …` otherwise. */
+  create: string
+  drop: string
+}
+
 /**
- * Seeds the counts, spreading usage over the last 30 days: a tenth of the raw rows on
- * `usageKeyId` (the key whose month of usage the bench reads), the rest over the seeded keys,
- * and the hourly counters built from exactly those raw rows (so counters equal raw rows).
+ * The indexes of `table`, to drop before a bulk insert and build again after it: building an
+ * index once over 10M rows takes seconds, maintaining it row by row (a random uuid primary key
+ * above all) takes most of an hour here.
+ */
+async function indexesOf(client: pg.Client, table: string): Promise<IndexDefinition[]> {
+  const result = await client.query<{ name: string; def: string; constraint_def: string | null }>(
+    `select i.relname as name, pg_get_indexdef(i.oid) as def, pg_get_constraintdef(c.oid) as constraint_def
+       from pg_index x
+       join pg_class i on i.oid = x.indexrelid
+       left join pg_constraint c on c.conindid = x.indexrelid and c.contype in ('p', 'u')
+      where x.indrelid = $1::regclass`,
+    [table],
+  )
+  return result.rows.map((row) =>
+    row.constraint_def === null
+      ? { name: row.name, create: row.def, drop: `drop index "${row.name}"` }
+      : {
+          name: row.name,
+          create: `alter table ${table} add constraint "${row.name}" ${row.constraint_def}`,
+          drop: `alter table ${table} drop constraint "${row.name}"`,
+        },
+  )
+}
+
+/**
+ * Seeds the counts, spreading usage over the last 30 days: a tenth of the raw rows on one
+ * seeded key (the key whose month of usage the bench reads), the rest over the other seeded
+ * keys, and the hourly counters built from exactly those raw rows (so counters equal raw rows).
  */
 export async function seedScale(
   databaseUrl: string,
   counts: ScaleCounts,
-  usageKeyId: string,
   log: (message: string) => void,
 ): Promise<ScaleSeedResult> {
   const started = performance.now()
+  const readKeyId = await scaleReadKeyId(databaseUrl)
   return withClient(databaseUrl, async (client) => {
     const existing = await client.query<{ n: string }>(
       `select count(*)::text as n from users where email like '${MARK}-%'`,
@@ -55,7 +100,11 @@ export async function seedScale(
       `select count(*)::text as n from api_key_usage where endpoint like '/bench/%'`,
     )
     const haveUsage = Number(usage.rows[0]?.n ?? 0) >= counts.usageRows
-    const reused = haveBase && haveUsage
+    const counters = await client.query<{ n: string }>(
+      `select count(*)::text as n from api_key_usage_counters where endpoint like '/bench/%'`,
+    )
+    const haveCounters = haveUsage && Number(counters.rows[0]?.n ?? 0) > 0
+    const reused = haveBase && haveUsage && haveCounters
     const timed = async (label: string, sql: string, params: unknown[] = []): Promise<void> => {
       const t0 = performance.now()
       const result = await client.query(sql, params)
@@ -63,10 +112,26 @@ export async function seedScale(
         `  scale: ${label}: ${result.rowCount ?? 0} rows in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
       )
     }
+    // Fills `table` with its indexes dropped, then builds them once (each, even if filling failed).
+    const withoutIndexes = async (table: string, fill: () => Promise<void>): Promise<void> => {
+      const indexes = await indexesOf(client, table)
+      for (const index of indexes) {
+        await client.query(index.drop)
+      }
+      try {
+        await fill()
+      } finally {
+        for (const index of indexes) {
+          await timed(`index ${index.name}`, index.create)
+        }
+      }
+    }
     if (!reused) {
       // Foreign keys are checked by the application's own writes; a bulk seed skips the triggers.
       await client.query(`set session_replication_role = replica`)
-      await client.query(`set maintenance_work_mem = '256MB'`)
+      await client.query(`set maintenance_work_mem = '512MB'`)
+      // Bench data: a crash mid-seed loses the seed, nothing else.
+      await client.query(`set synchronous_commit = off`)
       if (!haveBase) {
         await timed(
           'users',
@@ -103,35 +168,45 @@ export async function seedScale(
           [counts.tokens - refreshRows],
         )
       }
-      const onBenchKey = Math.floor(counts.usageRows / 10)
-      // An earlier, smaller usage seed is replaced, not added to.
-      await client.query(`delete from api_key_usage where endpoint like '/bench/%'`)
-      await client.query(`delete from api_key_usage_counters where endpoint like '/bench/%'`)
+      if (!haveUsage) {
+        const onReadKey = Math.floor(counts.usageRows / 10)
+        // An earlier, smaller usage seed is replaced, not added to.
+        await timed('delete earlier usage seed', `delete from api_key_usage where endpoint like '/bench/%'`)
+        await withoutIndexes('api_key_usage', async () => {
+          // The read key's rows, then the others (key 2 onwards): one pass each.
+          await timed(
+            'api_key_usage (the read key)',
+            `insert into api_key_usage (key_id, endpoint, created_at, success, code)
+           select $2::uuid, '/bench/' || (i % 5), now() - (i % ($3::int * 86400)) * interval '1 second',
+                  i % 50 <> 0, case when i % 50 = 0 then 'RATE_LIMITED' else 'VALID' end
+           from generate_series(1, $1::int) as i`,
+            [onReadKey, readKeyId, DAYS],
+          )
+          await timed(
+            'api_key_usage (the other seeded keys)',
+            `insert into api_key_usage (key_id, endpoint, created_at, success, code)
+           select md5('${MARK}-key-' || (2 + i % ($2::int - 1)))::uuid, '/bench/' || (i % 5),
+                  now() - (i % ($3::int * 86400)) * interval '1 second', i % 50 <> 0,
+                  case when i % 50 = 0 then 'RATE_LIMITED' else 'VALID' end
+           from generate_series(1, $1::int) as i`,
+            [counts.usageRows - onReadKey, counts.keys, DAYS],
+          )
+        })
+      }
+      // Seeded endpoints ('/bench/0'…'/bench/4') are only ever written here, so after the delete
+      // a plain insert cannot meet an existing counter row.
       await timed(
-        'api_key_usage (the read key)',
-        `insert into api_key_usage (key_id, endpoint, created_at, success, code)
-         select $2::uuid, '/bench/' || (i % 5), now() - (i % ($3::int * 86400)) * interval '1 second',
-                i % 50 <> 0, case when i % 50 = 0 then 'RATE_LIMITED' else 'VALID' end
-         from generate_series(1, $1::int) as i`,
-        [onBenchKey, usageKeyId, DAYS],
+        'delete earlier counters seed',
+        `delete from api_key_usage_counters where endpoint like '/bench/%'`,
       )
-      await timed(
-        'api_key_usage (seeded keys)',
-        `insert into api_key_usage (key_id, endpoint, created_at, success, code)
-         select md5('${MARK}-key-' || (1 + i % $2::int))::uuid, '/bench/' || (i % 5),
-                now() - (i % ($3::int * 86400)) * interval '1 second', i % 50 <> 0,
-                case when i % 50 = 0 then 'RATE_LIMITED' else 'VALID' end
-         from generate_series(1, $1::int) as i`,
-        [counts.usageRows - onBenchKey, counts.keys, DAYS],
-      )
-      await timed(
-        'api_key_usage_counters (from the raw rows)',
-        `insert into api_key_usage_counters (key_id, hour_start, endpoint, success, failure)
-         select key_id, date_trunc('hour', created_at), coalesce(endpoint, ''),
-                count(*) filter (where success), count(*) filter (where not success)
-         from api_key_usage where endpoint like '/bench/%' group by 1, 2, 3
-         on conflict (key_id, hour_start, endpoint) do update
-           set success = excluded.success, failure = excluded.failure`,
+      await withoutIndexes('api_key_usage_counters', () =>
+        timed(
+          'api_key_usage_counters (from the raw rows)',
+          `insert into api_key_usage_counters (key_id, hour_start, endpoint, success, failure)
+           select key_id, date_trunc('hour', created_at), coalesce(endpoint, ''),
+                  count(*) filter (where success), count(*) filter (where not success)
+           from api_key_usage where endpoint like '/bench/%' group by 1, 2, 3`,
+        ),
       )
       await client.query(`set session_replication_role = origin`)
       await timed('analyze', 'analyze')
@@ -148,7 +223,18 @@ export async function seedScale(
       const result = await client.query<{ n: string }>(`select count(*)::text as n from ${table}`)
       tableRows[table] = Number(result.rows[0]?.n ?? 0)
     }
-    return { counts, tableRows, seedSeconds: (performance.now() - started) / 1000, reused }
+    const onKey = await client.query<{ n: string }>(
+      `select count(*)::text as n from api_key_usage where key_id = $1::uuid and created_at > now() - interval '${DAYS} days'`,
+      [readKeyId],
+    )
+    return {
+      counts,
+      tableRows,
+      seedSeconds: (performance.now() - started) / 1000,
+      reused,
+      readKeyId,
+      readKeyRows: Number(onKey.rows[0]?.n ?? 0),
+    }
   })
 }
 
