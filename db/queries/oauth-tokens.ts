@@ -1,6 +1,6 @@
 import { eq, getTableColumns, type SQL, sql } from 'drizzle-orm'
 import type { Executor } from '../client'
-import { oauthClients, revokedAccessTokens, users } from '../schema'
+import { oauthClients, revokedAccessTokens, tenants, users } from '../schema'
 import { isUuid } from '../uuid'
 
 export type OAuthClientRow = typeof oauthClients.$inferSelect
@@ -20,6 +20,13 @@ export interface AccessTokenState {
   /** The token's client (may differ from `client` during introspection). */
   tokenClientDisabled: boolean | null
   tokenClientTenantId: string | null
+  /** Whether the token's client's tenant is active (issue 10: a deactivated tenant's tokens stop). */
+  tokenTenantActive: boolean | null
+  /**
+   * The tenant's last deactivation as whole epoch seconds (floored): its clients' access tokens
+   * with `iat` at or before it stay dead after a reactivation. Null when never deactivated.
+   */
+  tokenTenantValidAfter: number | null
 }
 
 /**
@@ -54,6 +61,12 @@ export async function readAccessTokenState(
       tokenClientTenantId: sql<
         string | null
       >`(select c2.tenant_id::text from oauth_clients c2 where c2.client_id = ${input.tokenClientId})`,
+      tokenTenantActive: sql<boolean | null>`(select t.active from oauth_clients c2 join ${tenants} t
+        on t.id = c2.tenant_id where c2.client_id = ${input.tokenClientId})`,
+      tokenTenantValidAfter: sql<
+        number | null
+      >`(select floor(extract(epoch from t.tokens_valid_after))::float8
+        from oauth_clients c2 join ${tenants} t on t.id = c2.tenant_id where c2.client_id = ${input.tokenClientId})`,
     })
     .from(oauthClients)
     .where(eq(oauthClients.clientId, input.clientId))
@@ -63,7 +76,8 @@ export async function readAccessTokenState(
 
 /**
  * The database half of an access-token check as one SQL predicate, for folding into a hot-path
- * statement: the jti is not revoked, the token's client is enabled, and (user tokens) the user
+ * statement: the jti is not revoked, the token's client is enabled and its tenant active (and
+ * not deactivated since the token's `iat` second), and (user tokens) the user
  * is active and the token was issued after the user's last credential event (`iat` strictly
  * after the second of `tokens_valid_after`). Same rules as `readAccessTokenState` +
  * `principalFromState`.
@@ -83,8 +97,10 @@ export function accessTokenStillValid(input: {
       : sql`exists(select 1 from ${users} where ${users.id} = ${userId}::uuid and ${users.status} = 'active'
           and (${users.tokensValidAfter} is null or ${users.tokensValidAfter} < to_timestamp(${issuedAt}::bigint)))`
   return sql`(not exists(select 1 from ${revokedAccessTokens} where ${revokedAccessTokens.jti} = ${input.jti})
-    and exists(select 1 from ${oauthClients} where ${oauthClients.clientId} = ${input.tokenClientId}
-      and ${oauthClients.disabledAt} is null)
+    and exists(select 1 from ${oauthClients} join ${tenants} on ${tenants.id} = ${oauthClients.tenantId}
+      where ${oauthClients.clientId} = ${input.tokenClientId} and ${oauthClients.disabledAt} is null
+        and ${tenants.active}
+        and (${tenants.tokensValidAfter} is null or ${tenants.tokensValidAfter} < to_timestamp(${issuedAt}::bigint)))
     and ${userActive})`
 }
 

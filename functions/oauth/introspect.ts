@@ -92,7 +92,7 @@ export const introspect = new Hono<AppEnv>().post('/', async (c) => {
         }
         throw error
       }
-      return c.json(activeAccessToken(claims), 200, NO_STORE)
+      return c.json(activeAccessToken(claims, state?.tokenClientTenantId ?? null), 200, NO_STORE)
     }
     await checkClientCredentials(
       await findClient(c.var.db.http, credentials.clientId),
@@ -130,11 +130,13 @@ export const introspect = new Hono<AppEnv>().post('/', async (c) => {
   )
 })
 
-function activeAccessToken(claims: AccessTokenClaims) {
+/** `tenantId`: the tenant the token was issued in (its client's), also for tokens without the claim. */
+function activeAccessToken(claims: AccessTokenClaims, tenantId: string | null) {
   return {
     active: true,
     scope: claims.scope ?? '',
     client_id: claims.client_id,
+    ...(tenantId === null ? {} : { tenant_id: tenantId }),
     sub: claims.sub,
     aud: claims.aud,
     iss: claims.iss,
@@ -151,10 +153,11 @@ function activeAccessToken(claims: AccessTokenClaims) {
 /**
  * Introspection by a resource server holding a service key (`Authorization: Bearer psk_…`,
  * issue 10) instead of client credentials. An unknown, revoked, expired or malformed key is 401
- * `invalid_client`. A platform key sees every access token; a tenant's key only its tenant's
- * (others are `{ active: false }`, as unknown ones). Refresh tokens stay introspectable only by
- * their own client: `{ active: false }`. Round trips: 0 for a malformed key, 1 for the key,
- * 1 more for a well-signed access token (its revocation, client and user state).
+ * `invalid_client`. A platform key sees every access token; a tenant's key only those issued in
+ * its tenant (to its clients; others are `{ active: false }`, as unknown ones), and none once the
+ * tenant is deactivated. Refresh tokens stay introspectable only by their own client:
+ * `{ active: false }`. Round trips: 0 for a malformed key, 1 for the key, 1 more for a
+ * well-signed access token (its revocation, client, tenant and user state).
  */
 async function introspectAsService(
   vars: AppEnv['Variables'],
@@ -192,19 +195,19 @@ async function introspectAsService(
     userId: isClientToken(claims) ? null : claims.sub,
     tokenClientId: claims.client_id,
   })
+  const tenantId = state?.tokenClientTenantId ?? null
+  if (caller.tenantId !== null && tenantId !== caller.tenantId) {
+    return INACTIVE
+  }
   try {
-    const principal = principalFromState(claims, state)
-    const tenantId = principal.kind === 'admin' ? undefined : principal.tenantId
-    if (caller.tenantId !== null && tenantId !== caller.tenantId) {
-      return INACTIVE
-    }
+    principalFromState(claims, state)
   } catch (error) {
     if (error instanceof OAuthError) {
       return INACTIVE
     }
     throw error
   }
-  return activeAccessToken(claims)
+  return activeAccessToken(claims, tenantId)
 }
 
 documentRoute({
@@ -224,6 +227,8 @@ documentRoute({
         active: v.boolean(),
         scope: v.optional(v.string()),
         client_id: v.optional(v.string()),
+        /** The tenant the token was issued in (its client's). */
+        tenant_id: v.optional(v.string()),
       }),
     },
   },

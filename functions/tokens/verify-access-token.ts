@@ -30,6 +30,8 @@ export interface AccessTokenClaims extends JWTPayload {
   auth_time?: number
   /** RFC 9449 §6.1: the DPoP key the token is bound to. */
   cnf?: { jkt?: string }
+  /** The tenant the token was issued in (its client's tenant); absent on tokens minted before issue 10. */
+  tenant_id?: string
 }
 
 function invalid(log: string, cause?: unknown): OAuthError {
@@ -79,6 +81,9 @@ export async function verifyAccessTokenSignature(
     if (payload.scope !== undefined && typeof payload.scope !== 'string') {
       throw invalid('scope is not a string')
     }
+    if (payload.tenant_id !== undefined && typeof payload.tenant_id !== 'string') {
+      throw invalid('tenant_id is not a string')
+    }
     const cnf = payload.cnf as { jkt?: unknown } | undefined
     if (cnf !== undefined && (typeof cnf !== 'object' || cnf === null || typeof cnf.jkt !== 'string')) {
       throw invalid('cnf without a jkt')
@@ -107,6 +112,11 @@ export function principalFromState(
 ): Principal {
   if (state === undefined || state.revoked || state.tokenClientDisabled !== false) {
     throw invalid(state === undefined ? 'client gone' : state.revoked ? 'revoked' : 'client disabled')
+  }
+  // Issue 10: a deactivated tenant's clients' tokens stop, and those from before a deactivation
+  // stay dead after the reactivation (as its ended sessions and refresh tokens do).
+  if (state.tokenTenantActive !== true || issuedBeforeCredentialEvent(claims, state.tokenTenantValidAfter)) {
+    throw invalid('tenant deactivated')
   }
   const scopes = new Set((claims.scope ?? '').split(' ').filter(Boolean))
   if (isClientToken(claims)) {
