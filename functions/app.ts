@@ -11,6 +11,8 @@ import type { AppEnv } from './env'
 import { ProblemError } from './errors/problem'
 import { renderError } from './errors/render'
 import { allowlistAdmin } from './federation/allowlist-admin'
+import { passwordLoginGate } from './federation/password-off'
+import { identityProvidersAdmin } from './federation/provider-admin'
 import { connections } from './federation/connections'
 import { federation } from './federation/routes'
 import { connectionTokens } from './federation/token-route'
@@ -47,6 +49,7 @@ export function createApp(): Hono<AppEnv> {
   app.use(resourceChallenge())
   app.use(bodyLimit())
   app.use(validText())
+  app.use(passwordLoginGate())
 
   app.route('/healthz', healthz)
   app.route('/openapi.json', openapiJson)
@@ -56,6 +59,7 @@ export function createApp(): Hono<AppEnv> {
   app.route('/auth/connections', connections)
   app.route('/admin/users', usersAdmin)
   app.route('/admin/identity-allowlist', allowlistAdmin)
+  app.route('/admin/identity-providers', identityProvidersAdmin)
   app.route('/admin/audit', auditAdmin)
   app.route('/admin/tenants', tenantsAdmin)
   app.route('/tenants', tenants)

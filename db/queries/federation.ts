@@ -5,6 +5,7 @@ import {
   externalIdentities,
   federatedLoginStates,
   identityAllowlist,
+  tenantMembers,
   users,
 } from '../schema'
 
@@ -20,16 +21,19 @@ export function insertLoginStateStatement(x: Executor, row: typeof federatedLogi
  * Consumes the unexpired flow with this state hash: deleted and returned in one statement, so of
  * two callbacks carrying the same state only one gets the row (single use).
  */
-export async function consumeLoginState(
-  x: Executor,
-  stateHash: string,
-  now: Date,
-): Promise<FederatedLoginStateRow | undefined> {
-  const [row] = await x
+export function consumeLoginStateStatement(x: Executor, stateHash: string, now: Date) {
+  return x
     .delete(federatedLoginStates)
     .where(and(eq(federatedLoginStates.stateHash, stateHash), gt(federatedLoginStates.expiresAt, now)))
     .returning()
-  return row
+}
+
+/** A new account made through a tenant's identity provider joins that tenant as a member. */
+export function insertMembershipStatement(x: Executor, tenantId: string, userId: string, now: Date) {
+  return x
+    .insert(tenantMembers)
+    .values({ tenantId, userId, role: 'member', createdAt: now })
+    .onConflictDoNothing()
 }
 
 /** The identity (provider, subject) with its account, if linked. */

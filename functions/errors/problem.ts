@@ -17,6 +17,7 @@ export const PROBLEMS = {
   account_pending: { status: 403, title: 'The account awaits approval' },
   account_suspended: { status: 403, title: 'The account is suspended' },
   email_unverified: { status: 403, title: 'The email address is not verified' },
+  password_login_disabled: { status: 403, title: 'Password sign-in is turned off; sign in with a provider' },
   not_found: { status: 404, title: 'Not found' },
   method_not_allowed: { status: 405, title: 'Method not allowed' },
   conflict: { status: 409, title: 'The request conflicts with the current state' },

@@ -36,6 +36,7 @@ const OAUTH_EQUIVALENT: Record<ProblemCode, OAuthErrorCode> = {
   account_pending: 'access_denied',
   account_suspended: 'access_denied',
   email_unverified: 'access_denied',
+  password_login_disabled: 'access_denied',
   not_found: 'not_found',
   method_not_allowed: 'method_not_allowed',
   conflict: 'invalid_request',

@@ -1,9 +1,17 @@
 import type { Bindings } from '../env'
 
+/**
+ * Where a provider was configured: the deployment (GITHUB_*, OIDC_PROVIDERS) or a row of
+ * identity_providers made through the admin API, owned by the platform (`tenantId` null) or a tenant.
+ */
+export type ProviderOrigin = { kind: 'config' } | { kind: 'database'; rowId: string; tenantId: string | null }
+
 /** GitHub as an upstream (OAuth App or GitHub App user tokens); every URL configurable. */
 export interface GitHubProvider {
   kind: 'github'
-  id: 'github'
+  /** `github` for the deployment's; a database provider's slug (GitHub Enterprise, a second app). */
+  id: string
+  origin: ProviderOrigin
   name: string
   clientId: string
   clientSecret: string
@@ -17,6 +25,7 @@ export interface GitHubProvider {
 export interface OidcProvider {
   kind: 'oidc'
   id: string
+  origin: ProviderOrigin
   name: string
   issuer: string
   clientId: string
@@ -40,6 +49,11 @@ export interface FederationConfig {
   timeoutMs: number
   /** FEDERATION_STATE_TTL: how long a started sign-in may take to come back. */
   stateTtlSeconds: number
+  /**
+   * PASSWORD_LOGIN=off: no password sign-in, sign-up or reset (problem `password_login_disabled`);
+   * /login shows only the provider buttons.
+   */
+  passwordLogin: boolean
 }
 
 export const NO_FEDERATION: FederationConfig = {
@@ -48,10 +62,11 @@ export const NO_FEDERATION: FederationConfig = {
   allowlist: false,
   timeoutMs: 10_000,
   stateTtlSeconds: 600,
+  passwordLogin: true,
 }
 
 /** Provider ids appear in paths (`/federated/{id}/start`): short, lower-case, URL-safe. */
-const PROVIDER_ID = /^[a-z0-9][a-z0-9-]{0,31}$/
+export const PROVIDER_ID = /^[a-z0-9][a-z0-9-]{0,31}$/
 
 /** One configuration problem: the variable and why (never its value). */
 export interface FederationConfigProblem {
@@ -74,6 +89,7 @@ export function parseFederation(
     flag(name: string, fallback: boolean): boolean
     integer(name: string, fallback: number, min: number): number
     seconds(name: string, fallback: number): number
+    oneOf<T extends string>(name: string, allowed: readonly T[], fallback: T): T
   },
 ): { config: FederationConfig; problems: FederationConfigProblem[] } {
   const problems: FederationConfigProblem[] = []
@@ -97,6 +113,7 @@ export function parseFederation(
       providers.push({
         kind: 'github',
         id: 'github',
+        origin: { kind: 'config' },
         name: 'GitHub',
         clientId: githubId,
         clientSecret: githubSecret,
@@ -123,6 +140,7 @@ export function parseFederation(
       allowlist: read.flag('FEDERATION_ALLOWLIST', false),
       timeoutMs: read.integer('FEDERATION_TIMEOUT_MS', 10_000, 100),
       stateTtlSeconds: read.seconds('FEDERATION_STATE_TTL', 600),
+      passwordLogin: read.oneOf('PASSWORD_LOGIN', ['on', 'off'], 'on') === 'on',
     },
     problems,
   }
@@ -165,6 +183,7 @@ function parseOidcProviders(raw: string): OidcProvider[] | string {
     providers.push({
       kind: 'oidc',
       id,
+      origin: { kind: 'config' },
       name: field('name') ?? id,
       issuer,
       clientId,

@@ -5,13 +5,15 @@ import type { ContentfulStatusCode } from 'hono/utils/http-status'
 import type { HttpDb } from '../../db/client'
 import { sqlState, UNIQUE_VIOLATION } from '../../db/errors'
 import {
-  consumeLoginState,
+  consumeLoginStateStatement,
   insertIdentityStatement,
   insertLoginStateStatement,
+  insertMembershipStatement,
   selectAllowlistMatch,
   selectIdentityWithUser,
   updateIdentityTokensStatement,
 } from '../../db/queries/federation'
+import { selectUsableProviderStatement } from '../../db/queries/identity-providers'
 import { findLiveSession, insertSessionStatement } from '../../db/queries/sessions'
 import {
   insertUserStatement,
@@ -35,7 +37,8 @@ import { documentRoute } from '../openapi/registry'
 import { PAGE_HEADERS, renderPage } from '../pages/layout'
 import { safeReturnTo } from '../pages/return-to'
 import { allowlistCandidates } from './allowlist'
-import type { FederatedProvider } from './config'
+import { type FederatedProvider, PROVIDER_ID } from './config'
+import { configProvider, operatorTrusted, resolveProvider, storedProvider } from './providers'
 import { sealTokens } from './tokens'
 import {
   authorizationUrl,
@@ -56,10 +59,6 @@ const FLOW_COOKIE = 'portcullis_federated'
 
 const STATE_PATTERN = /^[A-Za-z0-9_-]{43}$/
 
-export function findProvider(config: Config, id: string): FederatedProvider | undefined {
-  return config.federation.providers.find((p) => p.id === id)
-}
-
 function redirectUri(config: Config, provider: FederatedProvider): string {
   return `${config.issuer}/federated/${provider.id}/callback`
 }
@@ -73,7 +72,8 @@ async function flowSecrets(config: Config, state: string): Promise<FlowSecrets> 
   return { state, codeVerifier, nonce }
 }
 
-async function page(c: Context<AppEnv>, title: string, message: string, status: ContentfulStatusCode) {
+/** The HTML answer of a federated sign-in that cannot go on: what happened, and the way back. */
+export async function page(c: Context<AppEnv>, title: string, message: string, status: ContentfulStatusCode) {
   return c.html(
     await renderPage(
       title,
@@ -84,6 +84,10 @@ async function page(c: Context<AppEnv>, title: string, message: string, status: 
     status,
     PAGE_HEADERS,
   )
+}
+
+function notEnabled(c: Context<AppEnv>) {
+  return page(c, 'Sign-in unavailable', 'This sign-in provider is not enabled.', 404)
 }
 
 function pendingPage(c: Context<AppEnv>) {
@@ -133,11 +137,19 @@ documentRoute({
 export const federation = new Hono<AppEnv>()
   .get('/:provider/start', async (c) => {
     const config = c.var.config
-    const provider = findProvider(config, c.req.param('provider'))
-    if (provider === undefined) {
-      return page(c, 'Sign-in unavailable', 'This sign-in provider is not enabled.', 404)
-    }
+    const db = c.var.db.http
+    const sessionToken = readSessionToken(c)
     const now = new Date()
+    // The provider (a database one: one round trip) and the session, side by side.
+    const [provider, session] = await Promise.all([
+      resolveProvider(db, config, c.req.param('provider')),
+      sessionToken === undefined
+        ? undefined
+        : sha256Hex(sessionToken).then((h) => findLiveSession(db, h, now)),
+    ])
+    if (provider === undefined) {
+      return notEnabled(c)
+    }
     const state = randomToken(32)
     const secrets = await flowSecrets(config, state)
     let target: URL
@@ -157,12 +169,7 @@ export const federation = new Hono<AppEnv>()
       return page(c, 'Sign-in unavailable', `${provider.name} could not be reached. Try again later.`, 502)
     }
     // Signed in: this flow connects the provider to the account instead of signing in.
-    const sessionToken = readSessionToken(c)
-    const session =
-      sessionToken === undefined
-        ? undefined
-        : await findLiveSession(c.var.db.http, await sha256Hex(sessionToken), now)
-    await insertLoginStateStatement(c.var.db.http, {
+    await insertLoginStateStatement(db, {
       stateHash: await sha256Hex(state),
       provider: provider.id,
       returnTo: safeReturnTo(c.req.query('return_to'), config.issuer),
@@ -183,9 +190,10 @@ export const federation = new Hono<AppEnv>()
   .get('/:provider/callback', async (c) => {
     const config = c.var.config
     const db = c.var.db.http
-    const provider = findProvider(config, c.req.param('provider'))
-    if (provider === undefined) {
-      return page(c, 'Sign-in unavailable', 'This sign-in provider is not enabled.', 404)
+    const providerId = c.req.param('provider')
+    const fromConfig = configProvider(config, providerId)
+    if (fromConfig === undefined && !PROVIDER_ID.test(providerId)) {
+      return notEnabled(c)
     }
     const state = c.req.query('state') ?? ''
     const cookieState = getCookie(c, cookieName(config, FLOW_COOKIE)) ?? ''
@@ -201,8 +209,21 @@ export const federation = new Hono<AppEnv>()
       return expired()
     }
     const now = new Date()
-    // Round trip 1: the flow is consumed whatever happens next (single use).
-    const flow = await consumeLoginState(db, await sha256Hex(state), now)
+    // Round trip 1: the flow is consumed whatever happens next (single use), and a provider the
+    // deployment does not configure is read from identity_providers in the same batch.
+    const consume = consumeLoginStateStatement(db, await sha256Hex(state), now)
+    let flow: Awaited<typeof consume>[number] | undefined
+    let provider = fromConfig
+    if (fromConfig === undefined) {
+      const [flows, rows] = await db.batch([consume, selectUsableProviderStatement(db, providerId)])
+      flow = flows[0]
+      provider = rows[0] === undefined ? undefined : await storedProvider(config, rows[0].provider)
+    } else {
+      flow = (await consume)[0]
+    }
+    if (provider === undefined) {
+      return notEnabled(c)
+    }
     if (flow === undefined || flow.provider !== provider.id) {
       return expired()
     }
@@ -267,7 +288,7 @@ async function finishSignIn(
   const [linked, byEmail, allowed] = await db.batch([
     selectIdentityWithUser(db, provider.id, identity.subject),
     selectUserByEmail(db, DEFAULT_TENANT_ID, identity.email ?? ''),
-    selectAllowlistMatch(db, allowlistCandidates(provider, identity)),
+    selectAllowlistMatch(db, operatorTrusted(provider) ? allowlistCandidates(provider, identity) : []),
   ])
   const existing = linked[0]
   const sealed = await sealTokens(config, existing?.identity.id ?? newIdentityId, tokens, now)
@@ -340,7 +361,7 @@ async function finishSignIn(
   }
   const sameEmail = byEmail[0]
   if (sameEmail !== undefined) {
-    if (!config.federation.autoLinkVerifiedEmail) {
+    if (!config.federation.autoLinkVerifiedEmail || !operatorTrusted(provider)) {
       recordAudit(c, {
         type: 'user_login_failed',
         actor: 'anonymous',
@@ -399,6 +420,10 @@ async function finishSignIn(
     [
       insertUserStatement(db, user),
       insertIdentityStatement(db, identityRow(user.id)),
+      // Signed up through a tenant's own provider: a member of that tenant from the start.
+      ...(provider.origin.kind === 'database' && provider.origin.tenantId !== null
+        ? [insertMembershipStatement(db, provider.origin.tenantId, user.id, now)]
+        : []),
       auditStatement(
         db,
         ip,

@@ -11,7 +11,7 @@ import { ProblemError } from '../errors/problem'
 import { errorForLog, log } from '../log'
 import { authenticate } from '../middleware/authenticate'
 import { documentRoute } from '../openapi/registry'
-import { findProvider } from './routes'
+import { resolveProvider } from './providers'
 import { openSealed, sealTokens } from './tokens'
 import { refreshUpstream } from './upstream'
 
@@ -59,7 +59,7 @@ async function sleep(ms: number): Promise<void> {
 async function freshToken(c: Context<AppEnv>, userId: string, providerId: string) {
   const config = c.var.config
   const db = c.var.db.http
-  const provider = findProvider(config, providerId)
+  const provider = await resolveProvider(db, config, providerId)
   if (provider === undefined) {
     throw new ProblemError('not_found', { detail: 'No such provider' })
   }

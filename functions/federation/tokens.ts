@@ -1,5 +1,5 @@
 import type { Config } from '../config'
-import { seal, unseal } from '../crypto/aes-gcm'
+import { openText, sealText } from './sealed-text'
 import type { UpstreamTokens } from './upstream'
 
 /** The columns of external_identities that hold a provider's tokens. */
@@ -13,28 +13,13 @@ export interface SealedTokenColumns {
 }
 
 /** Associated data: a sealed token opens only in the row (and slot) it was sealed for. */
-function context(identityId: string, slot: 'access' | 'refresh'): string {
+export function tokenContext(identityId: string, slot: 'access' | 'refresh'): string {
   return `external_identity:${identityId}:${slot}`
 }
 
-async function sealText(config: Config, text: string, aad: string): Promise<string> {
-  const sealed = await seal(config.masterKeys, text, aad)
-  return `${sealed.masterKeyId}:${sealed.ciphertext}`
-}
-
-/** Opens `<key id>:<iv>.<ciphertext>` with the master key it names (so MASTER_KEY can rotate). */
-export async function openSealed(
-  config: Config,
-  stored: string,
-  identityId: string,
-  slot: 'access' | 'refresh',
-) {
-  const colon = stored.indexOf(':')
-  return unseal(
-    config.masterKeys,
-    { masterKeyId: stored.slice(0, colon), ciphertext: stored.slice(colon + 1) },
-    context(identityId, slot),
-  )
+/** Opens a stored token with the master key it names (so MASTER_KEY can rotate). */
+export function openSealed(config: Config, stored: string, identityId: string, slot: 'access' | 'refresh') {
+  return openText(config, stored, tokenContext(identityId, slot))
 }
 
 /**
@@ -49,11 +34,11 @@ export async function sealTokens(
   keepRefresh: string | null = null,
 ): Promise<SealedTokenColumns> {
   return {
-    accessTokenSealed: await sealText(config, tokens.accessToken, context(identityId, 'access')),
+    accessTokenSealed: await sealText(config, tokens.accessToken, tokenContext(identityId, 'access')),
     refreshTokenSealed:
       tokens.refreshToken === undefined
         ? keepRefresh
-        : await sealText(config, tokens.refreshToken, context(identityId, 'refresh')),
+        : await sealText(config, tokens.refreshToken, tokenContext(identityId, 'refresh')),
     tokenExpiresAt: tokens.expiresIn === undefined ? null : new Date(now.getTime() + tokens.expiresIn * 1000),
     tokenScope: tokens.scope ?? null,
     brokenAt: null,

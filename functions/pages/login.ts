@@ -4,6 +4,7 @@ import { loginProblem, signIn, signInSecondStep } from '../auth/login-edge'
 import { PASSWORD_MAX_LENGTH } from '../auth/password-policy'
 import { EMAIL_MAX_LENGTH, normalizeEmail } from '../auth/schemas'
 import type { AppEnv } from '../env'
+import { loginTenant, providerButtons } from '../federation/login-buttons'
 import { documentRoute } from '../openapi/registry'
 import { CSRF_FIELD, issueCsrfToken, verifyCsrf } from './csrf'
 import { sendPage } from './layout'
@@ -20,27 +21,22 @@ interface LoginFormState {
   offerResend?: boolean
 }
 
-/** One "Continue with …" link per enabled provider (issue 13), carrying return_to through the flow. */
-function federatedButtons(c: Context<AppEnv>, returnTo: string) {
-  const providers = c.var.config.federation.providers
-  if (providers.length === 0) {
-    return ''
-  }
-  return html`<style>
-      .federated { display: grid; gap: 8px; margin-top: 18px; }
-      a.provider { display: block; text-align: center; padding: 10px 14px; border: 1px solid var(--border);
-        border-radius: 8px; color: inherit; text-decoration: none; font-weight: 600; }
-    </style>
-    <div class="federated">
-    ${providers.map(
-      (p) =>
-        html`<a class="provider" href="/federated/${p.id}/start?return_to=${encodeURIComponent(returnTo)}">Continue with ${p.name}</a>`,
-    )}
-  </div>`
-}
-
 async function renderLogin(c: Context<AppEnv>, state: LoginFormState, status: 200 | FailureStatus = 200) {
+  const buttons = await providerButtons(c, state.returnTo)
+  if (!c.var.config.federation.passwordLogin) {
+    // PASSWORD_LOGIN=off: the providers are the only way in.
+    return sendPage(
+      c,
+      'Sign in',
+      html`<h1>Sign in</h1>
+        <p class="lead">Use one of these to continue to ${c.var.config.brand.name}.</p>
+        ${state.error === undefined ? '' : html`<div class="error" role="alert">${state.error}</div>`}
+        ${buttons === '' ? html`<div class="error" role="alert">No way to sign in is enabled.</div>` : buttons}`,
+      status,
+    )
+  }
   const csrf = await issueCsrfToken(c)
+  const tenant = loginTenant(c)
   return sendPage(
     c,
     'Sign in',
@@ -48,7 +44,7 @@ async function renderLogin(c: Context<AppEnv>, state: LoginFormState, status: 20
       <p class="lead">Use your ${c.var.config.brand.name} account to continue.</p>
       ${state.error === undefined ? '' : html`<div class="error" role="alert">${state.error}</div>`}
       ${state.offerResend === true ? html`<p><a href="/signup/resend">Send me a new confirmation link</a></p>` : ''}
-      <form method="post" action="/login" novalidate>
+      <form method="post" action="/login${tenant === undefined ? '' : `?tenant=${tenant}`}" novalidate>
         <input type="hidden" name="${CSRF_FIELD}" value="${csrf}" />
         <input type="hidden" name="return_to" value="${state.returnTo}" />
         <label for="email">Email</label>
@@ -60,7 +56,7 @@ async function renderLogin(c: Context<AppEnv>, state: LoginFormState, status: 20
         <label class="check"><input type="checkbox" name="remember" value="1" ${state.remember ? 'checked' : ''} /> Keep me signed in</label>
         <div class="row"><button type="submit">Sign in</button></div>
       </form>
-      ${federatedButtons(c, state.returnTo)}
+      ${buttons}
       <div class="links">
         <a href="/forgot-password">Forgot your password?</a>
         <a href="/signup?return_to=${encodeURIComponent(state.returnTo)}">Create an account</a>

@@ -23,6 +23,7 @@ import { accountLink, deliverSoon } from '../email/outbox'
 import { renderInvitationEmail } from '../email/templates'
 import type { AppEnv } from '../env'
 import { ProblemError } from '../errors/problem'
+import { tenantIdentityProviders } from '../federation/provider-admin'
 import { authenticate } from '../middleware/authenticate'
 import { clientIp } from '../middleware/client-ip'
 import { documentRoute } from '../openapi/registry'
@@ -329,6 +330,7 @@ export const tenants = new Hono<AppEnv>()
   })
   .route('/:id', tenantObjects)
   .route('/:id/service-keys', tenantServiceKeys)
+  .route('/:id/identity-providers', tenantIdentityProviders)
 
 function toInvitationJson(invitation: {
   id: string

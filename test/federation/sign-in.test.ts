@@ -1,130 +1,24 @@
 import { SELF } from 'cloudflare:test'
-import { and, eq, sql } from 'drizzle-orm'
-import { describe, expect, inject, it } from 'vitest'
-import { externalIdentities, users } from '../../db/schema'
+import { sql } from 'drizzle-orm'
+import { describe, expect, it } from 'vitest'
 import { seedUser, uniqueEmail } from '../helpers/accounts'
 import { testDb, unique } from '../helpers/db'
 import { approveConsent, exchangeCode, obtainCode, pkce, type SeededUser, webClient } from '../helpers/oauth'
 import { adminHeaders, BASE, callWith } from '../helpers/worker'
-import { FAKE_CLIENT_ID, FAKE_CLIENT_SECRET } from '../setup/fake-federation'
-
-const fake = inject('fakeFederationUrl')
-
-/** A deployment with GitHub and one OpenID provider, both pointing at the loopback fakes. */
-const FED = {
-  GITHUB_CLIENT_ID: FAKE_CLIENT_ID,
-  GITHUB_CLIENT_SECRET: FAKE_CLIENT_SECRET,
-  GITHUB_BASE_URL: `${fake}/github`,
-  GITHUB_API_URL: `${fake}/github-api`,
-  OIDC_PROVIDERS: JSON.stringify([
-    {
-      id: 'acme',
-      name: 'Acme SSO',
-      issuer: `${fake}/oidc`,
-      client_id: FAKE_CLIENT_ID,
-      client_secret: FAKE_CLIENT_SECRET,
-    },
-  ]),
-}
-
-type Vars = Record<string, string>
-
-interface FakeUser {
-  expires_in?: number
-  id?: number
-  login?: string
-  orgs?: string[]
-  emails?: { email: string; primary: boolean; verified: boolean }[]
-  sub?: string
-  email?: string
-  email_verified?: boolean
-  behavior?: string
-}
-
-function githubUser(email = uniqueEmail(), extra: Partial<FakeUser> = {}): FakeUser {
-  return {
-    id: Math.floor(Math.random() * 1e12),
-    login: unique('octo'),
-    emails: [
-      { email: `other-${email}`, primary: false, verified: true },
-      { email, primary: true, verified: true },
-    ],
-    ...extra,
-  }
-}
-
-function oidcUser(email = uniqueEmail(), extra: Partial<FakeUser> = {}): FakeUser {
-  return { sub: unique('sub'), email, email_verified: true, ...extra }
-}
-
-function cookieOf(res: Response, name: string): string | undefined {
-  const all = res.headers.getSetCookie()
-  const line = all.find((c) => c.startsWith(`${name}=`))
-  const value = line?.split(';')[0]?.slice(name.length + 1)
-  return value === undefined || value === '' ? undefined : value
-}
-
-interface Flow {
-  start: Response
-  /** The callback path with code and state, as the provider sent the browser back. */
-  callbackPath: string
-  flowCookie: string
-}
-
-/** GET /federated/{provider}/start, then the fake provider's authorization endpoint. */
-async function beginFlow(
-  provider: string,
-  user: FakeUser,
-  options: { vars?: Vars; returnTo?: string; cookie?: string; providerError?: string } = {},
-): Promise<Flow> {
-  const vars = { ...FED, ...options.vars }
-  const start = await callWith(
-    vars,
-    `/federated/${provider}/start?return_to=${encodeURIComponent(options.returnTo ?? '/welcome')}`,
-    { redirect: 'manual', headers: options.cookie === undefined ? {} : { cookie: options.cookie } },
-  )
-  expect(start.status, await start.clone().text()).toBe(302)
-  const upstream = new URL(start.headers.get('location') ?? '')
-  expect(upstream.searchParams.get('code_challenge_method')).toBe('S256')
-  upstream.searchParams.set('fake_user', Buffer.from(JSON.stringify(user)).toString('base64url'))
-  if (options.providerError !== undefined) {
-    upstream.searchParams.set('fake_error', options.providerError)
-  }
-  const back = await fetch(upstream, { redirect: 'manual' })
-  expect(back.status).toBe(302)
-  const callback = new URL(back.headers.get('location') ?? '')
-  const flowCookie = cookieOf(start, 'portcullis_federated') ?? ''
-  expect(flowCookie).not.toBe('')
-  return { start, callbackPath: `${callback.pathname}${callback.search}`, flowCookie }
-}
-
-function finish(flow: Flow, vars: Vars = {}, cookie = `portcullis_federated=${flow.flowCookie}`) {
-  return callWith({ ...FED, ...vars }, flow.callbackPath, { redirect: 'manual', headers: { cookie } })
-}
-
-async function signIn(provider: string, user: FakeUser, vars: Vars = {}) {
-  const flow = await beginFlow(provider, user, { vars })
-  return finish(flow, vars)
-}
-
-async function identitiesOf(provider: string, subject: string) {
-  return testDb()
-    .select()
-    .from(externalIdentities)
-    .where(and(eq(externalIdentities.provider, provider), eq(externalIdentities.subject, subject)))
-}
-
-async function usersWithEmail(email: string) {
-  return testDb().select().from(users).where(sql`lower(${users.email}) = lower(${email})`)
-}
-
-async function sessionUser(res: Response): Promise<{ id: string; email: string }> {
-  const token = cookieOf(res, 'portcullis_session')
-  expect(token).toBeDefined()
-  const me = await callWith(FED, '/auth/session', { headers: { cookie: `portcullis_session=${token}` } })
-  expect(me.status).toBe(200)
-  return ((await me.json()) as { user: { id: string; email: string } }).user
-}
+import {
+  beginFlow,
+  cookieOf,
+  type FakeUser,
+  FED,
+  fake,
+  finish,
+  githubUser,
+  identitiesOf,
+  oidcUser,
+  sessionUser,
+  signIn,
+  usersWithEmail,
+} from './flow'
 
 describe('federated sign-in: GitHub', () => {
   it('signs up a new GitHub user by numeric id with the verified primary email, and returns to return_to', async () => {
