@@ -1,4 +1,4 @@
-import { asc, eq, sql } from 'drizzle-orm'
+import { asc, eq, inArray, sql } from 'drizzle-orm'
 import type { Executor } from '../client'
 import { resourceServers } from '../schema'
 
@@ -16,6 +16,17 @@ export async function findResourceServer(
     .where(eq(resourceServers.identifier, identifier))
     .limit(1)
   return row
+}
+
+/** The resource servers named by these identifiers (several RFC 8707 `resource` values). One round trip. */
+export function findResourceServers(
+  x: Executor,
+  identifiers: readonly string[],
+): Promise<ResourceServerRow[]> {
+  return x
+    .select()
+    .from(resourceServers)
+    .where(inArray(resourceServers.identifier, [...identifiers]))
 }
 
 export async function findResourceServerById(

@@ -8,6 +8,7 @@ import {
   listResourceServers,
   type ResourceServerRow,
 } from '../../db/queries/resource-servers'
+import { SIGNING_ALGORITHMS } from '../../db/schema/constants'
 import { auditStatement } from '../audit/record'
 import type { AppEnv } from '../env'
 import { ProblemError } from '../errors/problem'
@@ -69,6 +70,8 @@ const CreateBody = v.object({
   access_token_ttl_seconds: v.optional(
     v.nullable(v.pipe(v.number(), v.integer(), v.minValue(60), v.maxValue(86_400))),
   ),
+  /** The JWS algorithm of its access tokens; absent or null: ACCESS_TOKEN_ALG. */
+  signing_algorithm: v.optional(v.nullable(v.picklist(SIGNING_ALGORITHMS))),
 })
 
 function view(row: ResourceServerRow): Record<string, unknown> {
@@ -78,6 +81,8 @@ function view(row: ResourceServerRow): Record<string, unknown> {
     display_name: row.displayName,
     scopes: row.scopes,
     access_token_ttl_seconds: row.accessTokenTtlSeconds,
+    signing_algorithm: row.signingAlgorithm,
+    tenant_id: row.tenantId,
     created_at: row.createdAt.toISOString(),
     updated_at: row.updatedAt.toISOString(),
   }
@@ -92,8 +97,8 @@ function actorOf(c: { var: AppEnv['Variables'] }): string {
 
 /**
  * /admin/resource-servers (issue 11): the APIs that trust our tokens, each with its identifier
- * (the `resource` clients send, the tokens' `aud`), name, scopes with descriptions, and token
- * lifetime. Create, list, get, delete; each change commits with its audit row.
+ * (the `resource` clients send, the tokens' `aud`), name, scopes with descriptions, token
+ * lifetime and signing algorithm, in the default tenant. Create, list, get, delete; each change commits with its audit row.
  */
 export const resourceServersAdmin = new Hono<AppEnv>()
   .use(requireAdmin())
@@ -108,6 +113,7 @@ export const resourceServersAdmin = new Hono<AppEnv>()
           displayName: body.display_name,
           scopes: body.scopes,
           accessTokenTtlSeconds: body.access_token_ttl_seconds ?? null,
+          signingAlgorithm: body.signing_algorithm ?? null,
         }),
         auditStatement(x, clientIp(c), {
           type: 'admin_action',
@@ -170,6 +176,8 @@ const RESOURCE_SERVER = v.object({
   display_name: v.string(),
   scopes: v.array(v.object({ name: v.string(), description: v.string() })),
   access_token_ttl_seconds: v.nullable(v.number()),
+  signing_algorithm: v.nullable(v.picklist(SIGNING_ALGORITHMS)),
+  tenant_id: v.string(),
   created_at: v.string(),
   updated_at: v.string(),
 })

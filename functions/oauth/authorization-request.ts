@@ -11,7 +11,13 @@ import { type OAuthParams, param } from './form'
 import { isMetadataDocumentClientId, metadataDocumentClient } from './metadata-document'
 import { isValidCodeChallenge } from './pkce'
 import { matchesRegisteredRedirectUri } from './redirect-uri'
-import { type ResourceTarget, resolveResource, targetScopeNames } from './resources'
+import {
+  MAX_RESOURCES,
+  type ResourceTarget,
+  resolveResources,
+  storedResource,
+  targetScopeNames,
+} from './resources'
 import { grantableScope } from './scope'
 
 export interface AuthorizationRequest {
@@ -22,8 +28,8 @@ export interface AuthorizationRequest {
   nonce: string | undefined
   codeChallenge: string
   resource: string | null
-  /** The resource server `resource` names (its name and scope descriptions go on consent). */
-  target?: ResourceTarget | null
+  /** The resource servers `resource` names (their names and scope descriptions go on consent). */
+  targets?: readonly ResourceTarget[]
   prompt: ReadonlySet<string>
   /** OIDC `max_age`: seconds since sign-in after which the user must sign in again. */
   maxAge: number | undefined
@@ -118,17 +124,17 @@ export async function validateAuthorizationRequest(
   }
   let scope: string[]
   let resource: string | null
-  let target: ResourceTarget | null
+  let targets: ResourceTarget[]
   try {
-    // RFC 8707: an unknown resource is invalid_target; a known one lends its scopes (issue 11).
-    target = await resolveResource(x, config, param(params, 'resource'))
+    // RFC 8707: an unknown resource is invalid_target; known ones lend their scopes (issue 11).
+    targets = await resolveResources(x, config, param(params, 'resource', MAX_RESOURCES * 2001))
     scope = grantableScope(
       param(params, 'scope'),
       client.scope,
       ['admin', 'apikeys:verify', 'tenant:admin'],
-      targetScopeNames(target),
+      targetScopeNames(targets),
     )
-    resource = target?.identifier ?? null
+    resource = storedResource(targets)
   } catch (error) {
     if (error instanceof OAuthError) {
       throw fail(error.code, error.options.description ?? error.code)
@@ -151,7 +157,7 @@ export async function validateAuthorizationRequest(
     nonce: param(params, 'nonce', 500),
     codeChallenge,
     resource,
-    target,
+    targets,
     prompt,
     maxAge: maxAge === undefined ? undefined : Number(maxAge),
   }

@@ -7,6 +7,11 @@ export type OAuthParams = ReadonlyMap<string, string>
 function fromSearchParams(params: URLSearchParams): Map<string, string> {
   const map = new Map<string, string>()
   for (const [key, value] of params) {
+    // RFC 8707 §2: `resource` may repeat; the values travel joined by spaces (a URI has none).
+    if (key === 'resource' && map.has(key) && value !== '') {
+      map.set(key, `${map.get(key)} ${value}`)
+      continue
+    }
     // RFC 6749 §3.1/§3.2: parameters MUST NOT be included more than once.
     if (map.has(key)) {
       throw new OAuthError('invalid_request', { description: `${key} is repeated` })

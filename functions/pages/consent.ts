@@ -20,9 +20,10 @@ export async function renderConsentPage(
   const host = new URL(request.redirectUri).host || request.redirectUri
   // Issue 11: a client known only by its metadata document is named by the host that published it.
   const published = metadataDocumentOrigin(request.client)
-  // Issue 11: a resource server's own scopes in its own words, and its name.
-  const target = request.target?.builtin === false ? request.target : undefined
-  const describe = (s: string) => target?.scopes.find((t) => t.name === s)?.description ?? scopeText(s)
+  // Issue 11: the resource servers' own scopes in their own words, and their names.
+  const targets = (request.targets ?? []).filter((t) => !t.builtin)
+  const describe = (s: string) =>
+    targets.flatMap((t) => t.scopes).find((t) => t.name === s)?.description ?? scopeText(s)
   return sendPage(
     c,
     'Authorize access',
@@ -32,10 +33,14 @@ export async function renderConsentPage(
         <a href="/oauth/authorize?${new URLSearchParams({ ...requestFields(request), prompt: 'login' }).toString()}">Use another account</a>
       </p>
       ${
-        target === undefined
+        targets.length === 0
           ? html`<p>${name} wants to:</p>`
-          : html`<p data-testid="consent-resource">${name} wants access to <strong>${target.displayName}</strong>
-              (${new URL(target.identifier).host}) to:</p>`
+          : html`<p data-testid="consent-resource">${name} wants access to
+              ${targets.map(
+                (t, i) =>
+                  html`${i > 0 ? ', ' : ''}<strong>${t.displayName}</strong> (${new URL(t.identifier).host})`,
+              )}
+              to:</p>`
       }
       ${
         published === null

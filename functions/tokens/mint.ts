@@ -10,7 +10,8 @@ export const ACCESS_TOKEN_TYP = 'at+jwt'
 export interface AccessTokenInput {
   /** User id, or the client_id for client_credentials (RFC 9068 §2.2). */
   subject: string
-  audience: string
+  /** One audience, or several (RFC 8707 §2: one per `resource`). */
+  audience: string | string[]
   /** Public client_id. */
   clientId: string
   scope: string
@@ -31,6 +32,8 @@ export interface AccessTokenInput {
   act?: Record<string, unknown>
   /** Epoch seconds the token may not outlive (an exchanged token ends with its subject token). */
   notAfter?: number
+  /** The audience's signing algorithm (issue 11: per resource server); ACCESS_TOKEN_ALG otherwise. */
+  alg?: SigningAlgorithm
 }
 
 export interface MintedToken {
@@ -82,7 +85,14 @@ export async function mintAccessToken(db: Db, config: Config, input: AccessToken
   if (input.authTime) {
     claims.auth_time = Math.floor(input.authTime.getTime() / 1000)
   }
-  const token = await sign(db, config, config.accessTokenAlg, ACCESS_TOKEN_TYP, claims, input.now)
+  const token = await sign(
+    db,
+    config,
+    input.alg ?? config.accessTokenAlg,
+    ACCESS_TOKEN_TYP,
+    claims,
+    input.now,
+  )
   return { token, expiresIn: Math.max(0, exp - iat), expiresAt: new Date(exp * 1000) }
 }
 

@@ -1,10 +1,14 @@
-import { decodeJwt } from 'jose'
+import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify } from 'jose'
 import { describe, expect, it } from 'vitest'
+import { DEFAULT_TENANT_ID } from '../../db/schema/constants'
 import { unique } from '../helpers/db'
 import {
   adminClient,
+  approveConsent,
   authorize,
+  type CodeResult,
   exchangeCode,
+  fetchJwks,
   obtainCode,
   pkce,
   refresh,
@@ -303,5 +307,173 @@ describe('a resource server’s access-token lifetime', () => {
     ).json()) as TokenSet
     expect(t2.expires_in).toBeLessThanOrEqual(plain.expires_in)
     expect(t2.expires_in).toBeGreaterThan(120)
+  })
+})
+
+/** /oauth/authorize with `resource` repeated (RFC 8707 §2), approved: the code. */
+async function codeForResources(
+  client: TestClientLike,
+  user: Awaited<ReturnType<typeof seedUser>>,
+  scope: string,
+  resources: readonly string[],
+): Promise<{ res: Response; result?: CodeResult }> {
+  const p = await pkce()
+  const query = new URLSearchParams({
+    response_type: 'code',
+    client_id: client.client_id,
+    redirect_uri: client.redirect_uris[0] ?? '',
+    code_challenge: p.challenge,
+    code_challenge_method: 'S256',
+    scope,
+  })
+  for (const r of resources) {
+    query.append('resource', r)
+  }
+  const res = await call(`/oauth/authorize?${query}`, {
+    redirect: 'manual',
+    headers: { cookie: user.cookie },
+  })
+  if (res.status !== 200) {
+    return { res }
+  }
+  const location = await approveConsent(res.clone(), user)
+  const code = new URL(location ?? '').searchParams.get('code') ?? ''
+  return { res, result: { code, pkce: p, redirectUri: client.redirect_uris[0] ?? '' } }
+}
+
+type TestClientLike = Awaited<ReturnType<typeof webClient>>
+
+describe('several resources (RFC 8707 §2, issue 11)', () => {
+  it('one grant for two resource servers: consent names both; the token is for both until narrowed to one, whose scopes alone it keeps', async () => {
+    const scopeA = `${unique('mcp')}:a`
+    const scopeB = `${unique('mcp')}:b`
+    const rsA = await createResourceServer(scopeA, { access_token_ttl_seconds: 600 })
+    const rsB = await createResourceServer(scopeB, { access_token_ttl_seconds: 300 })
+    const rsC = await createResourceServer(`${unique('mcp')}:c`)
+    const client = await webClient({ scope: 'openid offline_access' })
+    const user = await seedUser()
+    const { res, result } = await codeForResources(
+      client,
+      user,
+      `openid offline_access ${scopeA} ${scopeB}`,
+      [rsA.identifier, rsB.identifier],
+    )
+    const page = await res.text()
+    expect(page).toContain(new URL(rsA.identifier).host)
+    expect(page).toContain(new URL(rsB.identifier).host)
+    if (result === undefined) {
+      throw new Error('no code')
+    }
+    const both = await exchangeCode(client, result)
+    expect(both.status, await both.clone().text()).toBe(200)
+    const tokens = (await both.json()) as TokenSet
+    const claims = decodeJwt(tokens.access_token)
+    expect(claims.aud).toEqual([rsA.identifier, rsB.identifier])
+    expect(String(claims.scope).split(' ')).toEqual(expect.arrayContaining([scopeA, scopeB]))
+    // The shortest lifetime of the audiences applies.
+    expect(tokens.expires_in).toBeLessThanOrEqual(300)
+
+    const onlyB = await refresh(client, tokens.refresh_token ?? '', { resource: rsB.identifier })
+    expect(onlyB.status, await onlyB.clone().text()).toBe(200)
+    const b = (await onlyB.json()) as TokenSet
+    const bClaims = decodeJwt(b.access_token)
+    expect(bClaims.aud).toBe(rsB.identifier)
+    expect(String(bClaims.scope).split(' ')).toContain(scopeB)
+    expect(String(bClaims.scope).split(' ')).not.toContain(scopeA)
+    expect(String(bClaims.scope).split(' ')).toContain('openid')
+
+    const onlyA = await refresh(client, b.refresh_token ?? '', { resource: rsA.identifier })
+    expect(onlyA.status, await onlyA.clone().text()).toBe(200)
+    const a = (await onlyA.json()) as TokenSet
+    expect(decodeJwt(a.access_token).aud).toBe(rsA.identifier)
+    expect(String(decodeJwt(a.access_token).scope).split(' ')).not.toContain(scopeB)
+    expect(a.expires_in).toBeGreaterThan(300)
+
+    // A registered resource outside the grant: invalid_target, and the refresh token survives.
+    const outside = await refresh(client, a.refresh_token ?? '', { resource: rsC.identifier })
+    expect(outside.status).toBe(400)
+    expect(((await outside.json()) as { error: string }).error).toBe('invalid_target')
+    expect((await refresh(client, a.refresh_token ?? '')).status).toBe(200)
+  })
+
+  it('the code exchange may narrow to one of the resources', async () => {
+    const scopeA = `${unique('mcp')}:a`
+    const scopeB = `${unique('mcp')}:b`
+    const rsA = await createResourceServer(scopeA)
+    const rsB = await createResourceServer(scopeB)
+    const client = await webClient({ scope: 'openid' })
+    const user = await seedUser()
+    const { result } = await codeForResources(client, user, `openid ${scopeA} ${scopeB}`, [
+      rsA.identifier,
+      rsB.identifier,
+    ])
+    if (result === undefined) {
+      throw new Error('no code')
+    }
+    const narrowed = await exchangeCode(client, result, { resource: rsA.identifier })
+    expect(narrowed.status, await narrowed.clone().text()).toBe(200)
+    const claims = decodeJwt(((await narrowed.json()) as TokenSet).access_token)
+    expect(claims.aud).toBe(rsA.identifier)
+    expect(claims.scope).toBe(`openid ${scopeA}`)
+  })
+
+  it('resources that sign differently, more than five, or one unknown among them: invalid_target', async () => {
+    const es = await createResourceServer(`${unique('mcp')}:es`)
+    const ed = await createResourceServer(`${unique('mcp')}:ed`, { signing_algorithm: 'EdDSA' })
+    const client = await webClient({ scope: 'openid' })
+    const user = await seedUser()
+    const cases = [
+      [es.identifier, ed.identifier],
+      [es.identifier, 'https://unknown.example/'],
+      Array.from({ length: 6 }, (_, i) => `https://r${i}.example/`),
+    ]
+    for (const resources of cases) {
+      const { res } = await codeForResources(client, user, 'openid', resources)
+      expect(res.status).toBe(302)
+      expect(new URL(res.headers.get('location') ?? '').searchParams.get('error')).toBe('invalid_target')
+    }
+  })
+})
+
+describe('a resource server’s signing algorithm', () => {
+  it('signs the tokens minted for it (EdDSA here), verifiable against the JWKS; others keep ACCESS_TOKEN_ALG', async () => {
+    const scope = `${unique('mcp')}:ed`
+    const rs = await createResourceServer(scope, { signing_algorithm: 'EdDSA' })
+    const admin = (await (
+      await call(`/admin/resource-servers/${rs.id}`, { headers: adminHeaders() })
+    ).json()) as {
+      signing_algorithm: string
+      tenant_id: string
+    }
+    expect(admin.signing_algorithm).toBe('EdDSA')
+    expect(admin.tenant_id).toBe(DEFAULT_TENANT_ID)
+    const client = await webClient()
+    const user = await seedUser()
+    const tokens = (await (
+      await exchangeCode(
+        client,
+        await obtainCode(client, user, { scope: `openid offline_access ${scope}`, resource: rs.identifier }),
+      )
+    ).json()) as TokenSet
+    expect(decodeProtectedHeader(tokens.access_token).alg).toBe('EdDSA')
+    const jwks = createLocalJWKSet(await fetchJwks())
+    const verified = await jwtVerify(tokens.access_token, jwks, { audience: rs.identifier })
+    expect(verified.payload.scope).toContain(scope)
+    const refreshed = (await (await refresh(client, tokens.refresh_token ?? '')).json()) as TokenSet
+    expect(decodeProtectedHeader(refreshed.access_token).alg).toBe('EdDSA')
+    const plain = (await (
+      await exchangeCode(client, await obtainCode(client, user, { scope: 'openid' }))
+    ).json()) as TokenSet
+    expect(decodeProtectedHeader(plain.access_token).alg).toBe('ES256')
+  })
+
+  it('refuses an unknown algorithm', async () => {
+    const res = await postJson(
+      '/admin/resource-servers',
+      { identifier: 'https://alg.example/', display_name: 'x', scopes: [], signing_algorithm: 'HS256' },
+      adminHeaders(),
+    )
+    expect(res.status).toBe(400)
+    expect(await res.text()).toContain('signing_algorithm')
   })
 })

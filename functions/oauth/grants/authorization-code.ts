@@ -3,7 +3,7 @@ import { sha256Hex } from '../../crypto/hash'
 import { OAuthError } from '../../errors/oauth'
 import { type OAuthParams, param, requiredParam } from '../form'
 import { s256Challenge, verifyPkceS256 } from '../pkce'
-import { checkGrantedResource, resolveResource } from '../resources'
+import { MAX_RESOURCES, narrowGrant, resolveResources } from '../resources'
 import {
   accessTokensExpireBy,
   type GrantContext,
@@ -27,7 +27,11 @@ export async function authorizationCodeGrant(ctx: GrantContext, params: OAuthPar
   }
   const redirectUri = param(params, 'redirect_uri') ?? null
   // An unknown resource is refused before the code is spent (no round trip for a cached one).
-  const target = await resolveResource(ctx.db.http, ctx.config, param(params, 'resource'))
+  const requested = await resolveResources(
+    ctx.db.http,
+    ctx.config,
+    param(params, 'resource', MAX_RESOURCES * 2001),
+  )
   const codeHash = await sha256Hex(code)
   const refresh = await newRefreshToken(ctx.config, ctx.now)
   const result = await consumeAuthorizationCode(ctx.db.http, {
@@ -75,17 +79,18 @@ export async function authorizationCodeGrant(ctx: GrantContext, params: OAuthPar
   if (consumed.status !== 'active') {
     throw new OAuthError('invalid_grant', { description: 'The user may not sign in', log: 'user_inactive' })
   }
-  checkGrantedResource(ctx.config, target, consumed.resource)
-  // The grant's resource server, for its token lifetime: cached per isolate, else one round trip.
-  const granted = target ?? (await resolveResource(ctx.db.http, ctx.config, consumed.resource ?? undefined))
+  // RFC 8707 §2.2: `resource` narrows the token to some of the grant's targets (issue 11); their
+  // lifetime and algorithm apply. Cached per isolate, else one round trip.
+  const issued = await narrowGrant(ctx.db.http, ctx.config, requested, consumed.resource, consumed.scope)
   const response = await issueUserTokens(ctx, client, {
     grantee: consumed,
-    scope: consumed.scope,
-    resource: consumed.resource,
+    scope: issued.scope,
+    resource: issued.resource,
     jti: consumed.codeId,
     refreshToken: consumed.refreshIssued ? refresh.token : undefined,
     nonce: consumed.nonce,
-    ttlSeconds: granted?.accessTokenTtlSeconds,
+    ttlSeconds: issued.ttlSeconds,
+    alg: issued.alg,
   })
   return { response }
 }

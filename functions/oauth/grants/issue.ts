@@ -7,12 +7,14 @@ import type {
   PresentedClient,
 } from '../../../db/queries/oauth-grants'
 import type { OAuthClientRow } from '../../../db/queries/oauth-tokens'
+import type { SigningAlgorithm } from '../../../db/schema'
 import type { Config } from '../../config'
 import { sha256Hex } from '../../crypto/hash'
 import { randomToken } from '../../crypto/random'
 import { OAuthError } from '../../errors/oauth'
-import { accessTokenAudience, mintAccessToken, mintIdToken } from '../../tokens/mint'
+import { mintAccessToken, mintIdToken } from '../../tokens/mint'
 import { idTokenAlgorithm } from '../client-metadata'
+import { resourceAudience } from '../resources'
 
 /** RFC 6749 §5.1 successful response, snake_case as on the wire. */
 export interface TokenResponse {
@@ -146,13 +148,15 @@ export async function issueUserTokens(
     nonce: string | null
     /** The resource server's access-token lifetime (issue 11): it may only shorten ACCESS_TOKEN_TTL. */
     ttlSeconds?: number | null
+    /** The resource server's signing algorithm (issue 11); undefined: ACCESS_TOKEN_ALG. */
+    alg?: SigningAlgorithm | undefined
   },
 ): Promise<TokenResponse> {
   const scopes = input.scope.split(' ').filter(Boolean)
   const authTime = input.grantee.authTime === null ? null : new Date(input.grantee.authTime * 1000)
   const access = await mintAccessToken(ctx.db, ctx.config, {
     subject: input.grantee.userId,
-    audience: accessTokenAudience(ctx.config, input.resource),
+    audience: resourceAudience(ctx.config, input.resource),
     clientId: client.clientId,
     scope: input.scope,
     jti: input.jti,
@@ -161,6 +165,7 @@ export async function issueUserTokens(
     issuedAfter: input.grantee.tokensValidAfter,
     jkt: ctx.presented.dpop?.jkt ?? null,
     ...(input.ttlSeconds ? { notAfter: Math.floor(ctx.now.getTime() / 1000) + input.ttlSeconds } : {}),
+    ...(input.alg === undefined ? {} : { alg: input.alg }),
   })
   const response: TokenResponse = {
     access_token: access.token,

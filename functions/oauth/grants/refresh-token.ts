@@ -6,7 +6,7 @@ import {
 import { sha256Hex } from '../../crypto/hash'
 import { OAuthError } from '../../errors/oauth'
 import { type OAuthParams, param, requiredParam } from '../form'
-import { resolveResource } from '../resources'
+import { MAX_RESOURCES, narrowGrant, resolveResources } from '../resources'
 import { parseScope } from '../scope'
 import {
   accessTokensExpireBy,
@@ -35,19 +35,26 @@ const FAILURE_DESCRIPTIONS: Record<RefreshFailure, string> = {
  */
 export async function refreshTokenGrant(ctx: GrantContext, params: OAuthParams): Promise<GrantOutcome> {
   const tokenHash = await sha256Hex(requiredParam(params, 'refresh_token', 200))
-  const requested = parseScope(param(params, 'scope'))
+  const narrowed = parseScope(param(params, 'scope'))
   // An unknown resource is refused before the statement; a known one that is not the grant's
   // target is checked inside the rotation, so the token does not rotate (and is not lost).
-  const target = await resolveResource(ctx.db.http, ctx.config, param(params, 'resource'))
+  const requested = await resolveResources(
+    ctx.db.http,
+    ctx.config,
+    param(params, 'resource', MAX_RESOURCES * 2001),
+  )
   const audience =
-    target === null
+    requested.length === 0
       ? null
-      : { identifier: target.identifier, fallback: ctx.config.defaultAudience || ctx.config.issuer }
+      : {
+          identifier: requested.map((t) => t.identifier).join(' '),
+          fallback: ctx.config.defaultAudience || ctx.config.issuer,
+        }
   const next = await newRefreshToken(ctx.config, ctx.now)
   const result = await rotateRefreshToken(ctx.db.http, {
     client: ctx.presented,
     tokenHash,
-    requestedScope: requested.join(' '),
+    requestedScope: narrowed.join(' '),
     target: audience,
     next,
     audit: ctx.audit,
@@ -78,17 +85,24 @@ export async function refreshTokenGrant(ctx: GrantContext, params: OAuthParams):
       log: `refresh_${why.failure}`,
     })
   }
-  const granted = target ?? (await resolveResource(ctx.db.http, ctx.config, rotated.resource ?? undefined))
-  // RFC 6749 §6: a narrower scope applies to this access token; the grant keeps its scope.
-  const scope = requested.length > 0 ? requested.join(' ') : rotated.scope
+  // RFC 6749 §6: a narrower scope applies to this access token; the grant keeps its scope. RFC
+  // 8707 §2.2: `resource` narrows the audience (and drops the scopes of the targets left out).
+  const issued = await narrowGrant(
+    ctx.db.http,
+    ctx.config,
+    requested,
+    rotated.resource,
+    narrowed.length > 0 ? narrowed.join(' ') : rotated.scope,
+  )
   const response = await issueUserTokens(ctx, client, {
     grantee: rotated,
-    scope,
-    resource: rotated.resource,
+    scope: issued.scope,
+    resource: issued.resource,
     jti: next.id,
     refreshToken: next.token,
     nonce: null,
-    ttlSeconds: granted?.accessTokenTtlSeconds,
+    ttlSeconds: issued.ttlSeconds,
+    alg: issued.alg,
   })
   return { response }
 }
