@@ -53,6 +53,8 @@ export const PURGE_RULES: readonly PurgeRule[] = [
   { table: 'federated_login_states', expired: ({ now }) => sql`expires_at < ${now}` },
   // Sign-ins waiting for a second factor live five minutes; finished ones are deleted at once.
   { table: 'mfa_challenges', expired: ({ now }) => sql`expires_at < ${now}` },
+  // Answered WebAuthn challenges: kept only while the challenge itself could still be answered.
+  { table: 'webauthn_challenges', expired: ({ now }) => sql`expires_at < ${now}` },
   // Accepted invitations go too once expired: membership is the lasting record, audit the history.
   { table: 'tenant_invitations', expired: ({ now }) => sql`expires_at < ${now}` },
   {

@@ -35,8 +35,10 @@ export const WEBAUTHN_CHALLENGE_PURPOSES = ['register', 'sign_in', 'second_facto
 export type WebauthnChallengePurpose = (typeof WEBAUTHN_CHALLENGE_PURPOSES)[number]
 
 /**
- * A WebAuthn ceremony's challenge, stored as its SHA-256, for one purpose (and one user, except
- * for a usernameless sign-in): deleted by the response that answers it, so it is used once.
+ * WebAuthn challenges that have been answered, as SHA-256, with their purpose (and user, except
+ * for a usernameless sign-in). Challenges are issued without a row (HMAC-bound to purpose, user or
+ * pending sign-in, and expiry: functions/auth/passkeys/challenge.ts); the first response to one
+ * inserts it here, so any later response to the same challenge is refused. Purged once expired.
  */
 export const webauthnChallenges = pgTable(
   'webauthn_challenges',

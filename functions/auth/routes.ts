@@ -143,7 +143,7 @@ documentRoute({
  * The caller's live session with its full user row, in one round trip; 401 without one, 403 for
  * a suspended or pending account.
  */
-async function liveSession(c: Context<AppEnv>, now: Date) {
+export async function liveSession(c: Context<AppEnv>, now: Date) {
   const token = readSessionToken(c)
   const found =
     token === undefined

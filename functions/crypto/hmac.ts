@@ -3,7 +3,7 @@ import { bytesEqual } from './compare'
 import { fromBase64Url, toBase64Url, utf8 } from './encoding'
 
 /** What a key derived from MASTER_KEY is for; each purpose gets an independent key (HKDF info). */
-export type HmacPurpose = 'csrf' | 'federation' | 'dpop-nonce'
+export type HmacPurpose = 'csrf' | 'federation' | 'dpop-nonce' | 'webauthn'
 
 const derived = new WeakMap<MasterKey, Map<HmacPurpose, Promise<CryptoKey>>>()
 

@@ -8,7 +8,6 @@ import {
   listLiveSessions,
 } from '../../db/queries/account'
 import { insertApiKey, type KeyAudit, listApiKeys, revokeApiKey } from '../../db/queries/apikeys'
-import { findLiveSessionWithUser } from '../../db/queries/sessions'
 import { updateDisplayNameStatement } from '../../db/queries/users'
 import { isUuid } from '../../db/uuid'
 import { generateApiKey } from '../apikeys/key-format'
@@ -16,7 +15,7 @@ import { auditStatement } from '../audit/record'
 import { changePassword } from '../auth/account-actions'
 import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../auth/password-policy'
 import { DISPLAY_NAME_MAX_LENGTH, DisplayName } from '../auth/schemas'
-import { readSessionToken, slideSession } from '../auth/session-cookie'
+import { slideSession } from '../auth/session-cookie'
 import {
   confirmTotpEnrolment,
   disableTotp,
@@ -30,38 +29,14 @@ import type { AppEnv } from '../env'
 import { ProblemError } from '../errors/problem'
 import { clientIp } from '../middleware/client-ip'
 import { documentRoute } from '../openapi/registry'
-import { CSRF_FIELD, issueCsrfToken, verifyCsrf } from './csrf'
+import { planKeyTiers } from '../tenants/plans'
+import { accountEmailPage } from './account-email'
+import { type Form, type Signed, signedIn, signedInForm, toLogin } from './account-session'
+import { CSRF_FIELD, issueCsrfToken } from './csrf'
 import { sendPage } from './layout'
+import { passkeyAccountSection } from './passkey-blocks'
 import { qrCodeSvg } from './qr-code'
 import { isoTime, relativeTime, scopeText, weakPasswordText } from './words'
-
-type Signed = NonNullable<Awaited<ReturnType<typeof findLiveSessionWithUser>>>
-
-async function signedIn(c: Context<AppEnv>): Promise<Signed | undefined> {
-  const token = readSessionToken(c)
-  const found =
-    token === undefined
-      ? undefined
-      : await findLiveSessionWithUser(c.var.db.http, await sha256Hex(token), new Date())
-  return found === undefined || found.user.status !== 'active' ? undefined : found
-}
-
-function toLogin(c: Context<AppEnv>): Response {
-  return c.redirect(`/login?return_to=${encodeURIComponent('/account')}`, 303)
-}
-
-type Form = Awaited<ReturnType<Context<AppEnv>['req']['parseBody']>>
-
-/** A form POST from the account page: the signed-in person and the CSRF-checked form, else the way to /login. */
-async function signedInForm(c: Context<AppEnv>): Promise<{ me: Signed; form: Form } | Response> {
-  const me = await signedIn(c)
-  if (me === undefined) {
-    return toLogin(c)
-  }
-  const form = await c.req.parseBody()
-  await verifyCsrf(c, form[CSRF_FIELD])
-  return { me, form }
-}
 
 /** "Chrome on Linux"-style words for a User-Agent; the raw string stays in the tooltip. */
 function deviceWords(userAgent: string | null): string {
@@ -120,7 +95,8 @@ async function renderAccount(
     c,
     'Your account',
     html`<h1>Your account</h1>
-      <p class="lead">Signed in as <strong data-testid="account-email">${me.user.email}</strong>.</p>
+      <p class="lead">Signed in as <strong data-testid="account-email">${me.user.email}</strong>
+        · <a href="/account/email" data-testid="change-email">Change email</a></p>
       ${notice === undefined ? '' : html`<div class="${status === 200 ? 'notice' : 'error'}" role="status">${notice}</div>`}
 
       <h2>Profile</h2>
@@ -177,6 +153,8 @@ async function renderAccount(
                 <div class="row"><button type="submit" class="secondary">Set up two-factor sign-in</button></div>
               </form>`
       }
+
+      ${passkeyAccountSection(c, me, csrf)}
 
       <h2>Where you are signed in</h2>
       <ul class="items" data-testid="sessions">
@@ -341,6 +319,7 @@ documentRoute({
  * JavaScript; every change is scoped to the session's user and audited in its own statement.
  */
 export const accountPage = new Hono<AppEnv>()
+  .route('/email', accountEmailPage)
   .get('/', async (c) => {
     const me = await signedIn(c)
     if (me === undefined) {
@@ -519,7 +498,7 @@ export const accountPage = new Hono<AppEnv>()
         prefix: generated.prefix,
         last4: generated.last4,
         name,
-        tier: config.defaultApiKeyTier,
+        tier: planKeyTiers(config),
         scopes: [],
         metadata: {},
         rateLimit: null,

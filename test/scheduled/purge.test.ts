@@ -226,6 +226,18 @@ async function seedEveryTarget(): Promise<Seeded> {
     .returning({ id: s.mfaChallenges.id, expiresAt: s.mfaChallenges.expiresAt })
   keep('mfa_challenges', challenges.find((r) => r.expiresAt > NOW)?.id)
 
+  const answered = await db
+    .insert(s.webauthnChallenges)
+    .values(
+      [at(-0.01), at(0.01)].map((expiresAt) => ({
+        challengeHash: hash(),
+        purpose: 'sign_in' as const,
+        expiresAt,
+      })),
+    )
+    .returning({ id: s.webauthnChallenges.id, expiresAt: s.webauthnChallenges.expiresAt })
+  keep('webauthn_challenges', answered.find((r) => r.expiresAt > NOW)?.id)
+
   const usage = await db
     .insert(s.apiKeyUsage)
     .values(
@@ -297,6 +309,7 @@ async function seedEveryTarget(): Promise<Seeded> {
       federated_login_states: 1,
       tenant_invitations: 1,
       mfa_challenges: 1,
+      webauthn_challenges: 1,
       api_key_usage: 2,
       api_key_usage_counters: 1,
       audit_events: 1,
