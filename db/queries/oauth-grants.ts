@@ -114,14 +114,15 @@ export function hourStart(now: Date): Date {
 }
 
 /**
- * A refused token request of an agent client counts a failure in its hourly counter (issue 15):
- * the failure path's own statement; nothing for an unknown client or one of another method.
+ * A refused token request of an agent client counts a failure in its hourly counter (issue 15),
+ * as a statement for the failure path's batch; nothing for an unknown client or one of another
+ * method.
  */
-export async function recordClientFailure(
+export function clientFailureStatement(
   x: Executor,
   input: { clientId: string; grantType: string; now: Date },
-): Promise<void> {
-  await x.execute(
+) {
+  return x.execute(
     sql`insert into oauth_client_usage_counters as u (client_id, hour_start, grant_type, success, failure, last_used_at)
         select id, ${hourStart(input.now)}::timestamptz, ${input.grantType}, 0, 1, ${input.now}::timestamptz
         from oauth_clients where client_id = ${input.clientId} and token_endpoint_auth_method = 'private_key_jwt'
@@ -163,7 +164,10 @@ export interface Grantee {
   emailVerified: boolean
   /** Seconds since the epoch. */
   authTime: number | null
-  /** How the user authenticated (OIDC `amr`), when the grant recorded it (authorization codes do). */
+  /**
+   * How the user authenticated (OIDC `amr`), when the grant recorded it: authorization codes do,
+   * and their refresh tokens carry it through every rotation (issue 14).
+   */
   amr?: string[]
   /**
    * The user's last credential event (`tokens_valid_after`), whole epoch seconds (floored):
@@ -237,9 +241,9 @@ export async function consumeAuthorizationCode(
       where g.status = 'active' and g.code_challenge = ${input.codeChallenge}
         and g.redirect_uri = coalesce(${input.redirectUri}, g.redirect_uri)
     ), issued as (
-      insert into refresh_tokens (id, token_hash, family_id, authorization_code_id, client_id, user_id, scope, resource, auth_time, expires_at, dpop_jkt)
+      insert into refresh_tokens (id, token_hash, family_id, authorization_code_id, client_id, user_id, scope, resource, auth_time, amr, expires_at, dpop_jkt)
       select ${refresh.id}::uuid, ${refresh.tokenHash}, g.id, g.id, cl.id,
-             g.user_id, g.scope, g.resource, g.auth_time, ${refresh.expiresAt}::timestamptz, ${publicJkt(input.client)}
+             g.user_id, g.scope, g.resource, g.auth_time, g.amr, ${refresh.expiresAt}::timestamptz, ${publicJkt(input.client)}
       from ok g cross join client cl
       where 'refresh_token' = any(cl.grant_types)
       returning id
@@ -369,12 +373,12 @@ export async function rotateRefreshToken(
         and string_to_array(${input.requestedScope}, ' ') <@ string_to_array(r.scope, ' ')
         and (r.dpop_jkt is null or r.dpop_jkt = ${input.client.dpop?.jkt ?? null}::text)
         and ${targetMatches(sql`r.resource`, input.target)}
-      returning r.id, r.family_id, r.authorization_code_id, r.client_id, r.user_id, r.scope, r.resource, r.auth_time, r.dpop_jkt,
+      returning r.id, r.family_id, r.authorization_code_id, r.client_id, r.user_id, r.scope, r.resource, r.auth_time, r.amr, r.dpop_jkt,
                 u.status, u.email, u.display_name, u.email_verified_at, u.tokens_valid_after
     ), issued as (
-      insert into refresh_tokens (id, token_hash, family_id, parent_id, authorization_code_id, client_id, user_id, scope, resource, auth_time, expires_at, dpop_jkt)
+      insert into refresh_tokens (id, token_hash, family_id, parent_id, authorization_code_id, client_id, user_id, scope, resource, auth_time, amr, expires_at, dpop_jkt)
       select ${input.next.id}::uuid, ${input.next.tokenHash}, family_id, id, authorization_code_id, client_id,
-             user_id, scope, resource, auth_time, ${input.next.expiresAt}::timestamptz, dpop_jkt
+             user_id, scope, resource, auth_time, amr, ${input.next.expiresAt}::timestamptz, dpop_jkt
       from rotated
       returning id
     ), audited as (
@@ -387,7 +391,7 @@ export async function rotateRefreshToken(
     select ${CLIENT_COLUMNS}, r.id::text as previous_id, r.family_id::text as family_id, r.user_id::text as user_id,
            r.scope, r.resource, r.status, r.email, r.display_name, r.email_verified_at is not null as email_verified,
            floor(extract(epoch from r.tokens_valid_after))::float8 as tokens_valid_after,
-           floor(extract(epoch from r.auth_time))::int as auth_time
+           floor(extract(epoch from r.auth_time))::int as auth_time, r.amr
     from client cl left join rotated r on true`,
   )
   if (row === undefined) {
@@ -411,6 +415,7 @@ export async function rotateRefreshToken(
       emailVerified: row.email_verified === true,
       tokensValidAfter: row.tokens_valid_after == null ? null : Number(row.tokens_valid_after),
       authTime: row.auth_time === null ? null : Number(row.auth_time),
+      ...(Array.isArray(row.amr) ? { amr: row.amr.map(String) } : {}),
     },
   }
 }

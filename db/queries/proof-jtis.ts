@@ -15,3 +15,12 @@ export async function spendProofJti(x: Executor, jtiHash: string, expiresAt: Dat
   )
   return rows.length === 1
 }
+
+/** `spendProofJti` as a statement for the caller's batch: one row when this spend won. */
+export function spendProofJtiStatement(x: Executor, jtiHash: string, expiresAt: Date) {
+  return x.execute(
+    sql`insert into used_proof_jtis (jti_hash, expires_at) values (${jtiHash}, ${expiresAt}::timestamptz)
+        on conflict (jti_hash) do nothing
+        returning 1 as spent`,
+  )
+}

@@ -9,8 +9,11 @@ import {
   errors as joseErrors,
   jwtVerify,
 } from 'jose'
-import type { Executor } from '../../db/client'
-import { findClient } from '../../db/queries/oauth-clients'
+import type { Executor, HttpDb } from '../../db/client'
+import { findClient, findClientStatement } from '../../db/queries/oauth-clients'
+import { clientFailureStatement } from '../../db/queries/oauth-grants'
+import type { OAuthClientRow } from '../../db/queries/oauth-tokens'
+import { spendProofJtiStatement } from '../../db/queries/proof-jtis'
 import type { Config } from '../config'
 import { sha256Hex } from '../crypto/hash'
 import { OAuthError } from '../errors/oauth'
@@ -278,4 +281,40 @@ export async function verifyAgentAssertion(
     endpoint,
     now,
   )
+}
+
+/**
+ * Why a grant statement refused an agent whose assertion verified against cached keys, in ONE
+ * round trip (a batch): the client row read afresh, the assertion's `jti` spent (RFC 7523 §3:
+ * once, refused or not) and a failure counted in its usage. Throws `invalid_client` when the
+ * client is gone, disabled or no longer registers the key, or the `jti` was spent before (a
+ * replay); else returns the row for the grant's own explanation (grant type, DPoP).
+ */
+export async function explainAgentRefusal(
+  config: Config,
+  db: HttpDb,
+  input: {
+    clientId: string
+    assertion: string
+    verified: VerifiedAssertion
+    endpoint: string
+    grantType: string
+    now: Date
+  },
+): Promise<OAuthClientRow> {
+  forgetClientKeys(input.clientId)
+  const [rows, spent] = await db.batch([
+    findClientStatement(db, input.clientId),
+    spendProofJtiStatement(db, input.verified.jtiHash, input.verified.expiresAt),
+    clientFailureStatement(db, { clientId: input.clientId, grantType: input.grantType, now: input.now }),
+  ])
+  const row = rows[0]
+  if (row === undefined || row.disabledAt !== null || row.tokenEndpointAuthMethod !== 'private_key_jwt') {
+    throw refuse('client gone, disabled or not private_key_jwt')
+  }
+  await verifyClientAssertion(config, clientKeysOf(row), input.assertion, input.endpoint, input.now)
+  if (((spent as { rows?: unknown[] }).rows ?? []).length === 0) {
+    throw refuse('assertion jti replayed')
+  }
+  return row
 }

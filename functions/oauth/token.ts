@@ -1,6 +1,6 @@
 import { type Context, Hono } from 'hono'
 import * as v from 'valibot'
-import { recordClientFailure } from '../../db/queries/oauth-grants'
+import { clientFailureStatement } from '../../db/queries/oauth-grants'
 import { sha256Hex } from '../crypto/hash'
 import type { AppEnv } from '../env'
 import { OAuthError } from '../errors/oauth'
@@ -9,7 +9,7 @@ import { clientIp } from '../middleware/client-ip'
 import { documentRoute } from '../openapi/registry'
 import { checkDpopProof, type DpopProof } from '../tokens/dpop'
 import { currentDpopNonce, isValidDpopNonce } from '../tokens/dpop-nonce'
-import { forgetClientKeys, verifyAgentAssertion } from './client-assertion'
+import { explainAgentRefusal, verifyAgentAssertion } from './client-assertion'
 import { authenticateClient, type ClientCredentials, readClientCredentials } from './client-auth'
 import { DEVICE_CODE_GRANT, TOKEN_EXCHANGE_GRANT } from './client-metadata'
 import { readOAuthBody, requiredParam } from './form'
@@ -89,10 +89,11 @@ export const token = new Hono<AppEnv>().post('/', async (c) => {
     throw new OAuthError('unsupported_grant_type', { description: `${grantType} is not supported` })
   }
   const credentials = readClientCredentials(c, params)
+  const failure = { counted: false }
   try {
-    return await grantTokens(c, grant, grantType, params, credentials, now)
+    return await grantTokens(c, grant, grantType, params, credentials, now, failure)
   } catch (error) {
-    if (error instanceof OAuthError && credentials.method === 'private_key_jwt') {
+    if (error instanceof OAuthError && credentials.method === 'private_key_jwt' && !failure.counted) {
       await countAgentFailure(c, credentials.clientId, grantType, now)
     }
     throw error
@@ -102,7 +103,7 @@ export const token = new Hono<AppEnv>().post('/', async (c) => {
 /** An agent client's refused request counts in its usage; losing the count never changes the answer. */
 async function countAgentFailure(c: Context<AppEnv>, clientId: string, grantType: string, now: Date) {
   try {
-    await recordClientFailure(c.var.db.http, { clientId, grantType, now })
+    await clientFailureStatement(c.var.db.http, { clientId, grantType, now })
   } catch (error) {
     log('warn', 'client_usage_failure_not_recorded', errorForLog(error))
   }
@@ -115,6 +116,8 @@ async function grantTokens(
   params: Awaited<ReturnType<typeof readOAuthBody>>,
   credentials: ClientCredentials,
   now: Date,
+  /** Set when the refusal's own statement already counted the agent's failure. */
+  failure: { counted: boolean },
 ): Promise<Response> {
   const dpop = await tokenRequestProof(c, now)
   // Issue 11: a metadata document client_id is read again when stale (no round trip when fresh here).
@@ -147,11 +150,19 @@ async function grantTokens(
     },
     audit: { ip: clientIp(c) },
     explainClient: () => {
-      if (credentials.method === 'private_key_jwt') {
-        // The row changed (a key removed, disabled) or the jti was spent: read it afresh.
-        forgetClientKeys(credentials.clientId)
+      if (assertion === undefined || credentials.assertion === undefined) {
+        return authenticateClient(c, c.var.db.http, params, now)
       }
-      return authenticateClient(c, c.var.db.http, params, now)
+      // The row changed (a key removed, disabled) or the jti was spent: one batch says which.
+      failure.counted = true
+      return explainAgentRefusal(c.var.config, c.var.db.http, {
+        clientId: credentials.clientId,
+        assertion: credentials.assertion,
+        verified: assertion,
+        endpoint,
+        grantType,
+        now,
+      })
     },
   }
   const outcome = await grant(ctx, params)

@@ -80,6 +80,7 @@ describe('agent clients (private_key_jwt): one round trip, keys that cannot go s
     )
     const stale = await ccWith(a)
     expect(stale.status).toBe(401)
+    await expectRoundTrips(stale, { httpRequests: 2 })
     expect(await stale.json()).toMatchObject({ error: 'invalid_client' })
     expect(await issued(a.client.client_id)).toBe(1)
     const rotated = await ccWith({ ...a, privateKey: next.privateKey, kid })
@@ -105,7 +106,10 @@ describe('agent clients (private_key_jwt): one round trip, keys that cannot go s
     expect((await ccWith(a)).status).toBe(200)
     const replayed = await assertion(a)
     expect((await tokenWith(replayed, { scope: 'apikeys:verify' })).status).toBe(200)
-    expect((await tokenWith(replayed, { scope: 'apikeys:verify' })).status).toBe(401)
+    const replay = await tokenWith(replayed, { scope: 'apikeys:verify' })
+    expect(replay.status).toBe(401)
+    // The refusal explains itself (and counts the failure) in one more round trip, no more.
+    await expectRoundTrips(replay, { httpRequests: 2 })
     expect((await ccWith(a, { scope: 'admin' })).status).toBe(400)
 
     const res = await usage(a.client.client_id)
