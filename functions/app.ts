@@ -6,14 +6,15 @@ import { resourceServersAdmin } from './admin/resource-servers'
 import { signingKeysAdmin } from './admin/signing-keys'
 import { usersAdmin } from './admin/users'
 import { apiKeys } from './apikeys/routes'
+import { passkeyApi } from './auth/passkeys/routes'
 import { auth } from './auth/routes'
 import type { AppEnv } from './env'
 import { ProblemError } from './errors/problem'
 import { renderError } from './errors/render'
 import { allowlistAdmin } from './federation/allowlist-admin'
+import { connections } from './federation/connections'
 import { passwordLoginGate } from './federation/password-off'
 import { identityProvidersAdmin } from './federation/provider-admin'
-import { connections } from './federation/connections'
 import { federation } from './federation/routes'
 import { connectionTokens } from './federation/token-route'
 import { healthz } from './health/healthz'
@@ -29,6 +30,7 @@ import { devicePages } from './pages/device'
 import { forgotPasswordPage } from './pages/forgot-password'
 import { homePage } from './pages/home'
 import { loginPage } from './pages/login'
+import { passkeyPages } from './pages/passkeys'
 import { signupPage } from './pages/signup'
 import { serviceKeysAdmin } from './service-keys/routes'
 import { tenantsAdmin } from './tenants/admin'
@@ -55,6 +57,7 @@ export function createApp(): Hono<AppEnv> {
   app.route('/openapi.json', openapiJson)
   app.route('/admin/purge', purgeRoute)
   app.route('/api-keys', apiKeys)
+  app.route('/auth/passkeys', passkeyApi)
   app.route('/auth', auth)
   app.route('/auth/connections', connections)
   app.route('/admin/users', usersAdmin)
@@ -67,6 +70,7 @@ export function createApp(): Hono<AppEnv> {
   app.route('/signup', signupPage)
   app.route('/forgot-password', forgotPasswordPage)
   app.route('/account', accountPage)
+  app.route('/', passkeyPages)
   app.route('/federated', federation)
   app.route('/connections', connectionTokens)
   app.route('/', homePage)

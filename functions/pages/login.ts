@@ -8,6 +8,8 @@ import { loginTenant, providerButtons } from '../federation/login-buttons'
 import { documentRoute } from '../openapi/registry'
 import { CSRF_FIELD, issueCsrfToken, verifyCsrf } from './csrf'
 import { sendPage } from './layout'
+import { loginEnrolPage, startEnrolStep } from './login-enrol'
+import { passkeySecondStepBlock, passkeySignInBlock } from './passkey-blocks'
 import { safeReturnTo } from './return-to'
 
 type FailureStatus = 400 | 401 | 403 | 429
@@ -21,7 +23,11 @@ interface LoginFormState {
   offerResend?: boolean
 }
 
-async function renderLogin(c: Context<AppEnv>, state: LoginFormState, status: 200 | FailureStatus = 200) {
+export async function renderLogin(
+  c: Context<AppEnv>,
+  state: LoginFormState,
+  status: 200 | FailureStatus = 200,
+) {
   const buttons = await providerButtons(c, state.returnTo)
   if (!c.var.config.federation.passwordLogin) {
     // PASSWORD_LOGIN=off: the providers are the only way in.
@@ -56,6 +62,7 @@ async function renderLogin(c: Context<AppEnv>, state: LoginFormState, status: 20
         <label class="check"><input type="checkbox" name="remember" value="1" ${state.remember ? 'checked' : ''} /> Keep me signed in</label>
         <div class="row"><button type="submit">Sign in</button></div>
       </form>
+      ${passkeySignInBlock(c, { csrf, returnTo: state.returnTo })}
       ${buttons}
       <div class="links">
         <a href="/forgot-password">Forgot your password?</a>
@@ -72,7 +79,7 @@ interface SecondStepState {
 }
 
 /** The second page of a two-step sign-in: the pending sign-in's token rides a hidden field. */
-async function renderSecondStep(
+export async function renderSecondStep(
   c: Context<AppEnv>,
   state: SecondStepState,
   status: 200 | FailureStatus = 200,
@@ -94,6 +101,7 @@ async function renderSecondStep(
           maxlength="32" autofocus />
         <div class="row"><button type="submit">Continue</button></div>
       </form>
+      ${passkeySecondStepBlock(c, { csrf, returnTo: state.returnTo, mfaToken: state.mfaToken })}
       <div class="links"><a href="/login?return_to=${encodeURIComponent(state.returnTo)}">Start over</a></div>`,
     status,
   )
@@ -123,6 +131,7 @@ documentRoute({
 
 /** `GET /login` and `POST /login`: the HTML sign-in form the authorize flow sends people to. */
 export const loginPage = new Hono<AppEnv>()
+  .route('/enrol', loginEnrolPage)
   .get('/', (c) =>
     renderLogin(c, {
       email: '',
@@ -203,6 +212,9 @@ export const loginPage = new Hono<AppEnv>()
     }
     if (outcome.kind === 'mfa_required') {
       return renderSecondStep(c, { mfaToken: outcome.mfaToken, returnTo: state.returnTo })
+    }
+    if (outcome.kind === 'mfa_enrolment_required') {
+      return startEnrolStep(c, outcome.user, outcome.mfaToken, state.returnTo)
     }
     const problem = loginProblem(outcome)
     if (problem.options.retryAfterSeconds !== undefined) {
