@@ -133,7 +133,10 @@ async function main(): Promise<number> {
   try {
     await migrateDatabase(database.databaseUrl)
     const port = await freePort()
-    const baseUrl = `http://127.0.0.1:${port}`
+    // The Worker listens on 127.0.0.1, but pages are opened (and ISSUER set) as localhost: an IP
+    // address is never a WebAuthn RP ID, and localhost is (a secure context over http, too), so
+    // the passkey test can run; the other tests do not mind which loopback name they use.
+    const baseUrl = `http://localhost:${port}`
     const adminToken = randomBytes(32).toString('base64url')
     const envFile = join(workDir, 'browser.env')
     // An explicit env file keeps a developer's .dev.vars out of the test run.
