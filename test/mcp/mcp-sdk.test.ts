@@ -1,4 +1,5 @@
 import { type OAuthClientProvider, UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js'
+import { PrivateKeyJwtProvider } from '@modelcontextprotocol/sdk/client/auth-extensions.js'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import type {
@@ -6,11 +7,11 @@ import type {
   OAuthClientMetadata,
   OAuthTokens,
 } from '@modelcontextprotocol/sdk/shared/auth.js'
-import { decodeJwt } from 'jose'
+import { decodeJwt, exportJWK, generateKeyPair } from 'jose'
 import { describe, expect, inject, it } from 'vitest'
 import { createMcpServerHandler } from '../../examples/mcp-server/src/index'
 import type { Bindings } from '../../functions/env'
-import { approveConsent, ensureResourceServer, ISSUER, seedUser } from '../helpers/oauth'
+import { adminClient, approveConsent, ensureResourceServer, ISSUER, seedUser } from '../helpers/oauth'
 import { callWith, describeResponse, useBindings } from '../helpers/worker'
 
 /**
@@ -230,5 +231,40 @@ describe('the MCP SDK client against the example MCP server and Portcullis (issu
     expect(provider.stored?.access_token).not.toBe(before?.access_token)
     expect(provider.stored?.refresh_token).not.toBe(before?.refresh_token)
     expect(decodeJwt(provider.stored?.access_token ?? '').aud).toBe(MCP_URL)
+  })
+
+  it('issue 15: the SDK PrivateKeyJwtProvider (client_credentials with private_key_jwt) calls the tool', async () => {
+    await ensureResourceServer(MCP_URL, [{ name: SCOPE, description: 'Use the example MCP tools' }])
+    const { publicKey, privateKey } = await generateKeyPair('ES256', { extractable: true })
+    const client = await adminClient({
+      client_name: 'SDK agent',
+      grant_types: ['client_credentials'],
+      token_endpoint_auth_method: 'private_key_jwt',
+      token_endpoint_auth_signing_alg: 'ES256',
+      jwks: { keys: [{ ...(await exportJWK(publicKey)), use: 'sig', alg: 'ES256' }] },
+      scope: SCOPE,
+    })
+    const provider = new PrivateKeyJwtProvider({
+      clientId: client.client_id,
+      privateKey: { ...(await exportJWK(privateKey)), alg: 'ES256' },
+      algorithm: 'ES256',
+      scope: SCOPE,
+      expectedIssuer: ISSUER,
+    })
+    const fetchFn = network(BASE_VARS)
+    const transport = new StreamableHTTPClientTransport(new URL(MCP_URL), {
+      authProvider: provider,
+      fetch: fetchFn,
+    })
+    const mcp = new Client({ name: 'portcullis-sdk-agent', version: '1.0.0' })
+    await mcp.connect(transport)
+    const result = await mcp.callTool({ name: 'whoami', arguments: {} })
+    await mcp.close()
+    expect((result.content as { text: string }[])[0]?.text).toBe(
+      `user ${client.client_id} through client ${client.client_id} with scopes ${SCOPE}`,
+    )
+    const claims = decodeJwt(provider.tokens()?.access_token ?? '')
+    expect(claims.aud).toBe(MCP_URL)
+    expect(claims.sub).toBe(client.client_id)
   })
 })
