@@ -551,6 +551,55 @@ export async function acceptInvitation(
   return live === undefined ? { kind: 'invalid' } : { kind: 'wrong_account' }
 }
 
+export interface InvitationView {
+  tenantName: string
+  email: string
+  role: TenantRole
+  /** `pending` may be accepted; the others say why not. */
+  state: 'pending' | 'expired' | 'used' | 'tenant_inactive'
+  /** Whether `userId`'s address is the invited one (one email fold); false without a user. */
+  forUser: boolean
+  /** Whether `userId` accepted it. */
+  acceptedByUser: boolean
+}
+
+/**
+ * An invitation by its token's hash, for the page a person reaches from the mail: the tenant's
+ * name, the invited address and role, its state, and whether `userId` (the signed-in person, if
+ * any) is the invited address. Undefined: no such token (never sent, or revoked). One round trip.
+ */
+export async function findInvitationByToken(
+  x: Executor,
+  tokenHash: string,
+  userId: string | undefined,
+  now: Date,
+): Promise<InvitationView | undefined> {
+  const [row] = await queryRows(
+    x,
+    sql`select t.name as tenant_name, inv.email, inv.role,
+          case when inv.accepted_at is not null then 'used'
+               when inv.expires_at <= ${now} then 'expired'
+               when not t.active then 'tenant_inactive'
+               else 'pending' end as state,
+          coalesce((select ${emailKey(sql`u.email`)} = ${emailKey(sql`inv.email`)}
+                    from users u where u.id = ${userId ?? null}::uuid), false) as for_user,
+          coalesce(inv.accepted_by = ${userId ?? null}::uuid, false) as accepted_by_user
+        from tenant_invitations inv join tenants t on t.id = inv.tenant_id
+        where inv.token_hash = ${tokenHash}`,
+  )
+  if (row === undefined) {
+    return undefined
+  }
+  return {
+    tenantName: String(row.tenant_name),
+    email: String(row.email),
+    role: String(row.role) as TenantRole,
+    state: String(row.state) as InvitationView['state'],
+    forUser: row.for_user === true,
+    acceptedByUser: row.accepted_by_user === true,
+  }
+}
+
 /** Sets `users.is_admin` and writes the audit row in one statement; undefined: no such user. */
 export async function setPlatformAdmin(
   x: Executor,

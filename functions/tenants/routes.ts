@@ -2,7 +2,6 @@ import { Hono } from 'hono'
 import * as v from 'valibot'
 import { sqlState, UNIQUE_VIOLATION } from '../../db/errors'
 import {
-  acceptInvitation,
   changeMemberRole,
   createInvitation,
   createTenant,
@@ -43,6 +42,8 @@ import {
   toTenantJson,
 } from './access'
 import { CreateTenantBody } from './admin'
+import { invitationPages } from './invitation-page'
+import { acceptInvitationAs } from './invitations'
 import { tenantObjects } from './objects'
 
 const RoleBody = v.strictObject({ role: Role })
@@ -144,6 +145,8 @@ const lastOwner = () =>
 
 /** `/tenants`: organizations for their members (session or `tenant:admin` token) and platform admins. */
 export const tenants = new Hono<AppEnv>()
+  // First: the invitation mail's link is a page for browsers (the API below answers JSON 401s).
+  .route('/invitations/accept', invitationPages)
   .use(authenticate({ accept: ['session', 'access_token', 'admin_token'] }))
   .post('/', jsonBody(CreateTenantBody), async (c) => {
     const userId = requireTenantUser(c.var.principal)
@@ -180,13 +183,7 @@ export const tenants = new Hono<AppEnv>()
   })
   .post('/invitations/accept', jsonBody(AcceptBody), async (c) => {
     const userId = requireTenantUser(c.var.principal)
-    const now = new Date()
-    const outcome = await acceptInvitation(c.var.db.http, {
-      tokenHash: await sha256Hex(c.req.valid('json').token),
-      userId,
-      now,
-      audit: auditRow({ type: 'invitation_accepted', actor: `user:${userId}`, userId }, clientIp(c)),
-    })
+    const outcome = await acceptInvitationAs(c, c.req.valid('json').token, userId)
     if (outcome.kind === 'invalid') {
       throw new ProblemError('invalid_token', {
         detail: 'The invitation is unknown, expired or already used',
@@ -195,12 +192,8 @@ export const tenants = new Hono<AppEnv>()
     if (outcome.kind === 'wrong_account') {
       throw new ProblemError('forbidden', { detail: 'Sign in with the account of the invited address' })
     }
-    const tenant = await findTenant(c.var.db.http, outcome.tenantId)
-    if (tenant === undefined) {
-      throw new ProblemError('not_found', { detail: 'No such tenant' })
-    }
     return c.json(
-      { tenant: toTenantJson(tenant, outcome.role), already_member: outcome.alreadyMember },
+      { tenant: toTenantJson(outcome.tenant, outcome.role), already_member: outcome.alreadyMember },
       200,
       NO_STORE,
     )
