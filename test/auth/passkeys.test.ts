@@ -5,6 +5,7 @@ import { NO_PASSWORD } from '../../functions/federation/routes'
 import { type SeededUser, seedUser, sessionCookieOf } from '../helpers/accounts'
 import { testDb } from '../helpers/db'
 import { csrfOf, exchangeCode, obtainCode, verifyIdToken, webClient } from '../helpers/oauth'
+import { expectRoundTrips } from '../helpers/round-trips'
 import {
   type Assertion,
   type Attestation,
@@ -236,7 +237,8 @@ describe('passkeys: passwordless sign-in', () => {
     const authenticator = await register(user)
     const assertion = await authenticator.get(await signInOptions())
     const before = (await sessionRows(user.id)).length
-    const answers = await Promise.all(Array.from({ length: 6 }, () => signIn(assertion)))
+    // Five: the account's limit, so no answer is a 429 whatever order the claims land in.
+    const answers = await Promise.all(Array.from({ length: LIMIT }, () => signIn(assertion)))
     const statuses = answers.map((r) => r.status)
     expect(statuses.filter((s) => s === 200)).toHaveLength(1)
     expect(statuses.every((s) => s === 200 || s === 401)).toBe(true)
@@ -498,5 +500,24 @@ describe('passkeys: account management', () => {
     expect(await script.text()).toContain('navigator.credentials.get')
     const login = await call('/login')
     expect(await login.text()).toContain('data-testid="passkey-sign-in"')
+  })
+})
+
+// Round trips as the local gateway counts them (every statement or batch is one HTTP request).
+describe('passkeys: database round trips', () => {
+  it('options: none; sign-in: three (lookup + claim, spend + counter, session batch); a refusal: two', async () => {
+    const user = await seedUser({ session: true })
+    const authenticator = await register(user)
+    const options = await post('/auth/passkeys/sign-in/options', {})
+    await expectRoundTrips(options, { httpRequests: 0, wsConnections: 0 })
+    const challenge = (await json<{ options: Options }>(options)).options
+    const ok = await signIn(await authenticator.get(challenge))
+    expect(ok.status, await describeResponse(ok)).toBe(200)
+    await expectRoundTrips(ok, { httpRequests: 3, wsConnections: 0 })
+    const refused = await signIn(
+      await authenticator.get(await signInOptions(), { origin: 'https://evil.example' }),
+    )
+    expect(refused.status).toBe(401)
+    await expectRoundTrips(refused, { httpRequests: 2, wsConnections: 0 })
   })
 })
