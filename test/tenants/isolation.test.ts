@@ -11,9 +11,11 @@ interface TenantObjects {
   clientId: string
   keyId: string
   invitationId: string
+  serviceKeyId: string
+  providerId: string
 }
 
-/** A client and an API key that belong to the tenant (moved there directly). */
+/** One object of each kind the tenant routes manage, in the tenant (written directly). */
 async function seedObjects(t: SeededTenant): Promise<TenantObjects> {
   const client = await webClient()
   await testDb().execute(
@@ -31,7 +33,27 @@ async function seedObjects(t: SeededTenant): Promise<TenantObjects> {
         values (${t.id}::uuid, 'guest@example.com', ${await sha256Hex(unique('inv'))}, 'admin', now() + interval '1 day')
         returning id::text`,
   )
-  return { clientId: client.client_id, keyId: String(key?.id), invitationId: String(invitation?.id) }
+  const [service] = await queryRows(
+    testDb(),
+    sql`insert into service_keys (key_hash, prefix, last4, service_name, tenant_id, expires_at, created_by)
+        values (${await sha256Hex(unique('psk'))}, 'psk_test_abcd', 'wxyz', 'gateway', ${t.id}::uuid,
+                now() + interval '30 days', 'admin')
+        returning id::text`,
+  )
+  const [provider] = await queryRows(
+    testDb(),
+    sql`insert into identity_providers (tenant_id, slug, kind, name, web_url, api_url, client_id, client_secret_sealed)
+        values (${t.id}::uuid, ${unique('idp').toLowerCase().slice(0, 32)}, 'github', 'GitHub',
+                'https://github.com', 'https://api.github.com', 'cid', 'sealed')
+        returning id::text`,
+  )
+  return {
+    clientId: client.client_id,
+    keyId: String(key?.id),
+    invitationId: String(invitation?.id),
+    serviceKeyId: String(service?.id),
+    providerId: String(provider?.id),
+  }
 }
 
 async function objectState(o: TenantObjects) {
@@ -44,11 +66,47 @@ async function objectState(o: TenantObjects) {
     testDb(),
     sql`select 1 from tenant_invitations where id = ${o.invitationId}::uuid`,
   )
+  const [service] = await queryRows(
+    testDb(),
+    sql`select revoked_at from service_keys where id = ${o.serviceKeyId}::uuid`,
+  )
+  const [provider] = await queryRows(
+    testDb(),
+    sql`select name, enabled from identity_providers where id = ${o.providerId}::uuid`,
+  )
   return {
     clientDisabled: client?.disabled_at !== null,
     keyRevoked: key?.revoked_at !== null,
     invitationGone: invitation === undefined,
+    serviceKeyRevoked: service?.revoked_at !== null,
+    provider: provider === undefined ? 'gone' : `${String(provider.name)} ${String(provider.enabled)}`,
   }
+}
+
+const UNTOUCHED = {
+  clientDisabled: false,
+  keyRevoked: false,
+  invitationGone: false,
+  serviceKeyRevoked: false,
+  provider: 'GitHub true',
+}
+
+const NEW_PROVIDER = {
+  slug: 'intruder',
+  kind: 'github',
+  name: 'Intruder',
+  client_id: 'x',
+  client_secret: 'y',
+}
+
+/** Service keys and identity providers created in `tenantId` (a refused create must leave none). */
+async function createdIn(tenantId: string): Promise<number> {
+  const [row] = await queryRows(
+    testDb(),
+    sql`select (select count(*) from service_keys where tenant_id = ${tenantId}::uuid and service_name = 'intruder')
+          + (select count(*) from identity_providers where tenant_id = ${tenantId}::uuid and slug = 'intruder') as n`,
+  )
+  return Number(row?.n)
 }
 
 /** Every tenant-scoped endpoint, aimed at tenant `tenantId` and the objects `o`. */
@@ -62,10 +120,23 @@ function endpoints(tenantId: string, o: TenantObjects, member: string) {
     ['DELETE', `/tenants/${tenantId}/invitations/${o.invitationId}`],
     ['GET', `/tenants/${tenantId}/clients`],
     ['GET', `/tenants/${tenantId}/clients/${o.clientId}`],
+    ['GET', `/tenants/${tenantId}/clients/${o.clientId}/usage`],
     ['POST', `/tenants/${tenantId}/clients/${o.clientId}/disable`],
     ['GET', `/tenants/${tenantId}/api-keys`],
     ['DELETE', `/tenants/${tenantId}/api-keys/${o.keyId}`],
     ['GET', `/tenants/${tenantId}/audit`],
+    ['POST', `/tenants/${tenantId}/service-keys`, { service_name: 'intruder' }],
+    ['GET', `/tenants/${tenantId}/service-keys`],
+    ['DELETE', `/tenants/${tenantId}/service-keys/${o.serviceKeyId}`],
+    ['POST', `/tenants/${tenantId}/identity-providers`, NEW_PROVIDER],
+    ['GET', `/tenants/${tenantId}/identity-providers`],
+    ['GET', `/tenants/${tenantId}/identity-providers/${o.providerId}`],
+    [
+      'PATCH',
+      `/tenants/${tenantId}/identity-providers/${o.providerId}`,
+      { name: 'Hijacked', enabled: false },
+    ],
+    ['DELETE', `/tenants/${tenantId}/identity-providers/${o.providerId}`],
   ] as const
 }
 
@@ -76,6 +147,25 @@ function send(method: string, path: string, body: unknown, cookie: string) {
 }
 
 describe('tenant isolation matrix', () => {
+  it('covers every documented /tenants/{id}/… route', async () => {
+    const doc = (await (await call('/openapi.json')).json()) as {
+      paths: Record<string, Record<string, unknown>>
+    }
+    const documented = Object.entries(doc.paths)
+      .filter(([path]) => path.startsWith('/tenants/{id}/'))
+      .flatMap(([path, operations]) =>
+        Object.keys(operations).map(
+          (method) => `${method.toUpperCase()} ${path.replace(/\{[^}]+\}/g, '{}')}`,
+        ),
+      )
+    const ids = { clientId: 'C', keyId: 'K', invitationId: 'I', serviceKeyId: 'S', providerId: 'P' }
+    const covered = endpoints('T', ids, 'M').map(
+      ([method, path]) => `${method} ${path.replace(/\/(T|C|K|I|S|P|M)(?=\/|$)/g, '/{}')}`,
+    )
+    expect(documented.length).toBeGreaterThan(10)
+    expect(documented.filter((route) => !covered.includes(route))).toEqual([])
+  })
+
   it('every role of tenant A gets 404 on every endpoint of tenant B, and B is unchanged', async () => {
     const [a, b] = await Promise.all([seedTenant(), seedTenant()])
     const bObjects = await seedObjects(b)
@@ -91,11 +181,8 @@ describe('tenant isolation matrix', () => {
       }
     }
     expect(await rolesOf(b.id)).toEqual(bRoles)
-    expect(await objectState(bObjects)).toEqual({
-      clientDisabled: false,
-      keyRevoked: false,
-      invitationGone: false,
-    })
+    expect(await objectState(bObjects)).toEqual(UNTOUCHED)
+    expect(await createdIn(b.id)).toBe(0)
   })
 
   it('tenant A’s owner and admin reaching B’s objects through A’s own id get 404 (the query names the tenant)', async () => {
@@ -109,27 +196,30 @@ describe('tenant isolation matrix', () => {
         ['DELETE', `/tenants/${a.id}/invitations/${bObjects.invitationId}`, undefined],
         ['PATCH', `/tenants/${a.id}/members/${b.member.id}`, { role: 'admin' }],
         ['DELETE', `/tenants/${a.id}/members/${b.member.id}`, undefined],
+        ['GET', `/tenants/${a.id}/clients/${bObjects.clientId}/usage`, undefined],
+        ['DELETE', `/tenants/${a.id}/service-keys/${bObjects.serviceKeyId}`, undefined],
+        ['GET', `/tenants/${a.id}/identity-providers/${bObjects.providerId}`, undefined],
+        ['PATCH', `/tenants/${a.id}/identity-providers/${bObjects.providerId}`, { name: 'Hijacked' }],
+        ['DELETE', `/tenants/${a.id}/identity-providers/${bObjects.providerId}`, undefined],
       ] as const) {
         const res = await send(method, path, body, user.cookie)
         expect(res.status, `${method} ${path}: ${await describeResponse(res)}`).toBe(404)
       }
       const lists = await Promise.all(
-        ['clients', 'api-keys', 'audit'].map(async (what) => {
-          const res = await call(`/tenants/${a.id}/${what}`, { headers: { cookie: user.cookie } })
-          return JSON.stringify(await res.json())
-        }),
+        ['clients', 'api-keys', 'audit', 'service-keys', 'identity-providers', 'invitations', 'members'].map(
+          async (what) => {
+            const res = await call(`/tenants/${a.id}/${what}`, { headers: { cookie: user.cookie } })
+            return JSON.stringify(await res.json())
+          },
+        ),
       )
       for (const text of lists) {
-        expect(text).not.toContain(bObjects.clientId)
-        expect(text).not.toContain(bObjects.keyId)
-        expect(text).not.toContain(b.id)
+        for (const id of [...Object.values(bObjects), b.id, b.member.id]) {
+          expect(text).not.toContain(id)
+        }
       }
     }
-    expect(await objectState(bObjects)).toEqual({
-      clientDisabled: false,
-      keyRevoked: false,
-      invitationGone: false,
-    })
+    expect(await objectState(bObjects)).toEqual(UNTOUCHED)
     expect((await rolesOf(b.id))[b.member.id]).toBe('member')
   })
 
@@ -140,11 +230,8 @@ describe('tenant isolation matrix', () => {
       const res = await send(method, path, body, t.member.cookie)
       expect(res.status, `${method} ${path}: ${await describeResponse(res)}`).toBe(403)
     }
-    expect(await objectState(objects)).toEqual({
-      clientDisabled: false,
-      keyRevoked: false,
-      invitationGone: false,
-    })
+    expect(await objectState(objects)).toEqual(UNTOUCHED)
+    expect(await createdIn(t.id)).toBe(0)
   })
 
   it('the tenant’s owner lists, disables and revokes its own objects, audited in the tenant’s log', async () => {
@@ -167,16 +254,33 @@ describe('tenant isolation matrix', () => {
       headers: { cookie },
     })
     expect(revoked.status, await describeResponse(revoked)).toBe(200)
-    expect(await objectState(objects)).toEqual({
-      clientDisabled: true,
-      keyRevoked: true,
-      invitationGone: false,
-    })
+    expect(await objectState(objects)).toEqual({ ...UNTOUCHED, clientDisabled: true, keyRevoked: true })
     const audit = await call(`/tenants/${t.id}/audit`, { headers: { cookie } })
     const types = ((await audit.json()) as { data: { type: string; actor: string }[] }).data.map(
       (e) => `${e.type} by ${e.actor}`,
     )
     expect(types).toEqual([`api_key_revoked by user:${t.admin.id}`, `client_disabled by user:${t.admin.id}`])
+  })
+
+  it('an owner’s tenant:admin access token gets 404 on every endpoint of another tenant, which is unchanged', async () => {
+    const [a, b] = await Promise.all([seedTenant(), seedTenant()])
+    const bObjects = await seedObjects(b)
+    const client = await webClient({ scope: 'openid tenant:admin' })
+    const exchanged = await exchangeCode(
+      client,
+      await obtainCode(client, a.owner, { scope: 'openid tenant:admin' }),
+    )
+    const authorization = `Bearer ${((await exchanged.json()) as TokenSet).access_token}`
+    for (const [method, path, body] of endpoints(b.id, bObjects, b.member.id)) {
+      const res = await call(path, {
+        method,
+        headers: { authorization, 'content-type': 'application/json' },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      })
+      expect(res.status, `${method} ${path}: ${await describeResponse(res)}`).toBe(404)
+    }
+    expect(await objectState(bObjects)).toEqual(UNTOUCHED)
+    expect(await createdIn(b.id)).toBe(0)
   })
 
   it('an access token needs tenant:admin (403 without it) and still only reaches its own tenants', async () => {
