@@ -37,8 +37,17 @@ export async function readAccessTokenState(
   x: Executor,
   input: { clientId: string; jti: string; userId: string | null; tokenClientId: string },
 ): Promise<AccessTokenState | undefined> {
+  const [row] = await accessTokenStateStatement(x, input)
+  return row
+}
+
+/** `readAccessTokenState` as a statement for the caller's batch (its first row is the state). */
+export function accessTokenStateStatement(
+  x: Executor,
+  input: { clientId: string; jti: string; userId: string | null; tokenClientId: string },
+) {
   const userId = input.userId !== null && isUuid(input.userId) ? input.userId : null
-  const [row] = await x
+  return x
     .select({
       client: getTableColumns(oauthClients),
       revoked: sql<boolean>`exists(select 1 from ${revokedAccessTokens} where ${revokedAccessTokens.jti} = ${input.jti})`,
@@ -71,7 +80,6 @@ export async function readAccessTokenState(
     .from(oauthClients)
     .where(eq(oauthClients.clientId, input.clientId))
     .limit(1)
-  return row
 }
 
 /**

@@ -142,7 +142,13 @@ export async function findLiveServiceKey(
   keyHash: string,
   now: Date,
 ): Promise<{ id: string; tenantId: string | null } | undefined> {
-  const [row] = await db
+  const [row] = await findLiveServiceKeyStatement(db, keyHash, now)
+  return row
+}
+
+/** `findLiveServiceKey` as a statement for the caller's batch (its first row is the key). */
+export function findLiveServiceKeyStatement(db: HttpDb, keyHash: string, now: Date) {
+  return db
     .select({ id: serviceKeys.id, tenantId: serviceKeys.tenantId })
     .from(serviceKeys)
     .where(
@@ -154,5 +160,4 @@ export async function findLiveServiceKey(
       ),
     )
     .limit(1)
-  return row
 }

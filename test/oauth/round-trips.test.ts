@@ -12,7 +12,7 @@ import {
   webClient,
 } from '../helpers/oauth'
 import { expectRoundTrips } from '../helpers/round-trips'
-import { call, describeResponse } from '../helpers/worker'
+import { adminHeaders, call, describeResponse, postJson } from '../helpers/worker'
 
 // Budgets are in all (issue 16): client authentication, the grant and its audit row share one statement.
 describe('round trips to Postgres per request', () => {
@@ -58,5 +58,29 @@ describe('round trips to Postgres per request', () => {
     expect(after.status).toBe(401)
     expect(after.headers.get('www-authenticate')).toContain('invalid_token')
     await expectRoundTrips(after, { httpRequests: 1 })
+  })
+
+  it('introspection with a service key: 1 in all (the key and the token state share one batch)', async () => {
+    const issued = await postJson('/admin/service-keys', { service_name: 'gateway' }, adminHeaders())
+    expect(issued.status, await describeResponse(issued)).toBe(201)
+    const { key, id } = (await issued.json()) as { key: string; id: string }
+    const machine = await adminClient({ grant_types: ['client_credentials'], scope: 'apikeys:verify' })
+    const token = await clientCredentialsToken(machine)
+    const asService = { authorization: `Bearer ${key}` }
+    const active = await postForm('/oauth/introspect', { token }, asService)
+    expect(await active.json()).toMatchObject({ active: true, client_id: machine.client_id })
+    await expectRoundTrips(active, { httpRequests: 1 })
+    const opaque = await postForm('/oauth/introspect', { token: 'not-a-jwt' }, asService)
+    expect(await opaque.json()).toEqual({ active: false })
+    await expectRoundTrips(opaque, { httpRequests: 1 })
+    // A key that stopped being valid refuses, though the token verified first.
+    const revoked = await call(`/admin/service-keys/${id}`, {
+      method: 'DELETE',
+      headers: adminHeaders(),
+    })
+    expect(revoked.status).toBe(200)
+    const refused = await postForm('/oauth/introspect', { token }, asService)
+    expect(refused.status).toBe(401)
+    await expectRoundTrips(refused, { httpRequests: 1 })
   })
 })
