@@ -61,6 +61,12 @@ export interface Config {
   deviceCodeTtlSeconds: number
   requireApproval: boolean
   /**
+   * REQUIRE_TWO_FACTOR (issue 14): every sign-in needs a second factor; a user without one is sent
+   * to enrol before any session, and an older one-factor session is sent to sign in again before
+   * any authorization.
+   */
+  requireTwoFactor: boolean
+  /**
    * OUTBOUND_ALLOW_LOOPBACK: fetches of client-named URLs (metadata documents, jwks_uri) may reach
    * loopback addresses, over http too (functions/outbound/public-fetch.ts). Development only.
    */
@@ -297,6 +303,7 @@ function readConfig(env: Bindings, problems: ConfigError[]): Config {
     emailVerificationTtlSeconds: read.seconds('EMAIL_VERIFICATION_TTL', 86_400),
     deviceCodeTtlSeconds: read.seconds('DEVICE_CODE_TTL', 600),
     requireApproval: read.flag('REQUIRE_APPROVAL', false),
+    requireTwoFactor: read.flag('REQUIRE_TWO_FACTOR', false),
     outboundAllowLoopback: read.flag('OUTBOUND_ALLOW_LOOPBACK', false),
     clientMetadataDocuments: {
       enabled: read.flag('CLIENT_METADATA_DOCUMENTS', true),

@@ -39,6 +39,10 @@ export async function signIn(
 /** The problem for a failed sign-in. Unknown email and wrong password are the same answer. */
 export function loginProblem(outcome: Exclude<LoginOutcome, { kind: 'ok' | 'mfa_required' }>): ProblemError {
   switch (outcome.kind) {
+    case 'mfa_enrolment_required':
+      return new ProblemError('mfa_enrolment_required', {
+        detail: 'Two-factor sign-in is required and not set up yet; sign in at /login to set it up',
+      })
     case 'invalid_credentials':
       return new ProblemError('invalid_credentials', { detail: 'The email or password is incorrect' })
     case 'throttled':

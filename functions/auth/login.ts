@@ -46,6 +46,11 @@ export type LoginOutcome =
   | { kind: 'ok'; user: UserRow; session: NewSession; upgradedHash: boolean }
   /** The password was right and TOTP is active: no session yet, a short-lived second-step token. */
   | { kind: 'mfa_required'; user: UserRow; mfaToken: string; expiresAt: Date }
+  /**
+   * The password was right, REQUIRE_TWO_FACTOR is on and the user has no factor: no session, a
+   * token that only enrolling one can finish (`/login/enrol`).
+   */
+  | { kind: 'mfa_enrolment_required'; user: UserRow; mfaToken: string; expiresAt: Date }
   /** Unknown email or wrong password: indistinguishable to the caller. */
   | { kind: 'invalid_credentials'; userId: string | undefined; failures: number; claims: AttemptClaim[] }
   | { kind: 'throttled'; retryAfterSeconds: number; userId: string | undefined; claims: AttemptClaim[] }
@@ -89,10 +94,12 @@ export function releaseClaimsStatements(db: HttpDb, claims: readonly AttemptClai
   return claims.map((claim) => releaseAttemptsStatement(db, claim, 1))
 }
 
-type Refusal = Exclude<LoginOutcome, { kind: 'ok' | 'mfa_required' }>
+type Refusal = Exclude<LoginOutcome, { kind: 'ok' | 'mfa_required' | 'mfa_enrolment_required' }>
 
 /** How long a sign-in waits for its second factor. */
 export const MFA_CHALLENGE_TTL_SECONDS = 300
+/** How long a sign-in waits for a required factor to be set up (scanning, typing a first code). */
+export const ENROL_CHALLENGE_TTL_SECONDS = 900
 
 /**
  * Writes `user_login_failed` before the refusal is answered (awaited: the event cannot be lost,
@@ -190,16 +197,21 @@ export async function attemptLogin(
 
   // Rehash on login: imported bcrypt, or argon2id under parameters since changed.
   const upgradedHash = check.rehashed
-  if (totp.some((row) => row.userId === user.id)) {
-    // Two steps: the password's claim is given back, but nothing signs in until the code does.
+  const hasFactor = totp.some((row) => row.userId === user.id)
+  if (hasFactor || config.requireTwoFactor) {
+    // Two steps: the password's claim is given back, but nothing signs in until the code does
+    // (or, under REQUIRE_TWO_FACTOR without a factor, until one is set up and its first code given).
+    const purpose = hasFactor ? 'second_factor' : 'enrol'
     const mfaToken = randomToken(32)
-    const expiresAt = new Date(now.getTime() + MFA_CHALLENGE_TTL_SECONDS * 1000)
+    const ttlSeconds = hasFactor ? MFA_CHALLENGE_TTL_SECONDS : ENROL_CHALLENGE_TTL_SECONDS
+    const expiresAt = new Date(now.getTime() + ttlSeconds * 1000)
     await db.batch([
       insertMfaChallengeStatement(db, {
         tokenHash: await sha256Hex(mfaToken),
         userId: user.id,
         remember: input.remember,
         via: input.via,
+        purpose,
         expiresAt,
         createdAt: now,
       }),
@@ -208,7 +220,7 @@ export async function attemptLogin(
         : [recordLoginStatement(db, user.id, user.lastLoginAt ?? now, upgradedHash)]),
       ...releaseClaimsStatements(db, claims),
     ])
-    return { kind: 'mfa_required', user, mfaToken, expiresAt }
+    return { kind: hasFactor ? 'mfa_required' : 'mfa_enrolment_required', user, mfaToken, expiresAt }
   }
   const token = randomToken(32)
   const expiresAt = new Date(now.getTime() + sessionTtlSeconds(config, input.remember) * 1000)

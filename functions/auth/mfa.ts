@@ -122,7 +122,8 @@ export async function completeMfaLogin(
     input.mfaToken === '' || input.mfaToken.length > 128
       ? undefined
       : await findLiveMfaChallenge(db, await sha256Hex(input.mfaToken), now)
-  if (challenge === undefined) {
+  // An enrolment-only sign-in (REQUIRE_TWO_FACTOR, no factor yet) finishes only at /login/enrol.
+  if (challenge === undefined || challenge.purpose !== 'second_factor') {
     return { kind: 'invalid_mfa_token' }
   }
   const userId = challenge.userId

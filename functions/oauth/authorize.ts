@@ -2,10 +2,12 @@ import { type Context, Hono } from 'hono'
 import { getCookie } from 'hono/cookie'
 import { html } from 'hono/html'
 import * as v from 'valibot'
+import { findTotp } from '../../db/queries/mfa'
 import { findConsent, upsertConsentStatement } from '../../db/queries/oauth-grants'
 import { findLiveSession, type LiveSession } from '../../db/queries/sessions'
 import { findUserById } from '../../db/queries/users'
 import { auditStatement } from '../audit/record'
+import { acrValuesRequireMfa } from '../auth/acr'
 import { sessionCookieName } from '../auth/session-cookie'
 import { sha256Hex } from '../crypto/hash'
 import type { AppEnv } from '../env'
@@ -95,6 +97,38 @@ async function withRedirectErrors(c: Context<AppEnv>, work: () => Promise<Respon
 }
 
 /**
+ * Back to /login, then here. The user comes back without prompt=login or max_age, so it is asked
+ * once (max_age=0 would otherwise send a fresh sign-in straight back to /login).
+ */
+function toSignIn(c: Context<AppEnv>): Response {
+  const url = new URL(c.req.url)
+  url.searchParams.delete('prompt')
+  url.searchParams.delete('max_age')
+  return redirect(c, `/login?return_to=${encodeURIComponent(`${url.pathname}${url.search}`)}`)
+}
+
+/**
+ * Issue 14: a one-factor session must sign in again with a second factor when REQUIRE_TWO_FACTOR
+ * is on (the sign-in then asks for the code, or sends a user without a factor to enrol), or when
+ * the request's `acr_values` asks only for `urn:portcullis:acr:mfa` and the user has a factor to
+ * present (OIDC Core §3.1.2.1: acr_values is voluntary, so a user without one goes on at the basic
+ * level and the ID token's `acr` says so). One more query, only for such a request.
+ */
+async function needsSecondFactor(c: Context<AppEnv>, session: LiveSession): Promise<boolean> {
+  if (session.amr.includes('mfa')) {
+    return false
+  }
+  if (c.var.config.requireTwoFactor) {
+    return true
+  }
+  if (!acrValuesRequireMfa(c.req.query('acr_values'))) {
+    return false
+  }
+  const factor = await findTotp(c.var.db.http, session.userId)
+  return factor?.confirmedAt != null
+}
+
+/**
  * GET /oauth/authorize: validate, then sign-in (302 to /login), consent (page, remembered per
  * user + client + scopes; first-party clients skip it) and a code redirect with `iss` (RFC 9207).
  */
@@ -133,12 +167,7 @@ export const authorizeEndpoint = new Hono<AppEnv>().get('/', (c) =>
           request.state,
         )
       }
-      // After signing in the user comes back here without prompt=login or max_age, so it is
-      // asked once (max_age=0 would otherwise send a fresh sign-in straight back to /login).
-      const url = new URL(c.req.url)
-      url.searchParams.delete('prompt')
-      url.searchParams.delete('max_age')
-      return redirect(c, `/login?return_to=${encodeURIComponent(`${url.pathname}${url.search}`)}`)
+      return toSignIn(c)
     }
     if (session.status !== 'active') {
       throw new RedirectableError(
@@ -147,6 +176,17 @@ export const authorizeEndpoint = new Hono<AppEnv>().get('/', (c) =>
         request.redirectUri,
         request.state,
       )
+    }
+    if (await needsSecondFactor(c, session)) {
+      if (request.prompt.has('none')) {
+        throw new RedirectableError(
+          'interaction_required',
+          'The user must sign in with a second factor',
+          request.redirectUri,
+          request.state,
+        )
+      }
+      return toSignIn(c)
     }
     const needsConsent =
       !request.client.firstParty &&
@@ -183,7 +223,10 @@ export const consentEndpoint = new Hono<AppEnv>().post('/', async (c) => {
   return withRedirectErrors(c, async () => {
     const request = await resolveAuthorizationRequest(c.var.db.http, c.var.config, params, new Date())
     const session = await currentSession(c)
-    if (session === undefined || session.status !== 'active') {
+    // REQUIRE_TWO_FACTOR: a consent posted from a one-factor session (one from before the policy)
+    // is refused like a signed-out one.
+    const oneFactor = c.var.config.requireTwoFactor && session !== undefined && !session.amr.includes('mfa')
+    if (session === undefined || session.status !== 'active' || oneFactor) {
       throw new RedirectableError(
         'access_denied',
         'The user is not signed in',

@@ -1,5 +1,6 @@
 import { Hono } from 'hono'
 import * as v from 'valibot'
+import { ACR_VALUES_SUPPORTED } from '../auth/acr'
 import type { Config } from '../config'
 import type { AppEnv } from '../env'
 import { CLIENT_ASSERTION_ALGS } from '../oauth/client-assertion'
@@ -84,12 +85,14 @@ export function serverMetadata(config: Config): Record<string, unknown> {
       'iat',
       'auth_time',
       'amr',
+      'acr',
       'nonce',
       'email',
       'email_verified',
       'name',
     ],
     prompt_values_supported: ['none', 'login', 'consent'],
+    acr_values_supported: [...ACR_VALUES_SUPPORTED],
     claims_parameter_supported: false,
     request_parameter_supported: false,
     request_uri_parameter_supported: false,
