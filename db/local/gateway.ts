@@ -20,6 +20,11 @@ export interface GatewayOptions {
   rttMs?: number
   /** Sees every SQL-over-HTTP statement before it runs, with its Worker request id (the bench EXPLAINs them). */
   onStatements?: (requestId: string | undefined, statements: readonly SqlStatement[]) => void
+  /**
+   * Told, for every SQL-over-HTTP call that Postgres answered, how long the database took
+   * (pool checkout, the statements, the commit; not the added round trip), with its request id.
+   */
+  onDatabaseTime?: (requestId: string | undefined, ms: number) => void
 }
 
 export interface GatewayStats {
@@ -216,12 +221,14 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     }
     assertCallerWaiting()
     options.onStatements?.(requestId, parsed.kind === 'single' ? [parsed.statement] : parsed.statements)
+    const started = performance.now()
     if (parsed.kind === 'single') {
       stats.add(requestId, 'httpQueries')
       const result = await withClient(pool, (client) => {
         assertCallerWaiting()
         return runStatement(client, parsed.statement)
       })
+      options.onDatabaseTime?.(requestId, performance.now() - started)
       await delay(rttMs)
       sendJson(res, 200, result)
       return
@@ -251,6 +258,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
         throw error
       }
     })
+    options.onDatabaseTime?.(requestId, performance.now() - started)
     await delay(rttMs)
     sendJson(res, 200, { results })
   }

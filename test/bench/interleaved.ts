@@ -9,11 +9,18 @@ import type { RequestShape, Scenario } from './scenarios'
  * median over the rounds, and each round's own figure is kept so the spread shows.
  */
 
+export interface ProbeAnswer {
+  status: number
+  text: string
+  /** The id the Worker tagged its database calls with (its `x-request-id`), when it says. */
+  requestId?: string | null
+}
+
 /** One sequential request: untimed preparation first (e.g. issuing the code an exchange spends). */
 export interface LatencyProbe {
   id: string
   /** Does the untimed work for the next request and answers the timed part. */
-  prepare(): Promise<() => Promise<{ status: number; text: string }>>
+  prepare(): Promise<() => Promise<ProbeAnswer>>
   accepts(status: number, body: string): boolean
 }
 
@@ -25,6 +32,11 @@ export interface LatencyFigure {
   p50Ms: number
   /** Fastest request seen in any round (ms): the path's cost with no queueing at all. */
   minMs: number
+  /**
+   * Time Postgres took per request as the gateway saw it (checkout, statements, commit; not the
+   * added round trip), median of the round medians; absent when the path makes no tagged call.
+   */
+  dbMs?: number
   samples: number
   ok: number
 }
@@ -58,6 +70,7 @@ export async function interleavedLatency(
   probes: readonly LatencyProbe[],
   plan: LatencyPlan,
   log: (message: string) => void,
+  databaseTime: (requestId: string) => number | undefined = () => undefined,
 ): Promise<LatencyFigure[]> {
   for (const probe of probes) {
     for (let i = 0; i < plan.warmup; i++) {
@@ -67,6 +80,7 @@ export async function interleavedLatency(
   }
   const times = new Map<string, number[][]>(probes.map((probe) => [probe.id, []]))
   const ok = new Map<string, number>(probes.map((probe) => [probe.id, 0]))
+  const answered: { probe: string; round: number; requestId: string }[] = []
   for (let round = 0; round < plan.rounds; round++) {
     for (const probe of rotate(probes, round)) {
       const roundTimes: number[] = []
@@ -78,14 +92,29 @@ export async function interleavedLatency(
         if (probe.accepts(res.status, res.text)) {
           ok.set(probe.id, (ok.get(probe.id) ?? 0) + 1)
         }
+        if (typeof res.requestId === 'string' && res.requestId !== '') {
+          answered.push({ probe: probe.id, round, requestId: res.requestId })
+        }
       }
       times.get(probe.id)?.push(roundTimes)
     }
     log(`  latency round ${round + 1}/${plan.rounds} done`)
   }
+  // Database time per round: the gateway has reported every call by now (answers follow it).
+  const dbByRound = new Map<string, number[][]>()
+  for (const { probe, round, requestId } of answered) {
+    const ms = databaseTime(requestId)
+    if (ms === undefined) {
+      continue
+    }
+    const rounds = dbByRound.get(probe) ?? []
+    dbByRound.set(probe, rounds)
+    rounds[round] = [...(rounds[round] ?? []), ms]
+  }
   return probes.map((probe) => {
     const rounds = times.get(probe.id) ?? []
     const roundMedians = rounds.map((one) => median(one))
+    const db = (dbByRound.get(probe.id) ?? []).filter((one) => one !== undefined).map((one) => median(one))
     return {
       id: probe.id,
       roundMedians,
@@ -93,6 +122,7 @@ export async function interleavedLatency(
       minMs: Math.min(...rounds.flat()),
       samples: rounds.flat().length,
       ok: ok.get(probe.id) ?? 0,
+      ...(db.length === 0 ? {} : { dbMs: median(db) }),
     }
   })
 }
@@ -101,7 +131,7 @@ export interface ThroughputFigure {
   id: string
   /** Peak req/s over the plan's concurrency levels, per round. */
   roundPeaks: number[]
-  /** Each round's peak divided by the floor's peak of the same round. */
+  /** Each round's peak divided by the peak of the floor runs adjacent to it (none for the floor). */
   roundRatios: number[]
   /** Median of the round ratios: what the verdicts use. */
   ratio: number
@@ -117,9 +147,10 @@ export interface ThroughputPlan {
 }
 
 /**
- * Peak req/s of each scenario against the floor's, in interleaved rounds: every round runs the
- * floor and each scenario at each concurrency level (order rotating), and the ratio is taken
- * within the round, so a swing in the machine's load moves both sides of it.
+ * Peak req/s of each scenario against the floor's, in interleaved rounds. Within a round every
+ * scenario (order rotating) is run at each concurrency level right after the floor at that
+ * level, and its ratio is its peak over the peak of those adjacent floor runs: a swing in the
+ * machine's load a few seconds long moves both sides of one ratio, not one side only.
  */
 export async function interleavedThroughput(
   floor: Scenario,
@@ -128,43 +159,51 @@ export async function interleavedThroughput(
   run: (shape: RequestShape, connections: number, seconds: number) => Promise<LoadResult>,
   log: (message: string) => void,
 ): Promise<{ floor: ThroughputFigure; scenarios: ThroughputFigure[] }> {
-  const all = [floor, ...scenarios]
-  const peaks = new Map<string, number[]>(all.map((scenario) => [scenario.id, []]))
-  const failed = new Map<string, number>(all.map((scenario) => [scenario.id, 0]))
+  const peaks = new Map<string, number[]>([floor, ...scenarios].map((scenario) => [scenario.id, []]))
+  const ratios = new Map<string, number[]>(scenarios.map((scenario) => [scenario.id, []]))
+  const failed = new Map<string, number>([floor, ...scenarios].map((scenario) => [scenario.id, 0]))
   const warmConnections = plan.connections[0] ?? 1
-  for (const scenario of all) {
-    const shape = await scenario.shape(warmConnections)
-    if (shape.ok) {
-      await run(shape.value, warmConnections, plan.warmupSeconds)
+  const measure = async (scenario: Scenario, connections: number, seconds: number): Promise<number> => {
+    const shape = await scenario.shape(connections)
+    if (!shape.ok) {
+      return 0
     }
+    const result = await run(shape.value, connections, seconds)
+    failed.set(scenario.id, (failed.get(scenario.id) ?? 0) + result.non2xx + result.errors + result.timeouts)
+    return result.rps
+  }
+  for (const scenario of [floor, ...scenarios]) {
+    await measure(scenario, warmConnections, plan.warmupSeconds)
+  }
+  for (const id of failed.keys()) {
+    failed.set(id, 0)
   }
   for (let round = 0; round < plan.rounds; round++) {
-    for (const scenario of rotate(all, round)) {
+    let floorPeak = 0
+    for (const scenario of rotate(scenarios, round)) {
       let peak = 0
+      let adjacentFloor = 0
       for (const connections of plan.connections) {
-        const shape = await scenario.shape(connections)
-        if (!shape.ok) {
-          continue
-        }
-        const result = await run(shape.value, connections, plan.seconds)
-        peak = Math.max(peak, result.rps)
-        failed.set(
-          scenario.id,
-          (failed.get(scenario.id) ?? 0) + result.non2xx + result.errors + result.timeouts,
-        )
+        const reference = await measure(floor, connections, plan.seconds)
+        adjacentFloor = Math.max(adjacentFloor, reference)
+        peak = Math.max(peak, await measure(scenario, connections, plan.seconds))
       }
+      floorPeak = Math.max(floorPeak, adjacentFloor)
       peaks.get(scenario.id)?.push(peak)
+      ratios.get(scenario.id)?.push(adjacentFloor > 0 ? peak / adjacentFloor : 0)
     }
+    peaks.get(floor.id)?.push(floorPeak)
     log(`  floor-ratio round ${round + 1}/${plan.rounds} done`)
   }
-  const floorPeaks = peaks.get(floor.id) ?? []
   const figure = (id: string): ThroughputFigure => {
-    const roundPeaks = peaks.get(id) ?? []
-    const roundRatios = roundPeaks.map((peak, index) => {
-      const reference = floorPeaks[index] ?? 0
-      return reference > 0 ? peak / reference : 0
-    })
-    return { id, roundPeaks, roundRatios, ratio: median(roundRatios), failed: failed.get(id) ?? 0 }
+    const roundRatios = ratios.get(id) ?? []
+    return {
+      id,
+      roundPeaks: peaks.get(id) ?? [],
+      roundRatios,
+      ratio: median(roundRatios),
+      failed: failed.get(id) ?? 0,
+    }
   }
   return { floor: figure(floor.id), scenarios: scenarios.map((scenario) => figure(scenario.id)) }
 }

@@ -86,6 +86,8 @@ export interface HotProbe {
   samples: number
   ok: number
   p50Ms: number
+  /** Median time Postgres took per request, as the gateway saw it (no added round trip). */
+  dbMs?: number
 }
 
 export interface ScaleReport {
@@ -489,20 +491,21 @@ function latencyLines(report: BenchReport): string[] {
     const { rounds, perRound } = measured.plan
     out.push('')
     out.push(
-      `p50 at c=1 on ${measured.runtime}, ${rounds} interleaved rounds of ${perRound} sequential requests per path (order rotating; p50 = median of the round medians, min = fastest single request):`,
+      `p50 at c=1 on ${measured.runtime}, ${rounds} interleaved rounds of ${perRound} sequential requests per path (order rotating; p50 = median of the round medians, min = fastest single request; DB = time Postgres took per request as the gateway saw it, without the added round trip):`,
     )
-    const rows: string[][] = [['Path', 'p50 ms', 'min ms', 'round medians ms', 'ok']]
+    const rows: string[][] = [['Path', 'p50 ms', 'min ms', 'DB ms', 'round medians ms', 'ok']]
     for (const figure of measured.figures) {
       rows.push([
         figure.id,
         fmtMs(figure.p50Ms),
         fmtMs(figure.minMs),
+        figure.dbMs === undefined ? '' : fmtMs(figure.dbMs),
         figure.roundMedians.map(fmtMs).join(' '),
         `${figure.ok}/${figure.samples}`,
       ])
     }
     for (const [id, reason] of Object.entries(measured.skipped)) {
-      rows.push([id, '', '', `n/a (${reason})`, ''])
+      rows.push([id, '', '', '', `n/a (${reason})`, ''])
     }
     out.push(
       ...pad(rows)
@@ -519,7 +522,7 @@ function floorRatioVerdicts(report: BenchReport): string[] {
   if (measured !== undefined) {
     const plan = measured.plan
     out.push(
-      `info  SELECT 1 floor on ${measured.runtime}: peak req/s by round ${measured.floor.roundPeaks.map(fmtRps).join(', ')} (${plan.rounds} interleaved rounds, ${plan.seconds} s per scenario at c=${plan.connections.join('/')}; ratios are taken within a round, the verdict is their median)`,
+      `info  SELECT 1 floor on ${measured.runtime}: peak req/s by round ${measured.floor.roundPeaks.map(fmtRps).join(', ')} (${plan.rounds} interleaved rounds; in each, every scenario runs ${plan.seconds} s at c=${plan.connections.join('/')}, each right after the floor at the same concurrency; a ratio is the scenario's peak over those floor runs' peak, the verdict their median over the rounds)`,
     )
   }
   const dbFloor = peakRps(find(report, 'select1-http', 'workerd'))
@@ -626,12 +629,16 @@ function scaleLines(report: BenchReport): string[] {
   out.push(
     `Data scale on ${scale.runtime}: ${scale.reused ? 'reused an earlier seed' : `seeded by SQL in ${scale.seedSeconds.toFixed(0)} s`}; rows now: ${rows}`,
   )
-  out.push('  p50 at c=1 (sequential requests) before the seed and after it, same isolate:')
+  out.push(
+    '  p50 at c=1 (sequential requests) before the seed and after it, same isolate; DB = median time Postgres took per request (gateway-timed, no added round trip):',
+  )
   for (const before of scale.before) {
     const after = scale.after.find((probe) => probe.id === before.id)
     const ratio = after !== undefined && before.p50Ms > 0 ? after.p50Ms / before.p50Ms : undefined
+    const db = (probe: HotProbe | undefined): string =>
+      probe?.dbMs === undefined ? '—' : `${fmtMs(probe.dbMs)} ms`
     out.push(
-      `    ${before.id.padEnd(16)} ${fmtMs(before.p50Ms).padStart(6)} ms → ${after === undefined ? '—' : fmtMs(after.p50Ms).padStart(6)} ms  ${fmtRatio(ratio)}  (${after?.ok ?? 0}/${after?.samples ?? 0} ok)`,
+      `    ${before.id.padEnd(16)} ${fmtMs(before.p50Ms).padStart(6)} ms → ${after === undefined ? '—' : fmtMs(after.p50Ms).padStart(6)} ms  ${fmtRatio(ratio)}  DB ${db(before)} → ${db(after)}  (${after?.ok ?? 0}/${after?.samples ?? 0} ok)`,
     )
   }
   out.push('  EXPLAIN (costs off) of each hot statement as the Worker sent it, against the seeded tables:')
@@ -643,7 +650,7 @@ function scaleLines(report: BenchReport): string[] {
     explained.statements.forEach((statement, index) => {
       const seq = statement.seqScans.filter((table) => SEEDED_TABLES.has(table))
       out.push(
-        `    ${explained.id} statement ${index + 1}/${explained.statements.length}: indexes ${statement.indexes.join(', ') || 'none'}; ${seq.length === 0 ? 'no sequential scan of a seeded table' : `SEQUENTIAL SCAN of ${seq.join(', ')}`}`,
+        `    ${explained.id} statement ${index + 1}/${explained.statements.length}: indexes ${statement.indexes.join(', ') || 'none'}; ${seq.length === 0 ? 'no sequential scan of a seeded table' : `SEQUENTIAL SCAN of ${seq.join(', ')}`}${statement.planningMs === undefined ? '' : `; EXPLAIN ANALYZE (rolled back): planning ${statement.planningMs.toFixed(1)} ms, execution ${(statement.executionMs ?? 0).toFixed(1)} ms`}`,
       )
       for (const line of statement.plan) {
         out.push(`      ${line}`)

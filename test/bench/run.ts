@@ -230,6 +230,8 @@ interface MeasureContext {
   gateway: Gateway
   load: LoadProcess
   timing: Timing
+  /** What Postgres took per tagged call, as the gateway saw it. */
+  databaseTimes: DatabaseTimes
 }
 
 async function measure(ctx: MeasureContext, scenario: Scenario): Promise<ScenarioRecord> {
@@ -399,6 +401,36 @@ class StatementLog {
   }
 }
 
+/** How long Postgres took for each tagged SQL-over-HTTP call (the newest few thousand requests). */
+class DatabaseTimes {
+  readonly #byRequest = new Map<string, number>()
+
+  record(requestId: string | undefined, ms: number): void {
+    if (requestId === undefined) {
+      return
+    }
+    this.#byRequest.set(requestId, (this.#byRequest.get(requestId) ?? 0) + ms)
+    if (this.#byRequest.size > 5_000) {
+      const oldest = this.#byRequest.keys().next()
+      if (oldest.done !== true) {
+        this.#byRequest.delete(oldest.value)
+      }
+    }
+  }
+
+  get(requestId: string): number | undefined {
+    return this.#byRequest.get(requestId)
+  }
+
+  /** `{ dbMs }`: the median over the requests the gateway timed, or nothing if it timed none. */
+  medianOf(requestIds: readonly (string | null)[]): { dbMs?: number } {
+    const times = requestIds
+      .map((id) => (id === null ? undefined : this.#byRequest.get(id)))
+      .filter((ms): ms is number => ms !== undefined)
+    return times.length === 0 ? {} : { dbMs: median(times) }
+  }
+}
+
 interface ProbeOutcome {
   probe: HotProbe
   /** What the last request sent to the database. */
@@ -410,6 +442,7 @@ async function hotProbe(
   base: string,
   scenario: Scenario,
   statements: StatementLog,
+  databaseTimes: DatabaseTimes,
 ): Promise<ProbeOutcome | undefined> {
   const shape = await scenario.shape(1)
   if (!shape.ok) {
@@ -419,6 +452,7 @@ async function hotProbe(
   const times: number[] = []
   let ok = 0
   let lastId: string | null = null
+  const ids: (string | null)[] = []
   for (let i = 0; i < HOT_PROBE_SAMPLES; i++) {
     const started = performance.now()
     const res = await send()
@@ -427,10 +461,17 @@ async function hotProbe(
       ok++
     }
     lastId = res.headers.get('x-request-id')
+    ids.push(lastId)
   }
   await new Promise((resolveWait) => setTimeout(resolveWait, 100))
   return {
-    probe: { id: scenario.id, samples: HOT_PROBE_SAMPLES, ok, p50Ms: median(times) },
+    probe: {
+      id: scenario.id,
+      samples: HOT_PROBE_SAMPLES,
+      ok,
+      p50Ms: median(times),
+      ...databaseTimes.medianOf(ids),
+    },
     statements: statements.get(lastId),
   }
 }
@@ -471,6 +512,7 @@ async function measureCodeExchange(
   const times: number[] = []
   let ok = 0
   let lastId: string | null = null
+  const ids: (string | null)[] = []
   let counted = { httpRequests: 0, httpQueries: 0, wsConnections: 0, wsClientMessages: 0 }
   const statusCodes: Record<string, number> = {}
   for (let i = 0; i < samples; i++) {
@@ -496,6 +538,7 @@ async function measureCodeExchange(
       ok++
     }
     lastId = res.headers.get('x-request-id')
+    ids.push(lastId)
   }
   const sorted = [...times].sort((a, b) => a - b)
   const p99 = sorted[Math.min(sorted.length - 1, Math.ceil(sorted.length * 0.99) - 1)] ?? 0
@@ -525,7 +568,7 @@ async function measureCodeExchange(
   return {
     record,
     probe: {
-      probe: { id: 'token-code', samples, ok, p50Ms: median(times) },
+      probe: { id: 'token-code', samples, ok, p50Ms: median(times), ...ctx.databaseTimes.medianOf(ids) },
       statements: statements.get(lastId),
     },
   }
@@ -541,7 +584,8 @@ async function hotProbes(
   const out: ProbeOutcome[] = []
   for (const id of HOT_IDS) {
     const scenario = scenarios.find((s) => s.id === id)
-    const probed = scenario === undefined ? undefined : await hotProbe(ctx.base, scenario, statements)
+    const probed =
+      scenario === undefined ? undefined : await hotProbe(ctx.base, scenario, statements, ctx.databaseTimes)
     if (probed !== undefined) {
       out.push(probed)
     }
@@ -562,7 +606,7 @@ function scenarioProbe(base: string, scenario: Scenario, shape: RequestShape): L
     id: scenario.id,
     prepare: async () => async () => {
       const res = await send()
-      return { status: res.status, text: await res.text() }
+      return { status: res.status, text: await res.text(), requestId: res.headers.get('x-request-id') }
     },
     accepts: scenario.accepts,
   }
@@ -580,7 +624,7 @@ function referenceProbes(base: string, gatewayUrl: string, databaseUrl: string):
     id,
     prepare: async () => async () => {
       const res = await fetch(`${base}${path}`, { signal: AbortSignal.timeout(30_000) })
-      return { status: res.status, text: await res.text() }
+      return { status: res.status, text: await res.text(), requestId: res.headers.get('x-request-id') }
     },
     accepts: (status) => status === 200,
   })
@@ -589,13 +633,18 @@ function referenceProbes(base: string, gatewayUrl: string, databaseUrl: string):
     {
       id: 'gateway-direct',
       prepare: async () => async () => {
+        const requestId = `bench-direct-${randomBytes(8).toString('hex')}`
         const res = await fetch(`${gatewayUrl}/sql`, {
           method: 'POST',
-          headers: { 'content-type': 'application/json', 'neon-connection-string': databaseUrl },
+          headers: {
+            'content-type': 'application/json',
+            'neon-connection-string': databaseUrl,
+            'x-portcullis-request-id': requestId,
+          },
           body,
           signal: AbortSignal.timeout(30_000),
         })
-        return { status: res.status, text: await res.text() }
+        return { status: res.status, text: await res.text(), requestId }
       },
       accepts: (status) => status === 200,
     },
@@ -635,8 +684,13 @@ async function measureLatency(
       // The code is issued untimed; only its exchange is timed.
       prepare: async () => {
         const grant = await authorizeCode(ctx.base, clientId, cookie)
-        return async () =>
-          grant.ok ? exchangeCode(ctx.base, clientId, grant.value) : { status: 0, text: grant.reason }
+        return async () => {
+          if (!grant.ok) {
+            return { status: 0, text: grant.reason }
+          }
+          const res = await exchangeCode(ctx.base, clientId, grant.value)
+          return { ...res, requestId: res.headers.get('x-request-id') }
+        }
       },
       accepts: (status, body) => status === 200 && body.includes('refresh_token'),
     })
@@ -650,10 +704,10 @@ async function measureLatency(
   log(
     `latency at c=1 on ${ctx.runtime}: ${ctx.timing.latency.rounds} interleaved rounds of ${ctx.timing.latency.perRound} sequential requests per path`,
   )
-  const figures = await interleavedLatency(probes, ctx.timing.latency, log)
+  const figures = await interleavedLatency(probes, ctx.timing.latency, log, (id) => ctx.databaseTimes.get(id))
   for (const figure of figures) {
     process.stderr.write(
-      `  ${ctx.runtime.padEnd(12)} ${figure.id.padEnd(16)} c=1   p50 ${figure.p50Ms.toFixed(1)} ms (rounds ${figure.roundMedians.map((m) => m.toFixed(1)).join(' ')})  ${figure.ok}/${figure.samples} ok\n`,
+      `  ${ctx.runtime.padEnd(12)} ${figure.id.padEnd(16)} c=1   p50 ${figure.p50Ms.toFixed(1)} ms${figure.dbMs === undefined ? '' : `, DB ${figure.dbMs.toFixed(1)} ms`} (rounds ${figure.roundMedians.map((m) => m.toFixed(1)).join(' ')})  ${figure.ok}/${figure.samples} ok\n`,
     )
   }
   return { runtime: ctx.runtime, plan: ctx.timing.latency, figures, skipped }
@@ -918,9 +972,11 @@ async function main(): Promise<void> {
   )
   await migrateDatabase(databaseUrl)
   const statements = new StatementLog()
+  const databaseTimes = new DatabaseTimes()
   const gateway = await startGateway({
     rttMs: options.dbRttMs,
     onStatements: (requestId, sent) => statements.record(requestId, sent),
+    onDatabaseTime: (requestId, ms) => databaseTimes.record(requestId, ms),
   })
   if (options.dbRttMs > 0) {
     log(`gateway adds ${options.dbRttMs} ms to every database round trip`)
@@ -961,7 +1017,7 @@ async function main(): Promise<void> {
       try {
         seed ??= await seedOurs(worker.url, adminToken, databaseUrl)
         const perRuntime = await runtimeSeed(worker.url, seed, adminToken)
-        const ctx: MeasureContext = { base: worker.url, runtime, gateway, load, timing }
+        const ctx: MeasureContext = { base: worker.url, runtime, gateway, load, timing, databaseTimes }
         const ours = ourScenarios(worker.url, seed, perRuntime)
         if (options.scale !== undefined && runtime === extrasRuntime) {
           scale = await runScale(ctx, options.scale, databaseUrl, ours, seed, perRuntime, statements, log)
@@ -1011,7 +1067,7 @@ async function main(): Promise<void> {
       )
       cleanups.push(() => peerWorker.close())
       try {
-        const ctx: MeasureContext = { base: peerWorker.url, runtime, gateway, load, timing }
+        const ctx: MeasureContext = { base: peerWorker.url, runtime, gateway, load, timing, databaseTimes }
         for (const scenario of selected(options, workersOAuthProviderScenarios(peerWorker.url))) {
           scenarios.push(await measure(ctx, scenario))
         }
@@ -1026,7 +1082,14 @@ async function main(): Promise<void> {
     cleanups.push(() => oidc.stop())
     runtimes.node = `oidc-provider on Node ${process.versions.node} (in-memory adapter, NODE_ENV=production)`
     try {
-      const ctx: MeasureContext = { base: oidc.peer.url, runtime: 'node', gateway, load, timing }
+      const ctx: MeasureContext = {
+        base: oidc.peer.url,
+        runtime: 'node',
+        gateway,
+        load,
+        timing,
+        databaseTimes,
+      }
       for (const scenario of selected(options, oidcProviderScenarios(oidc.peer))) {
         scenarios.push(await measure(ctx, scenario))
       }

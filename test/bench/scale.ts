@@ -245,6 +245,9 @@ export interface ExplainedStatement {
   indexes: string[]
   /** Tables read by a sequential scan (on a seeded table, a flatness problem). */
   seqScans: string[]
+  /** EXPLAIN ANALYZE in a transaction rolled back afterwards: planning and execution time (ms). */
+  planningMs?: number
+  executionMs?: number
 }
 
 /** `EXPLAIN` (no ANALYZE: nothing runs) of each statement with the parameters the Worker sent. */
@@ -277,7 +280,13 @@ export async function explainStatements(
             seqScans.add(seq)
           }
         }
-        out.push({ query: statement.query, plan, indexes: [...indexes], seqScans: [...seqScans] })
+        out.push({
+          query: statement.query,
+          plan,
+          indexes: [...indexes],
+          seqScans: [...seqScans],
+          ...(await analyzeTimes(client, statement)),
+        })
       } catch (error) {
         out.push({
           query: statement.query,
@@ -289,6 +298,40 @@ export async function explainStatements(
     }
     return out
   })
+}
+
+/**
+ * Planning and execution time of one run of the statement, in a transaction that is rolled back
+ * (a hot statement writes: the charge, the usage row, the rotation must not stay).
+ */
+async function analyzeTimes(
+  client: pg.Client,
+  statement: SqlStatement,
+): Promise<{ planningMs?: number; executionMs?: number }> {
+  await client.query('begin')
+  try {
+    const result = await client.query<{ 'QUERY PLAN': string }>({
+      text: `explain (analyze, costs off, timing off, summary on) ${statement.query}`,
+      values: statement.params,
+    })
+    const lines = result.rows.map((row) => row['QUERY PLAN'])
+    const time = (label: string): number | undefined => {
+      const found = lines
+        .map((line) => new RegExp(`^${label} Time: ([0-9.]+) ms`).exec(line)?.[1])
+        .find(Boolean)
+      return found === undefined ? undefined : Number(found)
+    }
+    const planningMs = time('Planning')
+    const executionMs = time('Execution')
+    return {
+      ...(planningMs === undefined ? {} : { planningMs }),
+      ...(executionMs === undefined ? {} : { executionMs }),
+    }
+  } catch {
+    return {}
+  } finally {
+    await client.query('rollback')
+  }
 }
 
 /** Tables the scale mode fills: a sequential scan of one of these in a hot statement is not flat. */
