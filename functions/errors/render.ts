@@ -64,7 +64,8 @@ export function renderError(error: unknown, c: Context): Response {
   const known = classify(error)
   const requestId = c.get('requestId') as string | undefined
   if (known.status >= 500) {
-    log('error', 'request_failed', {
+    // Shedding load (the argon2 queue is full) is the server working as designed: a warning.
+    log(known.code === 'overloaded' ? 'warn' : 'error', 'request_failed', {
       requestId,
       method: c.req.method,
       path: c.req.path,
