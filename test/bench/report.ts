@@ -49,7 +49,22 @@ export interface BenchReport {
   mode: 'quick' | 'full'
   durationSecondsPerRound: number
   concurrency: number[]
-  machine: { cpus: string; cores: number; memoryGiB: number; os: string; node: string; postgres: string }
+  machine: {
+    cpus: string
+    cores: number
+    memoryGiB: number
+    os: string
+    node: string
+    postgres: string
+    workerd?: string
+    wrangler?: string
+    miniflare?: string
+    /** `git rev-parse --short HEAD` (and whether the bundled tree had uncommitted edits). */
+    commit?: string
+    /** 1/5/15-minute load averages when the run started and when it ended. */
+    loadAverageBefore?: number[]
+    loadAverageAfter?: number[]
+  }
   runtimes: Record<string, string>
   bundle: { files: number; bytes: number; gzipBytes: number } | { error: string }
   startup: { profileMs: number; cpuMs: number } | { error: string }
@@ -267,6 +282,12 @@ export function renderReport(report: BenchReport): string {
   lines.push(
     `Machine: ${report.machine.cpus} × ${report.machine.cores} cores, ${report.machine.memoryGiB} GiB, ${report.machine.os}; Node ${report.machine.node}; ${report.machine.postgres}`,
   )
+  const m = report.machine
+  if (m.workerd !== undefined) {
+    lines.push(
+      `Tools: workerd ${m.workerd}, wrangler ${m.wrangler ?? '?'}, miniflare ${m.miniflare ?? '?'}; commit ${m.commit ?? '?'}; load average (1/5/15 min) ${m.loadAverageBefore?.join(' ') ?? '?'} at the start, ${m.loadAverageAfter?.join(' ') ?? '?'} at the end`,
+    )
+  }
   for (const [name, label] of Object.entries(report.runtimes)) {
     lines.push(`Runtime ${name}: ${label}`)
   }

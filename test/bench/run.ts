@@ -1,7 +1,7 @@
 import { type ChildProcess, fork, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
-import { cpus, freemem, platform, release, tmpdir, totalmem } from 'node:os'
+import { cpus, freemem, loadavg, platform, release, tmpdir, totalmem } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { gzipSync } from 'node:zlib'
@@ -930,6 +930,37 @@ async function measureStartup(): Promise<BenchReport['startup']> {
   }
 }
 
+/** workerd, wrangler and Miniflare as installed, and the commit the Worker was bundled from. */
+async function toolVersions(): Promise<{
+  workerd: string
+  wrangler: string
+  miniflare: string
+  commit: string
+}> {
+  const version = async (name: string): Promise<string> => {
+    try {
+      const manifest = JSON.parse(
+        await readFile(join(REPO_ROOT, 'node_modules', name, 'package.json'), 'utf8'),
+      ) as {
+        version?: string
+      }
+      return manifest.version ?? '?'
+    } catch {
+      return '?'
+    }
+  }
+  const head = await runCommand('git', ['rev-parse', '--short', 'HEAD'])
+  // Other people's uncommitted edits under functions/ or db/ are bundled too: say so.
+  const dirty = await runCommand('git', ['status', '--porcelain', '--', 'functions', 'db', 'test/bench'])
+  const commit = head.code === 0 ? head.stdout.trim() : 'unknown'
+  return {
+    workerd: await version('workerd'),
+    wrangler: await version('wrangler'),
+    miniflare: await version('miniflare'),
+    commit: dirty.stdout.trim() === '' ? commit : `${commit} + uncommitted edits in the working tree`,
+  }
+}
+
 async function postgresVersion(databaseUrl: string): Promise<string> {
   return withClient(databaseUrl, async (client) => {
     const result = await client.query<{ server_version: string }>('show server_version')
@@ -966,6 +997,7 @@ async function main(): Promise<void> {
       }
   const databaseUrl = process.env.BENCH_DATABASE_URL?.trim() || DEFAULT_DATABASE_URL
   const startedAt = new Date()
+  const loadAverageBefore = loadavg().map((n) => Number(n.toFixed(2)))
   const log = (message: string) => process.stderr.write(`[bench] ${message}\n`)
   log(
     `database ${new URL(databaseUrl).pathname.slice(1)} on ${new URL(databaseUrl).host}; ${options.quick ? 'quick' : 'full'} run`,
@@ -1111,6 +1143,9 @@ async function main(): Promise<void> {
         os: `${platform()} ${release()}`,
         node: process.versions.node,
         postgres: await postgresVersion(databaseUrl),
+        ...(await toolVersions()),
+        loadAverageBefore: loadAverageBefore,
+        loadAverageAfter: loadavg().map((n) => Number(n.toFixed(2))),
       },
       runtimes,
       bundle,
