@@ -266,14 +266,24 @@ documentRoute({
   tags: ['oauth'],
   query: v.object({
     response_type: v.literal('code'),
-    client_id: v.string(),
+    client_id: v.pipe(
+      v.string(),
+      v.description('A registered client_id, or the https URL of its Client ID Metadata Document (issue 11)'),
+    ),
     redirect_uri: v.optional(v.string()),
     scope: v.optional(v.string()),
     state: v.optional(v.string()),
     nonce: v.optional(v.string()),
     code_challenge: v.string(),
     code_challenge_method: v.literal('S256'),
-    resource: v.optional(v.string()),
+    resource: v.optional(
+      v.pipe(
+        v.string(),
+        v.description(
+          'RFC 8707 target (a registered resource server, or the issuer); repeat it for several, at most 5',
+        ),
+      ),
+    ),
     prompt: v.optional(v.string()),
     max_age: v.optional(v.string()),
     request_uri: v.optional(

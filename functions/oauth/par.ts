@@ -175,7 +175,9 @@ documentRoute({
       nonce: v.optional(v.string()),
       code_challenge: v.string(),
       code_challenge_method: v.literal('S256'),
-      resource: v.optional(v.string()),
+      resource: v.optional(
+        v.pipe(v.string(), v.description('RFC 8707 target; repeat it for several, at most 5')),
+      ),
       prompt: v.optional(v.string()),
       max_age: v.optional(v.string()),
       ...CLIENT_ASSERTION_FIELDS,

@@ -222,8 +222,18 @@ documentRoute({
       refresh_token: v.optional(v.string()),
       device_code: v.optional(v.string()),
       scope: v.optional(v.string()),
-      resource: v.optional(v.string()),
-      client_id: v.optional(v.string()),
+      resource: v.optional(
+        v.pipe(
+          v.string(),
+          v.description('RFC 8707: narrows the token to these of the grant’s targets (repeat for several)'),
+        ),
+      ),
+      client_id: v.optional(
+        v.pipe(
+          v.string(),
+          v.description('Public clients: their client_id, or the URL of their Client ID Metadata Document'),
+        ),
+      ),
       client_secret: v.optional(v.string()),
       ...CLIENT_ASSERTION_FIELDS,
       subject_token: v.optional(v.string()),
