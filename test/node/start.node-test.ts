@@ -67,6 +67,24 @@ async function until<T>(
   throw new Error(`timed out after ${ms} ms waiting for ${what}`)
 }
 
+/**
+ * The run's exit code, or 'still running' after `ms`. The timer is cleared either way: a
+ * pending one keeps the test process alive until it fires (it cost the suite up to 60 s).
+ */
+async function exitWithin(run: Started, ms: number): Promise<number | null | 'still running'> {
+  let timer: NodeJS.Timeout | undefined
+  try {
+    return await Promise.race([
+      run.exited,
+      new Promise<'still running'>((r) => {
+        timer = setTimeout(() => r('still running'), ms)
+      }),
+    ])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 /** Command lines of every process whose process group is `pgid` (what `ps` shows). */
 function commandLines(pgid: number): { pid: number; cmdline: string }[] {
   const found: { pid: number; cmdline: string }[] = []
@@ -183,10 +201,7 @@ describe('npm start', { timeout: 600_000 }, () => {
     const gateway = pids.find((pid) => /gateway-cli\.ts/.test(cmdline(pid)) && /\bnode\b/.test(cmdline(pid)))
     assert.ok(gateway !== undefined, lines.join('\n'))
     process.kill(gateway, 'SIGKILL')
-    const code = await Promise.race([
-      run.exited,
-      new Promise((r) => setTimeout(() => r('still running'), 60_000)),
-    ])
+    const code = await exitWithin(run, 60_000)
     assert.equal(code, 1, run.output())
     assert.match(run.output(), /the local database gateway .* (exited|was killed)/)
     await until(
@@ -218,10 +233,7 @@ describe('npm start', { timeout: 600_000 }, () => {
     rmSync(join(stateDir, '.dev.vars'))
     const run = start(stateDir, await freePort())
     running.push(run)
-    const code = await Promise.race([
-      run.exited,
-      new Promise((r) => setTimeout(() => r('still running'), 60_000)),
-    ])
+    const code = await exitWithin(run, 60_000)
     assert.equal(code, 1, run.output())
     assert.match(run.output(), /\.dev\.vars is missing/)
     assert.match(run.output(), /put the old \.dev\.vars back/)
