@@ -15,6 +15,7 @@ import { allowlistAdmin } from './federation/allowlist-admin'
 import { connections } from './federation/connections'
 import { passwordLoginGate } from './federation/password-off'
 import { identityProvidersAdmin } from './federation/provider-admin'
+import { masterKeyAdmin } from './master-key/route'
 import { federation } from './federation/routes'
 import { connectionTokens } from './federation/token-route'
 import { healthz } from './health/healthz'
@@ -63,6 +64,7 @@ export function createApp(): Hono<AppEnv> {
   app.route('/admin/users', usersAdmin)
   app.route('/admin/identity-allowlist', allowlistAdmin)
   app.route('/admin/identity-providers', identityProvidersAdmin)
+  app.route('/admin/master-key', masterKeyAdmin)
   app.route('/admin/audit', auditAdmin)
   app.route('/admin/tenants', tenantsAdmin)
   app.route('/tenants', tenants)

@@ -3,6 +3,7 @@ import { loadConfig } from '../functions/config'
 import { deliverPendingEmail } from '../functions/email/deliver'
 import type { Bindings } from '../functions/env'
 import { errorForLog, log } from '../functions/log'
+import { resealUnderNewestKey } from '../functions/master-key/reseal'
 import { rotateDueSigningKeys } from '../functions/tokens/keys'
 import { runPurge } from './run'
 
@@ -29,6 +30,10 @@ export async function scheduled(
     // Key rotation is housekeeping: the request path only reads the key ring.
     for (const rotated of await rotateDueSigningKeys(db, config, new Date(controller.scheduledTime))) {
       log('info', 'signing_key_rotated', { kid: rotated.kid, alg: rotated.alg, retiring: rotated.retiring })
+    }
+    // After a MASTER_KEY rotation (more than one key listed): one bounded re-seal pass per run.
+    if (config.masterKeys.length > 1) {
+      await resealUnderNewestKey(db.http, config)
     }
   } catch (error) {
     log('error', 'purge_failed', {

@@ -116,6 +116,11 @@ export function resetKeyCache(): void {
   refreshFailedAt = undefined
 }
 
+/** The AES-GCM context a private key is sealed under: its ciphertext opens only for its kid. */
+export function signingKeyContext(kid: string): string {
+  return `signing_key:${kid}`
+}
+
 function toSigningKey(row: SigningKeyRow, config: Config): SigningKey {
   let privateKey: Promise<CryptoKey | Uint8Array> | undefined
   const publicJwk = { ...row.publicJwk } as JWK
@@ -131,7 +136,7 @@ function toSigningKey(row: SigningKeyRow, config: Config): SigningKey {
       privateKey ??= unseal(
         config.masterKeys,
         { masterKeyId: row.masterKeyId, ciphertext: row.privateJwkEncrypted },
-        `signing_key:${row.kid}`,
+        signingKeyContext(row.kid),
       ).then(
         (json) => importJWK(JSON.parse(json) as JWK, row.alg),
         (cause: unknown) => {
@@ -161,7 +166,7 @@ async function newSealedKey(
   const publicJwk = await exportJWK(pair.publicKey)
   const privateJwk = await exportJWK(pair.privateKey)
   const kid = await calculateJwkThumbprint(publicJwk)
-  const sealed = await seal(config.masterKeys, JSON.stringify(privateJwk), `signing_key:${kid}`)
+  const sealed = await seal(config.masterKeys, JSON.stringify(privateJwk), signingKeyContext(kid))
   return {
     kid,
     alg,

@@ -5,7 +5,7 @@ import { inject } from 'vitest'
  * the real clock). Each gets a database of its own from the global setup, so the rest of the
  * suite can run in parallel without seeing those changes. Embedded runs share one database.
  */
-export type IsolationScope = 'keys' | 'routes' | 'purge'
+export type IsolationScope = 'keys' | 'routes' | 'purge' | 'reseal'
 
 /** The DATABASE_URL of the scope's own database. */
 export function isolatedDatabaseUrl(scope: IsolationScope): string {

@@ -70,7 +70,7 @@ export async function setup(project: TestProject): Promise<() => Promise<void>> 
  * delivery with the real clock) run against a database of their own so files can run in
  * parallel. test/helpers/isolation.ts names the scope a file uses.
  */
-export const ISOLATION_SCOPES = ['keys', 'routes', 'purge'] as const
+export const ISOLATION_SCOPES = ['keys', 'routes', 'purge', 'reseal'] as const
 
 async function resetSchema(databaseUrl: string): Promise<void> {
   const client = new pg.Client({ connectionString: databaseUrl })
