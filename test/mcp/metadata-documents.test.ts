@@ -124,6 +124,57 @@ describe('Client ID Metadata Documents (issue 11)', () => {
     expect(await doc.hits()).toBe(1)
   })
 
+  it('a code exchange by a document client this isolate knows costs the one statement any exchange costs', async () => {
+    const doc = await publish((url) => goodDocument(url))
+    const user = await seedUser()
+    const first = await authorizeAs(doc.url, user.cookie, 'text/html')
+    const location = await approveConsent(first.res, user)
+    const token = await call('/oauth/token', {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({
+        grant_type: 'authorization_code',
+        code: new URL(location ?? '').searchParams.get('code') ?? '',
+        code_verifier: first.verifier,
+        redirect_uri: REDIRECT,
+        client_id: doc.url,
+      }).toString(),
+    })
+    expect(token.status, await describeResponse(token)).toBe(200)
+    await expectRoundTrips(token, { httpRequests: 1 })
+  })
+
+  it('a pushed authorization request (RFC 9126) by a document client is accepted', async () => {
+    const doc = await publish((url) => goodDocument(url))
+    const res = await call('/oauth/par', {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({
+        response_type: 'code',
+        client_id: doc.url,
+        redirect_uri: REDIRECT,
+        code_challenge: (await pkce()).challenge,
+        code_challenge_method: 'S256',
+        scope: 'openid',
+      }).toString(),
+    })
+    expect(res.status, await describeResponse(res)).toBe(201)
+    expect(await doc.hits()).toBe(1)
+    const bad = await publish(() => goodDocument('https://client.example.com/par.json'))
+    const refused = await call('/oauth/par', {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({
+        response_type: 'code',
+        client_id: bad.url,
+        redirect_uri: REDIRECT,
+        code_challenge: (await pkce()).challenge,
+        code_challenge_method: 'S256',
+      }).toString(),
+    })
+    await expectRefused(refused, /client_id is not the URL/)
+  })
+
   it('no-store documents are read again on each use', async () => {
     const doc = await publish((url) => goodDocument(url), { headers: { 'cache-control': 'no-store' } })
     const user = await seedUser()
