@@ -128,24 +128,19 @@ async function renderAccount(
         totp.active
           ? html`<p data-testid="totp-on">On: signing in asks for a code from your authenticator app.
                 ${totp.recoveryCodesLeft} recovery codes left.</p>
-              <form method="post" action="/account/totp/disable">
-                ${csrfInput}
-                <label for="totp_off_password">Current password</label>
-                <input id="totp_off_password" name="current_password" type="password" autocomplete="current-password"
-                  maxlength="${PASSWORD_MAX_LENGTH}" />
-                <label for="totp_off_code">Or a code from your app (or a recovery code)</label>
-                <input id="totp_off_code" name="code" type="text" inputmode="numeric" autocomplete="one-time-code" maxlength="32" />
-                <div class="row"><button type="submit" class="secondary">Turn off two-factor sign-in</button></div>
-              </form>
               <form method="post" action="/account/recovery-codes">
                 ${csrfInput}
-                <p class="muted">New recovery codes replace all the old ones, used or not.</p>
-                <label for="recovery_password">Current password</label>
-                <input id="recovery_password" name="current_password" type="password" autocomplete="current-password"
+                <p class="muted">To get new recovery codes (all the old ones stop working) or to turn two-factor
+                  sign-in off, confirm it is you with your password or a code.</p>
+                <label for="factor_password">Current password</label>
+                <input id="factor_password" name="current_password" type="password" autocomplete="current-password"
                   maxlength="${PASSWORD_MAX_LENGTH}" />
-                <label for="recovery_code">Or a code from your app</label>
-                <input id="recovery_code" name="code" type="text" inputmode="numeric" autocomplete="one-time-code" maxlength="32" />
-                <div class="row"><button type="submit" class="secondary">Get new recovery codes</button></div>
+                <label for="factor_code">Or a code from your app (or a recovery code)</label>
+                <input id="factor_code" name="code" type="text" inputmode="numeric" autocomplete="one-time-code" maxlength="32" />
+                <div class="row">
+                  <button type="submit" class="secondary" data-testid="new-recovery-codes">Get new recovery codes</button>
+                  <button type="submit" class="secondary" formaction="/account/totp/disable" data-testid="totp-disable">Turn off</button>
+                </div>
               </form>`
           : html`<p data-testid="totp-off">Off. Add a code from an authenticator app to every sign-in.</p>
               <form method="post" action="/account/totp/start">
@@ -301,8 +296,14 @@ export function renderRecoveryCodes(c: Context<AppEnv>, heading: string, codes: 
     html`<h1>${heading}</h1>
       <div class="notice" role="status">Save these recovery codes now: they are shown only once. Each works once
         if you lose your device.</div>
-      <ul data-testid="recovery-codes">${codes.map((code) => html`<li><code>${code}</code></li>`)}</ul>
-      <div class="links"><a href="${next}" data-testid="recovery-continue">Continue</a></div>`,
+      <style>
+        ul.codes { list-style: none; padding: 0; margin: 16px 0; display: grid; grid-template-columns: repeat(2, 1fr); gap: 8px; }
+        ul.codes code { display: block; text-align: center; padding: 8px; border: 1px solid var(--border); border-radius: 6px; font-size: 15px; }
+        a.button { display: block; flex: 1; text-align: center; padding: 11px 14px; border-radius: 8px; font-weight: 600;
+          background: var(--accent); color: #fff; text-decoration: none; }
+      </style>
+      <ul class="codes" data-testid="recovery-codes">${codes.map((code) => html`<li><code>${code}</code></li>`)}</ul>
+      <div class="row"><a class="button" href="${next}" data-testid="recovery-continue">I saved them, continue</a></div>`,
   )
 }
 
