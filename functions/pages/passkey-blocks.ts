@@ -23,6 +23,8 @@ export const PASSKEY_SCRIPT_PATH = '/passkeys.js'
 const STYLE = html`<style>
   .passkey { margin-top: 18px; } .passkey[hidden] { display: none; }
   .passkey .status { margin-top: 10px; }
+  form.rename { display: flex; gap: 8px; margin-top: 8px; } form.rename input { flex: 1; width: auto; min-width: 0; padding: 6px 10px; }
+  form.rename button { flex: none; } ul.passkeys li > div { flex: 1; min-width: 0; }
 </style>`
 
 function script() {
@@ -36,32 +38,48 @@ export const PASSKEY_MESSAGES = {
   account: 'This account cannot sign in right now.',
 } as const
 
-/** "Sign in with a passkey" on /login: a usernameless sign-in that returns to `returnTo`. */
-export function passkeySignInBlock(
-  c: Context<AppEnv>,
-  input: { csrf: string; returnTo: string; error?: string },
-) {
-  if (relyingParty(c.var.config) === undefined) {
-    return ''
-  }
+/** A sign-in form the script completes: it asks `options` for a challenge, then posts here. */
+function signInForm(input: {
+  action: string
+  options: string
+  csrf: string
+  returnTo: string
+  hidden: Record<string, string>
+  testId: string
+  label: string
+}) {
   return html`${STYLE}
-    <form class="passkey" method="post" action="/login/passkey" data-passkey="get"
-      data-options="/auth/passkeys/sign-in/options" hidden>
+    <form class="passkey" method="post" action="${input.action}" data-passkey="get" data-options="${input.options}" hidden>
       <input type="hidden" name="${CSRF_FIELD}" value="${input.csrf}" />
       <input type="hidden" name="return_to" value="${input.returnTo}" />
-      <input type="hidden" name="remember" value="" />
+      ${Object.entries(input.hidden).map(([name, value]) => html`<input type="hidden" name="${name}" value="${value}" />`)}
       <input type="hidden" name="credential" value="" />
-      ${input.error === undefined ? '' : html`<div class="error" role="alert">${input.error}</div>`}
-      <div class="row"><button type="submit" class="secondary" data-testid="passkey-sign-in">Sign in with a passkey</button></div>
+      <div class="row"><button type="submit" class="secondary" data-testid="${input.testId}">${input.label}</button></div>
       <div class="status error" role="alert" data-passkey-status hidden></div>
     </form>
     ${script()}`
 }
 
+/** "Sign in with a passkey" on /login: a usernameless sign-in that returns to `returnTo`. */
+export function passkeySignInBlock(c: Context<AppEnv>, input: { csrf: string; returnTo: string }) {
+  if (relyingParty(c.var.config) === undefined) {
+    return ''
+  }
+  return signInForm({
+    action: '/login/passkey',
+    options: '/auth/passkeys/sign-in/options',
+    csrf: input.csrf,
+    returnTo: input.returnTo,
+    hidden: { remember: '' },
+    testId: 'passkey-sign-in',
+    label: 'Sign in with a passkey',
+  })
+}
+
 /** On the second page of a two-step sign-in: "Use a passkey instead", when the user has one. */
 export async function passkeySecondStepBlock(
   c: Context<AppEnv>,
-  input: { csrf: string; returnTo: string; mfaToken: string; error?: string },
+  input: { csrf: string; returnTo: string; mfaToken: string },
 ) {
   if (
     relyingParty(c.var.config) === undefined ||
@@ -69,18 +87,15 @@ export async function passkeySecondStepBlock(
   ) {
     return ''
   }
-  return html`${STYLE}
-    <form class="passkey" method="post" action="/login/mfa/passkey" data-passkey="get"
-      data-options="/auth/passkeys/second-factor/options" hidden>
-      <input type="hidden" name="${CSRF_FIELD}" value="${input.csrf}" />
-      <input type="hidden" name="return_to" value="${input.returnTo}" />
-      <input type="hidden" name="mfa_token" value="${input.mfaToken}" />
-      <input type="hidden" name="credential" value="" />
-      ${input.error === undefined ? '' : html`<div class="error" role="alert">${input.error}</div>`}
-      <div class="row"><button type="submit" class="secondary" data-testid="passkey-second-factor">Use a passkey instead</button></div>
-      <div class="status error" role="alert" data-passkey-status hidden></div>
-    </form>
-    ${script()}`
+  return signInForm({
+    action: '/login/mfa/passkey',
+    options: '/auth/passkeys/second-factor/options',
+    csrf: input.csrf,
+    returnTo: input.returnTo,
+    hidden: { mfa_token: input.mfaToken },
+    testId: 'passkey-second-factor',
+    label: 'Use a passkey instead',
+  })
 }
 
 const ACCOUNT_NOTICES: Readonly<Record<string, { text: string; ok: boolean }>> = {
@@ -118,24 +133,24 @@ export async function passkeyAccountSection(
   const csrfInput = html`<input type="hidden" name="${CSRF_FIELD}" value="${csrf}" />`
   return html`${STYLE}
     <h2 id="passkeys">Passkeys</h2>
-    <p class="muted">Sign in with your fingerprint, face or screen lock instead of a password. A passkey also
-      works in place of an authenticator code.</p>
+    <p class="muted">Sign in with your fingerprint, face or screen lock instead of a password. With two-factor
+      sign-in on, a passkey also works in place of the code from your app.</p>
     ${notice === undefined ? '' : html`<div class="${notice.ok ? 'notice' : 'error'}" role="status" data-testid="passkey-notice">${notice.text}</div>`}
     ${
       rows.length === 0
         ? html`<p class="muted" data-testid="no-passkeys">You have no passkeys.</p>`
-        : html`<ul class="items" data-testid="passkeys">
+        : html`<ul class="items passkeys" data-testid="passkeys">
             ${rows.map(
               (p) => html`<li data-passkey-id="${p.id}">
                 <div>
                   <strong>${p.name}</strong>${p.backedUp ? html`<span class="badge">Synced</span>` : ''}
                   <div class="muted">added <time datetime="${isoTime(p.createdAt)}">${relativeTime(p.createdAt, now)}</time> ·
                     ${p.lastUsedAt === null ? 'never used' : html`last used <time datetime="${isoTime(p.lastUsedAt)}">${relativeTime(p.lastUsedAt, now)}</time>`}</div>
-                  <form method="post" action="/account/passkeys/${p.id}/rename">
+                  <form class="rename" method="post" action="/account/passkeys/${p.id}/rename">
                     ${csrfInput}
-                    <label for="passkey_name_${p.id}" class="muted">Name</label>
-                    <input id="passkey_name_${p.id}" name="name" type="text" required maxlength="${PASSKEY_NAME_MAX_LENGTH}" value="${p.name}" />
-                    <div class="row"><button type="submit" class="secondary small">Rename</button></div>
+                    <input aria-label="Name of this passkey" name="name" type="text" required
+                      maxlength="${PASSKEY_NAME_MAX_LENGTH}" value="${p.name}" />
+                    <button type="submit" class="secondary small">Rename</button>
                   </form>
                 </div>
                 <form method="post" action="/account/passkeys/${p.id}/remove">

@@ -10,6 +10,7 @@ import { ProblemError } from '../../errors/problem'
 import { NO_PASSWORD } from '../../federation/routes'
 import { log } from '../../log'
 import { clientIp } from '../../middleware/client-ip'
+import { mfaProblem } from '../login-edge'
 import { setSessionCookie } from '../session-cookie'
 import { type FinishRegistrationOutcome, finishRegistration, signedInRecently } from './registration'
 import { completePasswordlessSignIn, completeSecondFactor, type PasskeySignInOutcome } from './sign-in'
@@ -99,10 +100,9 @@ export function passkeySignInProblem(outcome: Exclude<PasskeySignInOutcome, { ki
         log: outcome.kind,
       })
     case 'throttled':
-      return new ProblemError('rate_limited', {
-        detail: 'Too many failed sign-in attempts; try again later',
-        retryAfterSeconds: outcome.retryAfterSeconds,
-      })
+    case 'invalid_mfa_token':
+      // The same answers as the TOTP second step's.
+      return mfaProblem(outcome)
     case 'account_pending':
       return new ProblemError('account_pending', {
         detail: 'The account is waiting for an administrator to approve it',
@@ -111,10 +111,6 @@ export function passkeySignInProblem(outcome: Exclude<PasskeySignInOutcome, { ki
       return new ProblemError('account_suspended', { detail: 'The account is suspended' })
     case 'email_unverified':
       return new ProblemError('email_unverified', { detail: 'Confirm your email address first' })
-    case 'invalid_mfa_token':
-      return new ProblemError('invalid_mfa_token', {
-        detail: 'The sign-in expired or was already finished; sign in again',
-      })
     case 'unavailable':
       return passkeysUnavailable()
   }

@@ -81,9 +81,8 @@ export const PasskeyResponse = v.object({ passkey: PasskeyJson })
 export const PasskeyListResponse = v.object({ data: v.array(PasskeyJson), next_cursor: v.null() })
 export const OptionsResponse = v.object({ options: v.record(v.string(), v.unknown()) })
 
-export function toRegistrationResponse(
-  input: v.InferOutput<typeof AttestationJson>,
-): RegistrationResponseJSON {
+/** The members every PublicKeyCredential JSON has, as the library types them. */
+function commonMembers(input: v.InferOutput<typeof AssertionJson> | v.InferOutput<typeof AttestationJson>) {
   return {
     id: input.id,
     rawId: input.rawId,
@@ -92,31 +91,23 @@ export function toRegistrationResponse(
     ...(input.authenticatorAttachment == null
       ? {}
       : { authenticatorAttachment: input.authenticatorAttachment }),
-    response: {
-      clientDataJSON: input.response.clientDataJSON,
-      attestationObject: input.response.attestationObject,
-      transports: input.response.transports,
-    },
   }
+}
+
+export function toRegistrationResponse(
+  input: v.InferOutput<typeof AttestationJson>,
+): RegistrationResponseJSON {
+  const { clientDataJSON, attestationObject, transports } = input.response
+  return { ...commonMembers(input), response: { clientDataJSON, attestationObject, transports } }
 }
 
 export function toAuthenticationResponse(
   input: v.InferOutput<typeof AssertionJson>,
 ): AuthenticationResponseJSON {
+  const { clientDataJSON, authenticatorData, signature, userHandle } = input.response
   return {
-    id: input.id,
-    rawId: input.rawId,
-    type: input.type,
-    clientExtensionResults: input.clientExtensionResults,
-    ...(input.authenticatorAttachment == null
-      ? {}
-      : { authenticatorAttachment: input.authenticatorAttachment }),
-    response: {
-      clientDataJSON: input.response.clientDataJSON,
-      authenticatorData: input.response.authenticatorData,
-      signature: input.response.signature,
-      ...(input.response.userHandle == null ? {} : { userHandle: input.response.userHandle }),
-    },
+    ...commonMembers(input),
+    response: { clientDataJSON, authenticatorData, signature, ...(userHandle == null ? {} : { userHandle }) },
   }
 }
 

@@ -210,6 +210,23 @@ async function refuse<T extends PasskeySignInOutcome>(
   return outcome
 }
 
+/** A claim over its limit refuses the attempt before any signature is checked (audited). */
+async function refuseOverLimit(
+  db: HttpDb,
+  config: Config,
+  input: PasskeySignInInput,
+  user: UserRow | undefined,
+  claims: AttemptClaim[],
+  now: Date,
+): Promise<PasskeySignInOutcome | undefined> {
+  const blocked = overLimit(config, claims)
+  if (blocked.length === 0) {
+    return undefined
+  }
+  const outcome = { kind: 'throttled' as const, retryAfterSeconds: retryAfterSeconds(blocked, now) }
+  return refuse(db, input, user, outcome, 'throttled')
+}
+
 /** The session, login stamp, `user_login` audit and claim release of a passkey sign-in, in one batch. */
 async function startSession(
   db: HttpDb,
@@ -301,15 +318,9 @@ export async function completePasswordlessSignIn(
   ])
   const row = found[0]
   const claims = toClaims(claimed)
-  const blocked = overLimit(config, claims)
-  if (blocked.length > 0) {
-    return refuse(
-      db,
-      input,
-      row?.user,
-      { kind: 'throttled', retryAfterSeconds: retryAfterSeconds(blocked, now) },
-      'throttled',
-    )
+  const throttled = await refuseOverLimit(db, config, input, row?.user, claims, now)
+  if (throttled !== undefined) {
+    return throttled
   }
   if (row === undefined) {
     return refuse(db, input, undefined, { kind: 'invalid_passkey' }, 'unknown_passkey')
@@ -402,15 +413,9 @@ export async function completeSecondFactor(
   }
   const user = challenge.user
   const claims = toClaims(claimed)
-  const blocked = overLimit(config, claims)
-  if (blocked.length > 0) {
-    return refuse(
-      db,
-      input,
-      user,
-      { kind: 'throttled', retryAfterSeconds: retryAfterSeconds(blocked, now) },
-      'throttled',
-    )
+  const throttled = await refuseOverLimit(db, config, input, user, claims, now)
+  if (throttled !== undefined) {
+    return throttled
   }
   const row = found[0]
   if (row === undefined || row.passkey.userId !== user.id) {
