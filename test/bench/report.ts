@@ -546,6 +546,11 @@ function floorRatioVerdicts(report: BenchReport): string[] {
       `info  SELECT 1 floor on ${measured.runtime}: peak req/s by round ${measured.floor.roundPeaks.map(fmtRps).join(', ')} (${plan.rounds} interleaved rounds; in each, every scenario runs ${plan.seconds} s at c=${plan.connections.join('/')}, each right after the floor at the same concurrency; a ratio is the scenario's peak over those floor runs' peak, the verdict their median over the rounds)`,
     )
   }
+  if (measured === undefined && (report.dbRttMs ?? 0) > 0) {
+    return [
+      `n/a   × the SELECT 1 floor (verify, client_credentials, refresh): measured in a run without --db-rtt (with ${report.dbRttMs} ms per round trip every path is bound by the same RTT)`,
+    ]
+  }
   const dbFloor = peakRps(find(report, 'select1-http', 'workerd'))
   for (const [id, target] of Object.entries(DB_FLOOR_TARGETS)) {
     const figure = measured?.scenarios.find((f) => f.id === id)

@@ -816,6 +816,11 @@ async function runtimeSeed(base: string, seed: OurSeed, adminToken: string): Pro
   return { accessToken, verifierAuth, cookie, userTokens, adminAuth: `Bearer ${adminToken}` }
 }
 
+/** Whether a peer (scenario ids starting with `prefix`) is in the run: always, unless `--only` leaves it out. */
+function wantsPeer(options: Options, prefix: string): boolean {
+  return options.only === undefined || [...options.only].some((id) => id.startsWith(prefix))
+}
+
 function selected(options: Options, scenarios: Scenario[]): Scenario[] {
   return options.only === undefined
     ? scenarios
@@ -1055,7 +1060,9 @@ async function main(): Promise<void> {
           scale = await runScale(ctx, options.scale, databaseUrl, ours, seed, perRuntime, statements, log)
         }
         latency.push(await measureLatency(ctx, databaseUrl, ours, seed, perRuntime, log))
-        if (runtime === 'workerd') {
+        // A ratio of peak req/s is the issue's measure without added latency; with it, every
+        // path is bound by the same RTT and the ratio says little, so that run skips it.
+        if (runtime === 'workerd' && options.dbRttMs === 0) {
           floorRatios = await measureFloorRatios(ctx, selected(options, ours), log)
         }
         for (const scenario of selected(options, [...floorScenarios(), ...ours])) {
@@ -1091,6 +1098,9 @@ async function main(): Promise<void> {
         await worker.close()
       }
 
+      if (!wantsPeer(options, 'wop-')) {
+        continue
+      }
       log(`peer workers-oauth-provider on ${runtime}`)
       const peerWorker = await startRuntime(
         runtime,
@@ -1109,25 +1119,27 @@ async function main(): Promise<void> {
       }
     }
 
-    log('peer oidc-provider on Node')
-    const oidc = await startOidcPeer()
-    cleanups.push(() => oidc.stop())
-    runtimes.node = `oidc-provider on Node ${process.versions.node} (in-memory adapter, NODE_ENV=production)`
-    try {
-      const ctx: MeasureContext = {
-        base: oidc.peer.url,
-        runtime: 'node',
-        gateway,
-        load,
-        timing,
-        databaseTimes,
+    if (wantsPeer(options, 'oidc-')) {
+      log('peer oidc-provider on Node')
+      const oidc = await startOidcPeer()
+      cleanups.push(() => oidc.stop())
+      runtimes.node = `oidc-provider on Node ${process.versions.node} (in-memory adapter, NODE_ENV=production)`
+      try {
+        const ctx: MeasureContext = {
+          base: oidc.peer.url,
+          runtime: 'node',
+          gateway,
+          load,
+          timing,
+          databaseTimes,
+        }
+        for (const scenario of selected(options, oidcProviderScenarios(oidc.peer))) {
+          scenarios.push(await measure(ctx, scenario))
+        }
+      } finally {
+        cleanups.pop()
+        await oidc.stop()
       }
-      for (const scenario of selected(options, oidcProviderScenarios(oidc.peer))) {
-        scenarios.push(await measure(ctx, scenario))
-      }
-    } finally {
-      cleanups.pop()
-      await oidc.stop()
     }
 
     const report: BenchReport = {
