@@ -48,6 +48,16 @@ export interface GrantAudit {
   ip: string | null
 }
 
+/**
+ * An `oauth_clients` row still registers this key: the JWK among its `jwks` (containment, so
+ * other keys may come and go), or the same `jwks_uri`.
+ */
+export function stillRegistered(key: RegisteredAssertionKey): SQL {
+  return key.kind === 'jwk'
+    ? sql`metadata->'jwks'->'keys' @> ${JSON.stringify([key.jwk])}::jsonb`
+    : sql`metadata->>'jwks_uri' = ${key.uri}`
+}
+
 function clientCte(p: PresentedClient, now: Date): SQL {
   const proof =
     p.dpop === null
@@ -63,12 +73,7 @@ function clientCte(p: PresentedClient, now: Date): SQL {
     ), `
   const assertion = p.assertion
   // private_key_jwt authenticates only with a verified assertion whose key is still registered.
-  const assertionKey =
-    assertion === undefined
-      ? sql`false`
-      : assertion.key.kind === 'jwk'
-        ? sql`metadata->'jwks'->'keys' @> ${JSON.stringify([assertion.key.jwk])}::jsonb`
-        : sql`metadata->>'jwks_uri' = ${assertion.key.uri}`
+  const assertionKey = assertion === undefined ? sql`false` : stillRegistered(assertion.key)
   const found = sql`select id, client_id, tenant_id, scope, grant_types, token_endpoint_auth_method, id_token_signed_response_alg
       from oauth_clients
       where client_id = ${p.clientId} and disabled_at is null

@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm'
 import { type Executor, queryRows } from '../client'
+import { type RegisteredAssertionKey, stillRegistered } from './oauth-grants'
 
 /**
  * Spends a single-use proof identifier (a DPoP proof's `jti` at a resource, RFC 9449 §11.1):
@@ -20,6 +21,26 @@ export async function spendProofJti(x: Executor, jtiHash: string, expiresAt: Dat
 export function spendProofJtiStatement(x: Executor, jtiHash: string, expiresAt: Date) {
   return x.execute(
     sql`insert into used_proof_jtis (jti_hash, expires_at) values (${jtiHash}, ${expiresAt}::timestamptz)
+        on conflict (jti_hash) do nothing
+        returning 1 as spent`,
+  )
+}
+
+/**
+ * Spends a verified `private_key_jwt` assertion's `jti` (RFC 7523 §3) only while its client is
+ * enabled (in an active tenant), still `private_key_jwt` and still registers the key that
+ * verified it: a statement for the caller's batch, one row when this spend authenticated.
+ */
+export function spendAssertionJtiStatement(
+  x: Executor,
+  input: { clientId: string; jtiHash: string; expiresAt: Date; key: RegisteredAssertionKey },
+) {
+  return x.execute(
+    sql`insert into used_proof_jtis (jti_hash, expires_at)
+        select ${input.jtiHash}, ${input.expiresAt}::timestamptz from oauth_clients
+        where client_id = ${input.clientId} and disabled_at is null and token_endpoint_auth_method = 'private_key_jwt'
+          and exists (select 1 from tenants t where t.id = oauth_clients.tenant_id and t.active)
+          and ${stillRegistered(input.key)}
         on conflict (jti_hash) do nothing
         returning 1 as spent`,
   )

@@ -318,3 +318,25 @@ export async function explainAgentRefusal(
   }
   return row
 }
+
+/**
+ * After a batch that read the client row and ran `spendAssertionJtiStatement` (introspection):
+ * the row when that spend won; else `invalid_client` (gone, disabled, key no longer registered,
+ * or a replay), with the cached keys dropped.
+ */
+export async function settleAgentAssertion(
+  config: Config,
+  row: OAuthClientRow | undefined,
+  spent: unknown,
+  input: { clientId: string; assertion: string; endpoint: string; now: Date },
+): Promise<OAuthClientRow> {
+  if (row !== undefined && ((spent as { rows?: unknown[] }).rows ?? []).length > 0) {
+    return row
+  }
+  forgetClientKeys(input.clientId)
+  if (row === undefined || row.disabledAt !== null || row.tokenEndpointAuthMethod !== 'private_key_jwt') {
+    throw refuse('client gone, disabled or not private_key_jwt')
+  }
+  await verifyClientAssertion(config, clientKeysOf(row), input.assertion, input.endpoint, input.now)
+  throw refuse('assertion jti replayed, or its tenant is inactive')
+}

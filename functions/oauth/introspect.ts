@@ -1,12 +1,9 @@
 import { Hono } from 'hono'
 import * as v from 'valibot'
-import { findClient, findClientStatement } from '../../db/queries/oauth-clients'
+import { findClientStatement } from '../../db/queries/oauth-clients'
 import { findLiveRefreshTokenStatement, liveRefreshToken } from '../../db/queries/oauth-grants'
-import {
-  accessTokenStateStatement,
-  type OAuthClientRow,
-  readAccessTokenState,
-} from '../../db/queries/oauth-tokens'
+import { accessTokenStateStatement, type OAuthClientRow } from '../../db/queries/oauth-tokens'
+import { spendAssertionJtiStatement } from '../../db/queries/proof-jtis'
 import { findLiveServiceKey, findLiveServiceKeyStatement } from '../../db/queries/service-keys'
 import { sha256Hex } from '../crypto/hash'
 import type { AppEnv } from '../env'
@@ -20,6 +17,7 @@ import {
   principalFromState,
   verifyAccessTokenSignature,
 } from '../tokens/verify-access-token'
+import { settleAgentAssertion, type VerifiedAssertion, verifyAgentAssertion } from './client-assertion'
 import { checkClientCredentials, readClientCredentials } from './client-auth'
 import { PRIVILEGED_SCOPES } from './client-metadata'
 import { readOAuthBody, requiredParam } from './form'
@@ -63,21 +61,45 @@ export const introspect = new Hono<AppEnv>().post('/', async (c) => {
     throw new OAuthError('invalid_client', { description: 'Introspection needs client authentication' })
   }
   const token = requiredParam(params, 'token', 8192)
-  const assertionContext = {
-    config: c.var.config,
-    endpoint: `${c.var.config.issuer}${c.req.path}`,
-    x: c.var.db.http,
-  }
+  const db = c.var.db.http
+  const endpoint = `${c.var.config.issuer}${c.req.path}`
+  // An agent's assertion is checked against its cached keys (no round trip when warm) and its
+  // jti spent in the batch that reads what the answer needs: one round trip in all (issue 16).
+  const agent =
+    credentials.method === 'private_key_jwt' && credentials.assertion !== undefined
+      ? {
+          verified: await verifyAgentAssertion(
+            c.var.config,
+            db,
+            credentials.clientId,
+            credentials.assertion,
+            endpoint,
+            now,
+          ),
+          input: { clientId: credentials.clientId, assertion: credentials.assertion, endpoint, now },
+        }
+      : undefined
+  const spendStatement = (verified: VerifiedAssertion) =>
+    spendAssertionJtiStatement(db, { clientId: credentials.clientId, ...verified })
+  const callerFrom = (row: OAuthClientRow | undefined, spent: unknown) =>
+    agent === undefined
+      ? checkClientCredentials(row, credentials, now, { config: c.var.config, endpoint, x: db })
+      : settleAgentAssertion(c.var.config, row, spent, agent.input)
   if (looksLikeJwt(token)) {
     const claims = await signedClaims(c.var, token, now)
     if (claims !== undefined) {
-      const state = await readAccessTokenState(c.var.db.http, {
+      const stateQuery = accessTokenStateStatement(db, {
         clientId: credentials.clientId,
         jti: claims.jti,
         userId: isClientToken(claims) ? null : claims.sub,
         tokenClientId: claims.client_id,
       })
-      const caller = await checkClientCredentials(state?.client, credentials, now, assertionContext)
+      const [states, spent] =
+        agent === undefined
+          ? [await stateQuery, undefined]
+          : await db.batch([stateQuery, spendStatement(agent.verified)])
+      const state = states[0]
+      const caller = await callerFrom(state?.client, spent)
       if (!mayIntrospect(caller, claims)) {
         return c.json(INACTIVE, 200, NO_STORE)
       }
@@ -91,22 +113,23 @@ export const introspect = new Hono<AppEnv>().post('/', async (c) => {
       }
       return c.json(activeAccessToken(claims, state?.tokenClientTenantId ?? null), 200, NO_STORE)
     }
-    await checkClientCredentials(
-      await findClient(c.var.db.http, credentials.clientId),
-      credentials,
-      now,
-      assertionContext,
-    )
+    const [clients, spent] =
+      agent === undefined
+        ? [await findClientStatement(db, credentials.clientId), undefined]
+        : await db.batch([findClientStatement(db, credentials.clientId), spendStatement(agent.verified)])
+    await callerFrom(clients[0], spent)
     return c.json(INACTIVE, 200, NO_STORE)
   }
   // Refresh tokens are introspectable only by the client they were issued to. The client and the
   // token are read in one batch (one round trip); the token counts only once the client is checked.
   const tokenHash = token.length <= 200 ? await sha256Hex(token) : ''
-  const [clients, tokens] = await c.var.db.http.batch([
-    findClientStatement(c.var.db.http, credentials.clientId),
-    findLiveRefreshTokenStatement(c.var.db.http, tokenHash, credentials.clientId, now),
-  ])
-  const client = await checkClientCredentials(clients[0], credentials, now, assertionContext)
+  const clientQuery = findClientStatement(db, credentials.clientId)
+  const refreshQuery = findLiveRefreshTokenStatement(db, tokenHash, credentials.clientId, now)
+  const [clients, tokens, spent] =
+    agent === undefined
+      ? [...(await db.batch([clientQuery, refreshQuery])), undefined]
+      : await db.batch([clientQuery, refreshQuery, spendStatement(agent.verified)])
+  const client = await callerFrom(clients[0], spent)
   const refresh = liveRefreshToken(tokens)
   if (refresh === undefined) {
     return c.json(INACTIVE, 200, NO_STORE)

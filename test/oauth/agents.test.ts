@@ -1,9 +1,17 @@
 import { sql } from 'drizzle-orm'
 import { exportJWK, generateKeyPair } from 'jose'
 import { describe, expect, it } from 'vitest'
-import { type Agent, agent, assertion, TOKEN_URL, tokenWith } from '../helpers/agents'
+import { type Agent, ASSERTION_TYPE, agent, assertion, tokenWith } from '../helpers/agents'
 import { testDb } from '../helpers/db'
-import { adminClient, basicAuth, obtainCode, postForm, seedUser, type TokenSet } from '../helpers/oauth'
+import {
+  adminClient,
+  basicAuth,
+  ISSUER,
+  obtainCode,
+  postForm,
+  seedUser,
+  type TokenSet,
+} from '../helpers/oauth'
 import { expectRoundTrips } from '../helpers/round-trips'
 import { adminHeaders, call, describeResponse } from '../helpers/worker'
 import { seedTenant } from '../tenants/fixtures'
@@ -164,7 +172,7 @@ describe('agent clients (private_key_jwt): one round trip, keys that cannot go s
 
   it('an assertion refused for a grant the agent did not register is spent all the same (nothing issued)', async () => {
     const a = await agent()
-    const one = await assertion(a, { aud: TOKEN_URL })
+    const one = await assertion(a)
     const wrongGrant = await tokenWith(one, { grant_type: 'refresh_token', refresh_token: 'x' })
     expect(wrongGrant.status).toBe(400)
     expect(await wrongGrant.json()).toMatchObject({ error: 'unauthorized_client' })
@@ -173,5 +181,34 @@ describe('agent clients (private_key_jwt): one round trip, keys that cannot go s
     const again = await tokenWith(one, { scope: 'apikeys:verify' })
     expect(again.status).toBe(401)
     expect(await issued(a.client.client_id)).toBe(0)
+  })
+
+  it('introspection authenticated by an assertion: 1 round trip once warm; a replay or a removed key is invalid_client', async () => {
+    const a = await agent()
+    const issuedToken = await ccWith(a)
+    const { access_token: token } = (await issuedToken.json()) as TokenSet
+    const introspectWith = async (signed: string, form: Record<string, string> = { token }) =>
+      postForm('/oauth/introspect', {
+        ...form,
+        client_assertion_type: ASSERTION_TYPE,
+        client_assertion: signed,
+      })
+    const INTROSPECT_URL = `${ISSUER}/oauth/introspect`
+    const one = await assertion(a, { aud: INTROSPECT_URL })
+    const active = await introspectWith(one)
+    expect(await active.json()).toMatchObject({ active: true, client_id: a.client.client_id })
+    await expectRoundTrips(active, { httpRequests: 1 })
+    const opaque = await introspectWith(await assertion(a, { aud: INTROSPECT_URL }), { token: 'opaque' })
+    expect(await opaque.json()).toEqual({ active: false })
+    await expectRoundTrips(opaque, { httpRequests: 1 })
+    const replay = await introspectWith(one)
+    expect(replay.status).toBe(401)
+    expect(await replay.json()).toMatchObject({ error: 'invalid_client' })
+    await testDb().execute(
+      sql`update oauth_clients set metadata = jsonb_set(metadata, '{jwks}', '{"keys":[]}'::jsonb)
+          where client_id = ${a.client.client_id}`,
+    )
+    const removed = await introspectWith(await assertion(a, { aud: INTROSPECT_URL }))
+    expect(removed.status).toBe(401)
   })
 })
