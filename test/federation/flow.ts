@@ -72,8 +72,15 @@ export interface Flow {
 /** GET /federated/{provider}/start, then the fake provider's authorization endpoint. */
 export async function beginFlow(
   provider: string,
-  user: FakeUser,
-  options: { vars?: Vars; returnTo?: string; cookie?: string; providerError?: string } = {},
+  user: FakeUser | object,
+  options: {
+    vars?: Vars
+    returnTo?: string
+    cookie?: string
+    providerError?: string
+    /** The authorization request's parameter naming the user: `mock_user` at oauth2-mock-server. */
+    userParam?: string
+  } = {},
 ): Promise<Flow> {
   const vars = { ...FED, ...options.vars }
   const start = await callWith(
@@ -84,7 +91,10 @@ export async function beginFlow(
   expect(start.status, await start.clone().text()).toBe(302)
   const upstream = new URL(start.headers.get('location') ?? '')
   expect(upstream.searchParams.get('code_challenge_method')).toBe('S256')
-  upstream.searchParams.set('fake_user', Buffer.from(JSON.stringify(user)).toString('base64url'))
+  upstream.searchParams.set(
+    options.userParam ?? 'fake_user',
+    Buffer.from(JSON.stringify(user)).toString('base64url'),
+  )
   if (options.providerError !== undefined) {
     upstream.searchParams.set('fake_error', options.providerError)
   }

@@ -3,11 +3,14 @@ import { createServer, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { exportJWK, generateKeyPair, SignJWT } from 'jose'
 import type { TestProject } from 'vitest/node'
+import { startOidcMock } from './oidc-mock'
 
 declare module 'vitest' {
   export interface ProvidedContext {
     /** Base URL of the fake upstream providers: GitHub under /github and /github-api, OIDC under /oidc. */
     fakeFederationUrl: string
+    /** Issuer URL of the oauth2-mock-server generic OpenID provider (test/setup/oidc-mock.ts). */
+    oidcMockUrl: string
   }
 }
 
@@ -65,9 +68,12 @@ interface Grant {
  * against its PKCE challenge, client secret and redirect_uri. `GET /__stats` counts token calls.
  */
 export async function setup(project: TestProject): Promise<() => Promise<void>> {
-  const fake = await startFakeFederation()
+  const [fake, mock] = await Promise.all([startFakeFederation(), startOidcMock()])
   project.provide('fakeFederationUrl', fake.url)
-  return fake.close
+  project.provide('oidcMockUrl', mock.url)
+  return async () => {
+    await Promise.all([fake.close(), mock.close()])
+  }
 }
 
 /** Starts the fakes on a free loopback port (vitest's globalSetup, and the browser harness). */
