@@ -17,7 +17,7 @@ import { auditRow, auditStatement } from '../audit/record'
 import { sha256Hex } from '../crypto/hash'
 import { hashPassword, verifyPassword } from '../crypto/password'
 import { randomToken } from '../crypto/random'
-import { accountLink, deliverSoon } from '../email/outbox'
+import { accountLink, deliverSoon, outboxMessage } from '../email/outbox'
 import { renderPasswordResetEmail, renderVerificationEmail } from '../email/templates'
 import type { AppEnv } from '../env'
 import { ProblemError } from '../errors/problem'
@@ -106,15 +106,7 @@ export async function registerAccount(c: Context<AppEnv>, input: RegistrationInp
         expiresAt: new Date(now.getTime() + config.emailVerificationTtlSeconds * 1000),
         createdAt: now,
       }),
-      insertOutboxStatement(db, {
-        toAddress: input.email,
-        template: message.template,
-        subject: message.subject,
-        bodyText: message.text,
-        bodyHtml: message.html,
-        createdAt: now,
-        nextAttemptAt: now,
-      }),
+      insertOutboxStatement(db, outboxMessage(input.email, message, now)),
       auditStatement(db, ip, {
         type: 'user_registered',
         actor: `user:${userId}`,

@@ -13,7 +13,7 @@ import type { UserRow } from '../../db/queries/users'
 import { auditStatement } from '../audit/record'
 import { sha256Hex } from '../crypto/hash'
 import { randomToken } from '../crypto/random'
-import { accountLink, deliverSoon } from '../email/outbox'
+import { accountLink, deliverSoon, outboxMessage } from '../email/outbox'
 import { renderEmailChangedNotice, renderEmailChangeEmail } from '../email/templates'
 import type { AppEnv } from '../env'
 import { ProblemError } from '../errors/problem'
@@ -72,15 +72,7 @@ export async function requestEmailChange(
       expiresAt: new Date(now.getTime() + ttl * 1000),
       createdAt: now,
     }),
-    insertOutboxStatement(db, {
-      toAddress: newEmail,
-      template: message.template,
-      subject: message.subject,
-      bodyText: message.text,
-      bodyHtml: message.html,
-      createdAt: now,
-      nextAttemptAt: now,
-    }),
+    insertOutboxStatement(db, outboxMessage(newEmail, message, now)),
     auditStatement(db, clientIp(c), {
       type: 'email_change_requested',
       actor: `user:${user.id}`,

@@ -1,7 +1,9 @@
 import type { Context } from 'hono'
+import type { NewOutboxMessage } from '../../db/queries/email-outbox'
 import type { AppEnv } from '../env'
 import { errorForLog, log } from '../log'
 import { deliverPendingEmail } from './deliver'
+import type { RenderedEmail } from './templates'
 
 /** Delivers just-queued messages after the response; the cron retries whatever fails. */
 export function deliverSoon(c: Context<AppEnv>, ids: readonly string[]): void {
@@ -22,4 +24,17 @@ export function deliverSoon(c: Context<AppEnv>, ids: readonly string[]): void {
 /** The link a message carries: ISSUER + path + the raw token. */
 export function accountLink(issuer: string, path: string, token: string): string {
   return `${issuer}${path}?token=${encodeURIComponent(token)}`
+}
+
+/** The outbox row for a rendered message to `to`, due now. */
+export function outboxMessage(to: string, message: RenderedEmail, now: Date): NewOutboxMessage {
+  return {
+    toAddress: to,
+    template: message.template,
+    subject: message.subject,
+    bodyText: message.text,
+    bodyHtml: message.html,
+    createdAt: now,
+    nextAttemptAt: now,
+  }
 }
