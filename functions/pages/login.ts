@@ -29,19 +29,24 @@ export async function renderLogin(
   status: 200 | FailureStatus = 200,
 ) {
   const buttons = await providerButtons(c, state.returnTo)
+  const csrf = await issueCsrfToken(c)
   if (!c.var.config.federation.passwordLogin) {
-    // PASSWORD_LOGIN=off: the providers are the only way in.
+    // PASSWORD_LOGIN=off: the providers (and passkeys, which are no password) are the only way in.
+    const passkey = passkeySignInBlock(c, { csrf, returnTo: state.returnTo })
     return sendPage(
       c,
       'Sign in',
       html`<h1>Sign in</h1>
         <p class="lead">Use one of these to continue to ${c.var.config.brand.name}.</p>
         ${state.error === undefined ? '' : html`<div class="error" role="alert">${state.error}</div>`}
-        ${buttons === '' ? html`<div class="error" role="alert">No way to sign in is enabled.</div>` : buttons}`,
+        ${
+          buttons === '' && passkey === ''
+            ? html`<div class="error" role="alert">No way to sign in is enabled.</div>`
+            : html`${passkey}${buttons}`
+        }`,
       status,
     )
   }
-  const csrf = await issueCsrfToken(c)
   const tenant = loginTenant(c)
   return sendPage(
     c,

@@ -493,6 +493,30 @@ describe('passkeys: account management', () => {
     expect(await passkeyRows(user.id)).toHaveLength(0)
   })
 
+  it('with PASSWORD_LOGIN=off, /login still offers passkeys, and they sign in', async () => {
+    const user = await seedUser({ session: true })
+    const authenticator = await register(user)
+    const off = { ISSUER, PASSWORD_LOGIN: 'off' }
+    const page = await (await callWith(off, '/login')).text()
+    expect(page).toContain('data-testid="passkey-sign-in"')
+    expect(page).not.toContain('name="password"')
+    const options = (
+      await json<{ options: Options }>(
+        await callWith(off, '/auth/passkeys/sign-in/options', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: '{}',
+        }),
+      )
+    ).options
+    const res = await callWith(off, '/auth/passkeys/sign-in', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ credential: await authenticator.get(options) }),
+    })
+    expect(res.status, await describeResponse(res)).toBe(200)
+  })
+
   it('serves the script from our origin, and /login offers the passkey button', async () => {
     const script = await call('/passkeys.js')
     expect(script.status).toBe(200)
