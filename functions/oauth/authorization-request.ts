@@ -33,6 +33,8 @@ export interface AuthorizationRequest {
   prompt: ReadonlySet<string>
   /** OIDC `max_age`: seconds since sign-in after which the user must sign in again. */
   maxAge: number | undefined
+  /** RFC 9449 §10: the DPoP key thumbprint the code is bound to (`dpop_jkt`, or PAR's proof). */
+  dpopJkt: string | undefined
   /** Set when the parameters came from a pushed request (RFC 9126); the code spends it. */
   pushed?: { id: string; requestUri: string; pushedAt: Date }
 }
@@ -51,6 +53,8 @@ export class RedirectableError extends Error {
 }
 
 const PROMPTS = new Set(['none', 'login', 'consent'])
+/** RFC 7638 SHA-256 thumbprint, base64url without padding. */
+const DPOP_JKT = /^[A-Za-z0-9_-]{43}$/
 
 /** A registered client, or (issue 11) the one a Client ID Metadata Document URL describes. */
 function findRequestClient(
@@ -149,6 +153,10 @@ export async function validateAuthorizationRequest(
   if (maxAge !== undefined && !/^\d{1,10}$/.test(maxAge)) {
     throw fail('invalid_request', 'max_age must be a non-negative integer')
   }
+  const dpopJkt = param(params, 'dpop_jkt', 100)
+  if (dpopJkt !== undefined && !DPOP_JKT.test(dpopJkt)) {
+    throw fail('invalid_request', 'dpop_jkt must be a base64url SHA-256 JWK thumbprint')
+  }
   return {
     client,
     redirectUri,
@@ -160,6 +168,7 @@ export async function validateAuthorizationRequest(
     targets,
     prompt,
     maxAge: maxAge === undefined ? undefined : Number(maxAge),
+    dpopJkt,
   }
 }
 
@@ -200,6 +209,7 @@ export async function issueAuthorizationCode(
     codeChallengeMethod: 'S256',
     authTime: user.authenticatedAt,
     ...(user.amr === undefined ? {} : { amr: user.amr }),
+    dpopJkt: request.dpopJkt ?? null,
     expiresAt: new Date(now.getTime() + config.authCodeTtlSeconds * 1000),
   }
   if (request.pushed === undefined) {
@@ -237,6 +247,9 @@ export function requestFields(request: AuthorizationRequest): Record<string, str
   }
   if (request.resource !== null) {
     fields.resource = request.resource
+  }
+  if (request.dpopJkt !== undefined) {
+    fields.dpop_jkt = request.dpopJkt
   }
   return fields
 }

@@ -15,7 +15,8 @@ import {
 
 /**
  * RFC 6749 §4.1.3 with PKCE S256 (RFC 7636 §4.6). Round trips: ONE statement that authenticates
- * the client, consumes the code, starts the refresh family and writes `token_issued`. A failed
+ * the client, consumes the code (only with a proof of its DPoP key when `dpop_jkt` bound it,
+ * RFC 9449 §10), starts the refresh family and writes `token_issued`. A failed
  * exchange spends one more to explain itself: why the client did not authenticate, or a replay
  * (which revokes what the first exchange issued) versus an unknown code.
  */
@@ -56,6 +57,13 @@ export async function authorizationCodeGrant(ctx: GrantContext, params: OAuthPar
       now: ctx.now,
       accessTokensExpireBy: accessTokensExpireBy(ctx.config, ctx.now),
     })
+    if (replay.keyBound) {
+      // RFC 9449 §10: the code is bound to a DPoP key; it stays unused for the key's holder.
+      throw new OAuthError('invalid_grant', {
+        description: 'The authorization code is bound to another DPoP key',
+        log: 'code_dpop_key_mismatch',
+      })
+    }
     throw new OAuthError('invalid_grant', {
       description: 'The authorization code is invalid, expired or already used',
       log: replay.replayed ? 'code_replayed' : 'code_unknown',
