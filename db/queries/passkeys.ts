@@ -36,6 +36,11 @@ export function selectPasskeysForMfaStatement(x: Executor, tokenHash: string, no
     .orderBy(asc(passkeys.createdAt))
 }
 
+/** Every passkey of a user (an admin's factor reset). */
+export function deletePasskeysOfUserStatement(x: Executor, userId: string) {
+  return x.delete(passkeys).where(eq(passkeys.userId, userId)).returning({ id: passkeys.id })
+}
+
 export function insertPasskeyStatement(x: Executor, row: NewPasskey) {
   return x.insert(passkeys).values(row).returning()
 }

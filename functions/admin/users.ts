@@ -7,6 +7,7 @@ import {
   deleteRecoveryCodesStatement,
   deleteTotpStatement,
 } from '../../db/queries/mfa'
+import { deletePasskeysOfUserStatement } from '../../db/queries/passkeys'
 import { setPlatformAdmin } from '../../db/queries/tenants'
 import {
   findUserById,
@@ -43,6 +44,7 @@ const FactorsReset = v.object({
   user: UserJsonSchema,
   totp_removed: v.boolean(),
   recovery_codes_removed: v.number(),
+  passkeys_removed: v.number(),
   sessions_ended: v.number(),
   refresh_tokens_revoked: v.number(),
 })
@@ -170,15 +172,15 @@ documentRoute({
   method: 'delete',
   path: '/admin/users/{id}/factors',
   summary:
-    "Reset a user's two-factor sign-in (TOTP, recovery codes, pending second steps); ends their sessions and tokens (audited mfa_reset)",
+    "Reset a user's two-factor sign-in (TOTP, recovery codes, passkeys, pending second steps); ends their sessions and tokens (audited mfa_reset)",
   tags: ['admin'],
   security: ['adminToken'],
   responses: { 200: { description: 'The user and what was removed', schema: FactorsReset } },
 })
 
 /**
- * For a user who lost their authenticator and recovery codes: the factor, every recovery code and
- * every pending second step go, and so does every session and token (whoever holds them signed in
+ * For a user who lost their authenticator and recovery codes: the factor, every recovery code,
+ * every passkey (a lost or planted one is a way in too) and every pending second step go, and so does every session and token (whoever holds them signed in
  * with the factor now gone), with `mfa_reset` recorded, in one batch. The next sign-in is by
  * password alone, or leads to enrolment where two-factor sign-in is required.
  */
@@ -190,9 +192,10 @@ async function resetFactors(c: Context<AppEnv>): Promise<Response> {
     throw new ProblemError('not_found', { detail: 'No such user' })
   }
   const now = new Date()
-  const [totp, codes, , ended] = await db.batch([
+  const [totp, codes, keys, , ended] = await db.batch([
     deleteTotpStatement(db, id),
     deleteRecoveryCodesStatement(db, id),
+    deletePasskeysOfUserStatement(db, id),
     deleteMfaChallengesOfUserStatement(db, id),
     endUserAccessStatement(db, id, now, {
       row: auditRow(
@@ -209,6 +212,7 @@ async function resetFactors(c: Context<AppEnv>): Promise<Response> {
       user: toUserJson(user),
       totp_removed: totp.length > 0,
       recovery_codes_removed: codes.length,
+      passkeys_removed: keys.length,
       sessions_ended: access.sessions,
       refresh_tokens_revoked: access.refreshTokens,
     },

@@ -12,7 +12,7 @@ import {
   type SoftAuthenticator,
   softAuthenticator,
 } from '../helpers/webauthn'
-import { callWith, describeResponse } from '../helpers/worker'
+import { adminHeaders, callWith, describeResponse } from '../helpers/worker'
 
 // Passkeys need a domain-name issuer (an IP address is never a WebAuthn RP ID): this file's
 // requests run with ISSUER=http://localhost:8787, the relying party `localhost`.
@@ -491,6 +491,16 @@ describe('passkeys: account management', () => {
     })
     expect(remove.headers.get('location')).toBe('/account?passkey=removed#passkeys')
     expect(await passkeyRows(user.id)).toHaveLength(0)
+  })
+
+  it("an admin's factor reset removes the user's passkeys too", async () => {
+    const user = await seedUser({ session: true })
+    const authenticator = await register(user)
+    const reset = await call(`/admin/users/${user.id}/factors`, { method: 'DELETE', headers: adminHeaders() })
+    expect(reset.status, await describeResponse(reset)).toBe(200)
+    expect((await json<{ passkeys_removed: number }>(reset)).passkeys_removed).toBe(1)
+    expect(await passkeyRows(user.id)).toHaveLength(0)
+    expect((await signIn(await authenticator.get(await signInOptions()))).status).toBe(401)
   })
 
   it('with PASSWORD_LOGIN=off, /login still offers passkeys, and they sign in', async () => {
