@@ -180,9 +180,10 @@ documentRoute({
 
 /**
  * For a user who lost their authenticator and recovery codes: the factor, every recovery code,
- * every passkey (a lost or planted one is a way in too) and every pending second step go, and so does every session and token (whoever holds them signed in
- * with the factor now gone), with `mfa_reset` recorded, in one batch. The next sign-in is by
- * password alone, or leads to enrolment where two-factor sign-in is required.
+ * every passkey (a lost or planted one is a way in too) and every pending second step go, and so
+ * does every session and token (whoever holds them signed in with the factor now gone), with
+ * `mfa_reset` recorded, in one batch. The next sign-in is by password alone, or leads to
+ * enrolment where two-factor sign-in is required.
  */
 async function resetFactors(c: Context<AppEnv>): Promise<Response> {
   const id = c.req.param('id') ?? ''
