@@ -61,23 +61,47 @@ function linkProblemPage(c: Context<AppEnv>, message: string, status: 400 | 409)
   )
 }
 
-for (const [method, path, summary] of [
-  ['get', '/account/email', 'The email-change form (HTML)'],
-  [
-    'post',
-    '/account/email',
-    'Ask to change the email address (CSRF; current password): mails a link to the new address',
-  ],
-  ['get', '/account/email/confirm', 'The page the link in the mail opens: a confirm button (HTML)'],
-  ['post', '/account/email/confirm', 'Confirm an email change with the token from the mail (CSRF)'],
-] as const) {
-  documentRoute({
-    method,
-    path,
-    summary,
-    tags: ['pages'],
-    responses: { 200: { description: 'An HTML page', contentType: 'text/html' } },
-  })
+const PAGE = { description: 'An HTML page', contentType: 'text/html' }
+const ROUTES = [
+  {
+    method: 'get',
+    path: '/account/email',
+    summary: 'The email-change form (HTML)',
+    responses: { 200: PAGE, 303: { description: 'Not signed in: to /login' } },
+  },
+  {
+    method: 'post',
+    path: '/account/email',
+    summary: 'Ask to change the email address (CSRF; current password): mails a link to the new address',
+    responses: {
+      200: PAGE,
+      303: { description: 'Not signed in: to /login' },
+      400: { ...PAGE, description: 'Bad address, same address or wrong password: the form again' },
+      403: { description: 'CSRF check failed' },
+      409: { ...PAGE, description: 'Another account uses the address' },
+      429: { ...PAGE, description: 'Asked again within a minute, or too many wrong passwords' },
+    },
+  },
+  {
+    method: 'get',
+    path: '/account/email/confirm',
+    summary: 'The page the link in the mail opens: a confirm button (HTML)',
+    responses: { 200: PAGE, 400: { ...PAGE, description: 'No usable token' } },
+  },
+  {
+    method: 'post',
+    path: '/account/email/confirm',
+    summary: 'Confirm an email change with the token from the mail (CSRF)',
+    responses: {
+      200: PAGE,
+      400: { ...PAGE, description: 'Invalid, expired or used link' },
+      403: { description: 'CSRF check failed' },
+      409: { ...PAGE, description: 'Another account took the address meanwhile' },
+    },
+  },
+] as const
+for (const route of ROUTES) {
+  documentRoute({ ...route, tags: ['pages'] })
 }
 
 /**

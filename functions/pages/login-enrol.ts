@@ -78,7 +78,14 @@ documentRoute({
   summary:
     'Finish a sign-in that REQUIRE_TWO_FACTOR sent to set up TOTP: the first code (CSRF protected); answers the recovery codes page',
   tags: ['pages'],
-  responses: { 200: { description: 'Signed in: the recovery codes, shown once', contentType: 'text/html' } },
+  responses: {
+    200: { description: 'Signed in: the recovery codes, shown once', contentType: 'text/html' },
+    400: { description: 'Wrong code: the setup page again', contentType: 'text/html' },
+    401: {
+      description: 'The pending sign-in expired, was used, or the form expired',
+      contentType: 'text/html',
+    },
+  },
 })
 
 /** `POST /login/enrol`: the first code of a required enrolment finishes the sign-in. */
