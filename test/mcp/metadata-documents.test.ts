@@ -1,6 +1,7 @@
 import { describe, expect, inject, it } from 'vitest'
+import type { Bindings } from '../../functions/env'
 import { forgetMetadataDocuments } from '../../functions/oauth/metadata-document'
-import { approveConsent, authorize, pkce, seedUser } from '../helpers/oauth'
+import { approveConsent, authorize, pkce, postForm, seedUser } from '../helpers/oauth'
 import { expectRoundTrips } from '../helpers/round-trips'
 import { call, callWith, describeResponse, useBindings } from '../helpers/worker'
 
@@ -50,7 +51,12 @@ function goodDocument(url: string, extra: Record<string, unknown> = {}): Record<
   }
 }
 
-async function authorizeAs(clientId: string, cookie?: string, accept = 'application/json') {
+async function authorizeAs(
+  clientId: string,
+  cookie?: string,
+  accept = 'application/json',
+  vars?: Partial<Record<keyof Bindings, string>>,
+) {
   const p = await pkce()
   const query = new URLSearchParams({
     response_type: 'code',
@@ -61,11 +67,32 @@ async function authorizeAs(clientId: string, cookie?: string, accept = 'applicat
     scope: 'openid offline_access',
     state: 'st',
   })
-  const res = await call(`/oauth/authorize?${query}`, {
+  const init: RequestInit = {
     redirect: 'manual',
     headers: { accept, ...(cookie === undefined ? {} : { cookie }) },
-  })
+  }
+  const path = `/oauth/authorize?${query}`
+  const res = await (vars === undefined ? call(path, init) : callWith(vars, path, init))
   return { res, verifier: p.verifier }
+}
+
+/** Sign-in, consent (the page handed to `inspect`), then the code exchange as the public client. */
+async function signInAndExchange(
+  doc: Published,
+  user: Awaited<ReturnType<typeof seedUser>>,
+  inspect: (page: string) => void = () => undefined,
+): Promise<Response> {
+  const first = await authorizeAs(doc.url, user.cookie, 'text/html')
+  expect(first.res.status, await describeResponse(first.res)).toBe(200)
+  inspect(await first.res.clone().text())
+  const location = await approveConsent(first.res, user)
+  return postForm('/oauth/token', {
+    grant_type: 'authorization_code',
+    code: new URL(location ?? '').searchParams.get('code') ?? '',
+    code_verifier: first.verifier,
+    redirect_uri: REDIRECT,
+    client_id: doc.url,
+  })
 }
 
 async function expectRefused(res: Response, reason: RegExp): Promise<void> {
@@ -92,25 +119,10 @@ describe('Client ID Metadata Documents (issue 11)', () => {
   it('a published public client runs code + PKCE; consent names its host with a loopback warning; the document is read once', async () => {
     const doc = await publish((url) => goodDocument(url), { headers: { 'cache-control': 'max-age=600' } })
     const user = await seedUser()
-    const first = await authorizeAs(doc.url, user.cookie, 'text/html')
-    expect(first.res.status, await describeResponse(first.res)).toBe(200)
-    const page = await first.res.clone().text()
-    expect(page).toContain('data-testid="consent-client-host"')
-    expect(page).toContain(new URL(fake).host)
-    expect(page).toContain('data-testid="consent-loopback-warning"')
-    const location = await approveConsent(first.res, user)
-    const code = new URL(location ?? '').searchParams.get('code')
-    expect(code).not.toBeNull()
-    const token = await call('/oauth/token', {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({
-        grant_type: 'authorization_code',
-        code: code ?? '',
-        code_verifier: first.verifier,
-        redirect_uri: REDIRECT,
-        client_id: doc.url,
-      }).toString(),
+    const token = await signInAndExchange(doc, user, (page) => {
+      expect(page).toContain('data-testid="consent-client-host"')
+      expect(page).toContain(new URL(fake).host)
+      expect(page).toContain('data-testid="consent-loopback-warning"')
     })
     expect(token.status, await describeResponse(token)).toBe(200)
     // The document was fetched once: consent, the form's answer and the exchange used the stored copy.
@@ -125,53 +137,29 @@ describe('Client ID Metadata Documents (issue 11)', () => {
   })
 
   it('a code exchange by a document client this isolate knows costs the one statement any exchange costs', async () => {
-    const doc = await publish((url) => goodDocument(url))
     const user = await seedUser()
-    const first = await authorizeAs(doc.url, user.cookie, 'text/html')
-    const location = await approveConsent(first.res, user)
-    const token = await call('/oauth/token', {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({
-        grant_type: 'authorization_code',
-        code: new URL(location ?? '').searchParams.get('code') ?? '',
-        code_verifier: first.verifier,
-        redirect_uri: REDIRECT,
-        client_id: doc.url,
-      }).toString(),
-    })
+    // A first exchange warms this isolate's signing keys.
+    await signInAndExchange(await publish((url) => goodDocument(url)), user)
+    const token = await signInAndExchange(await publish((url) => goodDocument(url)), user)
     expect(token.status, await describeResponse(token)).toBe(200)
     await expectRoundTrips(token, { httpRequests: 1 })
   })
 
   it('a pushed authorization request (RFC 9126) by a document client is accepted', async () => {
-    const doc = await publish((url) => goodDocument(url))
-    const res = await call('/oauth/par', {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({
+    const push = async (clientId: string) =>
+      postForm('/oauth/par', {
         response_type: 'code',
-        client_id: doc.url,
+        client_id: clientId,
         redirect_uri: REDIRECT,
         code_challenge: (await pkce()).challenge,
         code_challenge_method: 'S256',
-        scope: 'openid',
-      }).toString(),
-    })
+      })
+    const doc = await publish((url) => goodDocument(url))
+    const res = await push(doc.url)
     expect(res.status, await describeResponse(res)).toBe(201)
     expect(await doc.hits()).toBe(1)
     const bad = await publish(() => goodDocument('https://client.example.com/par.json'))
-    const refused = await call('/oauth/par', {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({
-        response_type: 'code',
-        client_id: bad.url,
-        redirect_uri: REDIRECT,
-        code_challenge: (await pkce()).challenge,
-        code_challenge_method: 'S256',
-      }).toString(),
-    })
+    const refused = await push(bad.url)
     await expectRefused(refused, /client_id is not the URL/)
   })
 
@@ -249,41 +237,23 @@ describe('Client ID Metadata Documents (issue 11)', () => {
 
   it('loopback needs the development setting', async () => {
     const doc = await publish((url) => goodDocument(url))
-    const query = new URLSearchParams({
-      response_type: 'code',
-      client_id: doc.url,
-      redirect_uri: REDIRECT,
-      code_challenge: (await pkce()).challenge,
-      code_challenge_method: 'S256',
-    })
-    const res = await callWith({ OUTBOUND_ALLOW_LOOPBACK: 'false' }, `/oauth/authorize?${query}`, {
-      redirect: 'manual',
-    })
+    const res = (await authorizeAs(doc.url, undefined, undefined, { OUTBOUND_ALLOW_LOOPBACK: 'false' })).res
     await expectRefused(res, /loopback/)
     expect(await doc.hits()).toBe(0)
   })
 
   it('the operator can trust only some URL prefixes', async () => {
     const doc = await publish((url) => goodDocument(url))
-    const query = new URLSearchParams({
-      response_type: 'code',
-      client_id: doc.url,
-      redirect_uri: REDIRECT,
-      code_challenge: (await pkce()).challenge,
-      code_challenge_method: 'S256',
-    })
     const vars = {
       OUTBOUND_ALLOW_LOOPBACK: 'true',
       CLIENT_METADATA_TRUSTED_PREFIXES: 'https://clients.example.com/',
     }
-    const res = await callWith(vars, `/oauth/authorize?${query}`, { redirect: 'manual' })
-    await expectRefused(res, /trusted prefix/)
-    const trusted = await callWith(
-      { ...vars, CLIENT_METADATA_TRUSTED_PREFIXES: `${fake}/doc/` },
-      `/oauth/authorize?${query}`,
-      { redirect: 'manual' },
-    )
-    expect(trusted.status, await describeResponse(trusted)).toBe(302)
+    await expectRefused((await authorizeAs(doc.url, undefined, undefined, vars)).res, /trusted prefix/)
+    const trusted = await authorizeAs(doc.url, undefined, undefined, {
+      ...vars,
+      CLIENT_METADATA_TRUSTED_PREFIXES: `${fake}/doc/`,
+    })
+    expect(trusted.res.status, await describeResponse(trusted.res)).toBe(302)
   })
 
   it('a failure is remembered briefly: a fixed document is not read again at once', async () => {
@@ -295,15 +265,11 @@ describe('Client ID Metadata Documents (issue 11)', () => {
 
   it('the token endpoint refuses a bad document too (invalid_client)', async () => {
     const doc = await publish(() => goodDocument('https://client.example.com/other.json'))
-    const res = await call('/oauth/token', {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({
-        grant_type: 'authorization_code',
-        code: 'x',
-        code_verifier: 'y'.repeat(43),
-        client_id: doc.url,
-      }).toString(),
+    const res = await postForm('/oauth/token', {
+      grant_type: 'authorization_code',
+      code: 'x',
+      code_verifier: 'y'.repeat(43),
+      client_id: doc.url,
     })
     await expectRefused(res, /client_id is not the URL/)
   })
