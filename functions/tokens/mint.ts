@@ -14,6 +14,8 @@ export interface AccessTokenInput {
   audience: string | string[]
   /** Public client_id. */
   clientId: string
+  /** The tenant the token is issued in: its client's tenant (`tenant_id` claim, issue 10). */
+  tenantId: string
   scope: string
   /** Unique id; lets a revocation name this token. */
   jti: string
@@ -74,6 +76,7 @@ export async function mintAccessToken(db: Db, config: Config, input: AccessToken
     iat,
     jti: input.jti,
     client_id: input.clientId,
+    tenant_id: input.tenantId,
     scope: input.scope,
   }
   if (input.jkt) {

@@ -41,6 +41,7 @@ export async function clientCredentialsGrant(ctx: GrantContext, params: OAuthPar
     subject: client.clientId,
     audience: accessTokenAudience(ctx.config, resource),
     clientId: client.clientId,
+    tenantId: client.tenantId,
     scope,
     jti: crypto.randomUUID(),
     now: ctx.now,

@@ -158,6 +158,7 @@ export async function issueUserTokens(
     subject: input.grantee.userId,
     audience: resourceAudience(ctx.config, input.resource),
     clientId: client.clientId,
+    tenantId: client.tenantId,
     scope: input.scope,
     jti: input.jti,
     now: ctx.now,

@@ -102,6 +102,7 @@ export async function tokenExchangeGrant(ctx: GrantContext, params: OAuthParams)
     audience,
     // RFC 9068 §2.2: client_id is the client that requested this token (the exchanging one).
     clientId: outcome.client.clientId,
+    tenantId: outcome.client.tenantId,
     scope,
     jti: crypto.randomUUID(),
     now: ctx.now,
