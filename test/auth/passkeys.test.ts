@@ -1,6 +1,8 @@
 import { and, eq } from 'drizzle-orm'
 import { describe, expect, it } from 'vitest'
 import { auditEvents, passkeys, sessions, userTotp, webauthnChallenges } from '../../db/schema'
+import { relyingParty } from '../../functions/auth/passkeys/config'
+import type { Config } from '../../functions/config'
 import { NO_PASSWORD } from '../../functions/federation/routes'
 import { type SeededUser, seedUser, sessionCookieOf } from '../helpers/accounts'
 import { testDb } from '../helpers/db'
@@ -194,6 +196,16 @@ describe('passkeys: registration', () => {
     expect((await json<{ code: string }>(res)).code).toBe('recent_sign_in_required')
     expect((await post('/auth/passkeys/registration/options', {})).status).toBe(401)
     expect((await call('/auth/passkeys')).status).toBe(401)
+  })
+
+  it.each([
+    ['http://127.0.0.1:8787', undefined],
+    ['http://[::1]:8787', undefined],
+    ['http://localhost:8787', { id: 'localhost', origin: 'http://localhost:8787' }],
+    ['https://auth.example.com', { id: 'auth.example.com', origin: 'https://auth.example.com' }],
+  ])('takes the relying party of ISSUER %s from its host', (issuer, expected) => {
+    const party = relyingParty({ issuer, brand: { name: 'Acme' } } as Config)
+    expect(party === undefined ? undefined : { id: party.id, origin: party.origin }).toEqual(expected)
   })
 
   it('is not offered with an IP-address issuer (no valid RP ID)', async () => {
