@@ -1,3 +1,5 @@
+import type { Config } from '../config'
+
 // OIDC `acr` (Core §2): which assurance level a sign-in reached, derived from its `amr` (RFC 8176).
 // Two levels: any single factor (password, one provider sign-in), and two factors.
 
@@ -22,4 +24,12 @@ export function acrForAmr(amr: readonly string[]): string {
 export function acrValuesRequireMfa(acrValues: string | undefined): boolean {
   const values = (acrValues ?? '').split(' ').filter((value) => value !== '')
   return values.length > 0 && values.every((value) => value === ACR_MFA)
+}
+
+/**
+ * REQUIRE_TWO_FACTOR: whether a session with these methods may act (authorize, consent, approve a
+ * device, use /account). A one-factor session from before the policy is treated as signed out.
+ */
+export function meetsTwoFactorPolicy(config: Config, amr: readonly string[]): boolean {
+  return !config.requireTwoFactor || amr.includes('mfa')
 }

@@ -7,7 +7,7 @@ import { findConsent, upsertConsentStatement } from '../../db/queries/oauth-gran
 import { findLiveSession, type LiveSession } from '../../db/queries/sessions'
 import { findUserById } from '../../db/queries/users'
 import { auditStatement } from '../audit/record'
-import { acrValuesRequireMfa } from '../auth/acr'
+import { acrValuesRequireMfa, meetsTwoFactorPolicy } from '../auth/acr'
 import { sessionCookieName } from '../auth/session-cookie'
 import { sha256Hex } from '../crypto/hash'
 import type { AppEnv } from '../env'
@@ -118,7 +118,7 @@ async function needsSecondFactor(c: Context<AppEnv>, session: LiveSession): Prom
   if (session.amr.includes('mfa')) {
     return false
   }
-  if (c.var.config.requireTwoFactor) {
+  if (!meetsTwoFactorPolicy(c.var.config, session.amr)) {
     return true
   }
   if (!acrValuesRequireMfa(c.req.query('acr_values'))) {
@@ -225,8 +225,11 @@ export const consentEndpoint = new Hono<AppEnv>().post('/', async (c) => {
     const session = await currentSession(c)
     // REQUIRE_TWO_FACTOR: a consent posted from a one-factor session (one from before the policy)
     // is refused like a signed-out one.
-    const oneFactor = c.var.config.requireTwoFactor && session !== undefined && !session.amr.includes('mfa')
-    if (session === undefined || session.status !== 'active' || oneFactor) {
+    if (
+      session === undefined ||
+      session.status !== 'active' ||
+      !meetsTwoFactorPolicy(c.var.config, session.amr)
+    ) {
       throw new RedirectableError(
         'access_denied',
         'The user is not signed in',

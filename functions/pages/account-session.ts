@@ -1,5 +1,6 @@
 import type { Context } from 'hono'
 import { findLiveSessionWithUser } from '../../db/queries/sessions'
+import { meetsTwoFactorPolicy } from '../auth/acr'
 import { readSessionToken } from '../auth/session-cookie'
 import { sha256Hex } from '../crypto/hash'
 import type { AppEnv } from '../env'
@@ -16,7 +17,11 @@ export async function signedIn(c: Context<AppEnv>): Promise<Signed | undefined> 
     token === undefined
       ? undefined
       : await findLiveSessionWithUser(c.var.db.http, await sha256Hex(token), new Date())
-  return found === undefined || found.user.status !== 'active' ? undefined : found
+  return found === undefined ||
+    found.user.status !== 'active' ||
+    !meetsTwoFactorPolicy(c.var.config, found.session.amr)
+    ? undefined
+    : found
 }
 
 export function toLogin(c: Context<AppEnv>): Response {

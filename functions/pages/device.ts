@@ -10,6 +10,7 @@ import {
   releaseAttemptsStatement,
   retryAfterSeconds,
 } from '../../db/queries/throttle'
+import { meetsTwoFactorPolicy } from '../auth/acr'
 import { sessionCookieName } from '../auth/session-cookie'
 import { sha256Hex } from '../crypto/hash'
 import type { AppEnv } from '../env'
@@ -27,7 +28,7 @@ async function session(c: Context<AppEnv>): Promise<LiveSession | undefined> {
     return undefined
   }
   const found = await findLiveSession(c.var.db.http, await sha256Hex(cookie), new Date())
-  return found?.status === 'active' ? found : undefined
+  return found?.status === 'active' && meetsTwoFactorPolicy(c.var.config, found.amr) ? found : undefined
 }
 
 function loginRedirect(c: Context<AppEnv>, userCode: string | undefined): Response {

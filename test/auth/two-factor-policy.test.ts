@@ -110,6 +110,11 @@ describe('REQUIRE_TWO_FACTOR', () => {
     const token = /name="mfa_token" value="([^"]+)"/.exec(enrolOnly.html)?.[1] ?? ''
     expect((await secondStep(token, '123456')).status).toBe(401)
     const other = await seedUser({ session: true })
+    // A two-factor session (the policy treats a one-factor one as signed out on /account).
+    await testDb()
+      .update(sessions)
+      .set({ amr: ['pwd', 'otp', 'mfa'] })
+      .where(eq(sessions.userId, other.id))
     const setup = await (await accountPost(other, '/account/totp/start', {})).text()
     const secret = /secret=([A-Z2-7]+)/.exec(setup)?.[1] ?? ''
     expect(
@@ -144,5 +149,15 @@ describe('REQUIRE_TWO_FACTOR', () => {
     )
     expect(res.status).toBe(302)
     expect(new URL(res.headers.get('location') ?? '', 'http://x').pathname).toBe('/login')
+  })
+
+  it('treats a one-factor session as signed out on /account and /device', async () => {
+    const user = await seedUser({ session: true })
+    const account = await call('/account', { headers: user.headers, redirect: 'manual' })
+    expect(account.status).toBe(303)
+    expect(account.headers.get('location')).toContain('/login')
+    const device = await call('/device', { headers: user.headers, redirect: 'manual' })
+    expect(device.status).toBe(302)
+    expect(device.headers.get('location')).toContain('/login')
   })
 })
