@@ -11,14 +11,15 @@ import { auth } from './auth/routes'
 import type { AppEnv } from './env'
 import { ProblemError } from './errors/problem'
 import { renderError } from './errors/render'
+import { accountConnections } from './federation/account-connections'
 import { allowlistAdmin } from './federation/allowlist-admin'
 import { connections } from './federation/connections'
 import { passwordLoginGate } from './federation/password-off'
 import { identityProvidersAdmin } from './federation/provider-admin'
-import { masterKeyAdmin } from './master-key/route'
 import { federation } from './federation/routes'
 import { connectionTokens } from './federation/token-route'
 import { healthz } from './health/healthz'
+import { masterKeyAdmin } from './master-key/route'
 import { allowedMethodsFinder } from './method-not-allowed'
 import { bodyLimit } from './middleware/body-limit'
 import { cors } from './middleware/cors'
@@ -71,6 +72,7 @@ export function createApp(): Hono<AppEnv> {
   app.route('/login', loginPage)
   app.route('/signup', signupPage)
   app.route('/forgot-password', forgotPasswordPage)
+  app.route('/account/connections', accountConnections)
   app.route('/account', accountPage)
   app.route('/', passkeyPages)
   app.route('/federated', federation)

@@ -5,6 +5,7 @@ import {
   externalIdentities,
   federatedLoginStates,
   identityAllowlist,
+  passkeys,
   tenantMembers,
   users,
 } from '../schema'
@@ -132,8 +133,9 @@ export async function listIdentities(x: Executor, userId: string): Promise<Exter
 }
 
 /**
- * Unlinks one identity of this user unless it is their last way to sign in: another identity, or
- * a usable password (an argon2id or bcrypt hash, not the federated placeholder). One statement,
+ * Unlinks one identity of this user unless it is their last way to sign in: another identity, a
+ * passkey, or a usable password (an argon2id or bcrypt hash, not the federated placeholder; not
+ * at all when PASSWORD_LOGIN=off, `passwordCounts` false). One statement,
  * with its `identity_unlinked` audit row: the user's identity rows are locked first, so of two
  * concurrent unlinks of their last two identities the second re-reads the rows after the first
  * commits and finds one left.
@@ -143,15 +145,20 @@ export async function unlinkIdentity(
   userId: string,
   identityId: string,
   ip: string | null,
+  passwordCounts: boolean,
 ): Promise<'deleted' | 'not_found' | 'last_method'> {
   const rows = await queryRows<{ outcome: string }>(
     x,
     sql`
     with mine as (select id from ${externalIdentities} where user_id = ${userId} for update),
-    account as (select tenant_id, password_hash like '$%' as has_password from ${users} where id = ${userId}),
+    account as (
+      select tenant_id, (${passwordCounts} and password_hash like '$%') as has_password,
+        exists (select 1 from ${passkeys} where ${passkeys.userId} = ${userId}) as has_passkey
+      from ${users} where id = ${userId}
+    ),
     allowed as (
       select id from mine where id = ${identityId}
-        and (coalesce((select has_password from account), false) or (select count(*) from mine) > 1)
+        and (coalesce((select has_password or has_passkey from account), false) or (select count(*) from mine) > 1)
     ),
     gone as (
       delete from ${externalIdentities} where id in (select id from allowed) returning provider, subject

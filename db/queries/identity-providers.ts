@@ -1,4 +1,4 @@
-import { and, eq, isNull, or, type SQL, sql } from 'drizzle-orm'
+import { and, eq, inArray, isNull, or, type SQL, sql } from 'drizzle-orm'
 import type { Executor, HttpDb } from '../client'
 import { identityProviders, tenants } from '../schema'
 import { insertAuditEventsStatement, insertAuditEventWhereStatement, type NewAuditEvent } from './audit'
@@ -132,4 +132,12 @@ export function listLoginProviders(x: Executor, tenantSlug: string | undefined) 
     )
     .orderBy(identityProviders.createdAt)
     .limit(50)
+}
+
+/** Display names of stored providers by slug (disabled ones too: a linked identity keeps its name). */
+export function providerNames(x: Executor, slugs: readonly string[]) {
+  return x
+    .select({ slug: identityProviders.slug, name: identityProviders.name })
+    .from(identityProviders)
+    .where(inArray(identityProviders.slug, [...slugs]))
 }

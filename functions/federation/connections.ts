@@ -63,7 +63,9 @@ export const connections = new Hono<AppEnv>()
   .delete('/:id', async (c) => {
     const userId = signedInUser(c)
     const id = c.req.param('id')
-    const outcome = isUuid(id) ? await unlinkIdentity(c.var.db.http, userId, id, clientIp(c)) : 'not_found'
+    const outcome = isUuid(id)
+      ? await unlinkIdentity(c.var.db.http, userId, id, clientIp(c), c.var.config.federation.passwordLogin)
+      : 'not_found'
     if (outcome === 'not_found') {
       throw new ProblemError('not_found', { detail: 'No such connection' })
     }

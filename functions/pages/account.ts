@@ -27,6 +27,7 @@ import {
 import { sha256Hex } from '../crypto/hash'
 import type { AppEnv } from '../env'
 import { ProblemError } from '../errors/problem'
+import { connectionsAccountSection } from '../federation/account-connections'
 import { clientIp } from '../middleware/client-ip'
 import { documentRoute } from '../openapi/registry'
 import { planKeyTiers } from '../tenants/plans'
@@ -151,6 +152,8 @@ async function renderAccount(
 
       ${passkeyAccountSection(c, me, csrf)}
 
+      ${connectionsAccountSection(c, me, csrf)}
+
       <h2>Where you are signed in</h2>
       <ul class="items" data-testid="sessions">
         ${sessions.map(
@@ -240,6 +243,7 @@ export function totpQrBlock(uri: string) {
   return html`<style>
       .qr-box { display: flex; justify-content: center; margin: 8px 0 4px; }
       .qr-box svg { width: min(240px, 70vw); height: auto; border-radius: 8px; }
+      code[data-testid="totp-secret"] { word-break: normal; word-spacing: 0.3em; }
     </style>
     <div class="qr-box" data-testid="totp-qr">${qrCodeSvg(uri, 'QR code for your authenticator app')}</div>`
 }
