@@ -139,7 +139,7 @@ async function renderAccount(
                 <label for="factor_code">Or a code from your app (or a recovery code)</label>
                 <input id="factor_code" name="code" type="text" inputmode="numeric" autocomplete="one-time-code" maxlength="32" />
                 <div class="row">
-                  <button type="submit" class="secondary" data-testid="new-recovery-codes">Get new recovery codes</button>
+                  <button type="submit" class="secondary" data-testid="new-recovery-codes">New recovery codes</button>
                   <button type="submit" class="secondary" formaction="/account/totp/disable" data-testid="totp-disable">Turn off</button>
                 </div>
               </form>`
