@@ -360,6 +360,25 @@ describe('/tenants/{id}/identity-providers', () => {
     expect(row?.status).toBe('pending')
   })
 
+  it('a provider that cannot be reached at start is a 502 page and starts nothing', async () => {
+    const created = await createPlatformProvider({ issuer: 'http://127.0.0.1:9/down' })
+    const start = await callWith(
+      { ...VARS, FEDERATION_TIMEOUT_MS: '500' },
+      `/federated/${created.slug}/start`,
+      {
+        redirect: 'manual',
+      },
+    )
+    expect(start.status).toBe(502)
+    expect(await start.text()).toContain('could not be reached')
+    expect(start.headers.get('set-cookie') ?? '').not.toContain('portcullis_federated=')
+    const [rows] = await queryRows<{ n: number }>(
+      testDb(),
+      sql`select count(*)::int as n from federated_login_states where provider = ${created.slug}`,
+    )
+    expect(rows?.n).toBe(0)
+  })
+
   it('a deactivated tenant’s providers sign no one in', async () => {
     const tenant = await seedTenant()
     const res = await send('POST', `/tenants/${tenant.id}/identity-providers`, oidcBody(), {
