@@ -6,11 +6,13 @@ import {
   adminClient,
   approveConsent,
   authorize,
+  basicAuth,
   type CodeResult,
   exchangeCode,
   fetchJwks,
   obtainCode,
   pkce,
+  postForm,
   refresh,
   seedUser,
   type TokenSet,
@@ -465,6 +467,29 @@ describe('a resource server’s signing algorithm', () => {
       await exchangeCode(client, await obtainCode(client, user, { scope: 'openid' }))
     ).json()) as TokenSet
     expect(decodeProtectedHeader(plain.access_token).alg).toBe('ES256')
+  })
+
+  it('client credentials for such a resource are signed with its algorithm too', async () => {
+    const scope = `${unique('mcp')}:jobs`
+    const rs = await createResourceServer(scope, {
+      signing_algorithm: 'RS256',
+      access_token_ttl_seconds: 300,
+    })
+    const client = await adminClient({
+      client_name: 'Worker',
+      grant_types: ['client_credentials'],
+      token_endpoint_auth_method: 'client_secret_basic',
+      scope,
+    })
+    const res = await postForm(
+      '/oauth/token',
+      { grant_type: 'client_credentials', scope, resource: rs.identifier },
+      basicAuth(client),
+    )
+    expect(res.status, await res.clone().text()).toBe(200)
+    const tokens = (await res.json()) as TokenSet
+    expect(decodeProtectedHeader(tokens.access_token).alg).toBe('RS256')
+    expect(tokens.expires_in).toBeLessThanOrEqual(300)
   })
 
   it('refuses an unknown algorithm', async () => {

@@ -50,6 +50,7 @@ export async function clientCredentialsGrant(ctx: GrantContext, params: OAuthPar
     ...(target?.accessTokenTtlSeconds
       ? { notAfter: Math.floor(ctx.now.getTime() / 1000) + target.accessTokenTtlSeconds }
       : {}),
+    ...(target?.signingAlgorithm ? { alg: target.signingAlgorithm } : {}),
   })
   return {
     response: { access_token: access.token, token_type: tokenType(ctx), expires_in: access.expiresIn, scope },

@@ -2,6 +2,7 @@ import { pollDeviceCode } from '../../../db/queries/oauth-grants'
 import { sha256Hex } from '../../crypto/hash'
 import { OAuthError } from '../../errors/oauth'
 import { type OAuthParams, requiredParam } from '../form'
+import { narrowGrant } from '../resources'
 import { type GrantContext, type GrantOutcome, issueUserTokens, newRefreshToken, refuseClient } from './issue'
 
 /**
@@ -47,13 +48,17 @@ export async function deviceCodeGrant(ctx: GrantContext, params: OAuthParams): P
   if (poll.status !== 'active') {
     throw new OAuthError('invalid_grant', { description: 'The user may not sign in' })
   }
+  // The grant's resource servers: their token lifetime and signing algorithm (issue 11).
+  const issued = await narrowGrant(ctx.db.http, ctx.config, [], poll.resource, poll.scope)
   const response = await issueUserTokens(ctx, client, {
     grantee: poll,
-    scope: poll.scope,
-    resource: poll.resource,
+    scope: issued.scope,
+    resource: issued.resource,
     jti: poll.deviceId,
     refreshToken: poll.refreshIssued ? refresh.token : undefined,
     nonce: null,
+    ttlSeconds: issued.ttlSeconds,
+    alg: issued.alg,
   })
   return { response }
 }

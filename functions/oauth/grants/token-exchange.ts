@@ -109,6 +109,8 @@ export async function tokenExchangeGrant(ctx: GrantContext, params: OAuthParams)
     notAfter: subject.exp,
     act: actor,
     jkt: ctx.presented.dpop?.jkt ?? null,
+    // The target's signing algorithm (issue 11).
+    ...(target?.signingAlgorithm ? { alg: target.signingAlgorithm } : {}),
     ...(subject.auth_time === undefined ? {} : { authTime: new Date(subject.auth_time * 1000) }),
   })
   return {
