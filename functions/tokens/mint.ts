@@ -1,6 +1,7 @@
 import { type JWTPayload, SignJWT } from 'jose'
 import type { Db } from '../../db/client'
 import type { SigningAlgorithm } from '../../db/schema'
+import { acrForAmr } from '../auth/acr'
 import type { Config } from '../config'
 import { signingKeyFor } from './keys'
 
@@ -105,7 +106,7 @@ export interface IdTokenInput {
   alg: SigningAlgorithm
   now: Date
   authTime: Date | null
-  /** OIDC `amr` (RFC 8176 values), when known. */
+  /** OIDC `amr` (RFC 8176 values), when known; `acr` is derived from it (auth/acr.ts). */
   amr?: readonly string[]
   nonce: string | null
   /** OIDC Core §5.4 claims the scope released (email, name...). */
@@ -132,6 +133,7 @@ export async function mintIdToken(db: Db, config: Config, input: IdTokenInput): 
   }
   if (input.amr !== undefined && input.amr.length > 0) {
     claims.amr = [...input.amr]
+    claims.acr = acrForAmr(input.amr)
   }
   return sign(db, config, input.alg, 'JWT', claims, input.now)
 }
