@@ -222,8 +222,56 @@ export async function attemptLogin(
     ])
     return { kind: hasFactor ? 'mfa_required' : 'mfa_enrolment_required', user, mfaToken, expiresAt }
   }
+  const session = await startSession(
+    db,
+    config,
+    {
+      user,
+      remember: input.remember,
+      ip: input.ip,
+      userAgent: input.userAgent,
+      upgradedHash,
+      metadata: { via: input.via, remember: input.remember, password_upgraded: upgradedHash !== undefined },
+      claims,
+    },
+    now,
+  )
+  return {
+    kind: 'ok',
+    user: { ...user, lastLoginAt: now, passwordHash: upgradedHash ?? user.passwordHash },
+    session,
+    upgradedHash: upgradedHash !== undefined,
+  }
+}
+
+export interface SessionStart {
+  user: UserRow
+  remember: boolean
+  ip: string | null
+  userAgent: string | null
+  /** How the user proved who they are (OIDC `amr`); the column's default (`pwd`) when absent. */
+  amr?: string[]
+  /** A password hash to store instead (rehash on login). */
+  upgradedHash?: string
+  /** The `user_login` event's metadata. */
+  metadata: Record<string, unknown>
+  /** The attempt's claims, given back. */
+  claims: readonly AttemptClaim[]
+}
+
+/**
+ * Starts a session after a sign-in that checked out: the session row, the login stamp, the
+ * `user_login` audit event and the claims given back, in one batch (one round trip).
+ */
+export async function startSession(
+  db: HttpDb,
+  config: Config,
+  input: SessionStart,
+  now: Date,
+): Promise<NewSession> {
   const token = randomToken(32)
   const expiresAt = new Date(now.getTime() + sessionTtlSeconds(config, input.remember) * 1000)
+  const { user } = input
   const [inserted] = await db.batch([
     insertSessionStatement(db, {
       tokenHash: await sha256Hex(token),
@@ -234,25 +282,21 @@ export async function attemptLogin(
       lastSeenAt: now,
       userAgent: input.userAgent?.slice(0, USER_AGENT_MAX_LENGTH) ?? null,
       ip: input.ip,
+      ...(input.amr === undefined ? {} : { amr: input.amr }),
     }),
-    recordLoginStatement(db, user.id, now, upgradedHash),
+    recordLoginStatement(db, user.id, now, input.upgradedHash),
     auditStatement(db, input.ip, {
       type: 'user_login',
       actor: `user:${user.id}`,
       userId: user.id,
       tenantId: user.tenantId,
-      metadata: { via: input.via, remember: input.remember, password_upgraded: upgradedHash !== undefined },
+      metadata: input.metadata,
     }),
-    ...releaseClaimsStatements(db, claims),
+    ...releaseClaimsStatements(db, input.claims),
   ])
   const session = inserted[0]
   if (session === undefined) {
     throw new Error('session insert returned no row')
   }
-  return {
-    kind: 'ok',
-    user: { ...user, lastLoginAt: now, passwordHash: upgradedHash ?? user.passwordHash },
-    session: { token, id: session.id, expiresAt: session.expiresAt, remember: input.remember },
-    upgradedHash: upgradedHash !== undefined,
-  }
+  return { token, id: session.id, expiresAt: session.expiresAt, remember: input.remember }
 }

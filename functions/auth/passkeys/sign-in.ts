@@ -8,20 +8,18 @@ import {
   selectPasskeysForMfaStatement,
   spendChallengeStatement,
 } from '../../../db/queries/passkeys'
-import { insertSessionStatement } from '../../../db/queries/sessions'
 import {
   type AttemptClaim,
   claimAttemptsStatement,
   retryAfterSeconds,
   toClaims,
 } from '../../../db/queries/throttle'
-import { recordLoginStatement, type UserRow } from '../../../db/queries/users'
+import type { UserRow } from '../../../db/queries/users'
 import { mfaChallenges, passkeys, users } from '../../../db/schema'
 import { auditStatement } from '../../audit/record'
 import type { Config } from '../../config'
 import { toBase64Url } from '../../crypto/encoding'
 import { sha256Hex } from '../../crypto/hash'
-import { randomToken } from '../../crypto/random'
 import {
   type AuthenticationResponseJSON,
   type RequestOptions,
@@ -29,13 +27,7 @@ import {
   signedChallenge,
   verifyAssertion,
 } from '../../crypto/webauthn'
-import {
-  ipThrottleSubject,
-  type NewSession,
-  overLimit,
-  releaseClaimsStatements,
-  sessionTtlSeconds,
-} from '../login'
+import { ipThrottleSubject, type NewSession, overLimit, startSession } from '../login'
 import { type ChallengeBinding, mintChallenge, openChallenge } from './challenge'
 import { relyingParty } from './config'
 import { userHandle } from './registration'
@@ -48,8 +40,6 @@ import { userHandle } from './registration'
 export const PASSWORDLESS_AMR = ['hwk', 'user', 'mfa']
 /** After the password, a passkey in place of a TOTP code. */
 export const SECOND_FACTOR_AMR = ['pwd', 'hwk', 'user', 'mfa']
-
-const USER_AGENT_MAX_LENGTH = 512
 
 export interface PasskeySignInInput {
   response: AuthenticationResponseJSON
@@ -227,56 +217,32 @@ async function refuseOverLimit(
   return refuse(db, input, user, outcome, 'throttled')
 }
 
-/** The session, login stamp, `user_login` audit and claim release of a passkey sign-in, in one batch. */
-async function startSession(
+/** The session of a passkey sign-in (one batch: session, login stamp, `user_login`, claims given back). */
+async function passkeySession(
   db: HttpDb,
   config: Config,
   input: PasskeySignInInput,
   ceremony: Ceremony,
   amr: string[],
-  extra: { metadata: Record<string, unknown> },
+  metadata: Record<string, unknown>,
   now: Date,
 ): Promise<PasskeySignInOutcome> {
   const { user } = ceremony
-  const token = randomToken(32)
-  const expiresAt = new Date(now.getTime() + sessionTtlSeconds(config, input.remember) * 1000)
-  const [inserted] = await db.batch([
-    insertSessionStatement(db, {
-      tokenHash: await sha256Hex(token),
-      userId: user.id,
+  const session = await startSession(
+    db,
+    config,
+    {
+      user,
       remember: input.remember,
-      expiresAt,
-      createdAt: now,
-      lastSeenAt: now,
-      userAgent: input.userAgent?.slice(0, USER_AGENT_MAX_LENGTH) ?? null,
       ip: input.ip,
+      userAgent: input.userAgent,
       amr,
-    }),
-    recordLoginStatement(db, user.id, now, undefined),
-    auditStatement(db, input.ip, {
-      type: 'user_login',
-      actor: `user:${user.id}`,
-      userId: user.id,
-      tenantId: user.tenantId,
-      metadata: {
-        via: input.via,
-        remember: input.remember,
-        passkey_id: ceremony.passkey.id,
-        ...extra.metadata,
-      },
-    }),
-    ...releaseClaimsStatements(db, ceremony.claims),
-  ])
-  const session = inserted[0]
-  if (session === undefined) {
-    throw new Error('session insert returned no row')
-  }
-  return {
-    kind: 'ok',
-    user: { ...user, lastLoginAt: now },
-    session: { token, id: session.id, expiresAt: session.expiresAt, remember: input.remember },
-    amr,
-  }
+      metadata: { via: input.via, remember: input.remember, passkey_id: ceremony.passkey.id, ...metadata },
+      claims: ceremony.claims,
+    },
+    now,
+  )
+  return { kind: 'ok', user: { ...user, lastLoginAt: now }, session, amr }
 }
 
 /** The throttle subject of the account a credential id belongs to (one shared bucket for unknown ones). */
@@ -344,7 +310,7 @@ export async function completePasswordlessSignIn(
   if (status !== undefined) {
     return refuse(db, input, row.user, { kind: status }, status)
   }
-  return startSession(db, config, input, ceremony, PASSWORDLESS_AMR, { metadata: { method: 'passkey' } }, now)
+  return passkeySession(db, config, input, ceremony, PASSWORDLESS_AMR, { method: 'passkey' }, now)
 }
 
 /** The same refusals as the password sign-in, once the passkey has proved who this is. */
@@ -436,13 +402,13 @@ export async function completeSecondFactor(
   if (consumed.length !== 1) {
     return { kind: 'invalid_mfa_token' }
   }
-  return startSession(
+  return passkeySession(
     db,
     config,
     { ...input, remember: challenge.remember },
     ceremony,
     SECOND_FACTOR_AMR,
-    { metadata: { via: challenge.via, second_factor: 'passkey' } },
+    { via: challenge.via, second_factor: 'passkey' },
     now,
   )
 }
