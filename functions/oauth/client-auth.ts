@@ -1,9 +1,8 @@
 import type { Context } from 'hono'
 import type { Executor } from '../../db/client'
-import { findClient } from '../../db/queries/oauth-clients'
+import { findClient, findClientStatement } from '../../db/queries/oauth-clients'
 import type { OAuthClientRow } from '../../db/queries/oauth-tokens'
-import { spendProofJti } from '../../db/queries/proof-jtis'
-import type { Config } from '../config'
+import { spendAssertionJtiStatement } from '../../db/queries/proof-jtis'
 import { secretsEqual } from '../crypto/compare'
 import { fromBase64Url } from '../crypto/encoding'
 import { sha256Hex } from '../crypto/hash'
@@ -11,9 +10,9 @@ import type { AppEnv } from '../env'
 import { OAuthError } from '../errors/oauth'
 import {
   assertionSubject,
-  clientKeysOf,
   JWT_BEARER_ASSERTION,
-  verifyClientAssertion,
+  settleAgentAssertion,
+  verifyAgentAssertion,
 } from './client-assertion'
 import { type OAuthParams, param } from './form'
 
@@ -23,13 +22,6 @@ export interface ClientCredentials {
   method: 'client_secret_basic' | 'client_secret_post' | 'none' | 'private_key_jwt'
   /** RFC 7523 §2.2 `client_assertion` (method private_key_jwt). */
   assertion?: string
-}
-
-/** What checking a `private_key_jwt` assertion needs: our config, the endpoint, a db to spend its jti. */
-export interface AssertionContext {
-  config: Config
-  endpoint: string
-  x: Executor
 }
 
 const MAX_CLIENT_ID = 200
@@ -104,13 +96,13 @@ export function readClientCredentials(c: Context<AppEnv>, params: OAuthParams): 
 /**
  * Checks presented credentials against the client row: the client must exist and be enabled;
  * confidential clients must present their secret (compared as SHA-256 in constant time) with
- * the method they registered (Basic or post); public clients present none.
+ * the method they registered (Basic or post); public clients present none; `private_key_jwt`
+ * is refused here (see authenticateClient).
  */
 export async function checkClientCredentials(
   client: OAuthClientRow | undefined,
   credentials: ClientCredentials,
   now: Date,
-  assertionContext?: AssertionContext,
 ): Promise<OAuthClientRow> {
   const basicAuth = credentials.method === 'client_secret_basic'
   const fail = (log: string) =>
@@ -124,26 +116,9 @@ export async function checkClientCredentials(
     throw fail('client disabled')
   }
   if (client.tokenEndpointAuthMethod === 'private_key_jwt' || credentials.method === 'private_key_jwt') {
-    if (
-      client.tokenEndpointAuthMethod !== credentials.method ||
-      credentials.assertion === undefined ||
-      assertionContext === undefined
-    ) {
-      throw fail(`auth method ${credentials.method} but registered ${client.tokenEndpointAuthMethod}`)
-    }
-    const { config, endpoint, x } = assertionContext
-    const verified = await verifyClientAssertion(
-      config,
-      clientKeysOf(client),
-      credentials.assertion,
-      endpoint,
-      now,
-    )
-    // RFC 7523 §3: each jti once (until the assertion expires), concurrent replays included.
-    if (!(await spendProofJti(x, verified.jtiHash, verified.expiresAt))) {
-      throw fail('assertion jti replayed')
-    }
-    return client
+    // An assertion is checked by authenticateClient (or the token endpoint, or introspection):
+    // cached keys, then its jti spent in the statement that reads the client. Never here.
+    throw fail(`auth method ${credentials.method} but registered ${client.tokenEndpointAuthMethod}`)
   }
   if (client.tokenEndpointAuthMethod === 'none') {
     if (credentials.method !== 'none') {
@@ -170,7 +145,10 @@ export async function checkClientCredentials(
   return client
 }
 
-/** Reads, looks up (one round trip) and checks the calling client. */
+/**
+ * Reads, looks up (one round trip) and checks the calling client. An agent's assertion is checked
+ * against its cached keys first, and the row read and the `jti` spent in one batch.
+ */
 export async function authenticateClient(
   c: Context<AppEnv>,
   x: Executor,
@@ -178,9 +156,17 @@ export async function authenticateClient(
   now: Date,
 ): Promise<OAuthClientRow> {
   const credentials = readClientCredentials(c, params)
-  return checkClientCredentials(await findClient(x, credentials.clientId), credentials, now, {
-    config: c.var.config,
-    endpoint: `${c.var.config.issuer}${c.req.path}`,
-    x,
-  })
+  const { config } = c.var
+  const endpoint = `${config.issuer}${c.req.path}`
+  const { clientId, assertion } = credentials
+  if (credentials.method === 'private_key_jwt' && assertion !== undefined) {
+    const db = c.var.db.http
+    const verified = await verifyAgentAssertion(config, db, clientId, assertion, endpoint, now)
+    const [rows, spent] = await db.batch([
+      findClientStatement(db, clientId),
+      spendAssertionJtiStatement(db, { clientId, ...verified }),
+    ])
+    return settleAgentAssertion(config, rows[0], spent, { clientId, assertion, endpoint, now })
+  }
+  return checkClientCredentials(await findClient(x, clientId), credentials, now)
 }

@@ -83,7 +83,7 @@ export const introspect = new Hono<AppEnv>().post('/', async (c) => {
     spendAssertionJtiStatement(db, { clientId: credentials.clientId, ...verified })
   const callerFrom = (row: OAuthClientRow | undefined, spent: unknown) =>
     agent === undefined
-      ? checkClientCredentials(row, credentials, now, { config: c.var.config, endpoint, x: db })
+      ? checkClientCredentials(row, credentials, now)
       : settleAgentAssertion(c.var.config, row, spent, agent.input)
   if (looksLikeJwt(token)) {
     const claims = await signedClaims(c.var, token, now)

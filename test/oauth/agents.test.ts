@@ -8,6 +8,7 @@ import {
   basicAuth,
   ISSUER,
   obtainCode,
+  pkce,
   postForm,
   seedUser,
   type TokenSet,
@@ -210,5 +211,30 @@ describe('agent clients (private_key_jwt): one round trip, keys that cannot go s
     )
     const removed = await introspectWith(await assertion(a, { aud: INTROSPECT_URL }))
     expect(removed.status).toBe(401)
+  })
+
+  it('PAR and revocation authenticated by an assertion cost what a secret costs: the client read and the jti spent in one batch', async () => {
+    const a = await userAgent()
+    expect((await ccWith(a)).status).toBe(200) // keys cached
+    const { challenge } = await pkce()
+    const pushed = await postForm('/oauth/par', {
+      response_type: 'code',
+      redirect_uri: a.client.redirect_uris[0] ?? '',
+      code_challenge: challenge,
+      code_challenge_method: 'S256',
+      client_assertion_type: ASSERTION_TYPE,
+      client_assertion: await assertion(a, { aud: `${ISSUER}/oauth/par` }),
+    })
+    expect(pushed.status, await describeResponse(pushed)).toBe(201)
+    await expectRoundTrips(pushed, { httpRequests: 2 })
+    const { access_token: token } = (await (await ccWith(a)).json()) as TokenSet
+    const revokeAssertion = await assertion(a, { aud: `${ISSUER}/oauth/revoke` })
+    const revokeWith = (signed: string) =>
+      postForm('/oauth/revoke', { token, client_assertion_type: ASSERTION_TYPE, client_assertion: signed })
+    const revoked = await revokeWith(revokeAssertion)
+    expect(revoked.status, await describeResponse(revoked)).toBe(200)
+    await expectRoundTrips(revoked, { httpRequests: 2 })
+    const replayed = await revokeWith(revokeAssertion)
+    expect(replayed.status).toBe(401)
   })
 })
