@@ -138,3 +138,40 @@ export function listTenantAudit(
         where e.tenant_id = ${tenantId}::uuid ${type} ${newestFirst('e', filter.after, filter.limit)}`,
   )
 }
+
+export interface TenantQuotaUsage {
+  plan: string
+  /** The tenant's own quota (null: the plan's). */
+  monthlyQuota: number | null
+  /** This UTC month's counter (0 before the first counted verify). */
+  used: number
+  /** Start of this UTC month and of the next, as the database computes them. */
+  periodStart: Date
+  resetAt: Date
+}
+
+/** The tenant's plan, own quota and this UTC month's shared-quota counter. One round trip. */
+export async function findTenantQuotaUsage(
+  x: Executor,
+  tenantId: string,
+  now: Date,
+): Promise<TenantQuotaUsage | undefined> {
+  const [row] = await queryRows(
+    x,
+    sql`with p as (select date_trunc('month', ${now.toISOString()}::timestamptz, 'UTC') as start)
+        select t.plan, t.monthly_quota, p.start as period_start, p.start + interval '1 month' as reset_at,
+          coalesce((select c.used from tenant_quota_counters c
+                    where c.tenant_id = t.id and c.period_start = p.start), 0) as used
+        from tenants t, p where t.id = ${tenantId}::uuid`,
+  )
+  if (row === undefined) {
+    return undefined
+  }
+  return {
+    plan: String(row.plan),
+    monthlyQuota: row.monthly_quota === null ? null : Number(row.monthly_quota),
+    used: Number(row.used),
+    periodStart: new Date(String(row.period_start)),
+    resetAt: new Date(String(row.reset_at)),
+  }
+}

@@ -3,11 +3,13 @@ import * as v from 'valibot'
 import {
   disableTenantClient,
   findTenantClient,
+  findTenantQuotaUsage,
   listTenantApiKeys,
   listTenantAudit,
   listTenantClients,
   revokeTenantApiKey,
 } from '../../db/queries/tenant-objects'
+import { API_KEY_TIERS, DEFAULT_TENANT_ID, TENANT_PLANS, type TenantPlan } from '../../db/schema/constants'
 import { isUuid } from '../../db/uuid'
 import { AuditEventJson, AuditTypeFilter } from '../admin/audit'
 import { auditRow } from '../audit/record'
@@ -19,6 +21,7 @@ import { clientUsageResponse, UsageQuery } from '../oauth/client-usage'
 import { documentRoute } from '../openapi/registry'
 import { queryParams } from '../validation/json-body'
 import { ListQuery, NO_STORE, TENANT_SECURITY, tenantActor } from './access'
+import { planKeyTiers } from './plans'
 
 const AuditQuery = v.object({
   type: AuditTypeFilter,
@@ -92,6 +95,24 @@ doc(
 doc('delete', '/tenants/{id}/api-keys/{key_id}', 'Revoke one of the tenant’s API keys (audited)', {
   200: { description: 'The key', schema: v.object({ key: KeyJson }) },
 })
+const QuotaJson = v.object({
+  plan: v.picklist(TENANT_PLANS),
+  key_tier: v.picklist(API_KEY_TIERS),
+  monthly_quota: v.nullable(v.number()),
+  limit: v.nullable(v.number()),
+  used: v.number(),
+  remaining: v.nullable(v.number()),
+  period_start: v.string(),
+  reset_at: v.string(),
+})
+doc(
+  'get',
+  '/tenants/{id}/quota',
+  'The plan, the tier it gives new keys, and this UTC month’s shared verify quota',
+  {
+    200: { description: 'The quota', schema: v.object({ quota: QuotaJson }) },
+  },
+)
 doc(
   'get',
   '/tenants/{id}/audit',
@@ -227,6 +248,32 @@ export const tenantObjects = new Hono<AppEnv>()
       throw keyNotFound()
     }
     return c.json({ key: toKeyJson(row) }, 200, NO_STORE)
+  })
+  .get('/quota', async (c) => {
+    const actor = await tenantActor(c, 'manage')
+    const usage = await findTenantQuotaUsage(c.var.db.http, actor.tenantId, new Date())
+    if (usage === undefined) {
+      throw new ProblemError('not_found', { detail: 'No such tenant' })
+    }
+    const plan = usage.plan as TenantPlan
+    const limit = usage.monthlyQuota ?? c.var.config.tenantMonthlyQuotas[plan]
+    const tiers = planKeyTiers(c.var.config)
+    return c.json(
+      {
+        quota: {
+          plan,
+          key_tier: actor.tenantId === DEFAULT_TENANT_ID ? tiers.defaultTenant : tiers.byPlan[plan],
+          monthly_quota: usage.monthlyQuota,
+          limit,
+          used: usage.used,
+          remaining: limit === null ? null : Math.max(0, limit - usage.used),
+          period_start: usage.periodStart.toISOString(),
+          reset_at: usage.resetAt.toISOString(),
+        },
+      },
+      200,
+      NO_STORE,
+    )
   })
   .get('/audit', queryParams(AuditQuery), async (c) => {
     const actor = await tenantActor(c, 'manage')

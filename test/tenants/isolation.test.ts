@@ -125,6 +125,7 @@ function endpoints(tenantId: string, o: TenantObjects, member: string) {
     ['GET', `/tenants/${tenantId}/api-keys`],
     ['DELETE', `/tenants/${tenantId}/api-keys/${o.keyId}`],
     ['GET', `/tenants/${tenantId}/audit`],
+    ['GET', `/tenants/${tenantId}/quota`],
     ['POST', `/tenants/${tenantId}/service-keys`, { service_name: 'intruder' }],
     ['GET', `/tenants/${tenantId}/service-keys`],
     ['DELETE', `/tenants/${tenantId}/service-keys/${o.serviceKeyId}`],

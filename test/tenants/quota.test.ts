@@ -121,6 +121,20 @@ describe('tenant-wide monthly quota', () => {
     // Raising the quota lets the keys through again this month.
     expect((await patchTenant(t.id, { monthly_quota: 5 })).status).toBe(200)
     expect((await verifyAnswer(keys[2]?.key ?? '')).code).toBe('VALID')
+    // The tenant's admins read it back.
+    const quota = await call(`/tenants/${t.id}/quota`, { headers: { cookie: t.admin.cookie } })
+    expect(quota.status, await describeResponse(quota)).toBe(200)
+    const body = (await quota.json()) as { quota: Record<string, unknown> }
+    expect(body.quota).toMatchObject({
+      plan: 'free',
+      key_tier: 'trial',
+      monthly_quota: 5,
+      limit: 5,
+      used: 5,
+      remaining: 0,
+      reset_at: answer.quota?.reset_at,
+    })
+    expect(Date.parse(String(body.quota.period_start))).toBeLessThanOrEqual(Date.now())
   })
 
   it('counts per UTC month (computed by the database): last month’s spent counter does not count', async () => {
@@ -156,6 +170,17 @@ describe('tenant-wide monthly quota', () => {
       codes.push(((await (await withPlanQuota(adminHeaders())).json()) as VerifyAnswer).code)
     }
     expect(codes).toEqual(['VALID', 'VALID', 'QUOTA_EXCEEDED'])
+    const planQuota = await callWith({ TENANT_MONTHLY_QUOTAS: 'starter=2' }, `/tenants/${t.id}/quota`, {
+      headers: adminHeaders(),
+    })
+    expect(((await planQuota.json()) as { quota: unknown }).quota).toMatchObject({
+      plan: 'starter',
+      key_tier: 'starter',
+      monthly_quota: null,
+      limit: 2,
+      used: 2,
+      remaining: 0,
+    })
     expect((await patchTenant(t.id, { monthly_quota: 3 })).status).toBe(200)
     expect(((await (await withPlanQuota(adminHeaders())).json()) as VerifyAnswer).code).toBe('VALID')
     // Without a quota (the default config), nothing is counted for the tenant.
