@@ -3,7 +3,8 @@ import { expect, inject } from 'vitest'
 import { externalIdentities, users } from '../../db/schema'
 import { uniqueEmail } from '../helpers/accounts'
 import { testDb, unique } from '../helpers/db'
-import { callWith } from '../helpers/worker'
+import { approveConsent, pkce, webClient } from '../helpers/oauth'
+import { BASE, callWith } from '../helpers/worker'
 import { FAKE_CLIENT_ID, FAKE_CLIENT_SECRET } from '../setup/fake-federation'
 
 export const fake = inject('fakeFederationUrl')
@@ -132,4 +133,49 @@ export async function sessionUser(res: Response): Promise<{ id: string; email: s
   const me = await callWith(FED, '/auth/session', { headers: { cookie: `portcullis_session=${token}` } })
   expect(me.status).toBe(200)
   return ((await me.json()) as { user: { id: string; email: string } }).user
+}
+
+/**
+ * A client's /oauth/authorize that needs a login, through the provider: authorize → /login's
+ * return_to → the provider → back signed in → consent approved. Returns the client's redirect.
+ */
+export async function authorizeThroughProvider(
+  provider: string,
+  user: FakeUser | object,
+  options: { vars?: Vars; userParam?: string } = {},
+): Promise<{ redirect: URL; redirectUri: string }> {
+  const vars = { ...FED, ...options.vars }
+  const client = await webClient()
+  const p = await pkce()
+  const redirectUri = client.redirect_uris[0] ?? ''
+  const query = new URLSearchParams({
+    response_type: 'code',
+    client_id: client.client_id,
+    redirect_uri: redirectUri,
+    code_challenge: p.challenge,
+    code_challenge_method: 'S256',
+    scope: 'openid email',
+    state: 'client-state',
+  })
+  const authorize = await callWith(vars, `/oauth/authorize?${query}`, { redirect: 'manual' })
+  expect(authorize.status).toBe(302)
+  const login = new URL(authorize.headers.get('location') ?? '', BASE)
+  expect(login.pathname).toBe('/login')
+  const returnTo = login.searchParams.get('return_to') ?? ''
+  const flow = await beginFlow(provider, user, { vars: options.vars, returnTo, userParam: options.userParam })
+  const done = await finish(flow, options.vars)
+  expect(done.status).toBe(303)
+  expect(done.headers.get('location')).toBe(returnTo)
+  const session = `portcullis_session=${cookieOf(done, 'portcullis_session')}`
+  const consent = await callWith(vars, returnTo, { redirect: 'manual', headers: { cookie: session } })
+  expect(consent.status).toBe(200)
+  const location = await approveConsent(consent, {
+    id: '',
+    tenantId: '',
+    email: '',
+    password: '',
+    cookie: session,
+    headers: { cookie: session },
+  })
+  return { redirect: new URL(location ?? ''), redirectUri }
 }

@@ -1,10 +1,18 @@
 import { describe, expect, inject, it } from 'vitest'
 import { uniqueEmail } from '../helpers/accounts'
 import { unique } from '../helpers/db'
-import { approveConsent, pkce, webClient } from '../helpers/oauth'
-import { adminHeaders, BASE, callWith } from '../helpers/worker'
+import { adminHeaders, callWith } from '../helpers/worker'
 import type { MockUser } from '../setup/oidc-mock'
-import { beginFlow, cookieOf, FED, finish, identitiesOf, sessionUser, usersWithEmail } from './flow'
+import {
+  authorizeThroughProvider,
+  beginFlow,
+  cookieOf,
+  FED,
+  finish,
+  identitiesOf,
+  sessionUser,
+  usersWithEmail,
+} from './flow'
 
 /**
  * The generic OpenID flow against `oauth2-mock-server` (started by the suite's global setup on
@@ -81,36 +89,13 @@ describe('generic OpenID provider: oauth2-mock-server', () => {
   })
 
   it('works inside /oauth/authorize: login → the provider → consent → the client redirect with a code', async () => {
-    const client = await webClient()
-    const p = await pkce()
-    const query = new URLSearchParams({
-      response_type: 'code',
-      client_id: client.client_id,
-      redirect_uri: client.redirect_uris[0] ?? '',
-      code_challenge: p.challenge,
-      code_challenge_method: 'S256',
-      scope: 'openid email',
-      state: 'mock-state',
+    const { redirect, redirectUri } = await authorizeThroughProvider('mock', mockUser(), {
+      vars: MOCK,
+      userParam: 'mock_user',
     })
-    const authorize = await callWith(MOCK, `/oauth/authorize?${query}`, { redirect: 'manual' })
-    const returnTo =
-      new URL(authorize.headers.get('location') ?? '', BASE).searchParams.get('return_to') ?? ''
-    const flow = await beginFlow('mock', mockUser(), { vars: MOCK, returnTo, userParam: 'mock_user' })
-    const done = await finish(flow, MOCK)
-    expect(done.headers.get('location')).toBe(returnTo)
-    const session = `portcullis_session=${cookieOf(done, 'portcullis_session')}`
-    const consent = await callWith(MOCK, returnTo, { redirect: 'manual', headers: { cookie: session } })
-    const location = await approveConsent(consent, {
-      id: '',
-      tenantId: '',
-      email: '',
-      password: '',
-      cookie: session,
-      headers: { cookie: session },
-    })
-    const redirect = new URL(location ?? '')
+    expect(`${redirect.origin}${redirect.pathname}`).toBe(redirectUri)
     expect(redirect.searchParams.get('code')).toMatch(/.+/)
-    expect(redirect.searchParams.get('state')).toBe('mock-state')
+    expect(redirect.searchParams.get('state')).toBe('client-state')
   })
 
   it('wrong aud, wrong nonce, a token endpoint 500, an error from the provider, an unverified email: a clear page and no account', async () => {
