@@ -116,6 +116,9 @@ export function passkeySignInProblem(outcome: Exclude<PasskeySignInOutcome, { ki
   }
 }
 
+/** The name of a passkey added without one (renamed at /account). */
+const DEFAULT_PASSKEY_NAME = 'Passkey'
+
 export type AddPasskeyOutcome = FinishRegistrationOutcome | { kind: 'stale_session' }
 
 /**
@@ -134,7 +137,7 @@ export async function addPasskey(
   const outcome = await finishRegistration(
     c.var.db.http,
     c.var.config,
-    { user: me.user, response: input.response, name: input.name ?? defaultPasskeyName(c), ip: clientIp(c) },
+    { user: me.user, response: input.response, name: input.name ?? DEFAULT_PASSKEY_NAME, ip: clientIp(c) },
     now,
   )
   if (outcome.kind === 'invalid_response') {
@@ -162,21 +165,6 @@ export function addPasskeyProblem(outcome: Exclude<AddPasskeyOutcome, { kind: 'o
     case 'too_many':
       return new ProblemError('conflict', { detail: 'Remove a passkey before adding another' })
   }
-}
-
-/** "Passkey on Chrome, Linux"-style default name from the browser that made it. */
-function defaultPasskeyName(c: Context<AppEnv>): string {
-  const agent = c.req.header('user-agent') ?? ''
-  const browser = /Edg\//.test(agent)
-    ? 'Edge'
-    : /Firefox\//.test(agent)
-      ? 'Firefox'
-      : /Chrom(e|ium)\//.test(agent)
-        ? 'Chrome'
-        : /Safari\//.test(agent)
-          ? 'Safari'
-          : undefined
-  return browser === undefined ? 'Passkey' : `Passkey (${browser})`
 }
 
 function passkeyAudit(
