@@ -29,6 +29,8 @@ export interface VerifiedApiKey {
   scopes: string[]
   metadata: Record<string, unknown>
   quota: LimitState
+  /** The monthly quota all of the key's tenant's keys share; null when the tenant has none. */
+  tenantQuota: LimitState | null
   ratelimit: LimitState
 }
 
@@ -88,6 +90,9 @@ export function toApiKeyVerification(body: unknown): ApiKeyVerification {
     scopes: Array.isArray(body.scopes) ? body.scopes.filter((s): s is string => typeof s === 'string') : [],
     metadata: isRecord(body.metadata) ? body.metadata : {},
     quota: limitState(body.quota),
+    // Absent from servers older than the tenant-wide quota: none.
+    tenantQuota:
+      body.tenant_quota === null || body.tenant_quota === undefined ? null : limitState(body.tenant_quota),
     ratelimit: limitState(body.ratelimit),
   }
   return code === 'VALID' ? { valid: true, code, key } : { valid: false, code, key }

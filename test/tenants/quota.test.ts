@@ -1,6 +1,7 @@
 import { sql } from 'drizzle-orm'
 import { describe, expect, it } from 'vitest'
 import { queryRows } from '../../db/client'
+import { toApiKeyVerification } from '../../sdk/src/api-keys'
 import { type CreatedKey, createKey, eventually, type VerifyAnswer, verify } from '../helpers/apikeys'
 import { testDb } from '../helpers/db'
 import { expectRoundTrips } from '../helpers/round-trips'
@@ -190,6 +191,17 @@ describe('tenant-wide monthly quota', () => {
     expect(plain.code).toBe('VALID')
     expect(plain.tenant_quota).toBeNull()
     expect(await tenantUsed(other.id)).toBeUndefined()
+  })
+
+  it('the SDK reads tenant_quota from the verify answer (null without one)', async () => {
+    const t = await seedTenant()
+    const [key] = await tenantKeys(t)
+    const plain = toApiKeyVerification(await (await verify({ key: key?.key })).json())
+    expect(plain.key?.tenantQuota).toBeNull()
+    expect((await patchTenant(t.id, { monthly_quota: 10 })).status).toBe(200)
+    const limited = toApiKeyVerification(await (await verify({ key: key?.key })).json())
+    expect(limited.key?.tenantQuota).toMatchObject({ limit: 10, remaining: 9 })
+    expect(limited.key?.tenantQuota?.resetAt).toBeInstanceOf(Date)
   })
 
   it('a quota of 0 refuses every key at once', async () => {
