@@ -237,4 +237,48 @@ describe('agent clients (private_key_jwt): one round trip, keys that cannot go s
     const replayed = await revokeWith(revokeAssertion)
     expect(replayed.status).toBe(401)
   })
+
+  it('20 concurrent grants of one agent: 20 tokens and a success count of exactly 20', async () => {
+    const a = await agent()
+    const answers = await Promise.all(Array.from({ length: 20 }, () => ccWith(a)))
+    expect(answers.map((r) => r.status)).toEqual(Array(20).fill(200))
+    expect(await issued(a.client.client_id)).toBe(20)
+    expect(((await (await usage(a.client.client_id)).json()) as Usage).totals).toEqual({
+      success: 20,
+      failure: 0,
+    })
+  })
+
+  it('the usage count is part of the grant: when it fails (fault injected) nothing is issued and the jti is not spent', async () => {
+    const a = await agent()
+    const signed = await assertion(a)
+    const db = testDb()
+    const name = `fail_usage_${crypto.randomUUID().replace(/-/g, '_')}`
+    await db.execute(
+      sql.raw(`create function ${name}() returns trigger language plpgsql as $$
+        begin
+          if new.client_id = (select id from oauth_clients where client_id = '${a.client.client_id}') then
+            raise exception 'injected fault';
+          end if;
+          return new;
+        end $$`),
+    )
+    await db.execute(
+      sql.raw(
+        `create trigger ${name} before insert on oauth_client_usage_counters for each row execute function ${name}()`,
+      ),
+    )
+    try {
+      const failed = await tokenWith(signed, { scope: 'apikeys:verify' })
+      expect(failed.status).toBe(500)
+    } finally {
+      await db.execute(sql.raw(`drop trigger ${name} on oauth_client_usage_counters`))
+      await db.execute(sql.raw(`drop function ${name}()`))
+    }
+    expect(await issued(a.client.client_id)).toBe(0)
+    // Nothing of the failed statement happened: the same assertion still works, once.
+    const retried = await tokenWith(signed, { scope: 'apikeys:verify' })
+    expect(retried.status, await describeResponse(retried)).toBe(200)
+    expect(await issued(a.client.client_id)).toBe(1)
+  })
 })
