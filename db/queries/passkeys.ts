@@ -3,6 +3,7 @@ import type { Executor, HttpDb } from '../client'
 import { mfaChallenges, passkeys, users, webauthnChallenges } from '../schema'
 import type { WebauthnChallengePurpose } from '../schema/passkeys'
 import type { NewAuditEvent } from './audit'
+import { sameEmail } from './users'
 
 export type PasskeyRow = typeof passkeys.$inferSelect
 export type NewPasskey = typeof passkeys.$inferInsert
@@ -14,6 +15,16 @@ export function listPasskeysStatement(x: Executor, userId: string) {
     .from(passkeys)
     .where(eq(passkeys.userId, userId))
     .orderBy(asc(passkeys.createdAt), asc(passkeys.id))
+}
+
+/** The user with this email, if they have a passkey (a row), for the password sign-in's first batch. */
+export function selectPasskeyOwnerByEmailStatement(x: Executor, tenantId: string, email: string) {
+  return x
+    .select({ userId: passkeys.userId })
+    .from(passkeys)
+    .innerJoin(users, eq(users.id, passkeys.userId))
+    .where(and(eq(users.tenantId, tenantId), sameEmail(email)))
+    .limit(1)
 }
 
 /** The passkey with this credential id and its user, for an assertion. */

@@ -1,5 +1,6 @@
 import type { HttpDb } from '../../db/client'
 import { insertMfaChallengeStatement, selectActiveTotpByEmailStatement } from '../../db/queries/mfa'
+import { selectPasskeyOwnerByEmailStatement } from '../../db/queries/passkeys'
 import { insertSessionStatement } from '../../db/queries/sessions'
 import {
   type AttemptClaim,
@@ -148,7 +149,7 @@ export async function attemptLogin(
   assertPasswordSlotFree(config.argon2MaxQueue)
   const ip = ipThrottleSubject(input.ip)
   const account = accountThrottleSubject(input.tenantId, input.email)
-  const [users, claimed, totp] = await db.batch([
+  const [users, claimed, totp, passkeys] = await db.batch([
     selectUserByEmail(db, input.tenantId, input.email),
     claimAttemptsStatement(
       db,
@@ -157,6 +158,7 @@ export async function attemptLogin(
       config.loginFailureWindowSeconds,
     ),
     selectActiveTotpByEmailStatement(db, input.tenantId, input.email),
+    selectPasskeyOwnerByEmailStatement(db, input.tenantId, input.email),
   ])
   const user = users[0]
   const claims = toClaims(claimed)
@@ -197,7 +199,11 @@ export async function attemptLogin(
 
   // Rehash on login: imported bcrypt, or argon2id under parameters since changed.
   const upgradedHash = check.rehashed
-  const hasFactor = totp.some((row) => row.userId === user.id)
+  // A passkey is a second factor too where two are required; elsewhere adding one does not turn
+  // two-step sign-in on (it is a way in of its own: the passwordless sign-in).
+  const hasFactor =
+    totp.some((row) => row.userId === user.id) ||
+    (config.requireTwoFactor && passkeys.some((row) => row.userId === user.id))
   if (hasFactor || config.requireTwoFactor) {
     // Two steps: the password's claim is given back, but nothing signs in until the code does
     // (or, under REQUIRE_TWO_FACTOR without a factor, until one is set up and its first code given).

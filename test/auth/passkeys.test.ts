@@ -421,6 +421,41 @@ describe('passkeys: second factor', () => {
   })
 })
 
+describe('passkeys: REQUIRE_TWO_FACTOR', () => {
+  const policy = { ISSUER, REQUIRE_TWO_FACTOR: 'true' }
+  const postPolicy = (path: string, body: unknown) =>
+    callWith(policy, path, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    })
+
+  it('a passkey counts as the required second factor: the password asks for it, not for enrolment', async () => {
+    const user = await seedUser({ session: true })
+    const authenticator = await register(user)
+    const first = await postPolicy('/auth/login', { email: user.email, password: user.password })
+    const body = await json<{ mfa_required?: boolean; mfa_token?: string }>(first)
+    expect(body.mfa_required, JSON.stringify(body)).toBe(true)
+    const options = await json<{ options: Options }>(
+      await postPolicy('/auth/passkeys/second-factor/options', { mfa_token: body.mfa_token }),
+    )
+    const done = await postPolicy('/auth/passkeys/second-factor', {
+      mfa_token: body.mfa_token,
+      credential: await authenticator.get(options.options),
+    })
+    expect(done.status, await describeResponse(done)).toBe(200)
+    expect((await sessionRows(user.id)).map((r) => r.amr)).toContainEqual(['pwd', 'hwk', 'user', 'mfa'])
+  })
+
+  it('without the policy a passkey does not turn on two steps: the password alone signs in', async () => {
+    const user = await seedUser({ session: true })
+    await register(user)
+    const res = await post('/auth/login', { email: user.email, password: user.password })
+    expect(res.status).toBe(200)
+    expect(sessionCookieOf(res)).toBeDefined()
+  })
+})
+
 describe('passkeys: account management', () => {
   it('renames and removes (audited); the last way in of a password-less account is kept', async () => {
     const user = await seedUser({ session: true })
