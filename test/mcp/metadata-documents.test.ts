@@ -1,6 +1,8 @@
+import { sql } from 'drizzle-orm'
 import { describe, expect, inject, it } from 'vitest'
 import type { Bindings } from '../../functions/env'
 import { forgetMetadataDocuments } from '../../functions/oauth/metadata-document'
+import { testDb } from '../helpers/db'
 import { approveConsent, authorize, pkce, postForm, seedUser } from '../helpers/oauth'
 import { expectRoundTrips } from '../helpers/round-trips'
 import { call, callWith, describeResponse, useBindings } from '../helpers/worker'
@@ -161,6 +163,16 @@ describe('Client ID Metadata Documents (issue 11)', () => {
     const bad = await publish(() => goodDocument('https://client.example.com/par.json'))
     const refused = await push(bad.url)
     await expectRefused(refused, /client_id is not the URL/)
+  })
+
+  it('twelve concurrent first uses of one new document all succeed and leave one client row', async () => {
+    const doc = await publish((url) => goodDocument(url))
+    const answers = await Promise.all(Array.from({ length: 12 }, () => authorizeAs(doc.url)))
+    expect(answers.map((a) => a.res.status)).toEqual(Array(12).fill(302))
+    const rows = await testDb().execute(
+      sql`select count(*)::int as n from oauth_clients where client_id = ${doc.url}`,
+    )
+    expect(rows.rows[0]).toEqual({ n: 1 })
   })
 
   it('no-store documents are read again on each use', async () => {
