@@ -20,7 +20,6 @@ import { newRecoveryCodes, openTotpSecret } from './mfa'
 import { setSessionCookie } from './session-cookie'
 
 const USER_AGENT_MAX_LENGTH = 512
-const AMR_AFTER_ENROLMENT = ['pwd', 'otp', 'mfa']
 
 /** The user of a live enrolment-only sign-in (REQUIRE_TWO_FACTOR without a factor), or undefined. */
 export async function enrolmentSignIn(c: Context<AppEnv>, mfaToken: string) {
@@ -91,7 +90,7 @@ export async function completeEnrolmentLogin(
         lastSeenAt: now,
         userAgent: c.req.header('user-agent')?.slice(0, USER_AGENT_MAX_LENGTH) ?? null,
         ip,
-        amr: AMR_AFTER_ENROLMENT,
+        amr: challenge.via === 'federated' ? ['otp', 'mfa'] : ['pwd', 'otp', 'mfa'],
       })
       await recordLoginStatement(tx, user.id, now, undefined)
       await auditStatement(tx, ip, {

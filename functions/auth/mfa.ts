@@ -164,7 +164,9 @@ export async function completeMfaLogin(
     return { kind: 'invalid_mfa_token' }
   }
   // RFC 8176: `otp` for a TOTP code; a recovery code is a second factor of no listed kind.
-  const amr = method === 'otp' ? ['pwd', 'otp', 'mfa'] : ['pwd', 'mfa']
+  // A federated first step is no password: RFC 8176 has no value for it, so only the code's.
+  const first = challenge.via === 'federated' ? [] : ['pwd']
+  const amr = method === 'otp' ? [...first, 'otp', 'mfa'] : [...first, 'mfa']
   const token = randomToken(32)
   const expiresAt = new Date(now.getTime() + sessionTtlSeconds(config, challenge.remember) * 1000)
   const [inserted] = await db.batch([

@@ -36,6 +36,7 @@ import { clientIp } from '../middleware/client-ip'
 import { documentRoute } from '../openapi/registry'
 import { PAGE_HEADERS, renderPage } from '../pages/layout'
 import { safeReturnTo } from '../pages/return-to'
+import { secondFactorDue, secondFactorPage } from '../pages/second-factor-gate'
 import { allowlistCandidates } from './allowlist'
 import { type FederatedProvider, PROVIDER_ID } from './config'
 import { configProvider, operatorTrusted, resolveProvider, storedProvider } from './providers'
@@ -450,8 +451,10 @@ async function finishSignIn(
 type Statement = Parameters<HttpDb['batch']>[0][number]
 
 /**
- * Round trip 3: `writes` (a new account and identity, or the identity's login stamp) with, for an
- * active account, the session, the login stamp and `user_login`; then the cookie and 303.
+ * Round trip 3: whether a second factor is due (issue 14); round trip 4: `writes` (a new account
+ * and identity, or the identity's login stamp) with, for an active account, the session, the
+ * login stamp and `user_login`; then the cookie and 303. When a factor is due the writes commit
+ * alone and the second step (or the required enrolment) is answered instead of a session.
  */
 async function startSession(
   c: Context<AppEnv>,
@@ -479,6 +482,15 @@ async function startSession(
     return user.status === 'pending'
       ? pendingPage(c)
       : page(c, 'Account suspended', 'This account is suspended.', 403)
+  }
+  // Issue 14: a provider's sign-in is one factor. TOTP on, or REQUIRE_TWO_FACTOR without a
+  // factor: the account's writes commit, then the second step (or the enrolment) decides.
+  const due = await secondFactorDue(c, user)
+  if (due !== undefined) {
+    if (writes.length > 0 && !(await runBatch(db, writes))) {
+      return page(c, 'Sign-in failed', 'Another sign-in for this account is in progress. Try again.', 409)
+    }
+    return secondFactorPage(c, user, due, { via: 'federated', returnTo: flow.returnTo })
   }
   const token = randomToken(32)
   const expiresAt = new Date(now.getTime() + sessionTtlSeconds(config, false) * 1000)
