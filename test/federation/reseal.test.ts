@@ -1,4 +1,9 @@
-import { env } from 'cloudflare:test'
+import {
+  createExecutionContext,
+  createScheduledController,
+  env,
+  waitOnExecutionContext,
+} from 'cloudflare:test'
 import { eq, sql } from 'drizzle-orm'
 import { describe, expect, it } from 'vitest'
 import { queryRows } from '../../db/client'
@@ -10,6 +15,7 @@ import type { Bindings } from '../../functions/env'
 import { clientSecretContext } from '../../functions/federation/providers'
 import { openText } from '../../functions/federation/sealed-text'
 import { openSealed } from '../../functions/federation/tokens'
+import worker from '../../functions/index'
 import { resetKeyCache, signingKeyContext } from '../../functions/tokens/keys'
 import { seedUser, uniqueEmail } from '../helpers/accounts'
 import { testDb, unique } from '../helpers/db'
@@ -208,6 +214,24 @@ describe('MASTER_KEY rotation', () => {
       expect((await signIn(slugs[1] ?? '', oidcUser(uniqueEmail()), vars(K2))).status).toBe(303)
     },
   )
+
+  it.skipIf(!realPostgres)('the cron runs a pass when MASTER_KEY lists more than one key', async () => {
+    const slug = await createProvider(K1)
+    const stored = () => testDb().select().from(identityProviders).where(eq(identityProviders.slug, slug))
+    expect((await stored())[0]?.clientSecretSealed.startsWith('k1:')).toBe(true)
+    const ctx = createExecutionContext()
+    await worker.scheduled(
+      createScheduledController({ scheduledTime: Date.now(), cron: '*/15 * * * *' }),
+      { ...fileEnv(), MASTER_KEY: ROTATED } as Bindings,
+      ctx,
+    )
+    await waitOnExecutionContext(ctx)
+    const [row] = await stored()
+    expect(row?.clientSecretSealed.startsWith('k2:')).toBe(true)
+    expect(
+      await openText(configWith(K2), row?.clientSecretSealed ?? '', clientSecretContext(row?.id ?? '')),
+    ).toBe(FAKE_CLIENT_SECRET)
+  })
 
   it('with a single key the pass rewrites nothing and reports done', async () => {
     const report = await reseal(10, K1)
