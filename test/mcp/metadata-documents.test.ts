@@ -305,5 +305,7 @@ describe('Client ID Metadata Documents (issue 11)', () => {
     expect(res.status).toBe(302)
     expect(res.headers.get('location')).toMatch(/^\/login/)
     expect(await doc.hits()).toBe(1)
+    // A new document: its row looked up, then (after the fetch) stored: two round trips.
+    await expectRoundTrips(res, { httpRequests: 2 })
   })
 })
