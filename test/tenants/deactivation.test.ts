@@ -15,15 +15,7 @@ import {
   webClient,
 } from '../helpers/oauth'
 import { adminHeaders, call, describeResponse } from '../helpers/worker'
-import { seedTenant } from './fixtures'
-
-function setActive(tenantId: string, active: boolean) {
-  return call(`/admin/tenants/${tenantId}`, {
-    method: 'PATCH',
-    headers: { 'content-type': 'application/json', ...adminHeaders() },
-    body: JSON.stringify({ active }),
-  })
-}
+import { seedTenant, setActive } from './fixtures'
 
 function clientCredentials(client: Awaited<ReturnType<typeof adminClient>>) {
   return postForm('/oauth/token', { grant_type: 'client_credentials' }, basicAuth(client))

@@ -3,6 +3,7 @@ import { queryRows } from '../../db/client'
 import type { TenantRole } from '../../db/schema/constants'
 import { testDb, unique } from '../helpers/db'
 import { type SeededUser, seedUser } from '../helpers/oauth'
+import { adminHeaders, call } from '../helpers/worker'
 
 export interface SeededTenant {
   id: string
@@ -49,4 +50,17 @@ export function jsonRequest(method: string, body: unknown, cookie: string): Requ
     headers: { 'content-type': 'application/json', cookie },
     body: typeof body === 'string' ? body : JSON.stringify(body),
   }
+}
+
+/** `PATCH /admin/tenants/{id}` with the admin token (plan, active, monthly_quota…). */
+export function patchTenant(tenantId: string, body: Record<string, unknown>): Promise<Response> {
+  return call(`/admin/tenants/${tenantId}`, {
+    method: 'PATCH',
+    headers: { 'content-type': 'application/json', ...adminHeaders() },
+    body: JSON.stringify(body),
+  })
+}
+
+export function setActive(tenantId: string, active: boolean): Promise<Response> {
+  return patchTenant(tenantId, { active })
 }

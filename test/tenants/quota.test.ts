@@ -6,18 +6,10 @@ import { type CreatedKey, createKey, eventually, type VerifyAnswer, verify } fro
 import { testDb } from '../helpers/db'
 import { expectRoundTrips } from '../helpers/round-trips'
 import { adminHeaders, call, callWith, describeResponse, postJson, realPostgres } from '../helpers/worker'
-import { type SeededTenant, seedTenant } from './fixtures'
+import { patchTenant, type SeededTenant, seedTenant } from './fixtures'
 
 interface TenantQuotaAnswer extends VerifyAnswer {
   tenant_quota: { limit: number; remaining: number; reset_at: string } | null
-}
-
-function patchTenant(tenantId: string, body: Record<string, unknown>) {
-  return call(`/admin/tenants/${tenantId}`, {
-    method: 'PATCH',
-    headers: { 'content-type': 'application/json', ...adminHeaders() },
-    body: JSON.stringify(body),
-  })
 }
 
 /** Keys of the tenant, one per member, created by the admin API for owners whose home is the tenant. */

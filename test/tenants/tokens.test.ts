@@ -22,7 +22,7 @@ import {
 import { eventually } from '../helpers/poll'
 import { expectRoundTrips } from '../helpers/round-trips'
 import { adminHeaders, call, describeResponse, postJson } from '../helpers/worker'
-import { seedTenant } from './fixtures'
+import { seedTenant, setActive } from './fixtures'
 
 async function moveClient(client: TestClient, tenantId: string): Promise<void> {
   await testDb().execute(
@@ -61,14 +61,6 @@ async function introspect(token: string, headers: Record<string, string>) {
   const res = await postForm('/oauth/introspect', { token }, headers)
   expect(res.status, await describeResponse(res)).toBe(200)
   return (await res.json()) as { active: boolean; tenant_id?: string; client_id?: string }
-}
-
-function setActive(tenantId: string, active: boolean) {
-  return call(`/admin/tenants/${tenantId}`, {
-    method: 'PATCH',
-    headers: { 'content-type': 'application/json', ...adminHeaders() },
-    body: JSON.stringify({ active }),
-  })
 }
 
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` })
