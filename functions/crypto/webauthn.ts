@@ -134,7 +134,7 @@ export async function verifyRegistration(input: {
       },
     }
   } catch (error) {
-    return { ok: false, reason: error instanceof Error ? error.message : 'invalid' }
+    return { ok: false, reason: reasonOf(error) }
   }
 }
 
@@ -179,6 +179,24 @@ export async function verifyAssertion(input: {
       userVerified: verified.authenticationInfo.userVerified,
     }
   } catch (error) {
-    return { ok: false, reason: error instanceof Error ? error.message : 'invalid' }
+    return { ok: false, reason: reasonOf(error) }
   }
+}
+
+/**
+ * A short code for why the library refused a response (for the audit trail and the log): its
+ * messages quote client-supplied text (an origin, a challenge), which stays out.
+ */
+function reasonOf(error: unknown): string {
+  const message = error instanceof Error ? error.message : ''
+  const codes: readonly [RegExp, string][] = [
+    [/origin/i, 'wrong_origin'],
+    [/RP ID/i, 'wrong_rp_id'],
+    [/challenge/i, 'wrong_challenge'],
+    [/type/i, 'wrong_type'],
+    [/user verification|could not be verified/i, 'user_not_verified'],
+    [/user not present/i, 'user_not_present'],
+    [/signature/i, 'bad_signature'],
+  ]
+  return codes.find(([pattern]) => pattern.test(message))?.[1] ?? 'invalid_response'
 }

@@ -281,10 +281,10 @@ describe('passkeys: passwordless sign-in', () => {
   })
 
   it.each([
-    ['another origin', { origin: 'https://evil.example' }],
-    ['another RP ID', { rpId: 'evil.example' }],
-    ['a look-alike origin', { origin: 'http://localhost:8788' }],
-  ])('refuses an assertion made for %s', async (_label, overrides) => {
+    ['another origin', { origin: 'https://evil.example' }, 'wrong_origin'],
+    ['another RP ID', { rpId: 'evil.example' }, 'wrong_rp_id'],
+    ['a look-alike origin', { origin: 'http://localhost:8788' }, 'wrong_origin'],
+  ])('refuses an assertion made for %s (audited as %s)', async (_label, overrides, reason) => {
     const user = await seedUser({ session: true })
     const authenticator = await register(user)
     const before = (await sessionRows(user.id)).length
@@ -292,6 +292,11 @@ describe('passkeys: passwordless sign-in', () => {
     expect(res.status).toBe(401)
     expect(sessionCookieOf(res)).toBeUndefined()
     expect((await sessionRows(user.id)).length).toBe(before)
+    const [failed] = await testDb()
+      .select()
+      .from(auditEvents)
+      .where(and(eq(auditEvents.userId, user.id), eq(auditEvents.type, 'user_login_failed')))
+    expect(failed?.metadata).toMatchObject({ method: 'passkey', reason })
   })
 
   it('refuses without user verification, an unknown passkey, a forged challenge and a tampered signature', async () => {
