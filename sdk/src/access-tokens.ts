@@ -10,6 +10,8 @@ export interface AccessTokenClaims extends JWTPayload {
   jti: string
   client_id: string
   scope?: string
+  /** The tenant the token was issued in (its client's); absent on tokens from older servers. */
+  tenant_id?: string
 }
 
 export type AccessTokenFailure =
@@ -92,6 +94,7 @@ export function hasClaimTypes(claims: JWTPayload): claims is AccessTokenClaims {
     typeof claims.iat === 'number' &&
     typeof claims.jti === 'string' &&
     typeof claims.client_id === 'string' &&
-    (claims.scope === undefined || typeof claims.scope === 'string')
+    (claims.scope === undefined || typeof claims.scope === 'string') &&
+    (claims.tenant_id === undefined || typeof claims.tenant_id === 'string')
   )
 }

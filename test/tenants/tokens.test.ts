@@ -1,7 +1,9 @@
+import { env, SELF } from 'cloudflare:test'
 import { sql } from 'drizzle-orm'
 import { createLocalJWKSet, decodeJwt, jwtVerify } from 'jose'
 import { describe, expect, it } from 'vitest'
 import { DEFAULT_TENANT_ID } from '../../db/schema/constants'
+import { bearerToken, createPortcullis } from '../../sdk/src/index'
 import { createKey, verifyKey } from '../helpers/apikeys'
 import { testDb } from '../helpers/db'
 import {
@@ -84,6 +86,20 @@ describe('access tokens carry their tenant', () => {
     const app = await webClient()
     const plain = await exchangeCode(app, await obtainCode(app, await seedUser()))
     expect(decodeJwt(((await plain.json()) as TokenSet).access_token).tenant_id).toBe(DEFAULT_TENANT_ID)
+  })
+
+  it('the SDK, verifying against the JWKS as a resource server does, returns tenant_id among the claims', async () => {
+    const t = await seedTenant()
+    const token = await clientCredentialsToken(await machineIn(t.id), 'profile')
+    const audience = decodeJwt(token).aud
+    const portcullis = createPortcullis({
+      issuer: ISSUER,
+      audience: typeof audience === 'string' ? audience : ISSUER,
+      credentials: bearerToken(env.ADMIN_TOKEN),
+      fetch: (input, init) => SELF.fetch(new Request(input, init)),
+    })
+    const result = await portcullis.verifyAccessToken(token)
+    expect(result).toMatchObject({ valid: true, claims: { tenant_id: t.id } })
   })
 
   it('a tenant’s service key introspects only tokens issued in its tenant (by the client’s tenant, not the user’s)', async () => {
