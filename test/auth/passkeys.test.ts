@@ -606,4 +606,35 @@ describe('passkeys: database round trips', () => {
     expect(refused.status).toBe(401)
     await expectRoundTrips(refused, { httpRequests: 2, wsConnections: 0 })
   })
+
+  it('registration: options one (the exclude list), adding three (spend, cap, insert with audit); second factor: four', async () => {
+    const user = await seedUser({ session: true })
+    const options = await post('/auth/passkeys/registration/options', {}, user.cookie)
+    // The session lookup is one more.
+    await expectRoundTrips(options, { httpRequests: 2, wsConnections: 0 })
+    const authenticator = await softAuthenticator(RP)
+    const creation = (await json<{ options: Options }>(options)).options
+    const added = await post(
+      '/auth/passkeys',
+      { credential: await authenticator.create(creation) },
+      user.cookie,
+    )
+    expect(added.status, await describeResponse(added)).toBe(201)
+    await expectRoundTrips(added, { httpRequests: 4, wsConnections: 0 })
+
+    await testDb()
+      .insert(userTotp)
+      .values({ userId: user.id, masterKeyId: 'k1', secretSealed: 'unused', confirmedAt: new Date() })
+    const first = await post('/auth/login', { email: user.email, password: user.password })
+    const mfaToken = (await json<{ mfa_token: string }>(first)).mfa_token
+    const factorOptions = await post('/auth/passkeys/second-factor/options', { mfa_token: mfaToken })
+    await expectRoundTrips(factorOptions, { httpRequests: 1, wsConnections: 0 })
+    const request = (await json<{ options: Options }>(factorOptions)).options
+    const done = await post('/auth/passkeys/second-factor', {
+      mfa_token: mfaToken,
+      credential: await authenticator.get(request),
+    })
+    expect(done.status, await describeResponse(done)).toBe(200)
+    await expectRoundTrips(done, { httpRequests: 4, wsConnections: 0 })
+  })
 })
