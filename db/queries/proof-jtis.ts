@@ -45,3 +45,8 @@ export function spendAssertionJtiStatement(
         returning 1 as spent`,
   )
 }
+
+/** Whether a spend statement's result (from a batch) says this spend won. */
+export function spendWon(result: unknown): boolean {
+  return ((result as { rows?: unknown[] } | undefined)?.rows ?? []).length > 0
+}

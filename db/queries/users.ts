@@ -326,10 +326,15 @@ export async function selectUserClaimsIf(x: Executor, userId: string, guard: SQL
   if (!isUuid(userId)) {
     return undefined
   }
-  const [row] = await x
+  const [row] = await selectUserClaimsIfStatement(x, userId, guard)
+  return row
+}
+
+/** `selectUserClaimsIf` as a statement for the caller's batch; `userId` must be a uuid. */
+export function selectUserClaimsIfStatement(x: Executor, userId: string, guard: SQL) {
+  return x
     .select({ email: users.email, displayName: users.displayName, emailVerifiedAt: users.emailVerifiedAt })
     .from(users)
     .where(and(eq(users.id, userId), guard))
     .limit(1)
-  return row
 }

@@ -2,7 +2,7 @@ import type { Context } from 'hono'
 import { spendProofJti } from '../../db/queries/proof-jtis'
 import type { AppEnv } from '../env'
 import { OAuthError } from '../errors/oauth'
-import { checkDpopProof, DPOP_SIGNING_ALGS } from '../tokens/dpop'
+import { checkDpopProof, DPOP_SIGNING_ALGS, type DpopProof } from '../tokens/dpop'
 import { currentDpopNonce, isValidDpopNonce } from '../tokens/dpop-nonce'
 import type { AccessTokenClaims } from '../tokens/verify-access-token'
 
@@ -49,12 +49,34 @@ export async function checkSenderConstraint(
   claims: AccessTokenClaims,
   now = new Date(),
 ): Promise<void> {
+  const proof = await senderConstraintProof(c, credential, claims, now)
+  if (proof !== null && !(await spendProofJti(c.var.db.http, proof.jtiHash, proof.expiresAt))) {
+    throw dpopReplayed()
+  }
+}
+
+/** The refusal of a proof whose `jti` was already spent (RFC 9449 §11.1). */
+export function dpopReplayed(): OAuthError {
+  return refused('invalid_dpop_proof', 'dpop jti replayed')
+}
+
+/**
+ * `checkSenderConstraint` without the database: the checked proof whose `jti` the caller must
+ * spend in its own statement (refusing with `dpopReplayed` when that spend loses), or null when
+ * the token is unbound and came as Bearer.
+ */
+export async function senderConstraintProof(
+  c: Context<AppEnv>,
+  credential: AccessCredential,
+  claims: AccessTokenClaims,
+  now = new Date(),
+): Promise<DpopProof | null> {
   const jkt = claims.cnf?.jkt
   if (credential.scheme === 'Bearer') {
     if (jkt !== undefined) {
       throw refused('invalid_token', 'DPoP-bound token presented as Bearer')
     }
-    return
+    return null
   }
   if (jkt === undefined) {
     throw refused('invalid_token', 'unbound token presented with the DPoP scheme')
@@ -86,7 +108,5 @@ export async function checkSenderConstraint(
   if (check.proof.jkt !== jkt) {
     throw refused('invalid_dpop_proof', 'proof signed by another key than the bound one')
   }
-  if (!(await spendProofJti(c.var.db.http, check.proof.jtiHash, check.proof.expiresAt))) {
-    throw refused('invalid_dpop_proof', 'dpop jti replayed')
-  }
+  return check.proof
 }

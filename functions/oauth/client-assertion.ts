@@ -13,7 +13,7 @@ import type { Executor, HttpDb } from '../../db/client'
 import { findClient, findClientStatement } from '../../db/queries/oauth-clients'
 import { clientFailureStatement } from '../../db/queries/oauth-grants'
 import type { OAuthClientRow } from '../../db/queries/oauth-tokens'
-import { spendProofJtiStatement } from '../../db/queries/proof-jtis'
+import { spendProofJtiStatement, spendWon } from '../../db/queries/proof-jtis'
 import type { Config } from '../config'
 import { sha256Hex } from '../crypto/hash'
 import { OAuthError } from '../errors/oauth'
@@ -313,7 +313,7 @@ export async function explainAgentRefusal(
     throw refuse('client gone, disabled or not private_key_jwt')
   }
   await verifyClientAssertion(config, clientKeysOf(row), input.assertion, input.endpoint, input.now)
-  if (((spent as { rows?: unknown[] }).rows ?? []).length === 0) {
+  if (!spendWon(spent)) {
     throw refuse('assertion jti replayed')
   }
   return row
@@ -330,7 +330,7 @@ export async function settleAgentAssertion(
   spent: unknown,
   input: { clientId: string; assertion: string; endpoint: string; now: Date },
 ): Promise<OAuthClientRow> {
-  if (row !== undefined && ((spent as { rows?: unknown[] }).rows ?? []).length > 0) {
+  if (row !== undefined && spendWon(spent)) {
     return row
   }
   forgetClientKeys(input.clientId)

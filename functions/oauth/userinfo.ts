@@ -1,9 +1,11 @@
 import { type Context, Hono } from 'hono'
 import * as v from 'valibot'
-import { selectUserClaimsIf } from '../../db/queries/users'
+import { spendProofJtiStatement, spendWon } from '../../db/queries/proof-jtis'
+import { selectUserClaimsIfStatement } from '../../db/queries/users'
+import { isUuid } from '../../db/uuid'
 import type { AppEnv } from '../env'
 import { OAuthError } from '../errors/oauth'
-import { accessCredential, checkSenderConstraint } from '../middleware/access-credential'
+import { accessCredential, dpopReplayed, senderConstraintProof } from '../middleware/access-credential'
 import { documentRoute } from '../openapi/registry'
 import {
   type AccessTokenClaims,
@@ -23,8 +25,8 @@ function invalidToken(cause: unknown): OAuthError {
 
 /**
  * OIDC Core §5.3: claims about the user the bearer token (with `openid`) speaks for. The
- * signature is checked without the database; the token's revocation, client and user state ride
- * in the statement that reads the user. One round trip.
+ * signature is checked without the database; the token's revocation, client and user state (and
+ * a DPoP proof's jti) ride in the statement (batch) that reads the user. One round trip.
  */
 async function userinfo(c: Context<AppEnv>): Promise<Response> {
   const credential = accessCredential(c.req.header('authorization'))
@@ -40,8 +42,9 @@ async function userinfo(c: Context<AppEnv>): Promise<Response> {
     }
     throw error
   }
-  // RFC 9449 §7: a DPoP-bound token needs the DPoP scheme and a fresh proof (one more round trip).
-  await checkSenderConstraint(c, credential, claims)
+  // RFC 9449 §7: a DPoP-bound token needs the DPoP scheme and a fresh proof, whose jti is spent
+  // in the batch that reads the user (still one round trip).
+  const proof = await senderConstraintProof(c, credential, claims)
   const scopes = new Set((claims.scope ?? '').split(' '))
   if (isClientToken(claims) || !scopes.has('openid')) {
     throw new OAuthError('insufficient_scope', {
@@ -49,7 +52,19 @@ async function userinfo(c: Context<AppEnv>): Promise<Response> {
       bearer: true,
     })
   }
-  const user = await selectUserClaimsIf(c.var.db.http, claims.sub, stillValidGuard(claims))
+  const db = c.var.db.http
+  if (!isUuid(claims.sub)) {
+    throw invalidToken(undefined)
+  }
+  const userQuery = selectUserClaimsIfStatement(db, claims.sub, stillValidGuard(claims))
+  const [users, spent] =
+    proof === null
+      ? [await userQuery, undefined]
+      : await db.batch([userQuery, spendProofJtiStatement(db, proof.jtiHash, proof.expiresAt)])
+  if (proof !== null && !spendWon(spent)) {
+    throw dpopReplayed()
+  }
+  const user = users[0]
   if (user === undefined) {
     throw invalidToken(undefined)
   }

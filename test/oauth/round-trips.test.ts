@@ -1,9 +1,11 @@
 import { describe, expect, it } from 'vitest'
+import { dpopKey, dpopProof } from '../helpers/dpop'
 import {
   adminClient,
   basicAuth,
   clientCredentialsToken,
   exchangeCode,
+  ISSUER,
   obtainCode,
   postForm,
   refresh,
@@ -82,5 +84,28 @@ describe('round trips to Postgres per request', () => {
     const refused = await postForm('/oauth/introspect', { token }, asService)
     expect(refused.status).toBe(401)
     await expectRoundTrips(refused, { httpRequests: 1 })
+  })
+
+  it('userinfo with a DPoP-bound token: 1 (the proof’s jti is spent in the batch that reads the user)', async () => {
+    const client = await webClient()
+    const key = await dpopKey()
+    const code = await exchangeCode(
+      client,
+      await obtainCode(client, await seedUser()),
+      {},
+      { dpop: await dpopProof(key, { htu: `${ISSUER}/oauth/token` }) },
+    )
+    expect(code.status, await describeResponse(code)).toBe(200)
+    const { access_token: token } = (await code.json()) as TokenSet
+    const htu = `${ISSUER}/oauth/userinfo`
+    const proof = await dpopProof(key, { htu, htm: 'GET', accessToken: token })
+    const headers = { authorization: `DPoP ${token}`, dpop: proof }
+    const info = await call('/oauth/userinfo', { headers })
+    expect(info.status, await describeResponse(info)).toBe(200)
+    await expectRoundTrips(info, { httpRequests: 1 })
+    const replay = await call('/oauth/userinfo', { headers })
+    expect(replay.status).toBe(401)
+    expect(replay.headers.get('www-authenticate')).toContain('invalid_dpop_proof')
+    await expectRoundTrips(replay, { httpRequests: 1 })
   })
 })
