@@ -4,7 +4,7 @@ import { mfaChallenges, sessions, userTotp } from '../../db/schema'
 import { base32Encode, totpCode } from '../../functions/crypto/totp'
 import { seedUser, sessionCookieOf } from '../helpers/accounts'
 import { testDb } from '../helpers/db'
-import { accountPost, codeAt, enrol, firstStep, secondStep } from '../helpers/mfa'
+import { accountPost, codeAt, enrol, firstStep, secondStep, wrongCode } from '../helpers/mfa'
 import { csrfOf, exchangeCode, obtainCode, postForm, verifyIdToken, webClient } from '../helpers/oauth'
 import { call, postJson } from '../helpers/worker'
 
@@ -34,8 +34,9 @@ describe('TOTP two-factor sign-in', () => {
     const before = await sessionCount(user.id)
     const token = await firstStep(user)
     expect(await sessionCount(user.id)).toBe(before)
-    // The confirming code's step is spent: it cannot sign in.
-    const code = await codeAt(secret, 0)
+    // The confirming code's step is spent: it cannot sign in; the next step's code can.
+    expect((await secondStep(token, await codeAt(secret, 0))).status).toBe(401)
+    const code = await codeAt(secret, 1)
     const ok = await secondStep(token, code)
     expect(ok.status).toBe(200)
     expect(sessionCookieOf(ok)).toBeDefined()
@@ -70,7 +71,7 @@ describe('TOTP two-factor sign-in', () => {
     const { secret } = await enrol(user)
     const token = await firstStep(user)
     const right = await codeAt(secret, 1)
-    const wrong = right === '000000' ? '111111' : '000000'
+    const wrong = await wrongCode(secret)
     const answers = await Promise.all(Array.from({ length: 15 }, () => secondStep(token, wrong)))
     const statuses = answers.map((r) => r.status)
     expect(statuses.filter((s) => s === 401).length).toBeLessThanOrEqual(LIMIT)

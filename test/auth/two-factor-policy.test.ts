@@ -4,7 +4,7 @@ import { auditEvents, sessions } from '../../db/schema'
 import { timeStep, totpCode } from '../../functions/crypto/totp'
 import { type SeededUser, seedUser, sessionCookieOf } from '../helpers/accounts'
 import { testDb } from '../helpers/db'
-import { accountPost, codeAt, firstStep, secondStep } from '../helpers/mfa'
+import { accountPost, codeAt, firstStep, secondStep, wrongCode } from '../helpers/mfa'
 import { authorize, csrfOf, pkce, postForm, webClient } from '../helpers/oauth'
 import { call, postJson, useBindings } from '../helpers/worker'
 
@@ -54,7 +54,7 @@ describe('REQUIRE_TWO_FACTOR', () => {
     const wrong = await enrolPost(first.jar, {
       csrf_token: first.csrf,
       mfa_token: mfaToken,
-      code: right === '000000' ? '111111' : '000000',
+      code: await wrongCode(secret),
       return_to: '/account',
     })
     expect(wrong.status).toBe(400)
@@ -118,7 +118,7 @@ describe('REQUIRE_TWO_FACTOR', () => {
     const setup = await (await accountPost(other, '/account/totp/start', {})).text()
     const secret = /secret=([A-Z2-7]+)/.exec(setup)?.[1] ?? ''
     expect(
-      (await accountPost(other, '/account/totp/confirm', { code: await codeAt(secret, -1) })).status,
+      (await accountPost(other, '/account/totp/confirm', { code: await codeAt(secret, 0) })).status,
     ).toBe(200)
     const secondOnly = await firstStep(other)
     const res = await enrolPost(enrolOnly.jar, {

@@ -11,6 +11,12 @@ export async function codeAt(secret: string, offset: number): Promise<string> {
   return totpCode(secret, timeStep(new Date()) + offset)
 }
 
+/** A 6-digit code that is not the code of the previous, current or next step. */
+export async function wrongCode(secret: string): Promise<string> {
+  const valid = await Promise.all([-1, 0, 1].map((offset) => codeAt(secret, offset)))
+  return ['000000', '111111', '222222', '333333'].find((code) => !valid.includes(code)) ?? '444444'
+}
+
 /** A CSRF-checked POST from the account page of this signed-in user. */
 export async function accountPost(user: SeededUser, path: string, fields: Record<string, string>) {
   const page = await call('/account', { headers: user.headers })
@@ -34,11 +40,10 @@ export async function enrol(
   expect(secret).toMatch(/^[A-Z2-7]{32}$/)
   // Not active until confirmed: the password alone still signs in.
   expect((await postJson('/auth/login', { email: user.email, password: user.password })).status).toBe(200)
-  const wrong = await accountPost(user, '/account/totp/confirm', {
-    code: '000000' === (await codeAt(secret, 0)) ? '111111' : '000000',
-  })
+  const wrong = await accountPost(user, '/account/totp/confirm', { code: await wrongCode(secret) })
   expect(wrong.status).toBe(400)
-  const confirmed = await accountPost(user, '/account/totp/confirm', { code: await codeAt(secret, -1) })
+  // The current step's code: it stays valid until the step after next, however slow the request.
+  const confirmed = await accountPost(user, '/account/totp/confirm', { code: await codeAt(secret, 0) })
   const page = await confirmed.text()
   expect(confirmed.status).toBe(200)
   const recovery = [...page.matchAll(/<li><code>([a-z2-7]{5}-[a-z2-7]{5})<\/code><\/li>/g)].map(
