@@ -281,4 +281,21 @@ describe('agent clients (private_key_jwt): one round trip, keys that cannot go s
     expect(retried.status, await describeResponse(retried)).toBe(200)
     expect(await issued(a.client.client_id)).toBe(1)
   })
+
+  it('20 concurrent uses of one assertion with the keys cached: one token, 19 invalid_client, 19 failures counted', async () => {
+    const a = await agent()
+    expect((await ccWith(a)).status).toBe(200)
+    const one = await assertion(a)
+    const answers = await Promise.all(
+      Array.from({ length: 20 }, () => tokenWith(one, { scope: 'apikeys:verify' })),
+    )
+    const statuses = answers.map((r) => r.status)
+    expect(statuses.filter((s) => s === 200)).toHaveLength(1)
+    expect(statuses.filter((s) => s === 401)).toHaveLength(19)
+    expect(await issued(a.client.client_id)).toBe(2)
+    expect(((await (await usage(a.client.client_id)).json()) as Usage).totals).toEqual({
+      success: 2,
+      failure: 19,
+    })
+  })
 })
