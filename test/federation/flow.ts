@@ -4,7 +4,7 @@ import { externalIdentities, users } from '../../db/schema'
 import { uniqueEmail } from '../helpers/accounts'
 import { testDb, unique } from '../helpers/db'
 import { approveConsent, pkce, webClient } from '../helpers/oauth'
-import { BASE, callWith } from '../helpers/worker'
+import { adminHeaders, BASE, callWith } from '../helpers/worker'
 import { FAKE_CLIENT_ID, FAKE_CLIENT_SECRET } from '../setup/fake-federation'
 
 export const fake = inject('fakeFederationUrl')
@@ -178,4 +178,43 @@ export async function authorizeThroughProvider(
     headers: { cookie: session },
   })
   return { redirect: new URL(location ?? ''), redirectUri }
+}
+
+/** A stored OpenID provider's body for the admin API, pointing at the loopback fake. */
+export function oidcBody(extra: Record<string, unknown> = {}) {
+  return {
+    slug: unique('sso').toLowerCase().slice(0, 32),
+    kind: 'oidc',
+    name: `SSO ${unique('n')}`,
+    issuer: `${fake}/oidc`,
+    client_id: FAKE_CLIENT_ID,
+    client_secret: FAKE_CLIENT_SECRET,
+    ...extra,
+  }
+}
+
+export interface StoredProviderJson {
+  id: string
+  slug: string
+  kind: string
+  name: string
+  tenant_id: string | null
+  enabled: boolean
+  client_id: string
+  login_url: string
+  redirect_uri: string
+}
+
+/** A platform provider made through POST /admin/identity-providers (vars need OUTBOUND_ALLOW_LOOPBACK). */
+export async function createStoredProvider(
+  vars: Vars,
+  extra: Record<string, unknown> = {},
+): Promise<StoredProviderJson> {
+  const res = await callWith(vars, '/admin/identity-providers', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...adminHeaders() },
+    body: JSON.stringify(oidcBody(extra)),
+  })
+  expect(res.status, await res.clone().text()).toBe(201)
+  return (await res.json()) as StoredProviderJson
 }

@@ -1,12 +1,12 @@
 import { describe, expect, inject, it } from 'vitest'
 import { uniqueEmail } from '../helpers/accounts'
 import { unique } from '../helpers/db'
-import { adminHeaders, callWith } from '../helpers/worker'
 import type { MockUser } from '../setup/oidc-mock'
 import {
   authorizeThroughProvider,
   beginFlow,
   cookieOf,
+  createStoredProvider,
   FED,
   finish,
   identitiesOf,
@@ -67,21 +67,8 @@ describe('generic OpenID provider: oauth2-mock-server', () => {
   })
 
   it('a database provider pointing at the mock works end to end', async () => {
-    const slug = unique('mock').toLowerCase().slice(0, 32)
     const vars = { ...MOCK, OUTBOUND_ALLOW_LOOPBACK: 'true' }
-    const created = await callWith(vars, '/admin/identity-providers', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...adminHeaders() },
-      body: JSON.stringify({
-        slug,
-        kind: 'oidc',
-        name: 'Mock DB',
-        issuer,
-        client_id: 'db-client',
-        client_secret: 's',
-      }),
-    })
-    expect(created.status, await created.clone().text()).toBe(201)
+    const { slug } = await createStoredProvider(vars, { issuer, client_id: 'db-client', client_secret: 's' })
     const user = mockUser()
     const res = await signInAtMock(user, slug, vars)
     expect(res.status).toBe(303)

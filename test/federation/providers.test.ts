@@ -10,12 +10,15 @@ import { seedTenant } from '../tenants/fixtures'
 import {
   beginFlow,
   cookieOf,
+  createStoredProvider,
   FED,
   fake,
   finish,
   githubUser,
   identitiesOf,
+  oidcBody,
   oidcUser,
+  type StoredProviderJson,
   sessionUser,
   signIn,
   usersWithEmail,
@@ -38,34 +41,10 @@ function send(
   })
 }
 
-interface ProviderJson {
-  id: string
-  slug: string
-  kind: string
-  name: string
-  tenant_id: string | null
-  enabled: boolean
-  client_id: string
-  login_url: string
-  redirect_uri: string
-}
+type ProviderJson = StoredProviderJson
 
-function oidcBody(extra: Record<string, unknown> = {}) {
-  return {
-    slug: unique('sso').toLowerCase().slice(0, 32),
-    kind: 'oidc',
-    name: `SSO ${unique('n')}`,
-    issuer: `${fake}/oidc`,
-    client_id: FAKE_CLIENT_ID,
-    client_secret: FAKE_CLIENT_SECRET,
-    ...extra,
-  }
-}
-
-async function createPlatformProvider(extra: Record<string, unknown> = {}): Promise<ProviderJson> {
-  const res = await send('POST', '/admin/identity-providers', oidcBody(extra), adminHeaders())
-  expect(res.status, await res.clone().text()).toBe(201)
-  return (await res.json()) as ProviderJson
+function createPlatformProvider(extra: Record<string, unknown> = {}): Promise<ProviderJson> {
+  return createStoredProvider(VARS, extra)
 }
 
 async function storedRow(id: string) {

@@ -21,8 +21,8 @@ import { seedUser, uniqueEmail } from '../helpers/accounts'
 import { testDb, unique } from '../helpers/db'
 import { adminClient, basicAuth, clientCredentialsToken } from '../helpers/oauth'
 import { adminHeaders, callWith, fileEnv, realPostgres, useIsolatedDatabase } from '../helpers/worker'
-import { FAKE_CLIENT_ID, FAKE_CLIENT_SECRET } from '../setup/fake-federation'
-import { FED, fake, githubUser, oidcUser, signIn } from './flow'
+import { FAKE_CLIENT_SECRET } from '../setup/fake-federation'
+import { createStoredProvider, FED, githubUser, oidcUser, signIn } from './flow'
 
 // Re-sealing rewrites every sealed row of the database: a database of its own.
 useIsolatedDatabase('reseal')
@@ -45,21 +45,7 @@ function configWith(masterKey: string): Config {
 }
 
 async function createProvider(masterKey: string): Promise<string> {
-  const slug = unique('rk').toLowerCase().slice(0, 32)
-  const res = await callWith(vars(masterKey), '/admin/identity-providers', {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...adminHeaders() },
-    body: JSON.stringify({
-      slug,
-      kind: 'oidc',
-      name: slug,
-      issuer: `${fake}/oidc`,
-      client_id: FAKE_CLIENT_ID,
-      client_secret: FAKE_CLIENT_SECRET,
-    }),
-  })
-  expect(res.status, await res.clone().text()).toBe(201)
-  return slug
+  return (await createStoredProvider(vars(masterKey))).slug
 }
 
 /** Every sealed value's key id, per table (`<id>:` prefixes and master_key_id columns). */

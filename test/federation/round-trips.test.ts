@@ -1,10 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { uniqueEmail } from '../helpers/accounts'
-import { unique } from '../helpers/db'
 import { expectRoundTrips, roundTripsOnceAtLeast } from '../helpers/round-trips'
-import { adminHeaders, callWith } from '../helpers/worker'
-import { FAKE_CLIENT_ID, FAKE_CLIENT_SECRET } from '../setup/fake-federation'
-import { beginFlow, FED, fake, finish, githubUser, oidcUser } from './flow'
+import { beginFlow, createStoredProvider, FED, finish, githubUser, oidcUser } from './flow'
 
 // Database round trips of the federated flow (the gateway counts them per request id). The
 // upstream calls (token, /user, userinfo…) are not database round trips and are not counted.
@@ -41,19 +38,5 @@ describe('federated sign-in: database round trips', () => {
 })
 
 async function storedProvider(): Promise<string> {
-  const slug = unique('rt').toLowerCase().slice(0, 32)
-  const created = await callWith(VARS, '/admin/identity-providers', {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...adminHeaders() },
-    body: JSON.stringify({
-      slug,
-      kind: 'oidc',
-      name: slug,
-      issuer: `${fake}/oidc`,
-      client_id: FAKE_CLIENT_ID,
-      client_secret: FAKE_CLIENT_SECRET,
-    }),
-  })
-  expect(created.status).toBe(201)
-  return slug
+  return (await createStoredProvider(VARS)).slug
 }
