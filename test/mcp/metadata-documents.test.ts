@@ -5,7 +5,7 @@ import { forgetMetadataDocuments } from '../../functions/oauth/metadata-document
 import { testDb } from '../helpers/db'
 import { approveConsent, authorize, pkce, postForm, seedUser } from '../helpers/oauth'
 import { expectRoundTrips } from '../helpers/round-trips'
-import { call, callWith, describeResponse, useBindings } from '../helpers/worker'
+import { adminHeaders, call, callWith, describeResponse, useBindings } from '../helpers/worker'
 
 /**
  * Client ID Metadata Documents (issue 11): a client_id that is a URL names a document the
@@ -173,6 +173,20 @@ describe('Client ID Metadata Documents (issue 11)', () => {
       sql`select count(*)::int as n from oauth_clients where client_id = ${doc.url}`,
     )
     expect(rows.rows[0]).toEqual({ n: 1 })
+  })
+
+  it('an administrator can disable a document client: reading the document again does not enable it', async () => {
+    const doc = await publish((url) => goodDocument(url), { headers: { 'cache-control': 'no-store' } })
+    expect((await authorizeAs(doc.url)).res.status).toBe(302)
+    const disabled = await call(`/admin/clients/${encodeURIComponent(doc.url)}/disable`, {
+      method: 'POST',
+      headers: adminHeaders(),
+    })
+    expect(disabled.status, await describeResponse(disabled)).toBeLessThan(300)
+    const after = await authorizeAs(doc.url)
+    expect(after.res.status).toBe(400)
+    expect(await after.res.text()).toContain('Unknown client')
+    expect(await doc.hits()).toBe(2)
   })
 
   it('no-store documents are read again on each use', async () => {
