@@ -1,5 +1,6 @@
 import type { Context } from 'hono'
-import { findTotp, insertMfaChallengeStatement } from '../../db/queries/mfa'
+import { insertMfaChallengeStatement, selectActiveTotpStatement } from '../../db/queries/mfa'
+import { listPasskeysStatement } from '../../db/queries/passkeys'
 import type { UserRow } from '../../db/queries/users'
 import { ENROL_CHALLENGE_TTL_SECONDS, MFA_CHALLENGE_TTL_SECONDS } from '../auth/login'
 import { sha256Hex } from '../crypto/hash'
@@ -11,17 +12,25 @@ import { startEnrolStep } from './login-enrol'
 /**
  * For sign-ins other than the password form (a federated provider's callback): whether this user
  * must pass the second step first, because TOTP is on, or must set a factor up, because
- * REQUIRE_TWO_FACTOR is on and they have none. One query.
+ * REQUIRE_TWO_FACTOR is on and they have none (a passkey counts there). One round trip.
  */
 export async function secondFactorDue(
   c: Context<AppEnv>,
   user: UserRow,
 ): Promise<'second_factor' | 'enrol' | undefined> {
-  const factor = await findTotp(c.var.db.http, user.id)
-  if (factor?.confirmedAt != null) {
+  const db = c.var.db.http
+  const [totp, passkeys] = await db.batch([
+    selectActiveTotpStatement(db, user.id),
+    listPasskeysStatement(db, user.id),
+  ])
+  if (totp.length > 0) {
     return 'second_factor'
   }
-  return c.var.config.requireTwoFactor ? 'enrol' : undefined
+  if (!c.var.config.requireTwoFactor) {
+    return undefined
+  }
+  // As for the password: where two factors are required, a passkey is the second one.
+  return passkeys.length > 0 ? 'second_factor' : 'enrol'
 }
 
 /**

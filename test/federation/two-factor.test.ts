@@ -1,6 +1,6 @@
 import { eq } from 'drizzle-orm'
 import { describe, expect, it } from 'vitest'
-import { sessions } from '../../db/schema'
+import { passkeys, sessions } from '../../db/schema'
 import { uniqueEmail } from '../helpers/accounts'
 import { testDb } from '../helpers/db'
 import { accountPost, codeAt, secondStep } from '../helpers/mfa'
@@ -51,5 +51,20 @@ describe('federated sign-in and two-factor (issue 14)', () => {
     const latest = rows.find((row) => row.amr.includes('mfa'))
     expect(latest?.amr).toEqual(['otp', 'mfa'])
     expect(token).not.toBe('')
+  })
+
+  it('under REQUIRE_TWO_FACTOR an account with a passkey gets the second step, not the enrolment', async () => {
+    const email = uniqueEmail()
+    const github = githubUser(email)
+    const me = await sessionUser(await signIn('github', github))
+    await testDb()
+      .insert(passkeys)
+      .values({ userId: me.id, credentialId: `cred-${me.id}`, publicKey: 'pk', name: 'Laptop' })
+    const res = await signIn('github', github, { REQUIRE_TWO_FACTOR: 'true' })
+    const page = await res.text()
+    expect(res.status, page).toBe(200)
+    expect(cookieOf(res, 'portcullis_session')).toBeUndefined()
+    expect(page).toContain('action="/login/mfa"')
+    expect(page).not.toContain('action="/login/enrol"')
   })
 })
