@@ -248,12 +248,13 @@ async function loadClientKeys(x: Executor, clientId: string, now: number): Promi
 }
 
 /**
- * The token endpoint's check of a `private_key_jwt` assertion with NO round trip on a warm
- * isolate (issue 16): the client's registered keys are cached per isolate for
- * CLIENT_KEYS_CACHE_SECONDS, and read again (one round trip) when cold or when the cached keys do
- * not verify (a key added or replaced). The cache cannot hide a revocation: the grant statement
- * spends the `jti` only while the client is enabled, still `private_key_jwt` and still registers
- * the key that verified (`AssertionKey`), and issues nothing otherwise.
+ * Checks a `private_key_jwt` assertion with NO round trip on a warm isolate (issue 16): the
+ * client's registered keys are cached per isolate for CLIENT_KEYS_CACHE_SECONDS, and read again
+ * (one round trip) when cold or when the cached keys do not verify (a key added or replaced). The
+ * cache cannot hide a revocation: the statement that uses the result (the grant statement, or
+ * `spendAssertionJtiStatement` in a batch) spends the `jti` only while the client is enabled,
+ * still `private_key_jwt` and still registers the key that verified (`AssertionKey`), and
+ * authenticates nothing otherwise.
  */
 export async function verifyAgentAssertion(
   config: Config,
