@@ -3,7 +3,7 @@ import { expect, inject } from 'vitest'
 import { externalIdentities, users } from '../../db/schema'
 import { uniqueEmail } from '../helpers/accounts'
 import { testDb, unique } from '../helpers/db'
-import { approveConsent, pkce, webClient } from '../helpers/oauth'
+import { approveConsent, exchangeCode, obtainCode, pkce, type SeededUser, webClient } from '../helpers/oauth'
 import { adminHeaders, BASE, callWith } from '../helpers/worker'
 import { FAKE_CLIENT_ID, FAKE_CLIENT_SECRET } from '../setup/fake-federation'
 
@@ -111,7 +111,7 @@ export function finish(flow: Flow, vars: Vars = {}, cookie = `portcullis_federat
   return callWith({ ...FED, ...vars }, flow.callbackPath, { redirect: 'manual', headers: { cookie } })
 }
 
-export async function signIn(provider: string, user: FakeUser, vars: Vars = {}) {
+export async function signIn(provider: string, user: FakeUser | object, vars: Vars = {}) {
   const flow = await beginFlow(provider, user, { vars })
   return finish(flow, vars)
 }
@@ -217,4 +217,37 @@ export async function createStoredProvider(
   })
   expect(res.status, await res.clone().text()).toBe(201)
   return (await res.json()) as StoredProviderJson
+}
+
+/**
+ * An account signed in through `provider` and an access token of it for a client, with
+ * `connections:read` unless `scope` says otherwise (what a resource server would hold).
+ */
+export async function accountWithToken(
+  user: FakeUser | object,
+  options: { provider?: string; scope?: string; vars?: Vars } = {},
+) {
+  const res = await signIn(options.provider ?? 'github', user, options.vars)
+  expect(res.status).toBe(303)
+  const cookie = `portcullis_session=${cookieOf(res, 'portcullis_session')}`
+  const me = await sessionUser(res)
+  const client = await webClient({ scope: 'openid connections:read' })
+  const seeded: SeededUser = {
+    id: me.id,
+    tenantId: '',
+    email: me.email,
+    password: '',
+    cookie,
+    headers: { cookie },
+  }
+  const code = await obtainCode(client, seeded, { scope: options.scope ?? 'openid connections:read' })
+  const tokens = (await (await exchangeCode(client, code)).json()) as { access_token: string }
+  return { userId: me.id, cookie, accessToken: tokens.access_token }
+}
+
+/** `GET /connections/{provider}/token` with the user's access token. */
+export function upstreamToken(accessToken: string, provider = 'github', vars: Vars = {}) {
+  return callWith({ ...FED, ...vars }, `/connections/${provider}/token`, {
+    headers: { authorization: `Bearer ${accessToken}` },
+  })
 }

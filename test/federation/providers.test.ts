@@ -8,6 +8,7 @@ import { adminHeaders, callWith } from '../helpers/worker'
 import { FAKE_CLIENT_ID, FAKE_CLIENT_SECRET } from '../setup/fake-federation'
 import { seedTenant } from '../tenants/fixtures'
 import {
+  accountWithToken,
   beginFlow,
   cookieOf,
   createStoredProvider,
@@ -21,6 +22,7 @@ import {
   type StoredProviderJson,
   sessionUser,
   signIn,
+  upstreamToken,
   usersWithEmail,
 } from './flow'
 
@@ -192,6 +194,32 @@ describe('a database provider signs people in end to end', () => {
     expect(signedIn.status).toBe(303)
     expect((await sessionUser(signedIn)).email).toBe(email)
     expect(await identitiesOf(provider.slug, String(user.id))).toHaveLength(1)
+  })
+
+  it('GET /connections/{slug}/token refreshes an expired token with the stored provider’s sealed secret', async () => {
+    const provider = await createStoredProvider(VARS, {
+      kind: 'github',
+      issuer: undefined,
+      web_url: `${fake}/github`,
+      api_url: `${fake}/github-api`,
+    })
+    const user = githubUser(uniqueEmail(), { expires_in: 30 }) // inside the refresh skew: expired
+    const { accessToken } = await accountWithToken(user, { provider: provider.slug, vars: VARS })
+    const answers = await Promise.all([1, 2, 3].map(() => upstreamToken(accessToken, provider.slug, VARS)))
+    expect(answers.map((r) => r.status)).toEqual([200, 200, 200])
+    const tokens = new Set(
+      await Promise.all(
+        answers.map(async (r) => ((await r.json()) as { access_token: string }).access_token),
+      ),
+    )
+    expect(tokens.size).toBe(1)
+    const issued = (await (await fetch(`${fake}/__issued?login=${user.login}`)).json()) as {
+      refreshes: number
+    }
+    expect(issued.refreshes).toBe(1)
+    // Disabled, the provider serves no token.
+    await send('DELETE', `/admin/identity-providers/${provider.id}`, undefined, adminHeaders())
+    expect((await upstreamToken(accessToken, provider.slug, VARS)).status).toBe(404)
   })
 
   it('the sealed client secret is the one used: a wrong secret fails at the provider, the right one works again', async () => {

@@ -3,9 +3,9 @@ import { sql } from 'drizzle-orm'
 import { describe, expect, it } from 'vitest'
 import { seedUser, uniqueEmail } from '../helpers/accounts'
 import { testDb, unique } from '../helpers/db'
-import { exchangeCode, obtainCode, type SeededUser, webClient } from '../helpers/oauth'
 import { adminHeaders, BASE, callWith } from '../helpers/worker'
 import {
+  accountWithToken,
   authorizeThroughProvider,
   beginFlow,
   cookieOf,
@@ -18,6 +18,7 @@ import {
   oidcUser,
   sessionUser,
   signIn,
+  upstreamToken,
   usersWithEmail,
 } from './flow'
 
@@ -419,28 +420,6 @@ describe('allowlist (FEDERATION_ALLOWLIST)', () => {
 })
 
 describe('GET /connections/{provider}/token', () => {
-  async function accountWithToken(user: FakeUser, scope = 'openid connections:read') {
-    const res = await signIn('github', user)
-    expect(res.status).toBe(303)
-    const cookie = `portcullis_session=${cookieOf(res, 'portcullis_session')}`
-    const me = await sessionUser(res)
-    const client = await webClient({ scope: 'openid connections:read' })
-    const seeded: SeededUser = {
-      id: me.id,
-      tenantId: '',
-      email: me.email,
-      password: '',
-      cookie,
-      headers: { cookie },
-    }
-    const code = await obtainCode(client, seeded, { scope })
-    const tokens = (await (await exchangeCode(client, code)).json()) as { access_token: string }
-    return { userId: me.id, cookie, accessToken: tokens.access_token }
-  }
-
-  const upstreamToken = (accessToken: string, provider = 'github') =>
-    callWith(FED, `/connections/${provider}/token`, { headers: { authorization: `Bearer ${accessToken}` } })
-
   async function issued(login: string) {
     const res = await fetch(`${fake}/__issued?login=${encodeURIComponent(login)}`)
     return (await res.json()) as { refreshes: number; tokens: string[] }
@@ -510,7 +489,7 @@ describe('GET /connections/{provider}/token', () => {
 
   it('needs an access token with connections:read; unlinking deletes the stored tokens', async () => {
     const user = githubUser()
-    const narrow = await accountWithToken(user, 'openid')
+    const narrow = await accountWithToken(user, { scope: 'openid' })
     expect((await upstreamToken(narrow.accessToken)).status).toBe(403)
     const session = await callWith(FED, '/connections/github/token', { headers: { cookie: narrow.cookie } })
     expect(session.status).toBe(401)
