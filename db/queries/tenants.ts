@@ -133,6 +133,12 @@ export interface TenantPatch {
   monthlyQuota?: number | null
 }
 
+/** A patch as the audit row records it: the API's field names. */
+function auditChanges(patch: TenantPatch): Record<string, unknown> {
+  const { monthlyQuota, ...rest } = patch
+  return monthlyQuota === undefined ? rest : { ...rest, monthly_quota: monthlyQuota }
+}
+
 export interface TenantUpdate {
   tenant: TenantRecord
   /** Set when this update deactivated the tenant: what it ended. */
@@ -203,7 +209,7 @@ export async function updateTenant(
           'u',
           audit,
           null,
-          sql`jsonb_build_object('changes', ${JSON.stringify(patch)}::jsonb, 'sessions_ended', (select count(*) from s),
+          sql`jsonb_build_object('changes', ${JSON.stringify(auditChanges(patch))}::jsonb, 'sessions_ended', (select count(*) from s),
                 'refresh_tokens_revoked', (select count(*) from r))`,
         )})
       select ${TENANT_COLUMNS}, (select count(*) from s)::int as sessions, (select count(*) from r)::int as refresh_tokens

@@ -68,6 +68,11 @@ describe('tenant-wide monthly quota', () => {
     expect(((await set.json()) as { tenant: { monthly_quota: number | null } }).tenant.monthly_quota).toBe(
       500,
     )
+    const [audit] = await queryRows(
+      testDb(),
+      sql`select metadata from audit_events where tenant_id = ${t.id}::uuid and type = 'tenant_updated'`,
+    )
+    expect(audit?.metadata).toMatchObject({ changes: { monthly_quota: 500 } })
     for (const bad of [-1, 1.5, '10', 2 ** 60]) {
       const res = await patchTenant(t.id, { monthly_quota: bad })
       expect(res.status, `${bad}: ${await describeResponse(res)}`).toBe(400)
