@@ -2,12 +2,12 @@ import { type Context, Hono } from 'hono'
 import { getCookie } from 'hono/cookie'
 import { html } from 'hono/html'
 import * as v from 'valibot'
-import { findTotp } from '../../db/queries/mfa'
 import { findConsent, upsertConsentStatement } from '../../db/queries/oauth-grants'
 import { findLiveSession, type LiveSession } from '../../db/queries/sessions'
 import { findUserById } from '../../db/queries/users'
 import { auditStatement } from '../audit/record'
 import { acrValuesRequireMfa, meetsTwoFactorPolicy } from '../auth/acr'
+import { enrolledFactors } from '../auth/factors'
 import { sessionCookieName } from '../auth/session-cookie'
 import { sha256Hex } from '../crypto/hash'
 import type { AppEnv } from '../env'
@@ -111,8 +111,9 @@ function toSignIn(c: Context<AppEnv>): Response {
  * Issue 14: a one-factor session must sign in again with a second factor when REQUIRE_TWO_FACTOR
  * is on (the sign-in then asks for the code, or sends a user without a factor to enrol), or when
  * the request's `acr_values` asks only for `urn:portcullis:acr:mfa` and the user has a factor to
- * present (OIDC Core §3.1.2.1: acr_values is voluntary, so a user without one goes on at the basic
- * level and the ID token's `acr` says so). One more query, only for such a request.
+ * present, TOTP or a passkey (OIDC Core §3.1.2.1: acr_values is voluntary, so a user without one
+ * goes on at the basic level and the ID token's `acr` says so). One more round trip, only for
+ * such a request.
  */
 async function needsSecondFactor(c: Context<AppEnv>, session: LiveSession): Promise<boolean> {
   if (session.amr.includes('mfa')) {
@@ -124,8 +125,8 @@ async function needsSecondFactor(c: Context<AppEnv>, session: LiveSession): Prom
   if (!acrValuesRequireMfa(c.req.query('acr_values'))) {
     return false
   }
-  const factor = await findTotp(c.var.db.http, session.userId)
-  return factor?.confirmedAt != null
+  const factors = await enrolledFactors(c.var.db.http, session.userId)
+  return factors.totp || factors.passkey
 }
 
 /**

@@ -1,7 +1,7 @@
 import type { Context } from 'hono'
-import { insertMfaChallengeStatement, selectActiveTotpStatement } from '../../db/queries/mfa'
-import { listPasskeysStatement } from '../../db/queries/passkeys'
+import { insertMfaChallengeStatement } from '../../db/queries/mfa'
 import type { UserRow } from '../../db/queries/users'
+import { enrolledFactors } from '../auth/factors'
 import { ENROL_CHALLENGE_TTL_SECONDS, MFA_CHALLENGE_TTL_SECONDS } from '../auth/login'
 import { sha256Hex } from '../crypto/hash'
 import { randomToken } from '../crypto/random'
@@ -18,19 +18,15 @@ export async function secondFactorDue(
   c: Context<AppEnv>,
   user: UserRow,
 ): Promise<'second_factor' | 'enrol' | undefined> {
-  const db = c.var.db.http
-  const [totp, passkeys] = await db.batch([
-    selectActiveTotpStatement(db, user.id),
-    listPasskeysStatement(db, user.id),
-  ])
-  if (totp.length > 0) {
+  const factors = await enrolledFactors(c.var.db.http, user.id)
+  if (factors.totp) {
     return 'second_factor'
   }
   if (!c.var.config.requireTwoFactor) {
     return undefined
   }
   // As for the password: where two factors are required, a passkey is the second one.
-  return passkeys.length > 0 ? 'second_factor' : 'enrol'
+  return factors.passkey ? 'second_factor' : 'enrol'
 }
 
 /**
