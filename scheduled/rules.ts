@@ -66,6 +66,11 @@ export const PURGE_RULES: readonly PurgeRule[] = [
     table: 'api_key_usage_counters',
     expired: ({ now, usageRetentionDays }) => sql`hour_start < ${daysBefore(now, usageRetentionDays)}`,
   },
+  // Agent clients' hourly grant counters (issue 15): the same retention as API-key usage.
+  {
+    table: 'oauth_client_usage_counters',
+    expired: ({ now, usageRetentionDays }) => sql`hour_start < ${daysBefore(now, usageRetentionDays)}`,
+  },
   {
     table: 'audit_events',
     expired: ({ now, auditRetentionDays }) => sql`created_at < ${daysBefore(now, auditRetentionDays)}`,

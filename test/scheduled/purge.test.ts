@@ -264,6 +264,23 @@ async function seedEveryTarget(): Promise<Seeded> {
     .returning({ endpoint: s.apiKeyUsageCounters.endpoint, hourStart: s.apiKeyUsageCounters.hourStart })
   keep('api_key_usage_counters', counters.find((r) => r.hourStart > at(-90))?.endpoint)
 
+  const clientCounters = await db
+    .insert(s.oauthClientUsageCounters)
+    .values(
+      [at(-91), at(-89)].map((hourStart, i) => ({
+        clientId: client.id,
+        hourStart,
+        grantType: `purge-${i}-${crypto.randomUUID()}`,
+        success: 1,
+        lastUsedAt: hourStart,
+      })),
+    )
+    .returning({
+      grantType: s.oauthClientUsageCounters.grantType,
+      hourStart: s.oauthClientUsageCounters.hourStart,
+    })
+  keep('oauth_client_usage_counters', clientCounters.find((r) => r.hourStart > at(-90))?.grantType)
+
   const audit = await db
     .insert(s.auditEvents)
     .values(
@@ -312,6 +329,7 @@ async function seedEveryTarget(): Promise<Seeded> {
       webauthn_challenges: 1,
       api_key_usage: 2,
       api_key_usage_counters: 1,
+      oauth_client_usage_counters: 1,
       audit_events: 1,
       email_outbox: 1,
     },
@@ -323,6 +341,7 @@ const KEY_COLUMN: Record<string, string> = {
   login_throttles: 'subject',
   used_proof_jtis: 'jti_hash',
   api_key_usage_counters: 'endpoint',
+  oauth_client_usage_counters: 'grant_type',
 }
 
 async function surviving(table: string, keys: string[]): Promise<number> {
