@@ -1,4 +1,4 @@
-import { sql } from 'drizzle-orm'
+import { getTableColumns, sql } from 'drizzle-orm'
 import type { Executor } from '../client'
 import { oauthClients } from '../schema'
 import type { NewOAuthClient } from './oauth-clients'
@@ -9,14 +9,14 @@ export const METADATA_DOCUMENT_KEY = 'metadata_document'
 
 /**
  * Stores (or refreshes) the client a Client ID Metadata Document describes, keyed by its URL
- * (the client_id). Only a row that came from a document is overwritten: a registered client
+ * (the storedid). Only a row that came from a document is overwritten: a registered client
  * never is, and an administrator's `disabled_at` survives a refresh. One round trip; undefined
- * when a registered client holds that client_id.
+ * when a registered client holds that storedid. `inserted`: this call created the row.
  */
 export async function upsertMetadataDocumentClient(
   x: Executor,
   client: NewOAuthClient,
-): Promise<OAuthClientRow | undefined> {
+): Promise<{ row: OAuthClientRow; inserted: boolean } | undefined> {
   const { clientId: _clientId, createdAt: _createdAt, ...fields } = client
   const [row] = await x
     .insert(oauthClients)
@@ -26,6 +26,10 @@ export async function upsertMetadataDocumentClient(
       set: { ...fields, updatedAt: sql`now()` },
       setWhere: sql`(${oauthClients.metadata} -> ${METADATA_DOCUMENT_KEY}::text) is not null`,
     })
-    .returning()
-  return row
+    .returning({ ...getTableColumns(oauthClients), inserted: sql<boolean>`xmax = 0` })
+  if (row === undefined) {
+    return undefined
+  }
+  const { inserted, ...stored } = row
+  return { row: stored, inserted: inserted === true }
 }

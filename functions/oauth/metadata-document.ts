@@ -4,6 +4,7 @@ import { findClient } from '../../db/queries/oauth-clients'
 import type { OAuthClientRow } from '../../db/queries/oauth-tokens'
 import { resourceScopeNames } from '../../db/queries/resource-servers'
 import { DEFAULT_TENANT_ID } from '../../db/schema/constants'
+import { auditStatement } from '../audit/record'
 import type { Config } from '../config'
 import { OAuthError } from '../errors/oauth'
 import { isLoopbackHost, publicFetchJson } from '../outbound/public-fetch'
@@ -165,7 +166,10 @@ async function documentColumns(x: Executor, config: Config, url: string, json: u
   return result.value
 }
 
-/** Fetches, checks and stores the document (the fetch, then one round trip, two if it names resource scopes). */
+/**
+ * Fetches, checks and stores the document: the fetch, then one round trip (one more if it names
+ * resource scopes, one more the first time, for its `client_registered` audit event).
+ */
 async function readDocument(x: Executor, config: Config, url: string, now: Date): Promise<OAuthClientRow> {
   const fetched = await publicFetchJson(url, {
     allowLoopback: config.outboundAllowLoopback,
@@ -179,7 +183,7 @@ async function readDocument(x: Executor, config: Config, url: string, now: Date)
   const lifetime = documentLifetime(fetched.cacheControl)
   const nowSeconds = Math.floor(now.getTime() / 1000)
   const columns = metadataColumns(metadata)
-  const row = await upsertMetadataDocumentClient(x, {
+  const stored = await upsertMetadataDocumentClient(x, {
     clientId: url,
     tenantId: DEFAULT_TENANT_ID,
     clientSecretHash: null,
@@ -192,11 +196,21 @@ async function readDocument(x: Executor, config: Config, url: string, now: Date)
     createdAt: now,
     updatedAt: now,
   })
-  if (row === undefined) {
+  if (stored === undefined) {
     throw refusal('a registered client already holds this client_id')
   }
+  if (stored.inserted) {
+    // First sight of this client: recorded like a registration (one more round trip, once).
+    await auditStatement(x, null, {
+      type: 'client_registered',
+      actor: `client:${url}`,
+      tenantId: DEFAULT_TENANT_ID,
+      clientId: url,
+      metadata: { via: 'client_id_metadata_document', scope: metadata.scope },
+    })
+  }
   remember(config, url, { until: now.getTime() + lifetime * 1000, failure: null })
-  return row
+  return stored.row
 }
 
 /**

@@ -173,6 +173,11 @@ describe('Client ID Metadata Documents (issue 11)', () => {
       sql`select count(*)::int as n from oauth_clients where client_id = ${doc.url}`,
     )
     expect(rows.rows[0]).toEqual({ n: 1 })
+    // Its first sight is audited like a registration, once.
+    const events = await testDb().execute(
+      sql`select count(*)::int as n from audit_events where type = 'client_registered' and client_id = ${doc.url}`,
+    )
+    expect(events.rows[0]).toEqual({ n: 1 })
   })
 
   it('an administrator can disable a document client: reading the document again does not enable it', async () => {
@@ -319,7 +324,8 @@ describe('Client ID Metadata Documents (issue 11)', () => {
     expect(res.status).toBe(302)
     expect(res.headers.get('location')).toMatch(/^\/login/)
     expect(await doc.hits()).toBe(1)
-    // A new document: its row looked up, then (after the fetch) stored: two round trips.
-    await expectRoundTrips(res, { httpRequests: 2 })
+    // A new document: its row looked up, then (after the fetch) stored, and its first sight
+    // audited: three round trips (a known one that went stale costs two).
+    await expectRoundTrips(res, { httpRequests: 3 })
   })
 })
