@@ -109,7 +109,10 @@ async function renderAccount(
         <div class="row"><button type="submit" class="secondary">Save name</button></div>
       </form>
 
-      <h2>Password</h2>
+      ${
+        // PASSWORD_LOGIN=off (issue 13): no password to change.
+        c.var.config.federation.passwordLogin
+          ? html`<h2>Password</h2>
       <form method="post" action="/account/password">
         ${csrfInput}
         <input type="text" name="username" value="${me.user.email}" autocomplete="username" hidden />
@@ -122,7 +125,9 @@ async function renderAccount(
         <p class="muted">At least ${PASSWORD_MIN_LENGTH} characters. Every other device will be signed out.
           Forgot it? <a href="/forgot-password">Get a reset link</a>.</p>
         <div class="row"><button type="submit" class="secondary">Change password</button></div>
-      </form>
+      </form>`
+          : ''
+      }
 
       <h2>Two-factor sign-in</h2>
       ${

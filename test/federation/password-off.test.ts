@@ -87,6 +87,15 @@ describe('PASSWORD_LOGIN=off', () => {
     }
   })
 
+  it('/account offers no password change', async () => {
+    const user = await seedUser({ session: true })
+    const off = await (await callWith(OFF, '/account', { headers: { cookie: user.cookie } })).text()
+    expect(off).toContain('Sign-in providers')
+    expect(off).not.toContain('action="/account/password"')
+    const on = await (await callWith(FED, '/account', { headers: { cookie: user.cookie } })).text()
+    expect(on).toContain('action="/account/password"')
+  })
+
   it('federated sign-in still works', async () => {
     const email = uniqueEmail()
     const res = await signIn('github', githubUser(email), { PASSWORD_LOGIN: 'off' })
