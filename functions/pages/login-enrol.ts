@@ -6,9 +6,9 @@ import { pendingEnrolment, startTotpEnrolment } from '../auth/totp-enrolment'
 import type { AppEnv } from '../env'
 import { documentRoute } from '../openapi/registry'
 import { renderRecoveryCodes, totpQrBlock } from './account'
-import { CSRF_FIELD, issueCsrfToken, verifyCsrf } from './csrf'
+import { CSRF_FIELD, issueCsrfToken } from './csrf'
 import { sendPage } from './layout'
-import { safeReturnTo } from './return-to'
+import { pendingSignInForm } from './pending-sign-in-form'
 
 interface EnrolStep {
   mfaToken: string
@@ -90,16 +90,8 @@ documentRoute({
 
 /** `POST /login/enrol`: the first code of a required enrolment finishes the sign-in. */
 export const loginEnrolPage = new Hono<AppEnv>().post('/', async (c) => {
-  const form = await c.req.parseBody()
-  const field = (name: string): string => {
-    const value = form[name]
-    return typeof value === 'string' ? value : ''
-  }
-  const returnTo = safeReturnTo(field('return_to'), c.var.config.issuer)
-  const mfaToken = field('mfa_token').slice(0, 128)
-  try {
-    await verifyCsrf(c, form[CSRF_FIELD])
-  } catch {
+  const { field, returnTo, mfaToken, csrfOk } = await pendingSignInForm(c)
+  if (!csrfOk) {
     return startOver(c, returnTo, 'This form expired. Please sign in again.')
   }
   const outcome = await completeEnrolmentLogin(c, { mfaToken, code: field('code').slice(0, 32) })

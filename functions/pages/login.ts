@@ -10,6 +10,7 @@ import { CSRF_FIELD, issueCsrfToken, verifyCsrf } from './csrf'
 import { sendPage } from './layout'
 import { loginEnrolPage, startEnrolStep } from './login-enrol'
 import { passkeySecondStepBlock, passkeySignInBlock } from './passkey-blocks'
+import { pendingSignInForm } from './pending-sign-in-form'
 import { safeReturnTo } from './return-to'
 
 type FailureStatus = 400 | 401 | 403 | 429
@@ -145,16 +146,8 @@ export const loginPage = new Hono<AppEnv>()
     }),
   )
   .post('/mfa', async (c) => {
-    const form = await c.req.parseBody()
-    const field = (name: string): string => {
-      const value = form[name]
-      return typeof value === 'string' ? value : ''
-    }
-    const returnTo = safeReturnTo(field('return_to'), c.var.config.issuer)
-    const mfaToken = field('mfa_token').slice(0, 128)
-    try {
-      await verifyCsrf(c, form[CSRF_FIELD])
-    } catch {
+    const { field, returnTo, mfaToken, csrfOk } = await pendingSignInForm(c)
+    if (!csrfOk) {
       return renderLogin(
         c,
         { email: '', remember: false, returnTo, error: 'This form expired. Please sign in again.' },
