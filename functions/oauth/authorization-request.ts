@@ -33,6 +33,8 @@ export interface AuthorizationRequest {
   prompt: ReadonlySet<string>
   /** OIDC `max_age`: seconds since sign-in after which the user must sign in again. */
   maxAge: number | undefined
+  /** OIDC `acr_values` as sent (space-separated), for the step-up check (auth/acr.ts). */
+  acrValues: string | undefined
   /** RFC 9449 §10: the DPoP key thumbprint the code is bound to (`dpop_jkt`, or PAR's proof). */
   dpopJkt: string | undefined
   /** Set when the parameters came from a pushed request (RFC 9126); the code spends it. */
@@ -168,6 +170,7 @@ export async function validateAuthorizationRequest(
     targets,
     prompt,
     maxAge: maxAge === undefined ? undefined : Number(maxAge),
+    acrValues: param(params, 'acr_values', 500),
     dpopJkt,
   }
 }

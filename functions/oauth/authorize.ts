@@ -115,14 +115,18 @@ function toSignIn(c: Context<AppEnv>): Response {
  * goes on at the basic level and the ID token's `acr` says so). One more round trip, only for
  * such a request.
  */
-async function needsSecondFactor(c: Context<AppEnv>, session: LiveSession): Promise<boolean> {
+async function needsSecondFactor(
+  c: Context<AppEnv>,
+  request: AuthorizationRequest,
+  session: LiveSession,
+): Promise<boolean> {
   if (session.amr.includes('mfa')) {
     return false
   }
   if (!meetsTwoFactorPolicy(c.var.config, session.amr)) {
     return true
   }
-  if (!acrValuesRequireMfa(c.req.query('acr_values'))) {
+  if (!acrValuesRequireMfa(request.acrValues)) {
     return false
   }
   const factors = await enrolledFactors(c.var.db.http, session.userId)
@@ -178,7 +182,7 @@ export const authorizeEndpoint = new Hono<AppEnv>().get('/', (c) =>
         request.state,
       )
     }
-    if (await needsSecondFactor(c, session)) {
+    if (await needsSecondFactor(c, request, session)) {
       if (request.prompt.has('none')) {
         throw new RedirectableError(
           'interaction_required',

@@ -36,6 +36,7 @@ const PUSHABLE = [
   'resource',
   'prompt',
   'max_age',
+  'acr_values',
   'dpop_jkt',
 ] as const
 
@@ -180,6 +181,7 @@ documentRoute({
       ),
       prompt: v.optional(v.string()),
       max_age: v.optional(v.string()),
+      acr_values: v.optional(v.string()),
       ...CLIENT_ASSERTION_FIELDS,
       dpop_jkt: v.optional(
         v.pipe(v.string(), v.description('RFC 9449 §10: bind the code to this DPoP key thumbprint')),

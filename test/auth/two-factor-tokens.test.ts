@@ -4,9 +4,11 @@ import { type SeededUser, seedUser, sessionCookieOf } from '../helpers/accounts'
 import { codeAt, enrol, firstStep, secondStep } from '../helpers/mfa'
 import {
   authorize,
+  basicAuth,
   exchangeCode,
   obtainCode,
   pkce,
+  postForm,
   refresh,
   type TestClient,
   type TokenSet,
@@ -102,6 +104,31 @@ describe('acr_values=urn:portcullis:acr:mfa (step-up)', () => {
     expect(location.searchParams.get('return_to')).toContain('acr_values=')
     const none = await authorizeMfa(client, user, { prompt: 'none' })
     expect(new URL(none.headers.get('location') ?? '').searchParams.get('error')).toBe('interaction_required')
+  })
+
+  it('honours acr_values from a pushed request (RFC 9126) too', async () => {
+    const client = await webClient({ scope: SCOPE, first_party: true })
+    const user = await seedUser({ session: true })
+    await enrol(user)
+    const p = await pkce()
+    const pushed = await postForm(
+      '/oauth/par',
+      {
+        response_type: 'code',
+        redirect_uri: client.redirect_uris[0] ?? '',
+        scope: SCOPE,
+        state: 'st',
+        code_challenge: p.challenge,
+        code_challenge_method: 'S256',
+        acr_values: ACR_MFA,
+      },
+      basicAuth(client),
+    )
+    expect(pushed.status).toBe(201)
+    const { request_uri } = (await pushed.json()) as { request_uri: string }
+    const res = await authorize({ client_id: client.client_id, request_uri }, user.cookie)
+    expect(res.status).toBe(302)
+    expect(new URL(res.headers.get('location') ?? '', 'http://x').pathname).toBe('/login')
   })
 
   it('lets a two-factor session through, and a user without a factor on at the basic level', async () => {
