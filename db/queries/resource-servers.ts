@@ -1,4 +1,4 @@
-import { asc, eq, inArray, sql } from 'drizzle-orm'
+import { and, asc, eq, inArray, type SQL, sql } from 'drizzle-orm'
 import type { Executor } from '../client'
 import { resourceServers } from '../schema'
 
@@ -29,17 +29,40 @@ export function findResourceServers(
     .where(inArray(resourceServers.identifier, [...identifiers]))
 }
 
+/**
+ * Whose resource servers a management call sees: a tenant's own (`/tenants/{id}/resource-servers`),
+ * or every tenant's (platform admins), optionally narrowed to one tenant.
+ */
+export type ResourceServerScope =
+  | { kind: 'tenant'; tenantId: string }
+  | { kind: 'platform'; tenantId?: string }
+
+function inScope(scope: ResourceServerScope, ...more: SQL[]): SQL | undefined {
+  return and(...(scope.tenantId === undefined ? [] : [eq(resourceServers.tenantId, scope.tenantId)]), ...more)
+}
+
+/** The resource server `id` if the scope sees it (another tenant's: undefined). One round trip. */
 export async function findResourceServerById(
   x: Executor,
+  scope: ResourceServerScope,
   id: string,
 ): Promise<ResourceServerRow | undefined> {
-  const [row] = await x.select().from(resourceServers).where(eq(resourceServers.id, id)).limit(1)
+  const [row] = await x
+    .select()
+    .from(resourceServers)
+    .where(inScope(scope, eq(resourceServers.id, id)))
+    .limit(1)
   return row
 }
 
-/** Every resource server, oldest first (there are few: an operator registers them by hand). */
-export function listResourceServers(x: Executor): Promise<ResourceServerRow[]> {
-  return x.select().from(resourceServers).orderBy(asc(resourceServers.createdAt)).limit(500)
+/** The scope's resource servers, oldest first (there are few: an operator registers them by hand). */
+export function listResourceServers(x: Executor, scope: ResourceServerScope): Promise<ResourceServerRow[]> {
+  return x
+    .select()
+    .from(resourceServers)
+    .where(inScope(scope))
+    .orderBy(asc(resourceServers.createdAt))
+    .limit(500)
 }
 
 /** Every scope some resource server defines, deduplicated. One round trip. */
@@ -55,14 +78,24 @@ export function insertResourceServerStatement(x: Executor, row: NewResourceServe
   return x.insert(resourceServers).values(row).returning()
 }
 
-export function updateResourceServerStatement(x: Executor, id: string, fields: Partial<NewResourceServer>) {
+/** Changes one the scope sees, as a statement for the caller's batch (no row: not in scope). */
+export function updateResourceServerStatement(
+  x: Executor,
+  scope: ResourceServerScope,
+  id: string,
+  fields: Partial<NewResourceServer>,
+) {
   return x
     .update(resourceServers)
     .set({ ...fields, updatedAt: sql`now()` })
-    .where(eq(resourceServers.id, id))
+    .where(inScope(scope, eq(resourceServers.id, id)))
     .returning()
 }
 
-export function deleteResourceServerStatement(x: Executor, id: string) {
-  return x.delete(resourceServers).where(eq(resourceServers.id, id)).returning({ id: resourceServers.id })
+/** Deletes one the scope sees, as a statement for the caller's batch (no row: not in scope). */
+export function deleteResourceServerStatement(x: Executor, scope: ResourceServerScope, id: string) {
+  return x
+    .delete(resourceServers)
+    .where(inScope(scope, eq(resourceServers.id, id)))
+    .returning({ id: resourceServers.id, identifier: resourceServers.identifier })
 }

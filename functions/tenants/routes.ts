@@ -14,6 +14,7 @@ import {
 } from '../../db/queries/tenants'
 import { TENANT_ROLES } from '../../db/schema/constants'
 import { isUuid } from '../../db/uuid'
+import { tenantResourceServers } from '../admin/resource-servers'
 import { auditRow } from '../audit/record'
 import { decodeCursor, paginate } from '../auth/cursor'
 import { sha256Hex } from '../crypto/hash'
@@ -324,6 +325,7 @@ export const tenants = new Hono<AppEnv>()
   .route('/:id', tenantObjects)
   .route('/:id/service-keys', tenantServiceKeys)
   .route('/:id/identity-providers', tenantIdentityProviders)
+  .route('/:id/resource-servers', tenantResourceServers)
 
 function toInvitationJson(invitation: {
   id: string

@@ -13,6 +13,7 @@ interface TenantObjects {
   invitationId: string
   serviceKeyId: string
   providerId: string
+  resourceServerId: string
 }
 
 /** One object of each kind the tenant routes manage, in the tenant (written directly). */
@@ -47,12 +48,19 @@ async function seedObjects(t: SeededTenant): Promise<TenantObjects> {
                 'https://github.com', 'https://api.github.com', 'cid', 'sealed')
         returning id::text`,
   )
+  const [resourceServer] = await queryRows(
+    testDb(),
+    sql`insert into resource_servers (tenant_id, identifier, display_name)
+        values (${t.id}::uuid, ${`https://${unique('rs').toLowerCase()}.example.net/`}, 'API')
+        returning id::text`,
+  )
   return {
     clientId: client.client_id,
     keyId: String(key?.id),
     invitationId: String(invitation?.id),
     serviceKeyId: String(service?.id),
     providerId: String(provider?.id),
+    resourceServerId: String(resourceServer?.id),
   }
 }
 
@@ -74,12 +82,17 @@ async function objectState(o: TenantObjects) {
     testDb(),
     sql`select name, enabled from identity_providers where id = ${o.providerId}::uuid`,
   )
+  const [resourceServer] = await queryRows(
+    testDb(),
+    sql`select display_name from resource_servers where id = ${o.resourceServerId}::uuid`,
+  )
   return {
     clientDisabled: client?.disabled_at !== null,
     keyRevoked: key?.revoked_at !== null,
     invitationGone: invitation === undefined,
     serviceKeyRevoked: service?.revoked_at !== null,
     provider: provider === undefined ? 'gone' : `${String(provider.name)} ${String(provider.enabled)}`,
+    resourceServer: resourceServer === undefined ? 'gone' : String(resourceServer.display_name),
   }
 }
 
@@ -89,6 +102,7 @@ const UNTOUCHED = {
   invitationGone: false,
   serviceKeyRevoked: false,
   provider: 'GitHub true',
+  resourceServer: 'API',
 }
 
 const NEW_PROVIDER = {
@@ -99,12 +113,19 @@ const NEW_PROVIDER = {
   client_secret: 'y',
 }
 
-/** Service keys and identity providers created in `tenantId` (a refused create must leave none). */
+const NEW_RESOURCE_SERVER = {
+  identifier: 'https://intruder.example.net/',
+  display_name: 'intruder',
+  scopes: [],
+}
+
+/** Service keys, identity providers and resource servers created in `tenantId` (a refused create must leave none). */
 async function createdIn(tenantId: string): Promise<number> {
   const [row] = await queryRows(
     testDb(),
     sql`select (select count(*) from service_keys where tenant_id = ${tenantId}::uuid and service_name = 'intruder')
-          + (select count(*) from identity_providers where tenant_id = ${tenantId}::uuid and slug = 'intruder') as n`,
+          + (select count(*) from identity_providers where tenant_id = ${tenantId}::uuid and slug = 'intruder')
+          + (select count(*) from resource_servers where tenant_id = ${tenantId}::uuid and display_name = 'intruder') as n`,
   )
   return Number(row?.n)
 }
@@ -138,6 +159,11 @@ function endpoints(tenantId: string, o: TenantObjects, member: string) {
       { name: 'Hijacked', enabled: false },
     ],
     ['DELETE', `/tenants/${tenantId}/identity-providers/${o.providerId}`],
+    ['POST', `/tenants/${tenantId}/resource-servers`, NEW_RESOURCE_SERVER],
+    ['GET', `/tenants/${tenantId}/resource-servers`],
+    ['GET', `/tenants/${tenantId}/resource-servers/${o.resourceServerId}`],
+    ['PATCH', `/tenants/${tenantId}/resource-servers/${o.resourceServerId}`, { display_name: 'Hijacked' }],
+    ['DELETE', `/tenants/${tenantId}/resource-servers/${o.resourceServerId}`],
   ] as const
 }
 
@@ -159,9 +185,16 @@ describe('tenant isolation matrix', () => {
           (method) => `${method.toUpperCase()} ${path.replace(/\{[^}]+\}/g, '{}')}`,
         ),
       )
-    const ids = { clientId: 'C', keyId: 'K', invitationId: 'I', serviceKeyId: 'S', providerId: 'P' }
+    const ids = {
+      clientId: 'C',
+      keyId: 'K',
+      invitationId: 'I',
+      serviceKeyId: 'S',
+      providerId: 'P',
+      resourceServerId: 'R',
+    }
     const covered = endpoints('T', ids, 'M').map(
-      ([method, path]) => `${method} ${path.replace(/\/(T|C|K|I|S|P|M)(?=\/|$)/g, '/{}')}`,
+      ([method, path]) => `${method} ${path.replace(/\/(T|C|K|I|S|P|R|M)(?=\/|$)/g, '/{}')}`,
     )
     expect(documented.length).toBeGreaterThan(10)
     expect(documented.filter((route) => !covered.includes(route))).toEqual([])
@@ -202,17 +235,31 @@ describe('tenant isolation matrix', () => {
         ['GET', `/tenants/${a.id}/identity-providers/${bObjects.providerId}`, undefined],
         ['PATCH', `/tenants/${a.id}/identity-providers/${bObjects.providerId}`, { name: 'Hijacked' }],
         ['DELETE', `/tenants/${a.id}/identity-providers/${bObjects.providerId}`, undefined],
+        ['GET', `/tenants/${a.id}/resource-servers/${bObjects.resourceServerId}`, undefined],
+        [
+          'PATCH',
+          `/tenants/${a.id}/resource-servers/${bObjects.resourceServerId}`,
+          { display_name: 'Hijacked' },
+        ],
+        ['DELETE', `/tenants/${a.id}/resource-servers/${bObjects.resourceServerId}`, undefined],
       ] as const) {
         const res = await send(method, path, body, user.cookie)
         expect(res.status, `${method} ${path}: ${await describeResponse(res)}`).toBe(404)
       }
       const lists = await Promise.all(
-        ['clients', 'api-keys', 'audit', 'service-keys', 'identity-providers', 'invitations', 'members'].map(
-          async (what) => {
-            const res = await call(`/tenants/${a.id}/${what}`, { headers: { cookie: user.cookie } })
-            return JSON.stringify(await res.json())
-          },
-        ),
+        [
+          'clients',
+          'api-keys',
+          'audit',
+          'service-keys',
+          'identity-providers',
+          'resource-servers',
+          'invitations',
+          'members',
+        ].map(async (what) => {
+          const res = await call(`/tenants/${a.id}/${what}`, { headers: { cookie: user.cookie } })
+          return JSON.stringify(await res.json())
+        }),
       )
       for (const text of lists) {
         for (const id of [...Object.values(bObjects), b.id, b.member.id]) {
