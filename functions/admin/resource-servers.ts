@@ -22,7 +22,13 @@ import { clientIp } from '../middleware/client-ip'
 import { requireAdmin } from '../middleware/require-admin'
 import { forgetResourceServers } from '../oauth/resources'
 import { documentRoute } from '../openapi/registry'
-import { actorOf, NO_STORE, TENANT_SECURITY, tenantActor } from '../tenants/access'
+import {
+  NO_STORE,
+  type ObjectManager,
+  platformManager,
+  TENANT_SECURITY,
+  tenantManager,
+} from '../tenants/access'
 import { jsonBody, queryParams } from '../validation/json-body'
 
 // RFC 6749 §3.3 scope-token: printable ASCII except space, double quote and backslash.
@@ -113,34 +119,10 @@ function view(row: ResourceServerRow): Record<string, unknown> {
   }
 }
 
-interface Caller {
-  scope: ResourceServerScope
-  actor: string
-  userId: string | null
-}
-
-function platformCaller(c: Context<AppEnv>): Caller {
-  const principal = c.var.principal
-  return {
-    scope: { kind: 'platform' },
-    actor: actorOf(principal),
-    userId: principal.kind === 'user' ? principal.userId : null,
-  }
-}
-
-async function tenantCaller(c: Context<AppEnv>): Promise<Caller> {
-  const actor = await tenantActor(c, 'manage')
-  return {
-    scope: { kind: 'tenant', tenantId: actor.tenantId },
-    actor: actor.actor,
-    userId: actor.userId ?? null,
-  }
-}
-
 const notFound = () => new ProblemError('not_found', { detail: 'No such resource server' })
 
 function event(
-  caller: Caller,
+  caller: ObjectManager,
   type: AuditEvent['type'],
   row: { id: string; identifier: string; tenantId: string },
   metadata: Record<string, unknown> = {},
@@ -169,7 +151,7 @@ function ownTarget(c: Context<AppEnv>, identifier: string): boolean {
  * tenant's is 404). Identifiers are unique across tenants (a clash is 409, whoever owns it).
  * Each change commits with its audit row in one batch.
  */
-const resourceServerRoutes = (callerOf: (c: Context<AppEnv>) => Caller | Promise<Caller>) =>
+const resourceServerRoutes = (callerOf: (c: Context<AppEnv>) => ObjectManager | Promise<ObjectManager>) =>
   new Hono<AppEnv>()
     .post('/', jsonBody(CreateBody), async (c) => {
       const caller = await callerOf(c)
@@ -236,7 +218,7 @@ const resourceServerRoutes = (callerOf: (c: Context<AppEnv>) => Caller | Promise
     .get('/', queryParams(ListQuery), async (c) => {
       const caller = await callerOf(c)
       const filter = c.req.valid('query').tenant_id
-      let scope = caller.scope
+      let scope: ResourceServerScope = caller.scope
       if (filter !== undefined && scope.kind === 'platform') {
         if (!isUuid(filter)) {
           throw invalidField('tenant_id', 'must be a tenant id')
@@ -318,10 +300,10 @@ const resourceServerRoutes = (callerOf: (c: Context<AppEnv>) => Caller | Promise
 /** `/admin/resource-servers`: platform admins manage every tenant's resource servers. */
 export const resourceServersAdmin = new Hono<AppEnv>()
   .use(requireAdmin())
-  .route('/', resourceServerRoutes(platformCaller))
+  .route('/', resourceServerRoutes(platformManager))
 
 /** `/tenants/{id}/resource-servers`: a tenant's owners and admins (and platform admins) manage its own. */
-export const tenantResourceServers = resourceServerRoutes(tenantCaller)
+export const tenantResourceServers = resourceServerRoutes(tenantManager)
 
 const RESOURCE_SERVER = v.object({
   id: v.string(),

@@ -18,7 +18,13 @@ import { clientIp } from '../middleware/client-ip'
 import { requireAdmin } from '../middleware/require-admin'
 import { documentRoute } from '../openapi/registry'
 import { checkOutboundUrl } from '../outbound/public-fetch'
-import { actorOf, NO_STORE, TENANT_SECURITY, tenantActor } from '../tenants/access'
+import {
+  NO_STORE,
+  type ObjectManager,
+  platformManager,
+  TENANT_SECURITY,
+  tenantManager,
+} from '../tenants/access'
 import { jsonBody, queryParams } from '../validation/json-body'
 import { PROVIDER_ID } from './config'
 import { clientSecretContext, configProvider } from './providers'
@@ -115,30 +121,6 @@ function toJson(c: Context<AppEnv>, row: IdentityProviderRow): v.InferOutput<typ
   }
 }
 
-interface Caller {
-  scope: ProviderScope
-  actor: string
-  userId: string | null
-}
-
-function platformCaller(c: Context<AppEnv>): Caller {
-  const principal = c.var.principal
-  return {
-    scope: { kind: 'platform' },
-    actor: actorOf(principal),
-    userId: principal.kind === 'user' ? principal.userId : null,
-  }
-}
-
-async function tenantCaller(c: Context<AppEnv>): Promise<Caller> {
-  const actor = await tenantActor(c, 'manage')
-  return {
-    scope: { kind: 'tenant', tenantId: actor.tenantId },
-    actor: actor.actor,
-    userId: actor.userId ?? null,
-  }
-}
-
 /** An upstream URL a provider row may name: https and public (loopback only with OUTBOUND_ALLOW_LOOPBACK). */
 function upstreamUrl(c: Context<AppEnv>, field: string, raw: string): string {
   const refusal = checkOutboundUrl(raw, c.var.config.outboundAllowLoopback)
@@ -151,7 +133,7 @@ function upstreamUrl(c: Context<AppEnv>, field: string, raw: string): string {
 const notFound = () => new ProblemError('not_found', { detail: 'No such identity provider' })
 
 function event(
-  caller: Caller,
+  caller: ObjectManager,
   type: AuditEvent['type'],
   row: { id: string; slug: string; tenantId: string | null },
   metadata: Record<string, unknown> = {},
@@ -165,7 +147,7 @@ function event(
   } satisfies AuditEvent
 }
 
-type Handlers = (callerOf: (c: Context<AppEnv>) => Caller | Promise<Caller>) => Hono<AppEnv>
+type Handlers = (callerOf: (c: Context<AppEnv>) => ObjectManager | Promise<ObjectManager>) => Hono<AppEnv>
 
 /**
  * Create, list, get, update and disable identity providers. The same handlers serve platform
@@ -253,7 +235,7 @@ const providerRoutes: Handlers = (callerOf) =>
     .get('/', queryParams(ListQuery), async (c) => {
       const caller = await callerOf(c)
       const filter = c.req.valid('query').tenant_id
-      let scope = caller.scope
+      let scope: ProviderScope = caller.scope
       if (filter !== undefined && scope.kind === 'platform') {
         if (filter !== 'none' && !isUuid(filter)) {
           throw invalidField('tenant_id', 'must be a tenant id or none')
@@ -348,10 +330,10 @@ const providerRoutes: Handlers = (callerOf) =>
 /** `/admin/identity-providers`: platform admins manage every database provider. */
 export const identityProvidersAdmin = new Hono<AppEnv>()
   .use(requireAdmin())
-  .route('/', providerRoutes(platformCaller))
+  .route('/', providerRoutes(platformManager))
 
 /** `/tenants/{id}/identity-providers`: a tenant's owners and admins (and platform admins) manage its providers. */
-export const tenantIdentityProviders = providerRoutes(tenantCaller)
+export const tenantIdentityProviders = providerRoutes(tenantManager)
 
 for (const [base, security, tags] of [
   ['/admin/identity-providers', ['adminToken', 'bearerToken'], ['admin']],

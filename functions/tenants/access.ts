@@ -96,6 +96,37 @@ export interface TenantActor {
   userId: string | undefined
 }
 
+/**
+ * Who manages a kind of tenant object through handlers shared by `/admin/…` (a platform admin:
+ * every tenant's objects) and `/tenants/{id}/…` (an owner or admin: that tenant's only), and
+ * so which objects each query may name.
+ */
+export interface ObjectManager {
+  scope: { kind: 'platform' } | { kind: 'tenant'; tenantId: string }
+  actor: string
+  userId: string | null
+}
+
+/** The caller of an `/admin/…` route (behind requireAdmin). */
+export function platformManager(c: Context<AppEnv>): ObjectManager {
+  const principal = c.var.principal
+  return {
+    scope: { kind: 'platform' },
+    actor: actorOf(principal),
+    userId: principal.kind === 'user' ? principal.userId : null,
+  }
+}
+
+/** The caller of a `/tenants/{id}/…` management route: an owner or admin of `{id}` (else 403/404). */
+export async function tenantManager(c: Context<AppEnv>): Promise<ObjectManager> {
+  const actor = await tenantActor(c, 'manage')
+  return {
+    scope: { kind: 'tenant', tenantId: actor.tenantId },
+    actor: actor.actor,
+    userId: actor.userId ?? null,
+  }
+}
+
 /** Owners and platform admins may make, change and remove owners; tenant admins may not. */
 export function mayTouchOwners(actor: TenantActor): boolean {
   return actor.role === 'owner' || actor.role === 'platform'
