@@ -425,6 +425,8 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
  * so one is attached for the whole checkout, and a client whose connection broke (or whose
  * work failed for any reason but a statement error) is destroyed rather than returned.
  */
+const guardedClients = new WeakSet<pg.PoolClient>()
+
 async function withClient<T>(
   pool: pg.Pool,
   work: (client: pg.PoolClient, broken: () => Error | undefined) => Promise<T>,
@@ -434,6 +436,13 @@ async function withClient<T>(
     client = await pool.connect()
   } catch (error) {
     throw new GatewayHttpError(503, `cannot connect to the database: ${describe(error)}`)
+  }
+  if (!guardedClients.has(client)) {
+    // A client the pool destroys (released with an error) can still receive the server's
+    // FATAL message (57P01 when a backend is terminated) after the pool's listener is gone; an
+    // 'error' event with no listener would take the whole gateway down.
+    client.on('error', () => {})
+    guardedClients.add(client)
   }
   let brokenBy: Error | undefined
   const onError = (error: Error): void => {
