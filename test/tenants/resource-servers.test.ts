@@ -84,6 +84,28 @@ describe('/tenants/{id}/resource-servers (issue 11)', () => {
     expect(types.filter((type) => type.startsWith('resource_server_'))).toHaveLength(6)
   })
 
+  it('an owner’s tenant:admin access token manages them too; a token without that scope is 403', async () => {
+    const t = await seedTenant()
+    const tokenFor = async (scope: string) => {
+      const client = await webClient({ scope: `openid ${scope}` })
+      const res = await exchangeCode(client, await obtainCode(client, t.owner, { scope: `openid ${scope}` }))
+      expect(res.status, await describeResponse(res)).toBe(200)
+      return `Bearer ${((await res.json()) as TokenSet).access_token}`
+    }
+    const send = (authorization: string) =>
+      call(`/tenants/${t.id}/resource-servers`, {
+        method: 'POST',
+        headers: { authorization, 'content-type': 'application/json' },
+        body: JSON.stringify(body()),
+      })
+    const made = await send(await tokenFor('tenant:admin'))
+    expect(made.status, await describeResponse(made)).toBe(201)
+    const id = ((await made.json()) as ResourceServer).id
+    expect(await auditOf(t.id, id)).toEqual([`resource_server_created user:${t.owner.id} true`])
+    const refused = await send(await tokenFor('email'))
+    expect(refused.status, await describeResponse(refused)).toBe(403)
+  })
+
   it('a plain member is refused (403) and creates nothing; an outsider gets 404', async () => {
     const t = await seedTenant()
     const rs = await create(t, t.owner.cookie)
