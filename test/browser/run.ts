@@ -11,6 +11,7 @@ import { migrateDatabase } from '../../db/migrate'
 import { assertDisposableTestDatabase } from '../setup/database-guard'
 import { FAKE_CLIENT_ID, FAKE_CLIENT_SECRET, startFakeFederation } from '../setup/fake-federation'
 import { freshTestDatabase } from '../setup/fresh-database'
+import { waitForSuiteGate } from '../setup/suite-gate'
 import type { BrowserContext, BrowserTest } from './context'
 
 /**
@@ -182,6 +183,7 @@ async function main(): Promise<number> {
       },
     )
     await waitHealthy(baseUrl, wrangler, 60_000)
+    await waitForSuiteGate('browser')
     const browser = keepTrafficOnLoopback(
       await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS }),
     )

@@ -7,6 +7,7 @@ import { join, resolve } from 'node:path'
 import { createLocalJWKSet, jwtVerify } from 'jose'
 import pg from 'pg'
 import { freshTestDatabase } from '../setup/fresh-database'
+import { waitForSuiteGate } from '../setup/suite-gate'
 
 /**
  * Fault injection (issue 18): `wrangler dev` on its own database, the local gateway as a child
@@ -474,6 +475,8 @@ async function main(): Promise<number> {
       `first keys created once per algorithm: ${JSON.stringify(firstKeys.rows)}`,
     )
     const fixture = await seed(base, databaseUrl)
+    // Under npm test, vitest fills both cores until here: the faults wait for it to finish.
+    await waitForSuiteGate('reliability')
     const ledger: Ledger = { valid: new Map(), createdKeys: [], tokens: [] }
     // Warm the key ring, then load.
     await request(`${base}/.well-known/jwks.json`)
