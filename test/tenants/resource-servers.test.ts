@@ -178,6 +178,24 @@ describe('/tenants/{id}/resource-servers (issue 11)', () => {
     expect(row?.n).toBe(0)
   })
 
+  it('two tenants racing for one identifier: one 201, one 409, one row and one audit row', async () => {
+    const [a, b] = await Promise.all([seedTenant(), seedTenant()])
+    const payload = body()
+    const results = await Promise.all(
+      [a, b, a, b].map((t) =>
+        call(`/tenants/${t.id}/resource-servers`, jsonRequest('POST', payload, t.owner.cookie)),
+      ),
+    )
+    expect(results.map((r) => r.status).sort()).toEqual([201, 409, 409, 409])
+    const [row] = await queryRows(
+      testDb(),
+      sql`select (select count(*) from resource_servers where identifier = ${payload.identifier})::int as servers,
+                 (select count(*) from audit_events where type = 'resource_server_created'
+                    and metadata->>'identifier' = ${payload.identifier})::int as audits`,
+    )
+    expect([row?.servers, row?.audits]).toEqual([1, 1])
+  })
+
   it('validates like the admin API, refuses the issuer as identifier and another tenant_id', async () => {
     const t = await seedTenant()
     const other = await seedTenant()
