@@ -454,6 +454,8 @@ async function main(): Promise<number> {
     const masterKey = `k1:${randomBytes(32).toString('base64url')}`
     worker = await startWorker({ workDir, databaseUrl, gatewayUrl: gateway.url, masterKey })
     const base = worker.url
+    // Under npm test, vitest fills both cores until here: what follows waits for it to finish.
+    await waitForSuiteGate('reliability')
     // A deployment's first keys: a cold burst creates exactly one per algorithm (guarded in the
     // database), not one per request that found none.
     const burst = await Promise.all(Array.from({ length: 8 }, () => request(`${base}/.well-known/jwks.json`)))
@@ -475,8 +477,6 @@ async function main(): Promise<number> {
       `first keys created once per algorithm: ${JSON.stringify(firstKeys.rows)}`,
     )
     const fixture = await seed(base, databaseUrl)
-    // Under npm test, vitest fills both cores until here: the faults wait for it to finish.
-    await waitForSuiteGate('reliability')
     const ledger: Ledger = { valid: new Map(), createdKeys: [], tokens: [] }
     // Warm the key ring, then load.
     await request(`${base}/.well-known/jwks.json`)
