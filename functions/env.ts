@@ -2,6 +2,7 @@ import type { SQL } from 'drizzle-orm'
 import type { Db } from '../db/client'
 import type { Principal } from './auth/principal'
 import type { Config } from './config'
+import type { DpopProof } from './tokens/dpop'
 
 /** Bindings as wrangler provides them: `[vars]` plus secrets, all strings. */
 export interface Bindings {
@@ -27,6 +28,8 @@ export interface Variables {
   callerGuard: SQL | undefined
   /** SHA-256 of the caller's `psk_…` service key on verify (issue 10), checked inside the verify statement. */
   serviceKeyHash: string | undefined
+  /** The DPoP proof of a DPoP-bound caller token on verify, whose `jti` the verify statement spends. */
+  callerProof: DpopProof | undefined
 }
 
 export interface AppEnv {

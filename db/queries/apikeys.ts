@@ -392,6 +392,13 @@ export interface KeyCheckInput {
    * tenant's API keys (others are not found); `skip_rate_limit` leaves the rate window uncharged.
    */
   serviceKeyHash?: string
+  /**
+   * A DPoP proof the caller presented (RFC 9449 §11.1), whose `jti` the statement spends first
+   * (an insert into `used_proof_jtis` that does nothing on conflict): the verify proceeds only
+   * when that insert won, so a replayed proof (concurrent ones included: they serialise on the
+   * primary key) charges nothing and the outcome is `proofReplayed`.
+   */
+  proofJti?: { jtiHash: string; expiresAt: Date }
   /** What the resource server says was called; validated text (no NUL), at most 200 characters. */
   endpoint: string | null
   /** Milliseconds the Worker spent on this request before sending the statement. */
@@ -399,8 +406,10 @@ export interface KeyCheckInput {
 }
 
 export type KeyCheckOutcome =
-  | { callerRefused: true }
+  | { proofReplayed: true }
+  | { proofReplayed?: false; callerRefused: true }
   | {
+      proofReplayed?: false
       callerRefused: false
       row: KeyCheckRow | undefined
       /** No row, but some key has this hash (outside the service key's tenant): never cache as unknown. */
@@ -438,6 +447,7 @@ export interface KeyCheckRow {
 }
 
 interface RawKeyCheckRow {
+  proof_ok: boolean
   caller_ok: boolean
   id: string | null
   owner_user_id: string
@@ -468,6 +478,8 @@ interface RawKeyCheckRow {
  * conditional upserts (so concurrent calls can never overshoot either limit), and records the
  * outcome: the raw usage row, the per-hour per-endpoint counter and `last_used_at` (to the
  * minute).
+ * A DPoP caller's proof `jti` is spent in the same statement (`proofJti`), and the key is not even
+ * looked up unless that spend won: a replay charges nothing and records nothing.
  *
  * Order, and why: the rate window is charged first and the quota only when the window admitted
  * the call, so a RATE_LIMITED call never spends quota (quota is what customers pay for). The
@@ -499,7 +511,19 @@ export async function checkAndChargeKey(x: Executor, input: KeyCheckInput): Prom
           where s.key_hash = ${service} and s.revoked_at is null and s.expires_at > ${now}::timestamptz
             and (s.tenant_id is null or (select t.active from ${tenants} t where t.id = s.tenant_id) is true)
         ), `
-  const guard = service === undefined ? (input.callerGuard ?? sql`true`) : sql`exists (select 1 from sk)`
+  const proof = input.proofJti
+  const proofCte =
+    proof === undefined
+      ? sql``
+      : sql`pj as (
+          insert into used_proof_jtis (jti_hash, expires_at)
+          values (${proof.jtiHash}, ${proof.expiresAt.toISOString()}::timestamptz)
+          on conflict (jti_hash) do nothing
+          returning 1 as spent
+        ), `
+  const proofOk = proof === undefined ? sql`true` : sql`exists (select 1 from pj)`
+  const callerOk = service === undefined ? (input.callerGuard ?? sql`true`) : sql`exists (select 1 from sk)`
+  const guard = proof === undefined ? callerOk : sql`(${callerOk}) and ${proofOk}`
   const inScope =
     service === undefined
       ? sql``
@@ -516,7 +540,7 @@ export async function checkAndChargeKey(x: Executor, input: KeyCheckInput): Prom
   const elapsedMs = Math.max(0, Math.min(Math.round(input.elapsedMs), 2_000_000_000))
   const [row] = await queryRows<RawKeyCheckRow & Record<string, unknown>>(
     x,
-    sql`with ${serviceCte}k as (
+    sql`with ${proofCte}${serviceCte}k as (
           select a.id, a.owner_user_id, a.tenant_id, a.tier, a.scopes, a.metadata, ${rateLimit} as rate_limit,
             coalesce(a.rotated_from, a.id) as account_id,
             case
@@ -609,7 +633,7 @@ export async function checkAndChargeKey(x: Executor, input: KeyCheckInput): Prom
               or last_used_at <= ${now}::timestamptz - make_interval(secs => ${LAST_USED_RESOLUTION_SECONDS}))
           returning id
         )
-        select ${guard} as caller_ok, k.id, k.owner_user_id, k.tenant_id, k.tier, k.scopes, k.metadata,
+        select ${proofOk} as proof_ok, ${callerOk} as caller_ok, k.id, k.owner_user_id, k.tenant_id, k.tier, k.scopes, k.metadata,
           v.code, k.quota_limit, seen.used as used_before, (select used from quota) as used_after, k.rate_limit,
           seen.window_count as window_count_before, (select count from rate) as window_count_after,
           floor(extract(epoch from coalesce((select window_start from rate), k.window_start)) * 1000
@@ -619,7 +643,10 @@ export async function checkAndChargeKey(x: Executor, input: KeyCheckInput): Prom
           (select count(*) from counted) as recorded, ${hiddenKey} as hidden_key
         from (select 1) as one left join k on true left join seen on true left join verdict v on true`,
   )
-  if (row === undefined || row.caller_ok !== true) {
+  if (row === undefined || row.proof_ok !== true) {
+    return row === undefined ? { callerRefused: true } : { proofReplayed: true }
+  }
+  if (row.caller_ok !== true) {
     return { callerRefused: true }
   }
   if (row.id === null) {

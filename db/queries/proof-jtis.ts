@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm'
-import { type Executor, queryRows } from '../client'
+import type { BatchItem } from 'drizzle-orm/batch'
+import { type Executor, type HttpDb, queryRows } from '../client'
 import { type RegisteredAssertionKey, stillRegistered } from './oauth-grants'
 
 /**
@@ -49,4 +50,20 @@ export function spendAssertionJtiStatement(
 /** Whether a spend statement's result (from a batch) says this spend won. */
 export function spendWon(result: unknown): boolean {
   return ((result as { rows?: unknown[] } | undefined)?.rows ?? []).length > 0
+}
+
+/**
+ * Runs `query` and, when there is a proof, spends its `jti` in the same batch (still one round
+ * trip): the query's rows, and whether the spend won (true without a proof).
+ */
+export async function withProofSpent<T>(
+  x: HttpDb,
+  query: BatchItem<'pg'> & PromiseLike<T>,
+  proof: { jtiHash: string; expiresAt: Date } | null,
+): Promise<{ result: T; proofSpent: boolean }> {
+  if (proof === null) {
+    return { result: await query, proofSpent: true }
+  }
+  const [result, spent] = await x.batch([query, spendProofJtiStatement(x, proof.jtiHash, proof.expiresAt)])
+  return { result: result as T, proofSpent: spendWon(spent) }
 }

@@ -259,6 +259,7 @@ export const apiKeys = new Hono<AppEnv>()
         now,
         callerGuard: c.var.callerGuard,
         serviceKeyHash: c.var.serviceKeyHash,
+        proof: c.var.callerProof,
         endpoint: body.endpoint ?? null,
         startedAtMs: now.getTime(),
       },

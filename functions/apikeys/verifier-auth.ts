@@ -3,7 +3,7 @@ import { secretsEqual } from '../crypto/compare'
 import type { AppEnv } from '../env'
 import { OAuthError } from '../errors/oauth'
 import { ProblemError } from '../errors/problem'
-import { accessCredential, checkSenderConstraint } from '../middleware/access-credential'
+import { accessCredential, senderConstraintProof } from '../middleware/access-credential'
 import { unauthenticated } from '../middleware/authenticate'
 import { serviceKeyCredential } from '../service-keys/authenticate'
 import {
@@ -55,7 +55,8 @@ export function callerTokenCacheStats(): { hits: number; misses: number; size: n
  * carrying `apikeys:verify`. The
  * token's signature, claims and scope are checked here without the database; its database half
  * (not revoked, client enabled, user active) becomes `c.var.callerGuard`, which the verify
- * statement evaluates in the same round trip. No or bad credential → 401, no scope → 403.
+ * statement evaluates in the same round trip; a DPoP-bound token's proof is checked here and its
+ * `jti` spent by that statement too (`c.var.callerProof`). No or bad credential → 401, no scope → 403.
  */
 export function authenticateVerifier(): MiddlewareHandler<AppEnv> {
   return async function authenticateVerifier(c, next) {
@@ -67,6 +68,7 @@ export function authenticateVerifier(): MiddlewareHandler<AppEnv> {
     if (credential.scheme === 'Bearer' && (await secretsEqual(token, c.var.config.adminToken))) {
       c.set('callerGuard', undefined)
       c.set('serviceKeyHash', undefined)
+      c.set('callerProof', undefined)
       await next()
       return
     }
@@ -77,10 +79,12 @@ export function authenticateVerifier(): MiddlewareHandler<AppEnv> {
     if (serviceKey !== undefined) {
       c.set('callerGuard', undefined)
       c.set('serviceKeyHash', serviceKey.hash)
+      c.set('callerProof', undefined)
       await next()
       return
     }
     let guard: ReturnType<typeof stillValidGuard>
+    let proof: Awaited<ReturnType<typeof senderConstraintProof>>
     try {
       const cached = cachedCaller(token, new Date())
       if (cached !== undefined) {
@@ -97,7 +101,8 @@ export function authenticateVerifier(): MiddlewareHandler<AppEnv> {
       if (cached === undefined) {
         rememberCaller(token, claims)
       }
-      await checkSenderConstraint(c, credential, claims)
+      // RFC 9449 §7: checked here without the database; its jti is spent by the verify statement.
+      proof = await senderConstraintProof(c, credential, claims)
       guard = stillValidGuard(claims)
     } catch (error) {
       if (error instanceof OAuthError) {
@@ -107,6 +112,7 @@ export function authenticateVerifier(): MiddlewareHandler<AppEnv> {
     }
     c.set('callerGuard', guard)
     c.set('serviceKeyHash', undefined)
+    c.set('callerProof', proof ?? undefined)
     await next()
   }
 }

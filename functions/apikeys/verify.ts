@@ -1,9 +1,13 @@
 import type { SQL } from 'drizzle-orm'
 import type { Executor } from '../../db/client'
 import { checkAndChargeKey, type KeyCheckRow } from '../../db/queries/apikeys'
+import { spendProofJti } from '../../db/queries/proof-jtis'
 import type { ApiKeyTier, TenantPlan } from '../../db/schema/constants'
 import { sha256Hex } from '../crypto/hash'
 import { ProblemError } from '../errors/problem'
+import { dpopReplayed } from '../middleware/access-credential'
+import { unauthenticated } from '../middleware/authenticate'
+import type { DpopProof } from '../tokens/dpop'
 import { parseApiKey } from './key-format'
 
 export const VERIFY_CODES = [
@@ -68,6 +72,8 @@ export interface VerifyOptions {
   callerGuard?: SQL | undefined
   /** The caller's service key hash (see KeyCheckInput.serviceKeyHash), checked in the same statement. */
   serviceKeyHash?: string | undefined
+  /** The caller's checked DPoP proof, whose `jti` the verify statement spends before anything else. */
+  proof?: DpopProof | undefined
   /** The endpoint or tool name to record with the call (validated text). */
   endpoint: string | null
   /** When the request arrived, epoch milliseconds (for the usage row's response time). */
@@ -101,7 +107,8 @@ export function unknownKeyCacheSize(): number {
  * Verifies a presented API key, counts it against its rate limit and monthly quota and records
  * the call (usage row, hourly counter, last_used_at). Round trips, in all: 0 for a malformed key
  * (shape and checksum are checked first) and for a key this isolate already found unknown, else
- * exactly 1 (nothing deferred).
+ * exactly 1 (nothing deferred), a DPoP caller's proof spent in it. A DPoP caller asking about a
+ * remembered unknown key spends its proof alone (1), so no proof is ever accepted twice.
  */
 export async function verifyApiKey(
   x: Executor,
@@ -117,7 +124,11 @@ export async function verifyApiKey(
   // it: a caller whose token was revoked meanwhile learns again that a key it already asked about
   // does not exist, and nothing else (no charge, no key data). Every other answer rides with the
   // caller check in one statement.
+  const proof = options.proof
   if (unknownKeyHashes.has(keyHash)) {
+    if (proof !== undefined && !(await spendProofJti(x, proof.jtiHash, proof.expiresAt))) {
+      throw replayRefused()
+    }
     return { valid: false, code: 'NOT_FOUND' }
   }
   const periodStart = startOfUtcMonth(options.now)
@@ -131,7 +142,11 @@ export async function verifyApiKey(
     elapsedMs: Date.now() - options.startedAtMs,
     ...(options.callerGuard === undefined ? {} : { callerGuard: options.callerGuard }),
     ...(options.serviceKeyHash === undefined ? {} : { serviceKeyHash: options.serviceKeyHash }),
+    ...(proof === undefined ? {} : { proofJti: { jtiHash: proof.jtiHash, expiresAt: proof.expiresAt } }),
   })
+  if (outcome.proofReplayed === true) {
+    throw replayRefused()
+  }
   if (outcome.callerRefused) {
     throw new ProblemError('unauthenticated', {
       detail: 'The bearer token is not valid',
@@ -173,6 +188,11 @@ export async function verifyApiKey(
       : { ...key, quota: { ...key.quota, remaining: 0 } },
     keyId: row.id,
   }
+}
+
+/** A spent proof's refusal, as the caller check answers it (401, DPoP challenge, invalid_dpop_proof). */
+function replayRefused(): ProblemError {
+  return unauthenticated('The bearer token is not valid', 'invalid_token', dpopReplayed())
 }
 
 function describeKey(row: KeyCheckRow, quotaResetAt: Date): VerifiedKey {

@@ -1,5 +1,4 @@
 import type { Context } from 'hono'
-import { spendProofJti } from '../../db/queries/proof-jtis'
 import type { AppEnv } from '../env'
 import { OAuthError } from '../errors/oauth'
 import { checkDpopProof, DPOP_SIGNING_ALGS, type DpopProof } from '../tokens/dpop'
@@ -37,33 +36,17 @@ function refused(error: 'invalid_token' | 'invalid_dpop_proof', log: string): OA
   })
 }
 
-/**
- * RFC 9449 §7: a token bound with `cnf.jkt` is accepted only under the DPoP scheme with a proof
- * for this method and URI, signed by the bound key, carrying `ath` for this token, whose `jti`
- * has not been seen (one round trip to spend it). A DPoP-scheme request with an unbound token is
- * refused too. Bearer with an unbound token: nothing to check, no database.
- */
-export async function checkSenderConstraint(
-  c: Context<AppEnv>,
-  credential: AccessCredential,
-  claims: AccessTokenClaims,
-  now = new Date(),
-): Promise<void> {
-  const proof = await senderConstraintProof(c, credential, claims, now)
-  if (proof !== null && !(await spendProofJti(c.var.db.http, proof.jtiHash, proof.expiresAt))) {
-    throw dpopReplayed()
-  }
-}
-
 /** The refusal of a proof whose `jti` was already spent (RFC 9449 §11.1). */
 export function dpopReplayed(): OAuthError {
   return refused('invalid_dpop_proof', 'dpop jti replayed')
 }
 
 /**
- * `checkSenderConstraint` without the database: the checked proof whose `jti` the caller must
- * spend in its own statement (refusing with `dpopReplayed` when that spend loses), or null when
- * the token is unbound and came as Bearer.
+ * RFC 9449 §7, without the database: a token bound with `cnf.jkt` is accepted only under the DPoP
+ * scheme with a proof for this method and URI, signed by the bound key, carrying `ath` for this
+ * token; a DPoP-scheme request with an unbound token is refused too. Returns the checked proof,
+ * whose `jti` the caller must spend in its own statement (refusing with `dpopReplayed` when that
+ * spend loses), or null when the token is unbound and came as Bearer.
  */
 export async function senderConstraintProof(
   c: Context<AppEnv>,

@@ -9,7 +9,7 @@ import type { AppEnv } from '../env'
 import { OAuthError } from '../errors/oauth'
 import { ProblemError } from '../errors/problem'
 import { verifyAccessToken } from '../tokens/verify-access-token'
-import { accessCredential, checkSenderConstraint } from './access-credential'
+import { accessCredential, senderConstraintProof } from './access-credential'
 
 /** The session cookie's name; `__Host-` prefixed with an https issuer (`sessionCookieName`). */
 export const SESSION_COOKIE = 'portcullis_session'
@@ -64,7 +64,7 @@ async function resolvePrincipal(
     if (accepts.has('access_token')) {
       try {
         return await verifyAccessToken(c.var.db, c.var.config, token, (claims) =>
-          checkSenderConstraint(c, credential, claims),
+          senderConstraintProof(c, credential, claims),
         )
       } catch (error) {
         if (error instanceof OAuthError) {

@@ -1,6 +1,6 @@
 import { type Context, Hono } from 'hono'
 import * as v from 'valibot'
-import { spendProofJtiStatement, spendWon } from '../../db/queries/proof-jtis'
+import { withProofSpent } from '../../db/queries/proof-jtis'
 import { selectUserClaimsIfStatement } from '../../db/queries/users'
 import { isUuid } from '../../db/uuid'
 import type { AppEnv } from '../env'
@@ -57,11 +57,8 @@ async function userinfo(c: Context<AppEnv>): Promise<Response> {
     throw invalidToken(undefined)
   }
   const userQuery = selectUserClaimsIfStatement(db, claims.sub, stillValidGuard(claims))
-  const [users, spent] =
-    proof === null
-      ? [await userQuery, undefined]
-      : await db.batch([userQuery, spendProofJtiStatement(db, proof.jtiHash, proof.expiresAt)])
-  if (proof !== null && !spendWon(spent)) {
+  const { result: users, proofSpent } = await withProofSpent(db, userQuery, proof)
+  if (!proofSpent) {
     throw dpopReplayed()
   }
   const user = users[0]

@@ -3,12 +3,15 @@ import { type JWTPayload, errors as joseErrors, jwtVerify } from 'jose'
 import type { Db } from '../../db/client'
 import {
   type AccessTokenState,
+  accessTokenStateStatement,
   accessTokenStillValid,
-  readAccessTokenState,
 } from '../../db/queries/oauth-tokens'
+import { withProofSpent } from '../../db/queries/proof-jtis'
 import type { Principal } from '../auth/principal'
 import type { Config } from '../config'
 import { OAuthError } from '../errors/oauth'
+import { dpopReplayed } from '../middleware/access-credential'
+import type { DpopProof } from './dpop'
 import { verificationKey } from './keys'
 import { ACCESS_TOKEN_TYP } from './mint'
 
@@ -178,22 +181,31 @@ export function stillValidGuard(claims: AccessTokenClaims): SQL {
 /**
  * Verifies one of our RFC 9068 access tokens for our own APIs (aud = issuer or DEFAULT_AUDIENCE)
  * and returns who it speaks for. Throws OAuthError('invalid_token') for anything not valid now.
- * Round trips: one (revocation, user status and client state together).
+ * Round trips: one (revocation, user status and client state together, and a DPoP proof's `jti`
+ * spent in the same batch).
  */
 export async function verifyAccessToken(
   db: Db,
   config: Config,
   token: string,
-  /** Runs between the signature check and the database read (the DPoP binding check). */
-  checkClaims?: (claims: AccessTokenClaims) => Promise<void>,
+  /**
+   * Runs between the signature check and the database read (the DPoP binding check, without the
+   * database): the proof whose `jti` to spend with the read, or null. A lost spend is a replay.
+   */
+  proofFor?: (claims: AccessTokenClaims) => Promise<DpopProof | null>,
 ): Promise<Principal> {
   const claims = await verifyOwnAccessTokenSignature(db, config, token)
-  await checkClaims?.(claims)
-  const state = await readAccessTokenState(db.http, {
+  const proof = (await proofFor?.(claims)) ?? null
+  const x = db.http
+  const stateQuery = accessTokenStateStatement(x, {
     clientId: claims.client_id,
     jti: claims.jti,
     userId: isClientToken(claims) ? null : claims.sub,
     tokenClientId: claims.client_id,
   })
-  return principalFromState(claims, state)
+  const { result: rows, proofSpent } = await withProofSpent(x, stateQuery, proof)
+  if (!proofSpent) {
+    throw dpopReplayed()
+  }
+  return principalFromState(claims, rows[0])
 }
