@@ -30,18 +30,10 @@ export interface AccessTokenState {
 }
 
 /**
- * Everything an access-token check needs, in ONE round trip: a client row, whether the jti is
- * revoked, the user's status (a suspended user's tokens stop working) and the token's client.
+ * Everything an access-token check needs, as one statement for the caller's batch (its first
+ * row is the state): a client row, whether the jti is revoked, the user's status (a suspended
+ * user's tokens stop working) and the token's client.
  */
-export async function readAccessTokenState(
-  x: Executor,
-  input: { clientId: string; jti: string; userId: string | null; tokenClientId: string },
-): Promise<AccessTokenState | undefined> {
-  const [row] = await accessTokenStateStatement(x, input)
-  return row
-}
-
-/** `readAccessTokenState` as a statement for the caller's batch (its first row is the state). */
 export function accessTokenStateStatement(
   x: Executor,
   input: { clientId: string; jti: string; userId: string | null; tokenClientId: string },
@@ -87,7 +79,7 @@ export function accessTokenStateStatement(
  * statement: the jti is not revoked, the token's client is enabled and its tenant active (and
  * not deactivated since the token's `iat` second), and (user tokens) the user
  * is active and the token was issued after the user's last credential event (`iat` strictly
- * after the second of `tokens_valid_after`). Same rules as `readAccessTokenState` +
+ * after the second of `tokens_valid_after`). Same rules as `accessTokenStateStatement` +
  * `principalFromState`.
  */
 export function accessTokenStillValid(input: {
