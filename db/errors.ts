@@ -80,3 +80,24 @@ export function isDataException(error: unknown): boolean {
 
 export const UNIQUE_VIOLATION = '23505'
 export const FOREIGN_KEY_VIOLATION = '23503'
+
+// deadlock_detected: Postgres aborted this statement (all of it) to break a lock cycle.
+const DEADLOCK_SQLSTATE = '40P01'
+const DEADLOCK_ATTEMPTS = 3
+
+/**
+ * Runs `statement` again when Postgres aborted it as a deadlock victim. Only for one
+ * autocommit statement (or one batch): the abort rolled all of it back, so running it again
+ * cannot apply anything twice. A retry costs a round trip, on that rare path only.
+ */
+export async function retryOnDeadlock<T>(statement: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await statement()
+    } catch (error) {
+      if (attempt >= DEADLOCK_ATTEMPTS || sqlState(error) !== DEADLOCK_SQLSTATE) {
+        throw error
+      }
+    }
+  }
+}

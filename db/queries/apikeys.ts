@@ -1,5 +1,6 @@
 import { and, desc, eq, isNull, or, type SQL, sql } from 'drizzle-orm'
 import { type Executor, type HttpDb, queryRows } from '../client'
+import { retryOnDeadlock } from '../errors'
 import { apiKeys, tenants, users } from '../schema'
 import { type ApiKeyTier, DEFAULT_TENANT_ID, type TenantPlan } from '../schema/constants'
 
@@ -497,8 +498,9 @@ interface RawKeyCheckRow {
  * lock, so first calls racing a key quota of fewer units than there are racers may leave a
  * tenant unit charged for a call the key refused.) The tenant's month is `date_trunc('month',
  * now, 'UTC')`, computed here.
- * Row locks are always taken in the same order (rate window, key quota, tenant quota, usage
- * counter, key row), so concurrent verifies queue instead of deadlocking.
+ * Row locks are taken in the same order (rate window, key quota, tenant quota, usage counter,
+ * key row), so concurrent verifies queue; the exception is a key's first call of a month (its
+ * quota row is inserted after the tenant's is locked), whose rare deadlock is retried.
  */
 export async function checkAndChargeKey(x: Executor, input: KeyCheckInput): Promise<KeyCheckOutcome> {
   const now = input.now.toISOString()
@@ -538,9 +540,12 @@ export async function checkAndChargeKey(x: Executor, input: KeyCheckInput): Prom
       : sql`(k.id is null and exists (select 1 from api_keys a2 where a2.key_hash = ${input.keyHash}))`
   const period = input.periodStart.toISOString()
   const elapsedMs = Math.max(0, Math.min(Math.round(input.elapsedMs), 2_000_000_000))
-  const [row] = await queryRows<RawKeyCheckRow & Record<string, unknown>>(
-    x,
-    sql`with ${proofCte}${serviceCte}k as (
+  // A key's first call of a month inserts its quota row after the tenant's counter is locked,
+  // so racing first calls of two keys of one tenant can deadlock; the victim runs again.
+  const [row] = await retryOnDeadlock(() =>
+    queryRows<RawKeyCheckRow & Record<string, unknown>>(
+      x,
+      sql`with ${proofCte}${serviceCte}k as (
           select a.id, a.owner_user_id, a.tenant_id, a.tier, a.scopes, a.metadata, ${rateLimit} as rate_limit,
             coalesce(a.rotated_from, a.id) as account_id,
             case
@@ -642,6 +647,7 @@ export async function checkAndChargeKey(x: Executor, input: KeyCheckInput): Prom
           (select used from tenant_quota) as tenant_used_after,
           (select count(*) from counted) as recorded, ${hiddenKey} as hidden_key
         from (select 1) as one left join k on true left join seen on true left join verdict v on true`,
+    ),
   )
   if (row === undefined || row.proof_ok !== true) {
     return row === undefined ? { callerRefused: true } : { proofReplayed: true }
