@@ -160,6 +160,9 @@ export const refreshTokens = pgTable(
     index('refresh_tokens_code_idx').on(t.authorizationCodeId),
     index('refresh_tokens_expires_at_idx').on(t.expiresAt),
     index('refresh_tokens_revoked_at_idx').on(t.revokedAt),
+    // Deleting a token sets its children's parent_id to null: without this, each purged row
+    // scanned the table (125k revoked tokens took over a minute per batch at bench scale).
+    index('refresh_tokens_parent_idx').on(t.parentId),
   ],
 )
 
