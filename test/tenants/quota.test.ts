@@ -5,7 +5,15 @@ import { toApiKeyVerification } from '../../sdk/src/api-keys'
 import { type CreatedKey, createKey, eventually, type VerifyAnswer, verify } from '../helpers/apikeys'
 import { testDb } from '../helpers/db'
 import { expectRoundTrips } from '../helpers/round-trips'
-import { adminHeaders, call, callWith, describeResponse, postJson, realPostgres } from '../helpers/worker'
+import {
+  adminHeaders,
+  call,
+  callWith,
+  describeResponse,
+  postJson,
+  realPostgres,
+  useBindings,
+} from '../helpers/worker'
 import { patchTenant, type SeededTenant, seedTenant } from './fixtures'
 
 interface TenantQuotaAnswer extends VerifyAnswer {
@@ -211,6 +219,11 @@ describe('tenant-wide monthly quota', () => {
 })
 
 describe.skipIf(!realPostgres)('tenant-wide quota under concurrency (real Postgres)', () => {
+  // Exactness, not latency, is under test: all 200 statements queue on the tenant's one counter
+  // row, and on two cores beside three other test files the tail passed the 5 s deadline (177
+  // answers 503 in one CI run). A deadline that waits for the queue keeps every answer.
+  useBindings({ DB_TIMEOUT_MS: '30000' })
+
   it('200 concurrent verifies over the tenant’s keys with 150 left: exactly 150 VALID, counters equal usage', async () => {
     const t = await seedTenant()
     const keys = await tenantKeys(t)
