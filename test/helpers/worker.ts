@@ -55,23 +55,32 @@ export function fileEnv(): Bindings {
 export function useIsolatedDatabase(scope: IsolationScope): void {
   // Files may share an isolate (vitest --no-isolate): the per-isolate signing-key cache must
   // not carry keys from one database into another.
-  beforeAll(() => {
-    fileBindings = { DATABASE_URL: isolatedDatabaseUrl(scope) }
-    resetKeyCache()
-  })
-  afterAll(() => {
-    fileBindings = undefined
-    resetKeyCache()
-  })
+  overrideBindings(() => ({ DATABASE_URL: isolatedDatabaseUrl(scope) }), resetKeyCache)
 }
 
 /** Runs this file's `call`s (and the helpers built on it) with these bindings changed. */
 export function useBindings(vars: Partial<Record<keyof Bindings, string | undefined>>): void {
+  overrideBindings(() => vars)
+}
+
+/**
+ * Layers bindings over the enclosing ones for the current file or describe block, and puts
+ * back exactly what was there when it ends, so a describe block's override stacks on a
+ * file-wide one and a later block still sees the file's.
+ */
+function overrideBindings(
+  vars: () => Partial<Record<keyof Bindings, string | undefined>>,
+  onChange: () => void = () => {},
+): void {
+  let outer: typeof fileBindings
   beforeAll(() => {
-    fileBindings = { ...fileBindings, ...vars }
+    outer = fileBindings
+    fileBindings = { ...outer, ...vars() }
+    onChange()
   })
   afterAll(() => {
-    fileBindings = undefined
+    fileBindings = outer
+    onChange()
   })
 }
 

@@ -67,10 +67,11 @@ export async function setup(project: TestProject): Promise<() => Promise<void>> 
 
 /**
  * Tests that change state every other file sees (signing-key rotation, a purge or outbox
- * delivery with the real clock) run against a database of their own so files can run in
- * parallel. test/helpers/isolation.ts names the scope a file uses.
+ * delivery with the real clock), or that flood the database with hundreds of concurrent
+ * statements, run against a database of their own so files can run in parallel.
+ * test/helpers/isolation.ts names the scope a file uses.
  */
-export const ISOLATION_SCOPES = ['keys', 'routes', 'purge', 'reseal'] as const
+export const ISOLATION_SCOPES = ['keys', 'routes', 'purge', 'reseal', 'bursts'] as const
 
 async function resetSchema(databaseUrl: string): Promise<void> {
   const client = new pg.Client({ connectionString: databaseUrl })
