@@ -108,6 +108,25 @@ describe('verify gates on the key owner and tenant, in the same statement', () =
     await setStatus(owner.id, 'suspend')
     expect((await verifyKey(key.key)).code).toBe('REVOKED')
   })
+
+  it('documents DISABLED among the verify codes in OpenAPI (issue 9 item 2)', async () => {
+    const res = await getJson('/openapi.json', {})
+    expect(res.status).toBe(200)
+    type Schema = { $ref?: string; properties?: Record<string, Schema>; enum?: unknown[] }
+    const doc = (await res.json()) as {
+      paths: Record<
+        string,
+        { post?: { responses: Record<string, { content: Record<string, { schema: Schema }> }> } }
+      >
+      components?: { schemas?: Record<string, Schema> }
+    }
+    const resolve = (schema: Schema | undefined): Schema | undefined =>
+      schema?.$ref === undefined ? schema : doc.components?.schemas?.[schema.$ref.split('/').at(-1) ?? '']
+    const verdict = resolve(
+      doc.paths['/api-keys/verify']?.post?.responses['200']?.content['application/json']?.schema,
+    )
+    expect(resolve(verdict?.properties?.code)?.enum).toContain('DISABLED')
+  })
 })
 
 describe('a verify is one statement in all: check, charge and record', () => {
