@@ -43,6 +43,8 @@ export interface Db {
    * closed through `waitUntil` afterwards. Use only where atomicity needs a read between writes.
    */
   transaction<T>(work: (tx: Executor) => Promise<T>): Promise<T>
+  /** Keeps the Worker alive for database work the response does not wait for. */
+  defer(work: Promise<unknown>): void
 }
 
 const REQUEST_ID_HEADER = 'x-portcullis-request-id'
@@ -147,6 +149,7 @@ export function createDb(options: DbOptions): Db {
   const http = drizzleHttp({ client: neon(options.databaseUrl), schema })
   return {
     http,
+    defer: (work) => options.waitUntil(work),
     async transaction(work) {
       const timeoutMs = currentTimeoutMs()
       const pool = new Pool({

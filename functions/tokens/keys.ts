@@ -14,10 +14,16 @@ import {
 import type { SigningAlgorithm } from '../../db/schema'
 import type { Config } from '../config'
 import { seal, unseal } from '../crypto/aes-gcm'
-import { log } from '../log'
+import { errorForLog, log } from '../log'
 
 /** How long an isolate trusts its copy of the key set before reading it again. */
 export const KEY_CACHE_TTL_SECONDS = 60
+/**
+ * From this age a request that finds the key set still fresh starts re-reading it in the
+ * background (waitUntil), so a busy isolate replaces its copy before the TTL and no request waits
+ * for the read. An isolate idle past the TTL reads it on the request path, as before.
+ */
+export const KEY_REFRESH_AHEAD_SECONDS = KEY_CACHE_TTL_SECONDS / 2
 /** `Cache-Control: max-age` of the JWKS. */
 export const JWKS_MAX_AGE_SECONDS = 300
 /**
@@ -238,17 +244,17 @@ export async function keyRing(db: Db, config: Config, now = new Date()): Promise
   const servableStale =
     current !== undefined && now.getTime() - current.loadedAt < MAX_STALE_KEY_RING_SECONDS * 1000
   if (current !== undefined) {
-    if (now.getTime() - current.loadedAt < KEY_CACHE_TTL_SECONDS * 1000) {
+    const age = now.getTime() - current.loadedAt
+    if (age < KEY_CACHE_TTL_SECONDS * 1000) {
+      if (age >= KEY_REFRESH_AHEAD_SECONDS * 1000 && !refreshRunning(now) && !refreshRecentlyFailed(now)) {
+        db.defer(refreshInBackground(db, config, now))
+      }
       return current.keys
     }
-    if (refreshStartedAt !== undefined && now.getTime() - refreshStartedAt < REFRESH_GIVE_UP_MS) {
+    if (refreshRunning(now)) {
       return current.keys
     }
-    if (
-      servableStale &&
-      refreshFailedAt !== undefined &&
-      now.getTime() - refreshFailedAt < STALE_RETRY_SECONDS * 1000
-    ) {
+    if (servableStale && refreshRecentlyFailed(now)) {
       return current.keys
     }
   }
@@ -269,6 +275,36 @@ export async function keyRing(db: Db, config: Config, now = new Date()): Promise
     }
     refreshFailedAt = now.getTime()
     return current.keys
+  } finally {
+    refreshStartedAt = undefined
+  }
+}
+
+function refreshRunning(now: Date): boolean {
+  return refreshStartedAt !== undefined && now.getTime() - refreshStartedAt < REFRESH_GIVE_UP_MS
+}
+
+function refreshRecentlyFailed(now: Date): boolean {
+  return refreshFailedAt !== undefined && now.getTime() - refreshFailedAt < STALE_RETRY_SECONDS * 1000
+}
+
+/**
+ * Re-reads the key set for the isolate while requests keep using the fresh-enough copy. Never
+ * rejects: a failure leaves the copy in place (the request path re-reads it past the TTL, and
+ * serves it stale through an outage as keyRing says).
+ */
+async function refreshInBackground(db: Db, config: Config, now: Date): Promise<void> {
+  refreshStartedAt = now.getTime()
+  try {
+    ring = await loadRing(db, config, now)
+    refreshFailedAt = undefined
+  } catch (error) {
+    refreshFailedAt = now.getTime()
+    if (isDatabaseUnavailable(error)) {
+      log('warn', 'key_ring_refresh_failed', { reason: 'database_unavailable' })
+    } else {
+      log('error', 'key_ring_refresh_failed', { error: errorForLog(error) })
+    }
   } finally {
     refreshStartedAt = undefined
   }
