@@ -212,6 +212,9 @@ export interface ConfigReport {
   warnings: ConfigError[]
 }
 
+// The documentation's reserved domains (RFC 2606), left in wrangler.toml's production section.
+const PLACEHOLDER_DOMAIN = /(^|\.)example\.(com|org|net)$/
+
 // A Workers isolate has 128 MB; an argon2id core needs m KiB of it on top of the Worker's own.
 const ARGON2_MEMORY_KIB_WORKERS_MAX = 65_536
 
@@ -230,8 +233,18 @@ export function checkConfig(env: Bindings): ConfigReport {
       new ConfigError('ISSUER', 'must be an https URL unless it is a loopback address (OAuth 2.1 §1.5)'),
     )
   }
-  if (publicIssuer && /(^|\.)example\.(com|org|net)$/.test(new URL(config.issuer).hostname)) {
+  if (publicIssuer && PLACEHOLDER_DOMAIN.test(new URL(config.issuer).hostname)) {
     problems.push(new ConfigError('ISSUER', 'is still the example.com placeholder: set your public URL'))
+  }
+  // A provider refuses (or a receiver drops) mail from a domain that is not yours.
+  const mailFromDomain = /@([^\s@>]+)>?\s*$/.exec(config.mailFrom)?.[1]?.toLowerCase()
+  if (publicIssuer && mailFromDomain !== undefined && PLACEHOLDER_DOMAIN.test(mailFromDomain)) {
+    problems.push(
+      new ConfigError(
+        'MAIL_FROM',
+        'is still the example.com placeholder: use an address of your sending domain',
+      ),
+    )
   }
   if (config.argon2.memoryKib > ARGON2_MEMORY_KIB_WORKERS_MAX) {
     problems.push(

@@ -70,6 +70,27 @@ describe('config check (issue 12: every problem at once)', () => {
     expect(problems.map((p) => p.variable).sort()).toEqual(['ISSUER', 'MAIL_PROVIDER'])
   })
 
+  it("refuses wrangler.toml's example.com MAIL_FROM for a public issuer, not for a loopback one", () => {
+    const placeholder = 'Example <no-reply@auth.example.com>'
+    expect(checkConfig({ ...GOOD, MAIL_FROM: placeholder }).problems.map((p) => p.variable)).toEqual([
+      'MAIL_FROM',
+    ])
+    expect(
+      checkConfig({ ...GOOD, MAIL_FROM: 'no-reply@Example.org' }).problems.map((p) => p.variable),
+    ).toEqual(['MAIL_FROM'])
+    expect(checkConfig({ ...GOOD, MAIL_FROM: 'Portcullis <no-reply@mail.portcullis.dev>' }).problems).toEqual(
+      [],
+    )
+    expect(
+      checkConfig({
+        DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/x',
+        MASTER_KEY,
+        ADMIN_TOKEN: 'a'.repeat(40),
+        MAIL_FROM: placeholder,
+      }).problems,
+    ).toEqual([])
+  })
+
   it('warns about development defaults left on a public issuer', () => {
     const { problems, warnings } = checkConfig({ ...GOOD, API_KEY_ENV: 'test', REGISTRATION_POLICY: 'open' })
     expect(problems).toEqual([])

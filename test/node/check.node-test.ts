@@ -14,6 +14,7 @@ import { after, describe, it } from 'node:test'
 const ROOT = resolve(import.meta.dirname, '../..')
 const WRANGLER_TOML = readFileSync(join(ROOT, 'wrangler.toml'), 'utf8')
 const PLACEHOLDER = 'ISSUER = "https://auth.example.com"'
+const MAIL_FROM_PLACEHOLDER = 'MAIL_FROM = "Example <no-reply@auth.example.com>"'
 
 // Values no output may contain: each is a secret or part of one.
 const DB_PASSWORD = 'neon-password-zq81'
@@ -91,19 +92,27 @@ describe('npm run check -- --env production', () => {
     }
   }
 
-  it("the repository's [env.production] with every secret lacks only the real issuer", () => {
+  it("the repository's [env.production] with every secret lacks only the real issuer and sender", () => {
     assert.ok(WRANGLER_TOML.includes(PLACEHOLDER), 'wrangler.toml keeps the placeholder issuer')
+    assert.ok(WRANGLER_TOML.includes(MAIL_FROM_PLACEHOLDER), 'wrangler.toml keeps the placeholder sender')
     const run = check(join(ROOT, 'wrangler.toml'), secretsFile(SECRETS))
     assert.equal(run.code, 1, run.stdout + run.stderr)
-    assert.match(run.stderr, /^1 problem in \[env\.production\] with its secrets:$/m)
-    assert.match(run.stderr, /ISSUER is still the example\.com placeholder/)
+    assert.match(run.stderr, /^2 problems in \[env\.production\] with its secrets:$/m)
+    assert.match(run.stderr, /✗ ISSUER is still the example\.com placeholder/)
+    assert.match(run.stderr, /✗ MAIL_FROM is still the example\.com placeholder/)
     // Production defaults: live keys, token registration, mail required; so no warning either.
     assert.doesNotMatch(run.stderr, /warning/)
     assertNoSecret(run)
   })
 
-  it('passes once the issuer is set, with no warning', () => {
-    const config = file('good.toml', WRANGLER_TOML.replace(PLACEHOLDER, 'ISSUER = "https://auth.zq81.test"'))
+  it('passes once the issuer and sender are set, with no warning', () => {
+    const config = file(
+      'good.toml',
+      WRANGLER_TOML.replace(PLACEHOLDER, 'ISSUER = "https://auth.zq81.test"').replace(
+        MAIL_FROM_PLACEHOLDER,
+        'MAIL_FROM = "Zq81 <no-reply@zq81.test>"',
+      ),
+    )
     const run = check(config, secretsFile(SECRETS))
     assert.equal(run.code, 0, run.stdout + run.stderr)
     assert.equal(run.stdout, '✓ [env.production] with its secrets: no problems\n')
@@ -138,6 +147,7 @@ describe('npm run check -- --env production', () => {
         'ARGON2_MEMORY_KIB',
         'DATABASE_URL',
         'ISSUER',
+        'MAIL_FROM',
         'MAIL_PROVIDER',
         'MASTER_KEY',
       ],
