@@ -5,6 +5,7 @@ import { beforeAll, describe, expect, it } from 'vitest'
 import { createDb, queryRows, withDatabaseDeadline } from '../../db/client'
 import { DatabaseUnavailableError, databaseUnavailableReason, isDatabaseUnavailable } from '../../db/errors'
 import { renderError } from '../../functions/errors/render'
+import { HEALTHZ_DB_TIMEOUT_MS } from '../../functions/health/healthz'
 import worker from '../../functions/index'
 import { testDb, unique } from '../helpers/db'
 import { BASE } from '../helpers/worker'
@@ -108,6 +109,77 @@ describe('deadlines', () => {
     // The destroyed session rolled back: the insert never becomes visible.
     await new Promise((resolve) => setTimeout(resolve, 3_500))
     expect(await queryRows(testDb(), sql`select 1 from tenants where slug = ${slug}`)).toHaveLength(0)
+  })
+})
+
+describe('/healthz has its own short deadline (issue 18 item 3)', () => {
+  // A database of this suite's own whose migrations table another session holds locked: the
+  // health check's read waits on the lock, as on a stalled database, until its deadline.
+  const base = new URL(env.DATABASE_URL ?? '')
+  const stalledName = `${base.pathname.slice(1)}_stalled`
+  const stalledUrl = Object.assign(new URL(base), { pathname: `/${stalledName}` }).toString()
+
+  beforeAll(async () => {
+    const exists = await queryRows(testDb(), sql`select 1 from pg_database where datname = ${stalledName}`)
+    if (exists.length === 0) {
+      await testDb()
+        .execute(sql.raw(`create database "${stalledName}"`))
+        .catch((error: unknown) => {
+          if (!String((error as { code?: string }).code).startsWith('42P04')) {
+            throw error
+          }
+        })
+    }
+    const stalled = dbAt(stalledUrl).http
+    await stalled.execute(sql.raw('create schema if not exists drizzle'))
+    await stalled.execute(
+      sql.raw(
+        'create table if not exists drizzle.__drizzle_migrations (id serial primary key, hash text not null, created_at bigint)',
+      ),
+    )
+  })
+
+  /** /healthz with the migrations table locked by another session for the whole request. */
+  async function healthzWhileStalled(bindings: Record<string, string>) {
+    let answer: { status: number; retryAfter: string | null; body: unknown; ms: number } | undefined
+    // The lock holder's own deadline, long enough to outlast the request it stalls.
+    await withDatabaseDeadline(15_000, () =>
+      dbAt(stalledUrl).transaction(async (tx) => {
+        await tx.execute(sql.raw('lock table drizzle.__drizzle_migrations in access exclusive mode'))
+        const started = Date.now()
+        const res = await fetchWith({ DATABASE_URL: stalledUrl, ...bindings }, '/healthz')
+        answer = {
+          status: res.status,
+          retryAfter: res.headers.get('retry-after'),
+          body: await res.json(),
+          ms: Date.now() - started,
+        }
+      }),
+    )
+    if (answer === undefined) {
+      throw new Error('no /healthz answer')
+    }
+    return answer
+  }
+
+  it('answers 503 database_timeout at its own deadline, not at a longer DB_TIMEOUT_MS', async () => {
+    const answer = await healthzWhileStalled({ DB_TIMEOUT_MS: '30000' })
+    expect(answer.status, JSON.stringify(answer.body)).toBe(503)
+    expect(answer.retryAfter).toBe('5')
+    expect(answer.body).toMatchObject({
+      status: 'unavailable',
+      reasons: ['database_timeout'],
+      database: { reachable: false },
+    })
+    expect(answer.ms).toBeGreaterThanOrEqual(HEALTHZ_DB_TIMEOUT_MS - 50)
+    expect(answer.ms).toBeLessThan(HEALTHZ_DB_TIMEOUT_MS + 1_500)
+  })
+
+  it('keeps to DB_TIMEOUT_MS when that is the shorter one', async () => {
+    const answer = await healthzWhileStalled({ DB_TIMEOUT_MS: '400' })
+    expect(answer.status, JSON.stringify(answer.body)).toBe(503)
+    expect(answer.body).toMatchObject({ reasons: ['database_timeout'] })
+    expect(answer.ms).toBeLessThan(HEALTHZ_DB_TIMEOUT_MS)
   })
 })
 
