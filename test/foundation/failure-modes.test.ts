@@ -24,6 +24,25 @@ describe('database unavailable', () => {
     })
   })
 
+  // Issue 18 item 2: the one interactive transaction (a WebSocket session through the gateway)
+  // answered 500 when the gateway was down or Postgres refused the connection.
+  it.each([
+    ['database', deadDatabase],
+    ['gateway', deadGateway],
+  ])(
+    'the interactive-transaction route answers 503 with Retry-After when the %s is down',
+    async (_what, bindings) => {
+      const res = await fetchWith(bindings, '/auth/password-reset/confirm', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ token: 'a'.repeat(43), password: 'a sturdy passphrase 42' }),
+      })
+      expect(res.status, await res.clone().text()).toBe(503)
+      expect(res.headers.get('retry-after')).toBe('5')
+      expect(await res.json()).toMatchObject({ code: 'database_unavailable' })
+    },
+  )
+
   it('answers 503 problem with Retry-After, never 500', async () => {
     const res = await fetchWith(deadDatabase, '/admin/purge', {
       method: 'POST',
