@@ -10,7 +10,7 @@ import { launchLocalDatabase } from '../../db/local/launch'
 import { migrateDatabase } from '../../db/migrate'
 import { assertDisposableTestDatabase } from '../setup/database-guard'
 import { FAKE_CLIENT_ID, FAKE_CLIENT_SECRET, startFakeFederation } from '../setup/fake-federation'
-import { freshTestDatabase } from '../setup/fresh-database'
+import { commitWithoutFlush, freshTestDatabase } from '../setup/fresh-database'
 import { waitForSuiteGate } from '../setup/suite-gate'
 import type { BrowserContext, BrowserTest } from './context'
 
@@ -127,6 +127,9 @@ async function main(): Promise<number> {
   // A database of its own: the vitest run before it leaves signing keys sealed under another
   // MASTER_KEY in the suite's database, which /healthz rightly reports as undecryptable.
   const browserUrl = realUrl === undefined ? undefined : await freshTestDatabase(realUrl, 'browser')
+  if (browserUrl !== undefined) {
+    await commitWithoutFlush(browserUrl)
+  }
   const database = await launchLocalDatabase({ databaseUrl: browserUrl, dataDir: join(workDir, 'pg') })
   let wrangler: ChildProcess | undefined
   // A fake GitHub on loopback, for federated-login.browser.ts.

@@ -6,7 +6,7 @@ import type { TestProject } from 'vitest/node'
 import { launchLocalDatabase } from '../../db/local/launch'
 import { migrateDatabase } from '../../db/migrate'
 import { assertDisposableTestDatabase } from './database-guard'
-import { freshTestDatabase } from './fresh-database'
+import { commitWithoutFlush, freshTestDatabase } from './fresh-database'
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -39,14 +39,14 @@ export async function setup(project: TestProject): Promise<() => Promise<void>> 
   const dataDir = mkdtempSync(join(tmpdir(), 'portcullis-test-'))
   if (realUrl !== undefined) {
     await resetSchema(realUrl)
+    await commitWithoutFlush(realUrl)
   }
   const database = await launchLocalDatabase({ databaseUrl: realUrl, dataDir })
   const isolated: Record<string, string> = {}
   await Promise.all([
     migrateDatabase(database.databaseUrl),
     ...ISOLATION_SCOPES.map(async (scope) => {
-      isolated[scope] =
-        realUrl === undefined ? database.databaseUrl : await freshTestDatabase(realUrl, `iso_${scope}`)
+      isolated[scope] = realUrl === undefined ? database.databaseUrl : await isolatedDatabase(realUrl, scope)
     }),
   ])
   project.provide('isolatedDatabaseUrls', isolated)
@@ -72,6 +72,12 @@ export async function setup(project: TestProject): Promise<() => Promise<void>> 
  * test/helpers/isolation.ts names the scope a file uses.
  */
 export const ISOLATION_SCOPES = ['keys', 'routes', 'purge', 'reseal', 'bursts'] as const
+
+async function isolatedDatabase(realUrl: string, scope: string): Promise<string> {
+  const url = await freshTestDatabase(realUrl, `iso_${scope}`)
+  await commitWithoutFlush(url)
+  return url
+}
 
 async function resetSchema(databaseUrl: string): Promise<void> {
   const client = new pg.Client({ connectionString: databaseUrl })
