@@ -7,6 +7,7 @@ import { parseArgs } from 'node:util'
 import { gzipSync } from 'node:zlib'
 import { type Gateway, type SqlStatement, startGateway } from '../../db/local/gateway'
 import { migrateDatabase } from '../../db/migrate'
+import { freePort } from '../setup/free-port'
 import { type FloodResult, runFlood } from './flood'
 import {
   interleavedLatency,
@@ -31,14 +32,7 @@ import type {
 } from './report'
 import { renderReport } from './report'
 import { type RoundTripReport, readGatewayCounts, sampleRoundTrips, subtractCounts } from './round-trips'
-import {
-  freePort,
-  REPO_ROOT,
-  type RunningWorker,
-  type RuntimeName,
-  runCommand,
-  startRuntime,
-} from './runtimes'
+import { REPO_ROOT, type RunningWorker, type RuntimeName, runCommand, startRuntime } from './runtimes'
 import { explainStatements, FULL_SCALE, type ScaleCounts, seedScale } from './scale'
 import {
   floorScenarios,

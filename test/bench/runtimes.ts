@@ -1,9 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { convertV4MiniflareOptions, Log, LogLevel, Miniflare } from 'miniflare'
+import { freePort } from '../setup/free-port'
 
 /** Where the bench runs a Worker: wrangler's dev server, or workerd with no dev proxy in front. */
 export type RuntimeName = 'wrangler-dev' | 'workerd'
@@ -32,19 +32,6 @@ export const REPO_ROOT = resolve(import.meta.dirname, '../..')
 const WRANGLER_BIN = join(REPO_ROOT, 'node_modules/.bin/wrangler')
 const READY_TIMEOUT_MS = 60_000
 const WRANGLER_LOG_LEVEL = 'warn'
-
-/** A free loopback TCP port (the OS picks one; it is released before being handed out). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      const port = typeof address === 'object' && address !== null ? address.port : 0
-      server.close(() => resolvePort(port))
-    })
-  })
-}
 
 export interface CommandResult {
   code: number | null

@@ -1,7 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
@@ -10,6 +9,7 @@ import { launchLocalDatabase } from '../../db/local/launch'
 import { migrateDatabase } from '../../db/migrate'
 import { assertDisposableTestDatabase } from '../setup/database-guard'
 import { FAKE_CLIENT_ID, FAKE_CLIENT_SECRET, startFakeFederation } from '../setup/fake-federation'
+import { freePort } from '../setup/free-port'
 import { commitWithoutFlush, freshTestDatabase } from '../setup/fresh-database'
 import { waitForSuiteGate } from '../setup/suite-gate'
 import type { BrowserContext, BrowserTest } from './context'
@@ -36,18 +36,6 @@ const CHROMIUM_ARGS = [
   '--disable-component-update',
   '--disable-sync',
 ]
-
-async function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      const port = typeof address === 'object' && address !== null ? address.port : 0
-      server.close(() => resolvePort(port))
-    })
-  })
-}
 
 async function waitHealthy(url: string, wrangler: ChildProcess, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs

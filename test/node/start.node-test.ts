@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict'
 import { type ChildProcess, spawn } from 'node:child_process'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { after, describe, it } from 'node:test'
 import * as oidc from 'openid-client'
+import { freePort } from '../setup/free-port'
 
 /**
  * `npm start` as a user runs it (scripts/start.ts, embedded database, wrangler dev), with its
@@ -15,17 +15,6 @@ import * as oidc from 'openid-client'
  */
 const ROOT = resolve(import.meta.dirname, '../..')
 const START_TIMEOUT_MS = 240_000
-
-function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const server = createServer()
-    server.once('error', fail)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      server.close(() => done(typeof address === 'object' && address !== null ? address.port : 0))
-    })
-  })
-}
 
 interface Started {
   child: ChildProcess

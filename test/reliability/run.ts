@@ -1,11 +1,11 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { createLocalJWKSet, jwtVerify } from 'jose'
 import pg from 'pg'
+import { freePort } from '../setup/free-port'
 import { freshTestDatabase } from '../setup/fresh-database'
 import { waitForSuiteGate } from '../setup/suite-gate'
 
@@ -48,18 +48,6 @@ function check(condition: boolean, message: string): void {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-
-async function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      const port = typeof address === 'object' && address !== null ? address.port : 0
-      server.close(() => resolvePort(port))
-    })
-  })
-}
 
 async function pollUntil<T>(
   what: string,
@@ -181,6 +169,11 @@ async function startWorker(options: {
     const res = await fetch(`${url}/openapi.json`)
     await res.body?.cancel()
     return res.status === 200 ? true : undefined
+  }).catch((error: unknown) => {
+    child.kill('SIGKILL')
+    throw new Error(
+      `${error instanceof Error ? error.message : String(error)}; wrangler said:\n${stderrTail}`,
+    )
   })
   return {
     url,
@@ -451,7 +444,8 @@ async function main(): Promise<number> {
   try {
     const databaseUrl = await freshTestDatabase(baseUrl, 'faults')
     const name = databaseName(databaseUrl)
-    await gateway.start()
+    // A port below the ephemeral range: the gateway is killed and restarted on the same one.
+    await gateway.start(await freePort())
     const masterKey = `k1:${randomBytes(32).toString('base64url')}`
     worker = await startWorker({ workDir, databaseUrl, gatewayUrl: gateway.url, masterKey })
     const base = worker.url
