@@ -164,6 +164,13 @@ async function main(): Promise<number> {
         `GITHUB_BASE_URL:${github.url}/github`,
         '--var',
         `GITHUB_API_URL:${github.url}/github-api`,
+        // Pages are under test here, not the hash: cheap argon2id as in vitest (the production
+        // parameters run in test/auth/password-hash.test.ts and the memory test). At production
+        // cost every sign-in waited its turn for the isolate's one argon2 core.
+        ...['ARGON2_MEMORY_KIB:128', 'ARGON2_ITERATIONS:1', 'ARGON2_PARALLELISM:1'].flatMap((v) => [
+          '--var',
+          v,
+        ]),
         '--persist-to',
         join(workDir, 'wrangler'),
       ],
