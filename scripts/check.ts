@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process'
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import {
+  deploymentProblems,
   formatConfigReport,
   readDevVars,
   reportConfig,
@@ -65,6 +66,9 @@ function main(): number {
     subject = `[env.${environment}] with its secrets`
   }
   const report = reportConfig(bindings)
+  if (environment !== undefined) {
+    report.problems.push(...deploymentProblems(configPath, environment))
+  }
   const text = formatConfigReport(report, subject)
   if (report.problems.length === 0) {
     process.stdout.write(`✓ ${subject}: no problems${text === '' ? '' : `\n${text}`}\n`)

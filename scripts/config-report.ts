@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { unstable_readConfig } from 'wrangler'
-import { type ConfigReport, checkConfig } from '../functions/config'
+import { ConfigError, type ConfigReport, checkConfig } from '../functions/config'
 
 /** The secrets Portcullis reads (never in wrangler.toml): `wrangler secret put NAME --env …`. */
 export const SECRET_NAMES = [
@@ -53,6 +53,25 @@ export function wranglerVars(configPath: string, environment?: string): Record<s
     vars[name] = typeof value === 'string' ? value : JSON.stringify(value)
   }
   return vars
+}
+
+/**
+ * What the environment's deployment itself lacks, beyond its variables: with `workers_dev =
+ * false` and no route or custom domain, `wrangler deploy` succeeds and the Worker answers at no
+ * address at all.
+ */
+export function deploymentProblems(configPath: string, environment: string): ConfigError[] {
+  const config = unstable_readConfig({ config: configPath, env: environment }, { hideWarnings: true })
+  const routes = (config.routes?.length ?? 0) + (config.route === undefined ? 0 : 1)
+  if (config.workers_dev === false && routes === 0) {
+    return [
+      new ConfigError(
+        'routes',
+        `of [env.${environment}] are empty and workers_dev is false: the Worker would have no address (set your custom domain)`,
+      ),
+    ]
+  }
+  return []
 }
 
 /** Bindings for the check when some secrets are known only to exist (listed by Cloudflare). */

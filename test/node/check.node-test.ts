@@ -15,6 +15,7 @@ const ROOT = resolve(import.meta.dirname, '../..')
 const WRANGLER_TOML = readFileSync(join(ROOT, 'wrangler.toml'), 'utf8')
 const PLACEHOLDER = 'ISSUER = "https://auth.example.com"'
 const MAIL_FROM_PLACEHOLDER = 'MAIL_FROM = "Example <no-reply@auth.example.com>"'
+const ROUTES_PLACEHOLDER = '# routes = [{ pattern = "auth.example.com", custom_domain = true }]'
 
 // Values no output may contain: each is a secret or part of one.
 const DB_PASSWORD = 'neon-password-zq81'
@@ -92,26 +93,30 @@ describe('npm run check -- --env production', () => {
     }
   }
 
-  it("the repository's [env.production] with every secret lacks only the real issuer and sender", () => {
+  it("the repository's [env.production] with every secret lacks only the real issuer, sender and custom domain", () => {
     assert.ok(WRANGLER_TOML.includes(PLACEHOLDER), 'wrangler.toml keeps the placeholder issuer')
     assert.ok(WRANGLER_TOML.includes(MAIL_FROM_PLACEHOLDER), 'wrangler.toml keeps the placeholder sender')
     const run = check(join(ROOT, 'wrangler.toml'), secretsFile(SECRETS))
+    assert.ok(
+      WRANGLER_TOML.includes(ROUTES_PLACEHOLDER),
+      'wrangler.toml keeps the custom domain commented out',
+    )
     assert.equal(run.code, 1, run.stdout + run.stderr)
-    assert.match(run.stderr, /^2 problems in \[env\.production\] with its secrets:$/m)
+    assert.match(run.stderr, /^3 problems in \[env\.production\] with its secrets:$/m)
     assert.match(run.stderr, /✗ ISSUER is still the example\.com placeholder/)
     assert.match(run.stderr, /✗ MAIL_FROM is still the example\.com placeholder/)
+    assert.match(run.stderr, /✗ routes of \[env\.production\] are empty and workers_dev is false/)
     // Production defaults: live keys, token registration, mail required; so no warning either.
     assert.doesNotMatch(run.stderr, /warning/)
     assertNoSecret(run)
   })
 
-  it('passes once the issuer and sender are set, with no warning', () => {
+  it('passes once the issuer, sender and custom domain are set, with no warning', () => {
     const config = file(
       'good.toml',
-      WRANGLER_TOML.replace(PLACEHOLDER, 'ISSUER = "https://auth.zq81.test"').replace(
-        MAIL_FROM_PLACEHOLDER,
-        'MAIL_FROM = "Zq81 <no-reply@zq81.test>"',
-      ),
+      WRANGLER_TOML.replace(PLACEHOLDER, 'ISSUER = "https://auth.zq81.test"')
+        .replace(MAIL_FROM_PLACEHOLDER, 'MAIL_FROM = "Zq81 <no-reply@zq81.test>"')
+        .replace(ROUTES_PLACEHOLDER, 'routes = [{ pattern = "auth.zq81.test", custom_domain = true }]'),
     )
     const run = check(config, secretsFile(SECRETS))
     assert.equal(run.code, 0, run.stdout + run.stderr)
@@ -138,7 +143,7 @@ describe('npm run check -- --env production', () => {
     )
     assert.equal(run.code, 1, run.stdout + run.stderr)
     const problems = run.stderr.split('\n').filter((line) => line.trimStart().startsWith('✗'))
-    const named = problems.map((line) => /✗ ([A-Z0-9_]+) /.exec(line)?.[1]).sort()
+    const named = problems.map((line) => /✗ ([A-Za-z0-9_]+) /.exec(line)?.[1]).sort()
     assert.deepEqual(
       named,
       [
@@ -150,6 +155,7 @@ describe('npm run check -- --env production', () => {
         'MAIL_FROM',
         'MAIL_PROVIDER',
         'MASTER_KEY',
+        'routes',
       ],
       run.stderr,
     )
