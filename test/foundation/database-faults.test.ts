@@ -1,4 +1,4 @@
-import { createExecutionContext, env, waitOnExecutionContext } from 'cloudflare:test'
+import { env } from 'cloudflare:test'
 import { sql } from 'drizzle-orm'
 import { Hono } from 'hono'
 import { beforeAll, describe, expect, it } from 'vitest'
@@ -6,19 +6,11 @@ import { createDb, queryRows, withDatabaseDeadline } from '../../db/client'
 import { DatabaseUnavailableError, databaseUnavailableReason, isDatabaseUnavailable } from '../../db/errors'
 import { renderError } from '../../functions/errors/render'
 import { HEALTHZ_DB_TIMEOUT_MS } from '../../functions/health/healthz'
-import worker from '../../functions/index'
-import { testDb, unique } from '../helpers/db'
-import { BASE } from '../helpers/worker'
+import { siblingDatabase, testDb, unique } from '../helpers/db'
+import { callWith, expectTransactionRouteUnavailable } from '../helpers/worker'
 
 function dbAt(databaseUrl: string) {
   return createDb({ databaseUrl, gatewayUrl: env.DB_GATEWAY_URL, waitUntil: () => {} })
-}
-
-async function fetchWith(bindings: Record<string, string | undefined>, path: string, init: RequestInit = {}) {
-  const ctx = createExecutionContext()
-  const res = await worker.fetch(new Request(`${BASE}${path}`, init), { ...env, ...bindings }, ctx)
-  await waitOnExecutionContext(ctx)
-  return res
 }
 
 async function failureOf(work: Promise<unknown>): Promise<unknown> {
@@ -33,23 +25,12 @@ async function failureOf(work: Promise<unknown>): Promise<unknown> {
 describe('a database that refuses connections (SQLSTATE 55000 at connect)', () => {
   // A database of this suite's own, next to the test database, with connections disallowed:
   // Postgres answers the startup with FATAL 55000 "not currently accepting connections".
-  const base = new URL(env.DATABASE_URL ?? '')
-  const closedName = `${base.pathname.slice(1)}_closed`
-  const closedUrl = Object.assign(new URL(base), { pathname: `/${closedName}` }).toString()
+  const closed = siblingDatabase('closed')
+  const closedUrl = closed.url
 
   beforeAll(async () => {
-    const exists = await queryRows(testDb(), sql`select 1 from pg_database where datname = ${closedName}`)
-    if (exists.length === 0) {
-      await testDb()
-        .execute(sql.raw(`create database "${closedName}"`))
-        .catch((error: unknown) => {
-          // Another run created it in between (42P04 duplicate_database).
-          if (!String((error as { code?: string }).code).startsWith('42P04')) {
-            throw error
-          }
-        })
-    }
-    await testDb().execute(sql.raw(`alter database "${closedName}" allow_connections false`))
+    await closed.create()
+    await testDb().execute(sql.raw(`alter database "${closed.name}" allow_connections false`))
   })
 
   it('an interactive transaction fails as DatabaseUnavailableError, not as a statement error', async () => {
@@ -64,18 +45,11 @@ describe('a database that refuses connections (SQLSTATE 55000 at connect)', () =
   })
 
   it('the one interactive-transaction route answers 503 with Retry-After, never 500', async () => {
-    const res = await fetchWith({ DATABASE_URL: closedUrl }, '/auth/password-reset/confirm', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ token: 'a'.repeat(43), password: 'a sturdy passphrase 42' }),
-    })
-    expect(res.status, await res.clone().text()).toBe(503)
-    expect(res.headers.get('retry-after')).toBe('5')
-    expect(await res.json()).toMatchObject({ code: 'database_unavailable' })
+    await expectTransactionRouteUnavailable({ DATABASE_URL: closedUrl })
   })
 
   it('/healthz names the reason: database_unreachable', async () => {
-    const res = await fetchWith({ DATABASE_URL: closedUrl }, '/healthz')
+    const res = await callWith({ DATABASE_URL: closedUrl }, '/healthz')
     expect(res.status).toBe(503)
     expect(await res.json()).toMatchObject({
       status: 'unavailable',
@@ -115,21 +89,11 @@ describe('deadlines', () => {
 describe('/healthz has its own short deadline (issue 18 item 3)', () => {
   // A database of this suite's own whose migrations table another session holds locked: the
   // health check's read waits on the lock, as on a stalled database, until its deadline.
-  const base = new URL(env.DATABASE_URL ?? '')
-  const stalledName = `${base.pathname.slice(1)}_stalled`
-  const stalledUrl = Object.assign(new URL(base), { pathname: `/${stalledName}` }).toString()
+  const stalledDatabase = siblingDatabase('stalled')
+  const stalledUrl = stalledDatabase.url
 
   beforeAll(async () => {
-    const exists = await queryRows(testDb(), sql`select 1 from pg_database where datname = ${stalledName}`)
-    if (exists.length === 0) {
-      await testDb()
-        .execute(sql.raw(`create database "${stalledName}"`))
-        .catch((error: unknown) => {
-          if (!String((error as { code?: string }).code).startsWith('42P04')) {
-            throw error
-          }
-        })
-    }
+    await stalledDatabase.create()
     const stalled = dbAt(stalledUrl).http
     await stalled.execute(sql.raw('create schema if not exists drizzle'))
     await stalled.execute(
@@ -147,7 +111,7 @@ describe('/healthz has its own short deadline (issue 18 item 3)', () => {
       dbAt(stalledUrl).transaction(async (tx) => {
         await tx.execute(sql.raw('lock table drizzle.__drizzle_migrations in access exclusive mode'))
         const started = Date.now()
-        const res = await fetchWith({ DATABASE_URL: stalledUrl, ...bindings }, '/healthz')
+        const res = await callWith({ DATABASE_URL: stalledUrl, ...bindings }, '/healthz')
         answer = {
           status: res.status,
           retryAfter: res.headers.get('retry-after'),

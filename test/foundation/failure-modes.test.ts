@@ -1,6 +1,6 @@
 import { env } from 'cloudflare:test'
 import { describe, expect, it } from 'vitest'
-import { callWith } from '../helpers/worker'
+import { callWith, expectTransactionRouteUnavailable } from '../helpers/worker'
 
 const fetchWith = callWith
 
@@ -31,16 +31,7 @@ describe('database unavailable', () => {
     ['gateway', deadGateway],
   ])(
     'the interactive-transaction route answers 503 with Retry-After when the %s is down',
-    async (_what, bindings) => {
-      const res = await fetchWith(bindings, '/auth/password-reset/confirm', {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ token: 'a'.repeat(43), password: 'a sturdy passphrase 42' }),
-      })
-      expect(res.status, await res.clone().text()).toBe(503)
-      expect(res.headers.get('retry-after')).toBe('5')
-      expect(await res.json()).toMatchObject({ code: 'database_unavailable' })
-    },
+    (_what, bindings) => expectTransactionRouteUnavailable(bindings),
   )
 
   it('answers 503 problem with Retry-After, never 500', async () => {

@@ -1,5 +1,5 @@
 import { createExecutionContext, env, SELF, waitOnExecutionContext } from 'cloudflare:test'
-import { afterAll, beforeAll } from 'vitest'
+import { afterAll, beforeAll, expect } from 'vitest'
 import type { Bindings } from '../../functions/env'
 import worker from '../../functions/index'
 import { resetKeyCache } from '../../functions/tokens/keys'
@@ -107,3 +107,20 @@ export async function describeResponse(res: Response): Promise<string> {
 
 /** True when the suite runs against a real Postgres server (races and locks can be tested). */
 export const realPostgres = env.TEST_REAL_POSTGRES === 'true'
+
+/**
+ * The one route that runs an interactive transaction (a WebSocket session through the gateway)
+ * answers 503 database_unavailable with Retry-After, never 500, under these bindings.
+ */
+export async function expectTransactionRouteUnavailable(
+  vars: Partial<Record<keyof Bindings, string | undefined>>,
+): Promise<void> {
+  const res = await callWith(vars, '/auth/password-reset/confirm', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ token: 'a'.repeat(43), password: 'a sturdy passphrase 42' }),
+  })
+  expect(res.status, await describeResponse(res)).toBe(503)
+  expect(res.headers.get('retry-after')).toBe('5')
+  expect(await res.json()).toMatchObject({ code: 'database_unavailable' })
+}
