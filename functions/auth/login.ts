@@ -16,7 +16,7 @@ import {
   type UserRow,
   userThrottleSubject,
 } from '../../db/queries/users'
-import { auditStatement } from '../audit/record'
+import { type AuditEvent, auditStatement } from '../audit/record'
 import type { Config } from '../config'
 import { sha256Hex } from '../crypto/hash'
 import { burnPasswordCheck, hashPassword, verifyPassword } from '../crypto/password'
@@ -261,6 +261,8 @@ export interface SessionStart {
   upgradedHash?: string
   /** The `user_login` event's metadata. */
   metadata: Record<string, unknown>
+  /** Further events that commit with the session (e.g. `recovery_code_used`). */
+  alsoRecord?: AuditEvent[]
   /** The attempt's claims, given back. */
   claims: readonly AttemptClaim[]
 }
@@ -291,13 +293,18 @@ export async function startSession(
       ...(input.amr === undefined ? {} : { amr: input.amr }),
     }),
     recordLoginStatement(db, user.id, now, input.upgradedHash),
-    auditStatement(db, input.ip, {
-      type: 'user_login',
-      actor: `user:${user.id}`,
-      userId: user.id,
-      tenantId: user.tenantId,
-      metadata: input.metadata,
-    }),
+    auditStatement(
+      db,
+      input.ip,
+      {
+        type: 'user_login',
+        actor: `user:${user.id}`,
+        userId: user.id,
+        tenantId: user.tenantId,
+        metadata: input.metadata,
+      },
+      ...(input.alsoRecord ?? []),
+    ),
     ...releaseClaimsStatements(db, input.claims),
   ])
   const session = inserted[0]

@@ -7,22 +7,15 @@ import {
   spendTotpStepStatement,
   type TotpRow,
 } from '../../db/queries/mfa'
-import { insertSessionStatement } from '../../db/queries/sessions'
 import { claimAttemptsStatement, retryAfterSeconds, toClaims } from '../../db/queries/throttle'
-import { findUserById, recordLoginStatement, type UserRow } from '../../db/queries/users'
+import { findUserById, type UserRow } from '../../db/queries/users'
 import { auditStatement } from '../audit/record'
 import type { Config } from '../config'
 import { unseal } from '../crypto/aes-gcm'
 import { sha256Hex } from '../crypto/hash'
-import { randomBytes, randomToken } from '../crypto/random'
+import { randomBytes } from '../crypto/random'
 import { base32Encode, matchTotpStep } from '../crypto/totp'
-import {
-  loginThrottleSubjects,
-  type NewSession,
-  overLimit,
-  releaseClaimsStatements,
-  sessionTtlSeconds,
-} from './login'
+import { loginThrottleSubjects, type NewSession, overLimit, startSession } from './login'
 
 export const RECOVERY_CODE_COUNT = 10
 
@@ -103,8 +96,6 @@ export type MfaOutcome =
   | { kind: 'invalid_mfa_code' }
   | { kind: 'throttled'; retryAfterSeconds: number }
 
-const USER_AGENT_MAX_LENGTH = 512
-
 /**
  * The second step of a sign-in. The attempt is claimed (the account's and the address's counters,
  * the ones the password uses) before the code is checked, so a burst of guesses checks at most
@@ -167,49 +158,31 @@ export async function completeMfaLogin(
   // A federated first step is no password: RFC 8176 has no value for it, so only the code's.
   const first = challenge.via === 'federated' ? [] : ['pwd']
   const amr = method === 'otp' ? [...first, 'otp', 'mfa'] : [...first, 'mfa']
-  const token = randomToken(32)
-  const expiresAt = new Date(now.getTime() + sessionTtlSeconds(config, challenge.remember) * 1000)
-  const [inserted] = await db.batch([
-    insertSessionStatement(db, {
-      tokenHash: await sha256Hex(token),
-      userId,
+  const session = await startSession(
+    db,
+    config,
+    {
+      user,
       remember: challenge.remember,
-      expiresAt,
-      createdAt: now,
-      lastSeenAt: now,
-      userAgent: input.userAgent?.slice(0, USER_AGENT_MAX_LENGTH) ?? null,
       ip: input.ip,
+      userAgent: input.userAgent,
       amr,
-    }),
-    recordLoginStatement(db, userId, now, undefined),
-    auditStatement(db, input.ip, {
-      type: 'user_login',
-      actor: `user:${userId}`,
-      userId,
-      tenantId: user.tenantId,
       metadata: { via: challenge.via, remember: challenge.remember, second_factor: method },
-    }),
-    ...(method === 'recovery'
-      ? [
-          auditStatement(db, input.ip, {
-            type: 'recovery_code_used',
-            actor: `user:${userId}`,
-            userId,
-            tenantId: user.tenantId,
-            metadata: {},
-          }),
-        ]
-      : []),
-    ...releaseClaimsStatements(db, claims),
-  ])
-  const session = inserted[0]
-  if (session === undefined) {
-    throw new Error('session insert returned no row')
-  }
-  return {
-    kind: 'ok',
-    user: { ...user, lastLoginAt: now },
-    session: { token, id: session.id, expiresAt: session.expiresAt, remember: challenge.remember },
-    amr,
-  }
+      alsoRecord:
+        method === 'recovery'
+          ? [
+              {
+                type: 'recovery_code_used',
+                actor: `user:${userId}`,
+                userId,
+                tenantId: user.tenantId,
+                metadata: {},
+              },
+            ]
+          : [],
+      claims,
+    },
+    now,
+  )
+  return { kind: 'ok', user: { ...user, lastLoginAt: now }, session, amr }
 }
