@@ -24,6 +24,24 @@ interface LoginFormState {
   offerResend?: boolean
 }
 
+/**
+ * The sign-in page again, empty, for a second step that cannot go on: its form expired (403)
+ * or the pending sign-in did (401).
+ */
+export function signInAgain(c: Context<AppEnv>, returnTo: string, why: 'form_expired' | 'too_slow') {
+  return why === 'form_expired'
+    ? renderLogin(
+        c,
+        { email: '', remember: false, returnTo, error: 'This form expired. Please sign in again.' },
+        403,
+      )
+    : renderLogin(
+        c,
+        { email: '', remember: false, returnTo, error: 'That took too long. Please sign in again.' },
+        401,
+      )
+}
+
 export async function renderLogin(
   c: Context<AppEnv>,
   state: LoginFormState,
@@ -148,11 +166,7 @@ export const loginPage = new Hono<AppEnv>()
   .post('/mfa', async (c) => {
     const { field, returnTo, mfaToken, csrfOk } = await pendingSignInForm(c)
     if (!csrfOk) {
-      return renderLogin(
-        c,
-        { email: '', remember: false, returnTo, error: 'This form expired. Please sign in again.' },
-        403,
-      )
+      return signInAgain(c, returnTo, 'form_expired')
     }
     const code = field('code').trim()
     if (code === '' || code.length > 32) {
@@ -163,11 +177,7 @@ export const loginPage = new Hono<AppEnv>()
       return c.redirect(returnTo, 303)
     }
     if (outcome.kind === 'invalid_mfa_token') {
-      return renderLogin(
-        c,
-        { email: '', remember: false, returnTo, error: 'That took too long. Please sign in again.' },
-        401,
-      )
+      return signInAgain(c, returnTo, 'too_slow')
     }
     if (outcome.kind === 'throttled') {
       c.header('retry-after', String(outcome.retryAfterSeconds))

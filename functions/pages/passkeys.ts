@@ -21,7 +21,7 @@ import { ProblemError } from '../errors/problem'
 import { documentRoute } from '../openapi/registry'
 import { signedInForm } from './account-session'
 import { CSRF_FIELD, verifyCsrf } from './csrf'
-import { renderLogin, renderSecondStep } from './login'
+import { renderLogin, renderSecondStep, signInAgain } from './login'
 import { PASSKEY_MESSAGES, PASSKEY_SCRIPT_PATH } from './passkey-blocks'
 import { PASSKEYS_SCRIPT } from './passkeys-script'
 import { safeReturnTo } from './return-to'
@@ -138,11 +138,7 @@ export const passkeyPages = new Hono<AppEnv>()
     try {
       await verifyCsrf(c, form[CSRF_FIELD])
     } catch {
-      return renderLogin(
-        c,
-        { email: '', remember: false, returnTo, error: 'This form expired. Please sign in again.' },
-        403,
-      )
+      return signInAgain(c, returnTo, 'form_expired')
     }
     const credential = credentialOrUndefined(AssertionJson, form.credential)
     if (credential === undefined) {
@@ -157,11 +153,7 @@ export const passkeyPages = new Hono<AppEnv>()
       return c.redirect(returnTo, 303)
     }
     if (outcome.kind === 'invalid_mfa_token') {
-      return renderLogin(
-        c,
-        { email: '', remember: false, returnTo, error: 'That took too long. Please sign in again.' },
-        401,
-      )
+      return signInAgain(c, returnTo, 'too_slow')
     }
     const { error, status } = refusal(c, outcome)
     return renderSecondStep(c, { mfaToken, returnTo, error }, status)
