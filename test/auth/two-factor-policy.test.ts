@@ -5,7 +5,7 @@ import { timeStep, totpCode } from '../../functions/crypto/totp'
 import { type SeededUser, seedUser, sessionCookieOf } from '../helpers/accounts'
 import { testDb } from '../helpers/db'
 import { accountPost, codeAt, firstStep, secondStep, wrongCode } from '../helpers/mfa'
-import { authorize, csrfOf, pkce, postForm, webClient } from '../helpers/oauth'
+import { authorize, codeRequest, csrfOf, pkce, postForm, webClient } from '../helpers/oauth'
 import { call, postJson, useBindings } from '../helpers/worker'
 
 useBindings({ REQUIRE_TWO_FACTOR: 'true' })
@@ -136,15 +136,10 @@ describe('REQUIRE_TWO_FACTOR', () => {
     const user = await seedUser({ session: true })
     const p = await pkce()
     const res = await authorize(
-      {
-        response_type: 'code',
-        client_id: client.client_id,
-        redirect_uri: client.redirect_uris[0] ?? '',
-        code_challenge: p.challenge,
-        code_challenge_method: 'S256',
+      codeRequest(client, p, {
         scope: 'openid',
         state: 'st',
-      },
+      }),
       user.cookie,
     )
     expect(res.status).toBe(302)

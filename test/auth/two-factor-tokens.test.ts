@@ -5,6 +5,7 @@ import { codeAt, enrol, firstStep, secondStep } from '../helpers/mfa'
 import {
   authorize,
   basicAuth,
+  codeRequest,
   exchangeCode,
   obtainCode,
   pkce,
@@ -78,17 +79,12 @@ describe('acr_values=urn:portcullis:acr:mfa (step-up)', () => {
   async function authorizeMfa(client: TestClient, user: SeededUser, extra: Record<string, string> = {}) {
     const p = await pkce()
     return authorize(
-      {
-        response_type: 'code',
-        client_id: client.client_id,
-        redirect_uri: client.redirect_uris[0] ?? '',
-        code_challenge: p.challenge,
-        code_challenge_method: 'S256',
+      codeRequest(client, p, {
         scope: SCOPE,
         state: 'st',
         acr_values: ACR_MFA,
         ...extra,
-      },
+      }),
       user.cookie,
     )
   }

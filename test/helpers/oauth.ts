@@ -112,6 +112,22 @@ export interface CodeResult {
   redirectUri: string
 }
 
+/** The query of an authorization-code request with PKCE (S256) for `client`, plus `extra`. */
+export function codeRequest(
+  client: TestClient,
+  p: Pkce,
+  extra: Record<string, string> = {},
+): Record<string, string> {
+  return {
+    response_type: 'code',
+    client_id: client.client_id,
+    redirect_uri: client.redirect_uris[0] ?? '',
+    code_challenge: p.challenge,
+    code_challenge_method: 'S256',
+    ...extra,
+  }
+}
+
 /** Runs /oauth/authorize for a user who already consented or a first-party client: the code. */
 export async function obtainCode(
   client: TestClient,
@@ -121,16 +137,7 @@ export async function obtainCode(
   const p = await pkce()
   const redirectUri = client.redirect_uris[0] ?? ''
   const res = await authorize(
-    {
-      response_type: 'code',
-      client_id: client.client_id,
-      redirect_uri: redirectUri,
-      code_challenge: p.challenge,
-      code_challenge_method: 'S256',
-      scope: 'openid email offline_access',
-      state: 'st',
-      ...extra,
-    },
+    codeRequest(client, p, { scope: 'openid email offline_access', state: 'st', ...extra }),
     user.cookie,
   )
   let location = res.headers.get('location')

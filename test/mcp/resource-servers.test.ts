@@ -8,6 +8,7 @@ import {
   authorize,
   basicAuth,
   type CodeResult,
+  codeRequest,
   exchangeCode,
   fetchJwks,
   obtainCode,
@@ -113,15 +114,10 @@ describe('resource servers in the flows (RFC 8707, issue 11)', () => {
     const p = await pkce()
     for (const resource of ['https://bank.example/', 'javascript:alert(1)']) {
       const res = await authorize(
-        {
-          response_type: 'code',
-          client_id: client.client_id,
-          redirect_uri: client.redirect_uris[0] ?? '',
-          code_challenge: p.challenge,
-          code_challenge_method: 'S256',
+        codeRequest(client, p, {
           scope: 'openid',
           resource,
-        },
+        }),
         user.cookie,
       )
       expect(res.status).toBe(302)
@@ -263,15 +259,10 @@ describe('consent names the resource server and describes its scopes', () => {
     const user = await seedUser()
     const p = await pkce()
     const page = await authorize(
-      {
-        response_type: 'code',
-        client_id: client.client_id,
-        redirect_uri: client.redirect_uris[0] ?? '',
-        code_challenge: p.challenge,
-        code_challenge_method: 'S256',
+      codeRequest(client, p, {
         scope: `openid ${scope}`,
         resource: rs.identifier,
-      },
+      }),
       user.cookie,
     )
     expect(page.status).toBe(200)
@@ -320,14 +311,11 @@ async function codeForResources(
   resources: readonly string[],
 ): Promise<{ res: Response; result?: CodeResult }> {
   const p = await pkce()
-  const query = new URLSearchParams({
-    response_type: 'code',
-    client_id: client.client_id,
-    redirect_uri: client.redirect_uris[0] ?? '',
-    code_challenge: p.challenge,
-    code_challenge_method: 'S256',
-    scope,
-  })
+  const query = new URLSearchParams(
+    codeRequest(client, p, {
+      scope,
+    }),
+  )
   for (const r of resources) {
     query.append('resource', r)
   }

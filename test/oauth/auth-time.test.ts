@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest'
 import { testDb } from '../helpers/db'
 import {
   authorize,
+  codeRequest,
   exchangeCode,
   obtainCode,
   pkce,
@@ -31,16 +32,11 @@ async function signedInAgo(user: SeededUser, secondsAgo: number): Promise<Date> 
 async function authorizeWith(client: TestClient, user: SeededUser, extra: Record<string, string>) {
   const p = await pkce()
   return authorize(
-    {
-      response_type: 'code',
-      client_id: client.client_id,
-      redirect_uri: client.redirect_uris[0] ?? '',
-      code_challenge: p.challenge,
-      code_challenge_method: 'S256',
+    codeRequest(client, p, {
       scope: 'openid',
       state: 'st',
       ...extra,
-    },
+    }),
     user.cookie,
   )
 }

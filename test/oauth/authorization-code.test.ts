@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest'
 import {
   approveConsent,
   authorize,
+  codeRequest,
   exchangeCode,
   fetchJwks,
   ISSUER,
@@ -23,13 +24,7 @@ describe('authorization code flow', () => {
   it('sends a signed-out user to /login with the request as return_to', async () => {
     const client = await webClient()
     const p = await pkce()
-    const res = await authorize({
-      response_type: 'code',
-      client_id: client.client_id,
-      redirect_uri: client.redirect_uris[0] ?? '',
-      code_challenge: p.challenge,
-      code_challenge_method: 'S256',
-    })
+    const res = await authorize(codeRequest(client, p))
     expect(res.status).toBe(302)
     const location = res.headers.get('location') ?? ''
     expect(location).toMatch(/^\/login\?return_to=/)
@@ -40,16 +35,11 @@ describe('authorization code flow', () => {
     const client = await webClient()
     const user = await seedUser()
     const p = await pkce()
-    const params = {
-      response_type: 'code',
-      client_id: client.client_id,
-      redirect_uri: client.redirect_uris[0] ?? '',
-      code_challenge: p.challenge,
-      code_challenge_method: 'S256',
+    const params = codeRequest(client, p, {
       scope: 'openid email offline_access',
       state: 'xyz',
       nonce: 'n-123',
-    }
+    })
     const page = await authorize(params, user.cookie)
     expect(page.status, await describeResponse(page)).toBe(200)
     expect(page.headers.get('x-frame-options')).toBe('DENY')
@@ -62,7 +52,7 @@ describe('authorization code flow', () => {
     expect(url.searchParams.get('state')).toBe('xyz')
     expect(url.searchParams.get('iss')).toBe(ISSUER)
     const code = url.searchParams.get('code') ?? ''
-    const res = await exchangeCode(client, { code, pkce: p, redirectUri: params.redirect_uri })
+    const res = await exchangeCode(client, { code, pkce: p, redirectUri: client.redirect_uris[0] ?? '' })
     expect(res.status, await describeResponse(res)).toBe(200)
     expect(res.headers.get('cache-control')).toBe('no-store')
     const tokens = (await res.json()) as TokenSet
@@ -98,14 +88,9 @@ describe('authorization code flow', () => {
     const user = await seedUser()
     const p = await pkce()
     const page = await authorize(
-      {
-        response_type: 'code',
-        client_id: client.client_id,
-        redirect_uri: client.redirect_uris[0] ?? '',
-        code_challenge: p.challenge,
-        code_challenge_method: 'S256',
+      codeRequest(client, p, {
         state: 's1',
-      },
+      }),
       user.cookie,
     )
     const location = new URL((await approveConsent(page, user, 'deny')) ?? '')

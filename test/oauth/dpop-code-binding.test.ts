@@ -11,6 +11,7 @@ import {
   authorize,
   basicAuth,
   type CodeResult,
+  codeRequest,
   exchangeCode,
   ISSUER,
   obtainCode,
@@ -107,15 +108,10 @@ describe('authorization code bound to a DPoP key (RFC 9449 §10)', () => {
     const user = await seedUser()
     const p = await pkce()
     const res = await authorize(
-      {
-        response_type: 'code',
-        client_id: client.client_id,
-        redirect_uri: client.redirect_uris[0] ?? '',
-        code_challenge: p.challenge,
-        code_challenge_method: 'S256',
+      codeRequest(client, p, {
         state: 's',
         dpop_jkt: 'not a thumbprint',
-      },
+      }),
       user.cookie,
     )
     expect(res.status).toBe(302)

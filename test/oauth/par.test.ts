@@ -9,6 +9,7 @@ import {
   approveConsent,
   authorize,
   basicAuth,
+  codeRequest,
   ISSUER,
   type Pkce,
   pkce,
@@ -164,14 +165,9 @@ describe('pushed authorization requests (RFC 9126)', () => {
     const user = await seedUser()
     const p = await pkce()
     const plain = await authorize(
-      {
-        response_type: 'code',
-        client_id: client.client_id,
-        redirect_uri: client.redirect_uris[0] ?? '',
-        code_challenge: p.challenge,
-        code_challenge_method: 'S256',
+      codeRequest(client, p, {
         state: 's',
-      },
+      }),
       user.cookie,
     )
     expect(plain.status).toBe(302)

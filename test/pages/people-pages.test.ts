@@ -14,6 +14,7 @@ import { testDb } from '../helpers/db'
 import {
   adminClient,
   authorize,
+  codeRequest,
   csrfOf,
   DEVICE_GRANT,
   deviceStart,
@@ -321,14 +322,9 @@ describe('words on the consent, device and home pages', () => {
     const client = await webClient()
     const p = await pkce()
     const res = await authorize(
-      {
-        response_type: 'code',
-        client_id: client.client_id,
-        redirect_uri: client.redirect_uris[0] ?? '',
-        code_challenge: p.challenge,
-        code_challenge_method: 'S256',
+      codeRequest(client, p, {
         scope: 'openid email offline_access',
-      },
+      }),
       user.cookie,
     )
     const page = await res.text()
