@@ -190,6 +190,18 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       })
       // An idle client losing its connection must not crash the process.
       pool.on('error', () => {})
+      // Each client is watched from the moment the pool has connected it ('connect' is emitted
+      // before the pool drops its own listener and hands the client over). A backend terminated
+      // just after its startup sends 57P01 in the packet that ends the startup, so the 'error'
+      // came while the client was being handed over, with no listener at all, and took the
+      // gateway down (fault suite, terminate backends).
+      pool.on('connect', (client) => {
+        client.on('error', (error) => {
+          if (!connectionErrors.has(client)) {
+            connectionErrors.set(client, error)
+          }
+        })
+      })
       pools.set(connectionString, pool)
     }
     return pool
@@ -419,14 +431,14 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   }
 }
 
-/**
- * Runs `work` on a pooled client. A checked-out pg client emits 'error' when its connection
- * dies (pg_terminate_backend, Postgres restart); with no listener that crashes the process,
- * so one is attached for the whole checkout, and a client whose connection broke (or whose
- * work failed for any reason but a statement error) is destroyed rather than returned.
- */
-const guardedClients = new WeakSet<pg.PoolClient>()
+/** The first error each pool client's connection raised (see poolFor): such a client is dead. */
+const connectionErrors = new WeakMap<pg.ClientBase, Error>()
 
+/**
+ * Runs `work` on a pooled client. A client whose connection broke (pg_terminate_backend, a
+ * Postgres restart; recorded by the listener every client gets in poolFor), or whose work
+ * failed for any reason but a statement error, is destroyed rather than returned.
+ */
 async function withClient<T>(
   pool: pg.Pool,
   work: (client: pg.PoolClient, broken: () => Error | undefined) => Promise<T>,
@@ -437,30 +449,15 @@ async function withClient<T>(
   } catch (error) {
     throw new GatewayHttpError(503, `cannot connect to the database: ${describe(error)}`)
   }
-  if (!guardedClients.has(client)) {
-    // A client the pool destroys (released with an error) can still receive the server's
-    // FATAL message (57P01 when a backend is terminated) after the pool's listener is gone; an
-    // 'error' event with no listener would take the whole gateway down.
-    client.on('error', () => {})
-    guardedClients.add(client)
-  }
-  let brokenBy: Error | undefined
-  const onError = (error: Error): void => {
-    brokenBy ??= error
-  }
-  client.on('error', onError)
-  const release = (error: Error | undefined): void => {
-    client.off('error', onError)
-    // The pool's own idle listener covers the client from here on; a destroyed client needs none.
-    client.release(error)
-  }
+  const broken = (): Error | undefined => connectionErrors.get(client)
   try {
-    const result = await work(client, () => brokenBy)
-    release(brokenBy)
+    const result = await work(client, broken)
+    client.release(broken())
     return result
   } catch (error) {
-    const cause = brokenBy ?? (isStatementError(error) ? undefined : asError(error))
-    release(cause)
+    const brokenBy = broken()
+    // A destroyed client's late FATAL lands on the listener set in poolFor, never on nothing.
+    client.release(brokenBy ?? (isStatementError(error) ? undefined : asError(error)))
     if (brokenBy !== undefined && !(error instanceof GatewayHttpError)) {
       throw new GatewayHttpError(503, `database connection lost: ${describe(brokenBy)}`)
     }
