@@ -94,8 +94,10 @@ export default defineConfig({
     hookTimeout: 60_000,
     // Several files at once, as an 8-core laptop would run them: files keep to their own rows,
     // and those that change shared state use a database of their own (test/helpers/isolation.ts).
+    // The embedded database is one database serving one statement at a time: there the files
+    // that change shared state would change it under each other, so they run one at a time.
     // VITEST_MAX_WORKERS overrides (CI keeps at least 4).
-    maxWorkers: Number(process.env.VITEST_MAX_WORKERS ?? 4),
+    maxWorkers: Number(process.env.VITEST_MAX_WORKERS ?? (process.env.TEST_DATABASE_URL?.trim() ? 4 : 1)),
     // One workerd isolate per worker, reused file after file: starting one per file cost ~4 s
     // each. Module state that must not cross files is reset by the helpers that set it.
     isolate: false,

@@ -7,7 +7,7 @@ import { DatabaseUnavailableError, databaseUnavailableReason, isDatabaseUnavaila
 import { renderError } from '../../functions/errors/render'
 import { HEALTHZ_DB_TIMEOUT_MS } from '../../functions/health/healthz'
 import { siblingDatabase, testDb, unique } from '../helpers/db'
-import { callWith, expectTransactionRouteUnavailable } from '../helpers/worker'
+import { callWith, expectTransactionRouteUnavailable, realPostgres } from '../helpers/worker'
 
 function dbAt(databaseUrl: string) {
   return createDb({ databaseUrl, gatewayUrl: env.DB_GATEWAY_URL, waitUntil: () => {} })
@@ -22,7 +22,7 @@ async function failureOf(work: Promise<unknown>): Promise<unknown> {
   throw new Error('expected the call to fail')
 }
 
-describe('a database that refuses connections (SQLSTATE 55000 at connect)', () => {
+describe.skipIf(!realPostgres)('a database that refuses connections (SQLSTATE 55000 at connect)', () => {
   // A database of this suite's own, next to the test database, with connections disallowed:
   // Postgres answers the startup with FATAL 55000 "not currently accepting connections".
   const closed = siblingDatabase('closed')
@@ -86,7 +86,7 @@ describe('deadlines', () => {
   })
 })
 
-describe('/healthz has its own short deadline (issue 18 item 3)', () => {
+describe.skipIf(!realPostgres)('/healthz has its own short deadline (issue 18 item 3)', () => {
   // A database of this suite's own whose migrations table another session holds locked: the
   // health check's read waits on the lock, as on a stalled database, until its deadline.
   const stalledDatabase = siblingDatabase('stalled')
@@ -147,7 +147,7 @@ describe('/healthz has its own short deadline (issue 18 item 3)', () => {
   })
 })
 
-describe('a terminated backend', () => {
+describe.skipIf(!realPostgres)('a terminated backend', () => {
   it('fails the batch it was running as unavailable, and the gateway keeps serving', async () => {
     const marker = unique('terminate').replace(/-/g, '_')
     const client = createDb({

@@ -24,7 +24,9 @@ export function unique(prefix = 't'): string {
  * A database of the suite's own beside the test database (`<name>_<suffix>`), for tests that
  * need one in a state the shared one must never be in (closed to connections, locked, never
  * migrated). `url` is known at once; `create()` makes it if no earlier run did, and is safe
- * when another file or run creates it at the same moment.
+ * when another file or run creates it at the same moment. It needs a Postgres server: the
+ * embedded database serves one database whatever the URL names, so callers skip unless
+ * `realPostgres`.
  */
 export function siblingDatabase(suffix: string): { name: string; url: string; create(): Promise<void> } {
   const base = new URL(fileEnv().DATABASE_URL ?? '')
