@@ -433,6 +433,10 @@ function summarise(load: Load, phase: string): { statuses: Record<string, number
 async function main(): Promise<number> {
   const baseUrl = process.env.TEST_DATABASE_URL?.trim()
   if (!baseUrl) {
+    if (process.env.REQUIRE_REAL_POSTGRES === '1') {
+      console.error('reliability: REQUIRE_REAL_POSTGRES=1 but TEST_DATABASE_URL is not set')
+      return 1
+    }
     console.log('reliability: TEST_DATABASE_URL is not set; the fault suite needs a real Postgres (skipped)')
     return 0
   }
