@@ -464,6 +464,9 @@ async function main(): Promise<number> {
     })
     // Under npm test, vitest fills both cores until here: what follows waits for it to finish.
     await waitForSuiteGate('reliability')
+    const gateAt = Date.now()
+    const mark = (what: string) =>
+      console.log(`reliability: +${((Date.now() - gateAt) / 1000).toFixed(1)} s ${what}`)
     // A deployment's first keys: a cold burst creates exactly one per algorithm (guarded in the
     // database), not one per request that found none.
     const burst = await Promise.all(Array.from({ length: 8 }, () => request(`${base}/.well-known/jwks.json`)))
@@ -485,6 +488,7 @@ async function main(): Promise<number> {
       `first keys created once per algorithm: ${JSON.stringify(firstKeys.rows)}`,
     )
     const fixture = await seed(base, databaseUrl)
+    mark('seeded')
     const ledger: Ledger = { valid: new Map(), createdKeys: [], tokens: [] }
     // Warm the key ring, then load.
     await request(`${base}/.well-known/jwks.json`)
@@ -504,6 +508,7 @@ async function main(): Promise<number> {
       await sleep(1_000)
       const { statuses, maxMs } = summarise(load, label)
       figures.push({ name: label, statuses, maxMs, recoveryMs: recovered })
+      mark(label)
       check(
         recovered <= RECOVERY_LIMIT_MS,
         `${label}: recovered in ${recovered} ms (limit ${RECOVERY_LIMIT_MS})`,
@@ -553,6 +558,7 @@ async function main(): Promise<number> {
       },
     )
     await load.stop()
+    mark('load stopped')
 
     // ------------------------------------------------------------ invariants
     const bad = load.samples.filter((s) => !(s.status === 503 || (s.status >= 200 && s.status < 500)))
@@ -630,6 +636,7 @@ async function main(): Promise<number> {
       }
     }
 
+    mark('invariants checked')
     // ------------------------------------------------------------ rotation is the cron's
     // Age the ES256 key past the rotation interval: requests keep reading it; the cron rotates.
     await operator(databaseUrl, (c) =>
@@ -652,7 +659,9 @@ async function main(): Promise<number> {
     )
 
     // ------------------------------------------------------------ a changed MASTER_KEY
+    mark('cron rotation checked')
     await worker.stop()
+    mark('first worker stopped')
     const restarted = otherKeyWorker
     const health = await request(`${restarted.url}/healthz`)
     const healthText = JSON.stringify(health.body)
@@ -691,6 +700,7 @@ async function main(): Promise<number> {
       `changed MASTER_KEY: token request ${token.status} ${JSON.stringify(token.body)}, expected 503`,
     )
 
+    mark('master key change checked')
     console.log(
       JSON.stringify(
         {
