@@ -180,9 +180,15 @@ async function startWorker(options: {
     child,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
-        const exited = new Promise((r) => child.once('exit', r))
-        child.kill('SIGTERM')
-        await Promise.race([exited, sleep(5_000)])
+        // Up to 5 s to exit, then SIGKILL; the timer is cleared once it has exited, or it alone
+        // would hold the suite's process open for those 5 s after its last check.
+        let timer: NodeJS.Timeout | undefined
+        await new Promise<void>((done) => {
+          child.once('exit', () => done())
+          timer = setTimeout(done, 5_000)
+          child.kill('SIGTERM')
+        })
+        clearTimeout(timer)
         if (child.exitCode === null && child.signalCode === null) {
           child.kill('SIGKILL')
         }
