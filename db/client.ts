@@ -143,10 +143,32 @@ async function fetchThroughGateway(input: string | URL | Request, init?: Request
   })
 }
 
+// One SQL-over-HTTP database per database URL per isolate. drizzle() walks the whole schema to
+// build its relational config every time it is called: per request that was about a third of
+// the Worker's own CPU on an API-key verify. The handle holds no request state (the request id
+// and the deadline reach the fetch through AsyncLocalStorage), so requests can share it.
+const MAX_HTTP_DBS = 8
+const httpDbs = new Map<string, HttpDb>()
+
+function httpDbFor(databaseUrl: string): HttpDb {
+  let http = httpDbs.get(databaseUrl)
+  if (http === undefined) {
+    http = drizzleHttp({ client: neon(databaseUrl), schema })
+    httpDbs.set(databaseUrl, http)
+    if (httpDbs.size > MAX_HTTP_DBS) {
+      const oldest = httpDbs.keys().next()
+      if (oldest.done !== true) {
+        httpDbs.delete(oldest.value)
+      }
+    }
+  }
+  return http
+}
+
 /** Builds the request's database handle. Cheap: nothing connects until a query runs. */
 export function createDb(options: DbOptions): Db {
   configureDriver(options.gatewayUrl, options.timeoutMs ?? DEFAULT_DB_TIMEOUT_MS)
-  const http = drizzleHttp({ client: neon(options.databaseUrl), schema })
+  const http = httpDbFor(options.databaseUrl)
   return {
     http,
     defer: (work) => options.waitUntil(work),
