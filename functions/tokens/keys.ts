@@ -1,5 +1,5 @@
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type JWK } from 'jose'
-import type { Db } from '../../db/client'
+import { type Db, withRequestScope } from '../../db/client'
 import { isDatabaseUnavailable } from '../../db/errors'
 import {
   insertFirstSigningKey,
@@ -24,6 +24,13 @@ export const KEY_CACHE_TTL_SECONDS = 60
  * for the read. An isolate idle past the TTL reads it on the request path, as before.
  */
 export const KEY_REFRESH_AHEAD_SECONDS = KEY_CACHE_TTL_SECONDS / 2
+
+/**
+ * The request scope of that background read: it is the isolate's upkeep (one read per isolate
+ * per KEY_REFRESH_AHEAD_SECONDS at most), not part of the request that happened to start it, so
+ * the local gateway counts it under this id rather than that request's.
+ */
+export const KEY_RING_REFRESH_SCOPE = 'key-ring-refresh'
 /** `Cache-Control: max-age` of the JWKS. */
 export const JWKS_MAX_AGE_SECONDS = 300
 /**
@@ -247,7 +254,7 @@ export async function keyRing(db: Db, config: Config, now = new Date()): Promise
     const age = now.getTime() - current.loadedAt
     if (age < KEY_CACHE_TTL_SECONDS * 1000) {
       if (age >= KEY_REFRESH_AHEAD_SECONDS * 1000 && !refreshRunning(now) && !refreshRecentlyFailed(now)) {
-        db.defer(refreshInBackground(db, config, now))
+        db.defer(withRequestScope(KEY_RING_REFRESH_SCOPE, () => refreshInBackground(db, config, now)))
       }
       return current.keys
     }

@@ -1,10 +1,11 @@
 import { env } from 'cloudflare:test'
 import { describe, expect, it } from 'vitest'
-import { createDb } from '../../db/client'
+import { createDb, withRequestScope } from '../../db/client'
 import { parseConfig } from '../../functions/config'
 import {
   KEY_CACHE_TTL_SECONDS,
   KEY_REFRESH_AHEAD_SECONDS,
+  KEY_RING_REFRESH_SCOPE,
   keyRing,
   resetKeyCache,
 } from '../../functions/tokens/keys'
@@ -22,6 +23,12 @@ function setup(gatewayUrl?: string) {
 }
 
 const seconds = (from: Date, s: number) => new Date(from.getTime() + s * 1000)
+
+/** SQL-over-HTTP round trips the local gateway has counted under one request id. */
+async function gatewayCalls(requestId: string): Promise<number> {
+  const res = await fetch(`${env.DB_GATEWAY_URL}/__stats?request_id=${encodeURIComponent(requestId)}`)
+  return ((await res.json()) as { httpRequests: number }).httpRequests
+}
 
 describe('per-isolate signing-key cache', () => {
   it('lets concurrent requests on a cold isolate each load the key set (no shared in-flight load)', async () => {
@@ -69,6 +76,21 @@ describe('per-isolate signing-key cache', () => {
     // The new copy is young again: the next request reads nothing.
     expect(await keyRing(db, config, seconds(ahead, 1))).toBe(refreshed)
     expect(deferred).toHaveLength(1)
+  })
+
+  it("counts the background read as the isolate's upkeep, not as a round trip of the request that started it", async () => {
+    const { config, db, deferred } = setup()
+    resetKeyCache()
+    const t0 = new Date()
+    await keyRing(db, config, t0)
+    const requestId = `key-ring-${crypto.randomUUID()}`
+    const upkeepBefore = await gatewayCalls(KEY_RING_REFRESH_SCOPE)
+    await withRequestScope(requestId, () => keyRing(db, config, seconds(t0, KEY_REFRESH_AHEAD_SECONDS + 1)))
+    expect(deferred).toHaveLength(1)
+    await Promise.all(deferred)
+    expect(await gatewayCalls(requestId)).toBe(0)
+    // Other files' isolates may refresh their rings meanwhile: at least this one read.
+    expect(await gatewayCalls(KEY_RING_REFRESH_SCOPE)).toBeGreaterThanOrEqual(upkeepBefore + 1)
   })
 
   it('a failed background read keeps the copy, rejects nothing, and is not retried at once', async () => {
