@@ -1,13 +1,11 @@
 import { cloudflareTest } from '@cloudflare/vitest-plugin'
 import { defineConfig } from 'vitest/config'
+import { TEST_ARGON2 } from './test/setup/test-argon2'
 import { testWorkerConfig } from './test/setup/worker-config'
 
 // Test-only secrets: fixed so failures are reproducible; never used outside the suite.
 const TEST_MASTER_KEY = 'k1:dGVzdC1tYXN0ZXIta2V5LTAwMDAwMDAwMDAwMDAwMDA'
 const TEST_ADMIN_TOKEN = 'test-admin-token-0123456789abcdefghijklmnop'
-// Cheap argon2id for every login and registration of the suite (production: m=19456, t=2).
-// test/auth/password-hash.test.ts and accounts.test.ts run the production parameters.
-const TEST_ARGON2 = { ARGON2_MEMORY_KIB: '128', ARGON2_ITERATIONS: '1', ARGON2_PARALLELISM: '1' }
 // Anonymous registrations that name no client IP share one bucket, and hundreds of them run in
 // parallel files: the suite's limit is out of reach; test/security/oauth-hardening.test.ts sets
 // its own low limit (and its own IP) to test the limit itself.

@@ -12,6 +12,7 @@ import { FAKE_CLIENT_ID, FAKE_CLIENT_SECRET, startFakeFederation } from '../setu
 import { freePort } from '../setup/free-port'
 import { commitWithoutFlush, freshTestDatabase } from '../setup/fresh-database'
 import { waitForSuiteGate } from '../setup/suite-gate'
+import { TEST_ARGON2 } from '../setup/test-argon2'
 import type { BrowserContext, BrowserTest } from './context'
 
 /**
@@ -171,13 +172,9 @@ async function main(): Promise<number> {
         `GITHUB_BASE_URL:${github.url}/github`,
         '--var',
         `GITHUB_API_URL:${github.url}/github-api`,
-        // Pages are under test here, not the hash: cheap argon2id as in vitest (the production
-        // parameters run in test/auth/password-hash.test.ts and the memory test). At production
+        // Pages are under test here, not the hash: the suite's cheap argon2id. At production
         // cost every sign-in waited its turn for the isolate's one argon2 core.
-        ...['ARGON2_MEMORY_KIB:128', 'ARGON2_ITERATIONS:1', 'ARGON2_PARALLELISM:1'].flatMap((v) => [
-          '--var',
-          v,
-        ]),
+        ...Object.entries(TEST_ARGON2).flatMap(([name, value]) => ['--var', `${name}:${value}`]),
         '--persist-to',
         join(workDir, 'wrangler'),
       ],
