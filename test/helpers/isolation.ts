@@ -1,4 +1,5 @@
 import { inject } from 'vitest'
+import type { ISOLATION_SCOPES } from '../setup/global-setup'
 
 /**
  * Scopes whose tests mutate state every file shares (signing keys, a purge or outbox run on
@@ -8,7 +9,7 @@ import { inject } from 'vitest'
  * the rest of the suite can run in parallel without seeing those changes. Embedded runs share
  * one database.
  */
-export type IsolationScope = 'keys' | 'routes' | 'purge' | 'reseal' | 'bursts'
+export type IsolationScope = (typeof ISOLATION_SCOPES)[number]
 
 /** The DATABASE_URL of the scope's own database. */
 export function isolatedDatabaseUrl(scope: IsolationScope): string {

@@ -1,12 +1,8 @@
 import { env } from 'cloudflare:test'
+import { type GatewayCounts, readGatewayCounts } from '../bench/round-trips'
 import { consistently, eventually } from './poll'
 
-export interface RoundTrips {
-  httpRequests: number
-  httpQueries: number
-  wsConnections: number
-  wsClientMessages: number
-}
+export type RoundTrips = GatewayCounts
 
 /** Database round trips the gateway has counted so far for one Worker request (by its x-request-id). */
 export async function roundTrips(res: Response): Promise<RoundTrips> {
@@ -14,8 +10,7 @@ export async function roundTrips(res: Response): Promise<RoundTrips> {
   if (requestId === null) {
     throw new Error('response has no x-request-id')
   }
-  const stats = await fetch(`${env.DB_GATEWAY_URL}/__stats?request_id=${encodeURIComponent(requestId)}`)
-  return (await stats.json()) as RoundTrips
+  return readGatewayCounts(env.DB_GATEWAY_URL ?? '', requestId)
 }
 
 /**

@@ -9,6 +9,7 @@ import {
   keyRing,
   resetKeyCache,
 } from '../../functions/tokens/keys'
+import { readGatewayCounts } from '../bench/round-trips'
 
 /** A request's database handle; `deferred` holds what it handed to waitUntil. */
 function setup(gatewayUrl?: string) {
@@ -26,8 +27,7 @@ const seconds = (from: Date, s: number) => new Date(from.getTime() + s * 1000)
 
 /** SQL-over-HTTP round trips the local gateway has counted under one request id. */
 async function gatewayCalls(requestId: string): Promise<number> {
-  const res = await fetch(`${env.DB_GATEWAY_URL}/__stats?request_id=${encodeURIComponent(requestId)}`)
-  return ((await res.json()) as { httpRequests: number }).httpRequests
+  return (await readGatewayCounts(env.DB_GATEWAY_URL ?? '', requestId)).httpRequests
 }
 
 describe('per-isolate signing-key cache', () => {
