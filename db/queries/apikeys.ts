@@ -473,180 +473,39 @@ interface RawKeyCheckRow {
 
 /**
  * The whole of verify in ONE statement, writes included (one round trip in all on the HTTP
- * driver, and all-or-nothing: if any part fails, nothing of it happened): finds the key by hash,
- * decides whether it is live (revoked, rotated past its grace period, expired, owner not active
- * or tenant disabled), counts the call against the rate-limit window and the monthly quota with
- * conditional upserts (so concurrent calls can never overshoot either limit), and records the
- * outcome: the raw usage row, the per-hour per-endpoint counter and `last_used_at` (to the
- * minute).
- * A DPoP caller's proof `jti` is spent in the same statement (`proofJti`), and the key is not even
- * looked up unless that spend won: a replay charges nothing and records nothing.
+ * driver, and all-or-nothing: if any part fails, nothing of it happened): spends a DPoP caller's
+ * proof `jti`, finds the key by hash, decides whether it is live, charges the rate window, the
+ * tenant-wide and the key's monthly quota with conditional upserts (concurrent calls never
+ * overshoot a limit) and records the outcome (usage row, hourly counter, `last_used_at`).
  *
- * Order, and why: the rate window is charged first and the quota only when the window admitted
- * the call, so a RATE_LIMITED call never spends quota (quota is what customers pay for). The
- * window is not charged when the quota was already spent in the statement's snapshot; only a
- * call racing the very last unit of quota can spend a window slot and still be refused.
- * Counters live under the lineage's first key (`coalesce(rotated_from, id)`), so a rotated key
- * and its replacement share one quota. A new UTC month is a new counter row: no reset job.
- *
- * The tenant-wide quota (issue 10: `tenants.monthly_quota`, else the plan's TENANT_MONTHLY_QUOTAS)
- * is charged between the two, only for a tenant that has one: the key's quota row is locked first
- * (FOR UPDATE reads its latest committed value), the tenant's counter is charged by a conditional
- * upsert only while that key value has room, and the key's quota only when the tenant's charge
- * succeeded. So neither counter ever passes its limit, and both move together: every VALID call
- * is one unit on each. (The one gap: a key's very first call of the month has no quota row to
- * lock, so first calls racing a key quota of fewer units than there are racers may leave a
- * tenant unit charged for a call the key refused.) The tenant's month is `date_trunc('month',
- * now, 'UTC')`, computed here.
- * Row locks are taken in the same order (rate window, key quota, tenant quota, usage counter,
- * key row), so concurrent verifies queue; the exception is a key's first call of a month (its
- * quota row is inserted after the tenant's is locked), whose rare deadlock is retried.
+ * The statement calls `portcullis_verify_api_key` (migration 0019, where its order and locking
+ * are explained): as a PL/pgSQL function its plan is prepared once per database backend, where
+ * the same SQL sent as text was parsed and planned on every call (about 80% of its database
+ * time). The caller's own check (`callerGuard`) is evaluated by this statement as the function's
+ * `p_caller_ok` argument, so it still rides in the same round trip.
  */
 export async function checkAndChargeKey(x: Executor, input: KeyCheckInput): Promise<KeyCheckOutcome> {
   const now = input.now.toISOString()
-  const service = input.serviceKeyHash
-  const serviceCte =
-    service === undefined
-      ? sql``
-      : sql`sk as (
-          select s.tenant_id, s.skip_rate_limit from service_keys s
-          where s.key_hash = ${service} and s.revoked_at is null and s.expires_at > ${now}::timestamptz
-            and (s.tenant_id is null or (select t.active from ${tenants} t where t.id = s.tenant_id) is true)
-        ), `
   const proof = input.proofJti
-  const proofCte =
-    proof === undefined
-      ? sql``
-      : sql`pj as (
-          insert into used_proof_jtis (jti_hash, expires_at)
-          values (${proof.jtiHash}, ${proof.expiresAt.toISOString()}::timestamptz)
-          on conflict (jti_hash) do nothing
-          returning 1 as spent
-        ), `
-  const proofOk = proof === undefined ? sql`true` : sql`exists (select 1 from pj)`
-  const callerOk = service === undefined ? (input.callerGuard ?? sql`true`) : sql`exists (select 1 from sk)`
-  const guard = proof === undefined ? callerOk : sql`(${callerOk}) and ${proofOk}`
-  const inScope =
-    service === undefined
-      ? sql``
-      : sql` and exists (select 1 from sk where sk.tenant_id is null or sk.tenant_id = a.tenant_id)`
-  const rateLimit =
-    service === undefined
-      ? sql`a.rate_limit`
-      : sql`case when (select sk.skip_rate_limit from sk) then null else a.rate_limit end`
-  const hiddenKey =
-    service === undefined
-      ? sql`false`
-      : sql`(k.id is null and exists (select 1 from api_keys a2 where a2.key_hash = ${input.keyHash}))`
-  const period = input.periodStart.toISOString()
   const elapsedMs = Math.max(0, Math.min(Math.round(input.elapsedMs), 2_000_000_000))
   // A key's first call of a month inserts its quota row after the tenant's counter is locked,
   // so racing first calls of two keys of one tenant can deadlock; the victim runs again.
   const [row] = await retryOnDeadlock(() =>
     queryRows<RawKeyCheckRow & Record<string, unknown>>(
       x,
-      sql`with ${proofCte}${serviceCte}k as (
-          select a.id, a.owner_user_id, a.tenant_id, a.tier, a.scopes, a.metadata, ${rateLimit} as rate_limit,
-            coalesce(a.rotated_from, a.id) as account_id,
-            case
-              when a.revoked_at is not null then 'REVOKED'
-              when a.grace_until is not null and a.grace_until <= ${now}::timestamptz then 'REVOKED'
-              when a.expires_at is not null and a.expires_at <= ${now}::timestamptz then 'EXPIRED'
-              when (select u.status from ${users} u where u.id = a.owner_user_id) is distinct from 'active'
-                or (select t.active from ${tenants} t where t.id = a.tenant_id) is not true then 'DISABLED'
-            end as dead,
-            (${JSON.stringify(input.tierQuotas)}::jsonb ->> a.tier)::bigint as quota_limit,
-            (select coalesce(t.monthly_quota, (${JSON.stringify(input.tenantQuotas)}::jsonb ->> t.plan)::bigint)
-              from ${tenants} t where t.id = a.tenant_id) as tenant_quota_limit,
-            date_trunc('month', ${now}::timestamptz, 'UTC') as tenant_period,
-            to_timestamp(floor(extract(epoch from ${now}::timestamptz) / a.rate_limit_window_seconds)
-              * a.rate_limit_window_seconds) as window_start,
-            a.rate_limit_window_seconds
-          from api_keys a where a.key_hash = ${input.keyHash} and ${guard}${inScope}
-        ), seen as (
-          select coalesce((select c.used from api_key_quota_counters c
-              where c.key_id = k.account_id and c.period_start = ${period}::timestamptz), 0) as used,
-            coalesce((select w.count from api_key_rate_windows w
-              where w.key_id = k.account_id and w.window_start = k.window_start), 0) as window_count,
-            coalesce((select tc.used from tenant_quota_counters tc
-              where tc.tenant_id = k.tenant_id and tc.period_start = k.tenant_period), 0) as tenant_used
-          from k
-        ), rate as (
-          insert into api_key_rate_windows as r (key_id, window_start, count)
-          select k.account_id, k.window_start, 1 from k, seen
-          where k.dead is null and k.rate_limit is not null
-            and (k.quota_limit is null or seen.used < k.quota_limit)
-            and (k.tenant_quota_limit is null or seen.tenant_used < k.tenant_quota_limit)
-          on conflict (key_id) do update set
-            window_start = greatest(r.window_start, excluded.window_start),
-            count = case when r.window_start < excluded.window_start then 1 else r.count + 1 end
-          where r.window_start < excluded.window_start or r.count < (select rate_limit from k)
-          returning r.window_start, r.count
-        ), key_quota_lock as (
-          select c.used from api_key_quota_counters c, k
-          where c.key_id = k.account_id and c.period_start = ${period}::timestamptz
-            and k.dead is null and k.quota_limit is not null and k.tenant_quota_limit is not null
-          for update of c
-        ), tenant_quota as (
-          insert into tenant_quota_counters as tq (tenant_id, period_start, used)
-          select k.tenant_id, k.tenant_period, 1 from k
-          where k.dead is null and k.tenant_quota_limit > 0
-            and (k.rate_limit is null or exists (select 1 from rate))
-            and (k.quota_limit is null or coalesce((select used from key_quota_lock), 0) < k.quota_limit)
-          on conflict (tenant_id, period_start) do update set used = tq.used + 1
-          where tq.used < (select tenant_quota_limit from k)
-          returning tq.used
-        ), quota as (
-          insert into api_key_quota_counters as q (key_id, period_start, used)
-          select k.account_id, ${period}::timestamptz, 1 from k
-          where k.dead is null and (k.quota_limit is null or k.quota_limit > 0)
-            and (k.rate_limit is null or exists (select 1 from rate))
-            and (k.tenant_quota_limit is null or exists (select 1 from tenant_quota))
-          on conflict (key_id, period_start) do update set used = q.used + 1
-          where (select quota_limit from k) is null or q.used < (select quota_limit from k)
-          returning q.used
-        ), verdict as (
-          select k.id,
-            case
-              when k.dead is not null then k.dead
-              when exists (select 1 from quota) then 'VALID'
-              when k.rate_limit is not null and not exists (select 1 from rate)
-                and not (k.quota_limit is not null and seen.used >= k.quota_limit)
-                and not (k.tenant_quota_limit is not null and seen.tenant_used >= k.tenant_quota_limit)
-                then 'RATE_LIMITED'
-              else 'QUOTA_EXCEEDED'
-            end as code
-          from k, seen
-        ), usage as (
-          insert into api_key_usage (key_id, endpoint, created_at, success, code, response_time_ms)
-          select v.id, ${input.endpoint}::text, ${now}::timestamptz, v.code = 'VALID', v.code,
-            ${elapsedMs}::int + (extract(epoch from clock_timestamp() - statement_timestamp()) * 1000)::int
-          from verdict v
-          returning key_id
-        ), counted as (
-          insert into api_key_usage_counters as uc (key_id, hour_start, endpoint, success, failure)
-          select u.key_id, date_trunc('hour', ${now}::timestamptz, 'UTC'), coalesce(${input.endpoint}::text, ''),
-            (v.code = 'VALID')::int, (v.code <> 'VALID')::int
-          from usage u join verdict v on v.id = u.key_id
-          on conflict (key_id, hour_start, endpoint) do update set
-            success = uc.success + excluded.success, failure = uc.failure + excluded.failure
-          returning uc.key_id
-        ), touched as (
-          update api_keys set last_used_at = ${now}::timestamptz
-          where id = (select key_id from counted) and (select code from verdict) = 'VALID'
-            and (last_used_at is null
-              or last_used_at <= ${now}::timestamptz - make_interval(secs => ${LAST_USED_RESOLUTION_SECONDS}))
-          returning id
-        )
-        select ${proofOk} as proof_ok, ${callerOk} as caller_ok, k.id, k.owner_user_id, k.tenant_id, k.tier, k.scopes, k.metadata,
-          v.code, k.quota_limit, seen.used as used_before, (select used from quota) as used_after, k.rate_limit,
-          seen.window_count as window_count_before, (select count from rate) as window_count_after,
-          floor(extract(epoch from coalesce((select window_start from rate), k.window_start)) * 1000
-            + k.rate_limit_window_seconds * 1000)::float8 as window_reset_at_ms,
-          k.tenant_quota_limit, seen.tenant_used as tenant_used_before,
-          (select used from tenant_quota) as tenant_used_after,
-          (select count(*) from counted) as recorded, ${hiddenKey} as hidden_key
-        from (select 1) as one left join k on true left join seen on true left join verdict v on true`,
+      sql`select * from portcullis_verify_api_key(
+          p_key_hash => ${input.keyHash}::text,
+          p_now => ${now}::timestamptz,
+          p_period_start => ${input.periodStart.toISOString()}::timestamptz,
+          p_tier_quotas => ${JSON.stringify(input.tierQuotas)}::jsonb,
+          p_tenant_quotas => ${JSON.stringify(input.tenantQuotas)}::jsonb,
+          p_endpoint => ${input.endpoint}::text,
+          p_elapsed_ms => ${elapsedMs}::int,
+          p_caller_ok => ${input.callerGuard === undefined ? sql`true` : sql`(${input.callerGuard})`},
+          p_service_key_hash => ${input.serviceKeyHash ?? null}::text,
+          p_proof_jti_hash => ${proof?.jtiHash ?? null}::text,
+          p_proof_expires_at => ${proof?.expiresAt.toISOString() ?? null}::timestamptz,
+          p_last_used_resolution_seconds => ${LAST_USED_RESOLUTION_SECONDS}::int)`,
     ),
   )
   if (row === undefined || row.proof_ok !== true) {

@@ -264,12 +264,19 @@ export interface ExplainedStatement {
   executionMs?: number
 }
 
-/** `EXPLAIN` (no ANALYZE: nothing runs) of each statement with the parameters the Worker sent. */
+/**
+ * `EXPLAIN` of each statement with the parameters the Worker sent, then one EXPLAIN ANALYZE run in
+ * a transaction rolled back afterwards. A hot statement that calls one of our PL/pgSQL functions
+ * (verify: `portcullis_verify_api_key`) shows only a Function Scan at the top, so the statements
+ * the function runs are planned by auto_explain during that run and listed after it (where
+ * auto_explain cannot be loaded, the top plan is all there is).
+ */
 export async function explainStatements(
   databaseUrl: string,
   statements: readonly SqlStatement[],
 ): Promise<ExplainedStatement[]> {
   return withClient(databaseUrl, async (client) => {
+    const nested = await watchNestedPlans(client)
     const out: ExplainedStatement[] = []
     for (const statement of statements) {
       try {
@@ -277,7 +284,10 @@ export async function explainStatements(
           text: `explain (costs off) ${statement.query}`,
           values: statement.params,
         })
-        const plan = result.rows.map((row) => row['QUERY PLAN'])
+        const top = result.rows.map((row) => row['QUERY PLAN'])
+        nested.clear()
+        const times = await analyzeTimes(client, statement)
+        const plan = [...top, ...nested.plans().flatMap((lines) => ['nested statement:', ...lines])]
         const indexes = new Set<string>()
         const seqScans = new Set<string>()
         for (const line of plan) {
@@ -294,13 +304,7 @@ export async function explainStatements(
             seqScans.add(seq)
           }
         }
-        out.push({
-          query: statement.query,
-          plan,
-          indexes: [...indexes],
-          seqScans: [...seqScans],
-          ...(await analyzeTimes(client, statement)),
-        })
+        out.push({ query: statement.query, plan, indexes: [...indexes], seqScans: [...seqScans], ...times })
       } catch (error) {
         out.push({
           query: statement.query,
@@ -314,9 +318,93 @@ export async function explainStatements(
   })
 }
 
+interface JsonPlanNode {
+  'Node Type': string
+  Operation?: string
+  'Relation Name'?: string
+  Alias?: string
+  'Index Name'?: string
+  'Function Name'?: string
+  'CTE Name'?: string
+  Plans?: JsonPlanNode[]
+}
+
+/**
+ * Loads auto_explain into this session so that every statement a function runs reports its plan
+ * to the client as a NOTICE. Best effort: without the module (or the right to load it) no nested
+ * plans are collected.
+ */
+async function watchNestedPlans(client: pg.Client): Promise<{ clear(): void; plans(): string[][] }> {
+  let collected: string[][] = []
+  try {
+    await client.query(`load 'auto_explain'`)
+    await client.query(`set auto_explain.log_min_duration = 0`)
+    await client.query(`set auto_explain.log_nested_statements = on`)
+    await client.query(`set auto_explain.log_format = json`)
+    await client.query(`set auto_explain.log_level = notice`)
+    await client.query(`set client_min_messages = notice`)
+  } catch {
+    return { clear: () => {}, plans: () => [] }
+  }
+  client.on('notice', (notice: { message?: string | undefined }) => {
+    const text = notice.message ?? ''
+    const json = text.indexOf('{')
+    if (!text.startsWith('duration:') || json === -1) {
+      return
+    }
+    try {
+      const parsed = JSON.parse(text.slice(json)) as { 'Query Text'?: string; Plan?: JsonPlanNode }
+      // The EXPLAIN ANALYZE itself is the top plan, already shown.
+      if (parsed.Plan === undefined || /^\s*explain\b/i.test(parsed['Query Text'] ?? '')) {
+        return
+      }
+      const lines: string[] = []
+      renderPlan(parsed.Plan, 0, lines)
+      collected.push(lines)
+    } catch {
+      // Not a plan: ignore.
+    }
+  })
+  return {
+    clear: () => {
+      collected = []
+    },
+    plans: () => collected,
+  }
+}
+
+/** One line per plan node, in EXPLAIN's text shape (`Index Scan using … on …`, `Seq Scan on …`). */
+function renderPlan(node: JsonPlanNode, depth: number, out: string[]): void {
+  const type = node['Node Type']
+  const relation = node['Relation Name']
+  const alias = node.Alias !== undefined && node.Alias !== relation ? ` ${node.Alias}` : ''
+  let label: string
+  if (type === 'ModifyTable') {
+    label = `${node.Operation ?? 'Modify'} on ${relation ?? '?'}${alias}`
+  } else if (type === 'Bitmap Index Scan') {
+    label = `${type} on ${node['Index Name'] ?? '?'}`
+  } else if (node['Index Name'] !== undefined) {
+    label = `${type} using ${node['Index Name']} on ${relation ?? '?'}${alias}`
+  } else if (relation !== undefined) {
+    label = `${type} on ${relation}${alias}`
+  } else if (node['CTE Name'] !== undefined) {
+    label = `${type} on ${node['CTE Name']}`
+  } else if (node['Function Name'] !== undefined) {
+    label = `${type} on ${node['Function Name']}`
+  } else {
+    label = type
+  }
+  out.push(`${'  '.repeat(depth)}${depth === 0 ? '' : '->  '}${label}`)
+  for (const child of node.Plans ?? []) {
+    renderPlan(child, depth + 1, out)
+  }
+}
+
 /**
  * Planning and execution time of one run of the statement, in a transaction that is rolled back
- * (a hot statement writes: the charge, the usage row, the rotation must not stay).
+ * (a hot statement writes: the charge, the usage row, the rotation must not stay). A function's
+ * own statements are planned inside its execution time (the first call on a backend prepares
+ * them; the pooled backends behind SQL-over-HTTP then reuse that plan).
  */
 async function analyzeTimes(
   client: pg.Client,
