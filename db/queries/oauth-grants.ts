@@ -58,11 +58,20 @@ export function stillRegistered(key: RegisteredAssertionKey): SQL {
     : sql`metadata->>'jwks_uri' = ${key.uri}`
 }
 
+/** A `private_key_jwt` assertion's verifying key, as the SQL functions take it (one of the two). */
+function assertionKeyArgs(p: PresentedClient): { jwk: string | null; uri: string | null } {
+  const key = p.assertion?.key
+  return {
+    jwk: key?.kind === 'jwk' ? JSON.stringify(key.jwk) : null,
+    uri: key?.kind === 'jwks_uri' ? key.uri : null,
+  }
+}
+
+// The client authenticates by `portcullis_presented_client` (migration 0020: the one definition
+// of what authenticates whom, inlined by the planner), after its DPoP proof's jti is spent.
 function clientCte(p: PresentedClient, now: Date): SQL {
-  const proof =
-    p.dpop === null
-      ? sql`not coalesce((metadata->>'dpop_bound_access_tokens')::boolean, false)`
-      : sql`exists (select 1 from dpop_jti)`
+  const key = assertionKeyArgs(p)
+  const proof = p.dpop === null ? sql`not pc.dpop_bound` : sql`exists (select 1 from dpop_jti)`
   const spend =
     p.dpop === null
       ? sql``
@@ -71,20 +80,10 @@ function clientCte(p: PresentedClient, now: Date): SQL {
       on conflict (jti_hash) do nothing
       returning 1
     ), `
+  const found = sql`select pc.* from portcullis_presented_client(${p.clientId}::text, ${p.method}::text,
+      ${p.grantType}::text, ${p.secretHash}::text, ${now.toISOString()}::timestamptz, ${key.jwk}::jsonb, ${key.uri}::text) pc
+      where ${proof}`
   const assertion = p.assertion
-  // private_key_jwt authenticates only with a verified assertion whose key is still registered.
-  const assertionKey = assertion === undefined ? sql`false` : stillRegistered(assertion.key)
-  const found = sql`select id, client_id, tenant_id, scope, grant_types, token_endpoint_auth_method, id_token_signed_response_alg
-      from oauth_clients
-      where client_id = ${p.clientId} and disabled_at is null
-        and exists (select 1 from tenants t where t.id = oauth_clients.tenant_id and t.active)
-        and token_endpoint_auth_method = ${p.method}
-        and ${p.grantType} = any(grant_types)
-        and case when ${p.method} = 'none' then client_secret_hash is null
-                 when ${p.method} = 'private_key_jwt' then client_secret_hash is null and ${assertionKey}
-                 else client_secret_hash = ${p.secretHash}
-                      and (client_secret_expires_at is null or client_secret_expires_at > ${now}) end
-        and ${proof}`
   if (assertion === undefined) {
     return sql`${spend}client as (${found})`
   }
@@ -95,6 +94,22 @@ function clientCte(p: PresentedClient, now: Date): SQL {
       on conflict (jti_hash) do nothing
       returning 1
     ), client as (select * from asserted where exists (select 1 from assertion_jti))`
+}
+
+/**
+ * The presented client as the grant functions of migration 0020 take it: they authenticate it as
+ * `clientCte` does (proof and assertion jtis spent first) and count an agent client's usage.
+ */
+function clientArgs(p: PresentedClient, now: Date): SQL {
+  const key = assertionKeyArgs(p)
+  return sql`p_client_id => ${p.clientId}::text, p_method => ${p.method}::text,
+      p_secret_hash => ${p.secretHash}::text,
+      p_dpop_jti_hash => ${p.dpop?.jtiHash ?? null}::text,
+      p_dpop_expires_at => ${p.dpop?.expiresAt.toISOString() ?? null}::timestamptz,
+      p_assertion_jti_hash => ${p.assertion?.jtiHash ?? null}::text,
+      p_assertion_expires_at => ${p.assertion?.expiresAt.toISOString() ?? null}::timestamptz,
+      p_assertion_jwk => ${key.jwk}::jsonb, p_assertion_jwks_uri => ${key.uri}::text,
+      p_now => ${now.toISOString()}::timestamptz, p_hour_start => ${hourStart(now).toISOString()}::timestamptz`
 }
 
 /**
@@ -349,10 +364,12 @@ export interface RotatedRefresh extends Grantee {
 }
 
 /**
- * Refresh rotation in ONE statement: authenticates the client, marks its live token (active user,
- * scope not widened) replaced, inserts the successor in the same family and writes
- * `token_issued`. Concurrent uses serialise on the row: exactly one finds `replaced_by is null`.
- * No row: the client did not authenticate; `rotated` undefined: the token did not rotate.
+ * Refresh rotation in ONE statement, `portcullis_rotate_refresh_token` (migration 0020, a
+ * PL/pgSQL function so its plan is prepared once per backend): authenticates the client, marks its
+ * live token (active user, scope not widened) replaced, inserts the successor in the same family
+ * and writes `token_issued`. Concurrent uses serialise on the row: exactly one finds
+ * `replaced_by is null`. No row: the client did not authenticate; `rotated` undefined: the token
+ * did not rotate.
  */
 export async function rotateRefreshToken(
   x: Executor,
@@ -369,35 +386,13 @@ export async function rotateRefreshToken(
 ): Promise<{ client: GrantClient; rotated: RotatedRefresh | undefined } | undefined> {
   const [row] = await queryRows<Record<string, unknown>>(
     x,
-    sql`with ${clientCte(input.client, input.now)}, rotated as (
-      update refresh_tokens r set replaced_by = ${input.next.id}::uuid
-      from users u
-      where r.token_hash = ${input.tokenHash} and r.client_id = (select id from client)
-        and r.revoked_at is null and r.replaced_by is null and r.expires_at > ${input.now}
-        and u.id = r.user_id and u.status = 'active'
-        and string_to_array(${input.requestedScope}, ' ') <@ string_to_array(r.scope, ' ')
-        and (r.dpop_jkt is null or r.dpop_jkt = ${input.client.dpop?.jkt ?? null}::text)
-        and ${targetMatches(sql`r.resource`, input.target)}
-      returning r.id, r.family_id, r.authorization_code_id, r.client_id, r.user_id, r.scope, r.resource, r.auth_time, r.amr, r.dpop_jkt,
-                u.status, u.email, u.display_name, u.email_verified_at, u.tokens_valid_after
-    ), issued as (
-      insert into refresh_tokens (id, token_hash, family_id, parent_id, authorization_code_id, client_id, user_id, scope, resource, auth_time, amr, expires_at, dpop_jkt)
-      select ${input.next.id}::uuid, ${input.next.tokenHash}, family_id, id, authorization_code_id, client_id,
-             user_id, scope, resource, auth_time, amr, ${input.next.expiresAt}::timestamptz, dpop_jkt
-      from rotated
-      returning id
-    ), audited as (
-      insert into audit_events (type, actor, user_id, tenant_id, client_id, ip, metadata)
-      select 'token_issued', 'client:' || cl.client_id, r.user_id, cl.tenant_id, cl.client_id, ${input.audit.ip},
-             jsonb_build_object('grant_type', 'refresh_token', 'family_id', r.family_id)
-      from rotated r cross join client cl
-      returning id
-    ), ${usageCte(input.client, input.now)}
-    select ${CLIENT_COLUMNS}, r.id::text as previous_id, r.family_id::text as family_id, r.user_id::text as user_id,
-           r.scope, r.resource, r.status, r.email, r.display_name, r.email_verified_at is not null as email_verified,
-           floor(extract(epoch from r.tokens_valid_after))::float8 as tokens_valid_after,
-           floor(extract(epoch from r.auth_time))::int as auth_time, r.amr
-    from client cl left join rotated r on true`,
+    sql`select * from portcullis_rotate_refresh_token(${clientArgs(input.client, input.now)},
+      p_dpop_jkt => ${input.client.dpop?.jkt ?? null}::text,
+      p_token_hash => ${input.tokenHash}::text, p_requested_scope => ${input.requestedScope}::text,
+      p_target_identifier => ${input.target?.identifier ?? null}::text,
+      p_target_fallback => ${input.target?.fallback ?? null}::text,
+      p_next_id => ${input.next.id}::uuid, p_next_token_hash => ${input.next.tokenHash}::text,
+      p_next_expires_at => ${input.next.expiresAt.toISOString()}::timestamptz, p_ip => ${input.audit.ip}::text)`,
   )
   if (row === undefined) {
     return undefined
@@ -792,29 +787,19 @@ export async function pollDeviceCode(
 }
 
 /**
- * client_credentials (RFC 6749 §4.4) in ONE statement: authenticates the confidential client and,
- * when the requested scope is within its registration and names no user-facing scope, writes
- * `token_issued`. No row: the client did not authenticate.
+ * client_credentials (RFC 6749 §4.4) in ONE statement, `portcullis_client_credentials` (migration
+ * 0020, a PL/pgSQL function so its plan is prepared once per backend): authenticates the
+ * confidential client and, when the requested scope is within its registration and names no
+ * user-facing scope, writes `token_issued`. No row: the client did not authenticate.
  */
 export async function authenticateForClientCredentials(
   x: Executor,
   input: { client: PresentedClient; requestedScope: string | null; audit: GrantAudit; now: Date },
 ): Promise<GrantClient | undefined> {
-  const asked = input.requestedScope
   const [row] = await queryRows<Record<string, unknown>>(
     x,
-    sql`with ${clientCte(input.client, input.now)}, audited as (
-      insert into audit_events (type, actor, tenant_id, client_id, ip, metadata)
-      select 'token_issued', 'client:' || cl.client_id, cl.tenant_id, cl.client_id, ${input.audit.ip},
-             jsonb_build_object('grant_type', 'client_credentials')
-      from client cl
-      where cl.token_endpoint_auth_method <> 'none'
-        and (${asked}::text is null or (
-          string_to_array(${asked}::text, ' ') <@ string_to_array(cl.scope, ' ')
-          and not string_to_array(${asked}::text, ' ') && array['openid', 'offline_access']))
-      returning id
-    ), ${usageCte(input.client, input.now)}
-    select ${CLIENT_COLUMNS} from client cl`,
+    sql`select * from portcullis_client_credentials(${clientArgs(input.client, input.now)},
+      p_requested_scope => ${input.requestedScope}::text, p_ip => ${input.audit.ip}::text)`,
   )
   return row === undefined ? undefined : toGrantClient(row)
 }
