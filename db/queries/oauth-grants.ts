@@ -226,7 +226,9 @@ export interface ConsumedCode extends Grantee {
 }
 
 /**
- * RFC 6749 §4.1.3 in ONE statement: authenticates the client, consumes its unexpired, unused code
+ * RFC 6749 §4.1.3 in ONE statement, `portcullis_exchange_authorization_code` (migration 0021, a
+ * PL/pgSQL function so its plan is prepared once per backend): authenticates the client, consumes
+ * its unexpired, unused code
  * and, when PKCE, redirect URI and user status all hold, starts a refresh-token family (if the
  * client uses refresh tokens) and writes `token_issued`. Concurrent calls serialise on the code
  * row: exactly one sees `consumed_at is null`. No row: the client did not authenticate; a row
@@ -247,38 +249,12 @@ export async function consumeAuthorizationCode(
   const refresh = input.refresh
   const [row] = await queryRows<Record<string, unknown>>(
     x,
-    sql`with ${clientCte(input.client, input.now)}, consumed as (
-      update authorization_codes set consumed_at = ${input.now}
-      where code_hash = ${input.codeHash} and client_id = (select id from client)
-        and consumed_at is null and expires_at > ${input.now}
-        and (dpop_jkt is null or dpop_jkt = ${input.client.dpop?.jkt ?? null}::text)
-      returning id, user_id, redirect_uri, scope, resource, nonce, code_challenge, auth_time, amr
-    ), grantee as (
-      select c.*, u.status, u.email, u.display_name, u.email_verified_at, u.tokens_valid_after
-      from consumed c join users u on u.id = c.user_id
-    ), ok as (
-      select g.* from grantee g
-      where g.status = 'active' and g.code_challenge = ${input.codeChallenge}
-        and g.redirect_uri = coalesce(${input.redirectUri}, g.redirect_uri)
-    ), issued as (
-      insert into refresh_tokens (id, token_hash, family_id, authorization_code_id, client_id, user_id, scope, resource, auth_time, amr, expires_at, dpop_jkt)
-      select ${refresh.id}::uuid, ${refresh.tokenHash}, g.id, g.id, cl.id,
-             g.user_id, g.scope, g.resource, g.auth_time, g.amr, ${refresh.expiresAt}::timestamptz, ${publicJkt(input.client)}
-      from ok g cross join client cl
-      where 'refresh_token' = any(cl.grant_types)
-      returning id
-    ), audited as (
-      insert into audit_events (type, actor, user_id, tenant_id, client_id, ip, metadata)
-      select 'token_issued', 'client:' || cl.client_id, g.user_id, cl.tenant_id, cl.client_id, ${input.audit.ip},
-             jsonb_build_object('grant_type', 'authorization_code', 'grant_id', g.id)
-      from ok g cross join client cl
-      returning id
-    ), ${usageCte(input.client, input.now)}
-    select ${CLIENT_COLUMNS}, g.id::text as code_id, g.user_id::text as user_id, g.redirect_uri, g.scope, g.resource, g.nonce,
-           g.code_challenge, g.status, g.email, g.display_name, g.email_verified_at is not null as email_verified,
-           floor(extract(epoch from g.tokens_valid_after))::float8 as tokens_valid_after,
-           floor(extract(epoch from g.auth_time))::int as auth_time, g.amr, (select count(*) from issued)::int as refresh_issued
-    from client cl left join grantee g on true`,
+    sql`select * from portcullis_exchange_authorization_code(${clientArgs(input.client, input.now)},
+      p_dpop_jkt => ${input.client.dpop?.jkt ?? null}::text,
+      p_code_hash => ${input.codeHash}::text, p_code_challenge => ${input.codeChallenge}::text,
+      p_redirect_uri => ${input.redirectUri}::text,
+      p_refresh_id => ${refresh.id}::uuid, p_refresh_token_hash => ${refresh.tokenHash}::text,
+      p_refresh_expires_at => ${refresh.expiresAt.toISOString()}::timestamptz, p_ip => ${input.audit.ip}::text)`,
   )
   if (row === undefined) {
     return undefined
