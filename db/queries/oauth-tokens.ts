@@ -76,11 +76,11 @@ export function accessTokenStateStatement(
 
 /**
  * The database half of an access-token check as one SQL predicate, for folding into a hot-path
- * statement: the jti is not revoked, the token's client is enabled and its tenant active (and
- * not deactivated since the token's `iat` second), and (user tokens) the user
- * is active and the token was issued after the user's last credential event (`iat` strictly
- * after the second of `tokens_valid_after`). Same rules as `accessTokenStateStatement` +
- * `principalFromState`.
+ * statement: `portcullis_access_token_live` (migration 0022, planned once per backend): the jti
+ * is not revoked, the token's client is enabled and its tenant active (and not deactivated since
+ * the token's `iat` second), and (user tokens) the user is active and the token was issued after
+ * the user's last credential event (`iat` strictly after the second of `tokens_valid_after`).
+ * Same rules as `accessTokenStateStatement` + `principalFromState`.
  */
 export function accessTokenStillValid(input: {
   jti: string
@@ -89,19 +89,13 @@ export function accessTokenStillValid(input: {
   /** The token's `iat`, epoch seconds. */
   issuedAt: number
 }): SQL {
-  const userId = input.userId !== null && isUuid(input.userId) ? input.userId : null
+  // A user's token whose subject is no user id of ours speaks for nobody.
+  if (input.userId !== null && !isUuid(input.userId)) {
+    return sql`false`
+  }
   const issuedAt = Number.isSafeInteger(input.issuedAt) ? input.issuedAt : 0
-  const userActive =
-    input.userId === null
-      ? sql`true`
-      : sql`exists(select 1 from ${users} where ${users.id} = ${userId}::uuid and ${users.status} = 'active'
-          and (${users.tokensValidAfter} is null or ${users.tokensValidAfter} < to_timestamp(${issuedAt}::bigint)))`
-  return sql`(not exists(select 1 from ${revokedAccessTokens} where ${revokedAccessTokens.jti} = ${input.jti})
-    and exists(select 1 from ${oauthClients} join ${tenants} on ${tenants.id} = ${oauthClients.tenantId}
-      where ${oauthClients.clientId} = ${input.tokenClientId} and ${oauthClients.disabledAt} is null
-        and ${tenants.active}
-        and (${tenants.tokensValidAfter} is null or ${tenants.tokensValidAfter} < to_timestamp(${issuedAt}::bigint)))
-    and ${userActive})`
+  return sql`portcullis_access_token_live(${input.jti}::text, ${input.tokenClientId}::text,
+    ${input.userId}::uuid, ${issuedAt}::bigint)`
 }
 
 /** The same insert as a statement for the caller's batch (with its audit row). */
