@@ -23,7 +23,13 @@ import type { AppEnv } from '../env'
 import { ProblemError } from '../errors/problem'
 import { clientIp } from '../middleware/client-ip'
 import { endUserAccessStatement } from './end-user-access'
-import { loginThrottleSubjects, overLimit, releaseClaimsStatements, sessionTtlSeconds } from './login'
+import {
+  checkClaimedPassword,
+  loginThrottleSubjects,
+  overLimit,
+  releaseClaimsStatements,
+  sessionTtlSeconds,
+} from './login'
 import { withPasswordSlot } from './password-gate'
 import { assertStrongPassword } from './password-policy'
 import { setSessionCookie } from './session-cookie'
@@ -215,7 +221,7 @@ export async function checkCurrentPassword(
       retryAfterSeconds: retryAfterSeconds(blocked, now),
     })
   }
-  const check = await withPasswordSlot(config.argon2MaxQueue, () =>
+  const check = await checkClaimedPassword(db, config.argon2MaxQueue, claims, () =>
     verifyPassword(password, user.passwordHash, config.argon2),
   )
   if (!check.ok) {

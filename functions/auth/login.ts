@@ -21,6 +21,7 @@ import type { Config } from '../config'
 import { sha256Hex } from '../crypto/hash'
 import { burnPasswordCheck, hashPassword, verifyPassword } from '../crypto/password'
 import { randomToken } from '../crypto/random'
+import { ProblemError } from '../errors/problem'
 import { assertPasswordSlotFree, withPasswordSlot } from './password-gate'
 
 export interface LoginInput {
@@ -93,6 +94,29 @@ export function overLimit(config: Config, claims: readonly AttemptClaim[]): Atte
  */
 export function releaseClaimsStatements(db: HttpDb, claims: readonly AttemptClaim[]) {
   return claims.map((claim) => releaseAttemptsStatement(db, claim, 1))
+}
+
+/**
+ * Runs the password check of an attempt already claimed, in its turn at the hashing gate. The
+ * gate can fill while the claim's round trip is in flight (a burst passes the early check
+ * together): its 503 `overloaded` is not a failed attempt, so the claims are given back (one
+ * round trip) before the refusal goes out.
+ */
+export async function checkClaimedPassword<T>(
+  db: HttpDb,
+  gateLimit: number,
+  claims: readonly AttemptClaim[],
+  check: () => T,
+): Promise<T> {
+  try {
+    return await withPasswordSlot(gateLimit, check)
+  } catch (error) {
+    const [first, ...rest] = releaseClaimsStatements(db, claims)
+    if (error instanceof ProblemError && error.code === 'overloaded' && first !== undefined) {
+      await db.batch([first, ...rest])
+    }
+    throw error
+  }
 }
 
 type Refusal = Exclude<LoginOutcome, { kind: 'ok' | 'mfa_required' | 'mfa_enrolment_required' }>
@@ -174,7 +198,7 @@ export async function attemptLogin(
 
   // One admitted turn checks the password and, when it is right but stored under other
   // parameters (imported bcrypt, or argon2id since retuned), hashes it again for the upgrade.
-  const check = await withPasswordSlot(config.argon2MaxQueue, () => {
+  const check = await checkClaimedPassword(db, config.argon2MaxQueue, claims, () => {
     if (user === undefined) {
       burnPasswordCheck(input.password, config.argon2)
       return undefined

@@ -17,9 +17,8 @@ import { matchTotpStep, newTotpSecret, otpauthUri } from '../crypto/totp'
 import type { AppEnv } from '../env'
 import { ProblemError } from '../errors/problem'
 import { clientIp } from '../middleware/client-ip'
-import { loginThrottleSubjects, overLimit, releaseClaimsStatements } from './login'
+import { checkClaimedPassword, loginThrottleSubjects, overLimit, releaseClaimsStatements } from './login'
 import { newRecoveryCodes, openTotpSecret, spendSecondFactor, totpSealContext } from './mfa'
-import { withPasswordSlot } from './password-gate'
 
 export interface TotpStatus {
   active: boolean
@@ -137,7 +136,7 @@ async function proveFactorOwner(
   if (proof.code.trim() !== '') {
     proven = (await spendSecondFactor(db, config, user.id, proof.code, now)) !== undefined
   } else if (proof.password !== '') {
-    const check = await withPasswordSlot(config.argon2MaxQueue, () =>
+    const check = await checkClaimedPassword(db, config.argon2MaxQueue, claims, () =>
       verifyPassword(proof.password, user.passwordHash, config.argon2),
     )
     proven = check.ok

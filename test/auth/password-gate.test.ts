@@ -1,4 +1,8 @@
+import { sql } from 'drizzle-orm'
 import { describe, expect, it } from 'vitest'
+import { queryRows } from '../../db/client'
+import { claimAttemptsStatement, toClaims } from '../../db/queries/throttle'
+import { checkClaimedPassword } from '../../functions/auth/login'
 import {
   assertPasswordSlotFree,
   passwordGateDepth,
@@ -9,6 +13,7 @@ import { toHex, utf8 } from '../../functions/crypto/encoding'
 import { verifyPassword } from '../../functions/crypto/password'
 import { ProblemError } from '../../functions/errors/problem'
 import { seedUser } from '../helpers/accounts'
+import { testDb } from '../helpers/db'
 import { describeResponse, postJson } from '../helpers/worker'
 
 const DEFAULTS = { memoryKib: 19_456, iterations: 2, parallelism: 1 }
@@ -116,6 +121,27 @@ describe('password-hash admission gate', () => {
     expect(passwordGateDepth()).toBe(0)
   })
 
+  it('gives back an attempt already claimed when the gate filled meanwhile: a 503 is not a failure', async () => {
+    const db = testDb()
+    const subject = `user:${crypto.randomUUID()}`
+    const claims = toClaims(await claimAttemptsStatement(db, [subject], new Date(), 900))
+    expect(claims.map((claim) => claim.count)).toEqual([1])
+    // Two hashes hold the gate's two places (each waits one turn before it runs).
+    const holders = [withPasswordSlot(2, () => 'held'), withPasswordSlot(2, () => 'held')]
+    const refused = checkClaimedPassword(db, 2, claims, () => 'checked')
+    await expect(refused).rejects.toSatisfy(
+      (error: unknown) => error instanceof ProblemError && error.code === 'overloaded',
+    )
+    await Promise.all(holders)
+    const [row] = await queryRows<{ failures: number }>(
+      db,
+      sql`select failures from login_throttles where subject = ${subject}`,
+    )
+    expect(row?.failures).toBe(0)
+    // With a free place the check runs and the claim stays for the caller to settle.
+    await expect(checkClaimedPassword(db, 2, claims, () => 'checked')).resolves.toBe('checked')
+  })
+
   it('60 concurrent logins answer 200, or 503 overloaded with Retry-After; never anything else', async () => {
     const users = await Promise.all(Array.from({ length: 60 }, () => seedUser()))
     const responses = await Promise.all(
@@ -135,5 +161,15 @@ describe('password-hash admission gate', () => {
       }
     }
     expect(statuses.filter((s) => s === 200).length).toBeGreaterThan(0)
+    // A 503 is not a failed sign-in: no account is left with an attempt counted against it, even
+    // those whose claim was made before the gate filled (the claim is a round trip; the gate is
+    // checked again once it is back).
+    const subjects = users.map((u) => `user:${u.id}`)
+    const [counted] = await queryRows<{ failures: string }>(
+      testDb(),
+      sql`select coalesce(sum(failures), 0)::text as failures from login_throttles
+          where subject in (select jsonb_array_elements_text(${JSON.stringify(subjects)}::jsonb))`,
+    )
+    expect(Number(counted?.failures)).toBe(0)
   })
 })
