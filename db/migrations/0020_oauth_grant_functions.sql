@@ -3,24 +3,34 @@
 -- call, most of its database time; a function's plan is prepared once per backend. The Worker
 -- still sends one statement per grant, so each stays one round trip and all-or-nothing.
 
--- The client a token request presented, if it authenticates for this grant: enabled, in an
--- active tenant, registered for this grant type and this authentication method, and
---   'none'             a public client (no secret);
---   'private_key_jwt'  no secret, and it still registers the key that verified the assertion
---                      (p_assertion_jwk among its jwks, or the same p_assertion_jwks_uri);
---   otherwise          the SHA-256 of the presented secret equals the stored one (a hash of a
---                      256-bit secret: comparing it in SQL reveals nothing usable), not expired.
--- A single STABLE SELECT, so the planner inlines it wherever it is used: the grant functions below
--- and the grant statements the Worker still sends as text (db/queries/oauth-grants.ts).
--- dpop_bound: the client registered dpop_bound_access_tokens (it must present a DPoP proof).
-CREATE FUNCTION portcullis_presented_client(
+-- Authenticates the client a token request presented, for one grant, and answers its row (none
+-- when it does not authenticate). In order:
+--   1. a DPoP proof's jti (p_dpop_jti_hash) is spent; without a proof, a client registered with
+--      dpop_bound_access_tokens does not authenticate;
+--   2. the client must be enabled, in an active tenant, registered for this grant type and this
+--      authentication method, and
+--        'none'             a public client (no secret);
+--        'private_key_jwt'  no secret, and it still registers the key that verified the assertion
+--                           (p_assertion_jwk among its jwks, or the same p_assertion_jwks_uri);
+--        otherwise          the SHA-256 of the presented secret equals the stored one (a hash of a
+--                           256-bit secret: comparing it in SQL reveals nothing usable), unexpired;
+--   3. a private_key_jwt assertion's jti (p_assertion_jti_hash) is spent by the client it
+--      authenticates (RFC 7523 §3), and the client authenticates only if that spend won.
+-- A spend that loses (a replay, concurrent ones included: they serialise on the primary key)
+-- authenticates nothing. The one definition of client authentication at the token endpoint:
+-- every grant statement reads its client from here, in the same statement as the grant's writes.
+CREATE FUNCTION portcullis_authenticate_client(
   p_client_id text,
   p_method text,
   p_grant_type text,
   p_secret_hash text,
-  p_now timestamptz,
+  p_dpop_jti_hash text,
+  p_dpop_expires_at timestamptz,
+  p_assertion_jti_hash text,
+  p_assertion_expires_at timestamptz,
   p_assertion_jwk jsonb,
-  p_assertion_jwks_uri text
+  p_assertion_jwks_uri text,
+  p_now timestamptz
 ) RETURNS TABLE (
   id uuid,
   client_id text,
@@ -28,38 +38,57 @@ CREATE FUNCTION portcullis_presented_client(
   scope text,
   grant_types text[],
   token_endpoint_auth_method text,
-  id_token_signed_response_alg text,
-  dpop_bound boolean
+  id_token_signed_response_alg text
 )
-LANGUAGE sql
-STABLE
+LANGUAGE plpgsql
+VOLATILE
+SET plan_cache_mode = force_generic_plan
 AS $$
-  SELECT c.id, c.client_id, c.tenant_id, c.scope, c.grant_types, c.token_endpoint_auth_method,
-    c.id_token_signed_response_alg, coalesce((c.metadata->>'dpop_bound_access_tokens')::boolean, false)
-  FROM oauth_clients c
-  WHERE c.client_id = p_client_id AND c.disabled_at IS NULL
-    AND EXISTS (SELECT 1 FROM tenants t WHERE t.id = c.tenant_id AND t.active)
-    AND c.token_endpoint_auth_method = p_method
-    AND p_grant_type = ANY (c.grant_types)
-    AND CASE
-      WHEN p_method = 'none' THEN c.client_secret_hash IS NULL
-      WHEN p_method = 'private_key_jwt' THEN c.client_secret_hash IS NULL AND CASE
-        WHEN p_assertion_jwk IS NOT NULL THEN c.metadata->'jwks'->'keys' @> jsonb_build_array(p_assertion_jwk)
-        WHEN p_assertion_jwks_uri IS NOT NULL THEN c.metadata->>'jwks_uri' = p_assertion_jwks_uri
-        ELSE false
+#variable_conflict use_column
+BEGIN
+  RETURN QUERY
+  WITH dpop_jti AS (
+    INSERT INTO used_proof_jtis (jti_hash, expires_at)
+    SELECT p_dpop_jti_hash, p_dpop_expires_at WHERE p_dpop_jti_hash IS NOT NULL
+    ON CONFLICT (jti_hash) DO NOTHING
+    RETURNING 1
+  ), asserted AS (
+    SELECT c.id, c.client_id, c.tenant_id, c.scope, c.grant_types, c.token_endpoint_auth_method,
+      c.id_token_signed_response_alg
+    FROM oauth_clients c
+    WHERE c.client_id = p_client_id AND c.disabled_at IS NULL
+      AND EXISTS (SELECT 1 FROM tenants t WHERE t.id = c.tenant_id AND t.active)
+      AND c.token_endpoint_auth_method = p_method
+      AND p_grant_type = ANY (c.grant_types)
+      AND CASE
+        WHEN p_method = 'none' THEN c.client_secret_hash IS NULL
+        WHEN p_method = 'private_key_jwt' THEN c.client_secret_hash IS NULL AND CASE
+          WHEN p_assertion_jwk IS NOT NULL THEN c.metadata->'jwks'->'keys' @> jsonb_build_array(p_assertion_jwk)
+          WHEN p_assertion_jwks_uri IS NOT NULL THEN c.metadata->>'jwks_uri' = p_assertion_jwks_uri
+          ELSE false
+        END
+        ELSE c.client_secret_hash = p_secret_hash
+          AND (c.client_secret_expires_at IS NULL OR c.client_secret_expires_at > p_now)
       END
-      ELSE c.client_secret_hash = p_secret_hash
-        AND (c.client_secret_expires_at IS NULL OR c.client_secret_expires_at > p_now)
-    END
+      AND CASE
+        WHEN p_dpop_jti_hash IS NULL THEN NOT coalesce((c.metadata->>'dpop_bound_access_tokens')::boolean, false)
+        ELSE EXISTS (SELECT 1 FROM dpop_jti)
+      END
+  ), assertion_jti AS (
+    INSERT INTO used_proof_jtis (jti_hash, expires_at)
+    SELECT p_assertion_jti_hash, p_assertion_expires_at FROM asserted WHERE p_assertion_jti_hash IS NOT NULL
+    ON CONFLICT (jti_hash) DO NOTHING
+    RETURNING 1
+  )
+  SELECT a.* FROM asserted a WHERE p_assertion_jti_hash IS NULL OR EXISTS (SELECT 1 FROM assertion_jti);
+END
 $$;
 --> statement-breakpoint
 
--- client_credentials (RFC 6749 §4.4): authenticates the confidential client (see
--- portcullis_presented_client; a DPoP proof's jti p_dpop_jti_hash and a private_key_jwt
--- assertion's jti p_assertion_jti_hash are spent first, and the client authenticates only if its
--- spend won) and, when the requested scope is within its registration and names no user-facing
--- scope, writes token_issued and counts an agent client's success. No row: the client did not
--- authenticate (a refused scope is the Worker's to explain).
+-- client_credentials (RFC 6749 §4.4): authenticates the confidential client
+-- (portcullis_authenticate_client) and, when the requested scope is within its registration and
+-- names no user-facing scope, writes token_issued and counts an agent client's success. No row:
+-- the client did not authenticate (a refused scope is the Worker's to explain).
 CREATE FUNCTION portcullis_client_credentials(
   p_client_id text,
   p_method text,
@@ -90,22 +119,10 @@ AS $$
 #variable_conflict use_column
 BEGIN
   RETURN QUERY
-  WITH dpop_jti AS (
-    INSERT INTO used_proof_jtis (jti_hash, expires_at)
-    SELECT p_dpop_jti_hash, p_dpop_expires_at WHERE p_dpop_jti_hash IS NOT NULL
-    ON CONFLICT (jti_hash) DO NOTHING
-    RETURNING 1
-  ), asserted AS (
-    SELECT pc.* FROM portcullis_presented_client(p_client_id, p_method, 'client_credentials', p_secret_hash,
-      p_now, p_assertion_jwk, p_assertion_jwks_uri) pc
-    WHERE CASE WHEN p_dpop_jti_hash IS NULL THEN NOT pc.dpop_bound ELSE EXISTS (SELECT 1 FROM dpop_jti) END
-  ), assertion_jti AS (
-    INSERT INTO used_proof_jtis (jti_hash, expires_at)
-    SELECT p_assertion_jti_hash, p_assertion_expires_at FROM asserted WHERE p_assertion_jti_hash IS NOT NULL
-    ON CONFLICT (jti_hash) DO NOTHING
-    RETURNING 1
-  ), client AS (
-    SELECT a.* FROM asserted a WHERE p_assertion_jti_hash IS NULL OR EXISTS (SELECT 1 FROM assertion_jti)
+  WITH client AS (
+    SELECT * FROM portcullis_authenticate_client(p_client_id, p_method, 'client_credentials', p_secret_hash,
+      p_dpop_jti_hash, p_dpop_expires_at, p_assertion_jti_hash, p_assertion_expires_at, p_assertion_jwk,
+      p_assertion_jwks_uri, p_now)
   ), audited AS (
     INSERT INTO audit_events (type, actor, tenant_id, client_id, ip, metadata)
     SELECT 'token_issued', 'client:' || cl.client_id, cl.tenant_id, cl.client_id, p_ip,
@@ -131,9 +148,9 @@ END
 $$;
 --> statement-breakpoint
 
--- refresh_token (RFC 6749 §6) rotation: authenticates the client as above, marks its live token
--- (active user, scope not widened, DPoP key and requested audience matching) replaced by
--- p_next_id, inserts the successor in the same family, writes token_issued and counts an agent
+-- refresh_token (RFC 6749 §6) rotation: authenticates the client (portcullis_authenticate_client),
+-- marks its live token (active user, scope not widened, DPoP key and requested audience matching)
+-- replaced by p_next_id, inserts the successor in the same family, writes token_issued and counts an agent
 -- client's success. Concurrent uses serialise on the row: exactly one finds replaced_by null.
 -- No row: the client did not authenticate; previous_id null: the token did not rotate (the
 -- Worker then asks why, on the failure path).
@@ -189,22 +206,10 @@ AS $$
 #variable_conflict use_column
 BEGIN
   RETURN QUERY
-  WITH dpop_jti AS (
-    INSERT INTO used_proof_jtis (jti_hash, expires_at)
-    SELECT p_dpop_jti_hash, p_dpop_expires_at WHERE p_dpop_jti_hash IS NOT NULL
-    ON CONFLICT (jti_hash) DO NOTHING
-    RETURNING 1
-  ), asserted AS (
-    SELECT pc.* FROM portcullis_presented_client(p_client_id, p_method, 'refresh_token', p_secret_hash,
-      p_now, p_assertion_jwk, p_assertion_jwks_uri) pc
-    WHERE CASE WHEN p_dpop_jti_hash IS NULL THEN NOT pc.dpop_bound ELSE EXISTS (SELECT 1 FROM dpop_jti) END
-  ), assertion_jti AS (
-    INSERT INTO used_proof_jtis (jti_hash, expires_at)
-    SELECT p_assertion_jti_hash, p_assertion_expires_at FROM asserted WHERE p_assertion_jti_hash IS NOT NULL
-    ON CONFLICT (jti_hash) DO NOTHING
-    RETURNING 1
-  ), client AS (
-    SELECT a.* FROM asserted a WHERE p_assertion_jti_hash IS NULL OR EXISTS (SELECT 1 FROM assertion_jti)
+  WITH client AS (
+    SELECT * FROM portcullis_authenticate_client(p_client_id, p_method, 'refresh_token', p_secret_hash,
+      p_dpop_jti_hash, p_dpop_expires_at, p_assertion_jti_hash, p_assertion_expires_at, p_assertion_jwk,
+      p_assertion_jwks_uri, p_now)
   ), rotated AS (
     UPDATE refresh_tokens r SET replaced_by = p_next_id
     FROM users u

@@ -2,9 +2,8 @@
 -- grants of 0020: its plan is prepared once per backend instead of on every exchange; the Worker
 -- still sends one statement.
 --
--- Authenticates the client (portcullis_presented_client, after its DPoP proof's and assertion's
--- jtis are spent), consumes its unexpired, unused code (bound to p_dpop_jkt when the code is)
--- and, when PKCE (p_code_challenge: the S256 of the presented verifier), the redirect URI (null:
+-- Authenticates the client (portcullis_authenticate_client), consumes its unexpired, unused code
+-- (bound to p_dpop_jkt when the code is) and, when PKCE (p_code_challenge: the S256 of the presented verifier), the redirect URI (null:
 -- none was sent) and the user's status all hold, starts a refresh-token family (if the client
 -- uses refresh tokens; a public client's is bound to its DPoP key, RFC 9449 §5), writes
 -- token_issued and counts an agent client's success. Concurrent calls serialise on the code
@@ -61,22 +60,10 @@ AS $$
 #variable_conflict use_column
 BEGIN
   RETURN QUERY
-  WITH dpop_jti AS (
-    INSERT INTO used_proof_jtis (jti_hash, expires_at)
-    SELECT p_dpop_jti_hash, p_dpop_expires_at WHERE p_dpop_jti_hash IS NOT NULL
-    ON CONFLICT (jti_hash) DO NOTHING
-    RETURNING 1
-  ), asserted AS (
-    SELECT pc.* FROM portcullis_presented_client(p_client_id, p_method, 'authorization_code', p_secret_hash,
-      p_now, p_assertion_jwk, p_assertion_jwks_uri) pc
-    WHERE CASE WHEN p_dpop_jti_hash IS NULL THEN NOT pc.dpop_bound ELSE EXISTS (SELECT 1 FROM dpop_jti) END
-  ), assertion_jti AS (
-    INSERT INTO used_proof_jtis (jti_hash, expires_at)
-    SELECT p_assertion_jti_hash, p_assertion_expires_at FROM asserted WHERE p_assertion_jti_hash IS NOT NULL
-    ON CONFLICT (jti_hash) DO NOTHING
-    RETURNING 1
-  ), client AS (
-    SELECT a.* FROM asserted a WHERE p_assertion_jti_hash IS NULL OR EXISTS (SELECT 1 FROM assertion_jti)
+  WITH client AS (
+    SELECT * FROM portcullis_authenticate_client(p_client_id, p_method, 'authorization_code', p_secret_hash,
+      p_dpop_jti_hash, p_dpop_expires_at, p_assertion_jti_hash, p_assertion_expires_at, p_assertion_jwk,
+      p_assertion_jwks_uri, p_now)
   ), consumed AS (
     UPDATE authorization_codes ac SET consumed_at = p_now
     WHERE ac.code_hash = p_code_hash AND ac.client_id = (SELECT c.id FROM client c)

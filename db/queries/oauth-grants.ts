@@ -58,58 +58,34 @@ export function stillRegistered(key: RegisteredAssertionKey): SQL {
     : sql`metadata->>'jwks_uri' = ${key.uri}`
 }
 
-/** A `private_key_jwt` assertion's verifying key, as the SQL functions take it (one of the two). */
-function assertionKeyArgs(p: PresentedClient): { jwk: string | null; uri: string | null } {
-  const key = p.assertion?.key
-  return {
-    jwk: key?.kind === 'jwk' ? JSON.stringify(key.jwk) : null,
-    uri: key?.kind === 'jwks_uri' ? key.uri : null,
-  }
-}
-
-// The client authenticates by `portcullis_presented_client` (migration 0020: the one definition
-// of what authenticates whom, inlined by the planner), after its DPoP proof's jti is spent.
-function clientCte(p: PresentedClient, now: Date): SQL {
-  const key = assertionKeyArgs(p)
-  const proof = p.dpop === null ? sql`not pc.dpop_bound` : sql`exists (select 1 from dpop_jti)`
-  const spend =
-    p.dpop === null
-      ? sql``
-      : sql`dpop_jti as (
-      insert into used_proof_jtis (jti_hash, expires_at) values (${p.dpop.jtiHash}, ${p.dpop.expiresAt}::timestamptz)
-      on conflict (jti_hash) do nothing
-      returning 1
-    ), `
-  const found = sql`select pc.* from portcullis_presented_client(${p.clientId}::text, ${p.method}::text,
-      ${p.grantType}::text, ${p.secretHash}::text, ${now.toISOString()}::timestamptz, ${key.jwk}::jsonb, ${key.uri}::text) pc
-      where ${proof}`
-  const assertion = p.assertion
-  if (assertion === undefined) {
-    return sql`${spend}client as (${found})`
-  }
-  // RFC 7523 §3: the assertion's jti is spent by the client it authenticates, in this statement.
-  return sql`${spend}asserted as (${found}), assertion_jti as (
-      insert into used_proof_jtis (jti_hash, expires_at)
-      select ${assertion.jtiHash}, ${assertion.expiresAt}::timestamptz from asserted
-      on conflict (jti_hash) do nothing
-      returning 1
-    ), client as (select * from asserted where exists (select 1 from assertion_jti))`
-}
-
 /**
- * The presented client as the grant functions of migration 0020 take it: they authenticate it as
- * `clientCte` does (proof and assertion jtis spent first) and count an agent client's usage.
+ * The presented client as `portcullis_authenticate_client` (migration 0020) and the grant
+ * functions take it, by name: the helper spends the DPoP proof's jti, checks the client and spends
+ * the assertion's jti; the grant functions pass these on to it.
  */
 function clientArgs(p: PresentedClient, now: Date): SQL {
-  const key = assertionKeyArgs(p)
+  const key = p.assertion?.key
   return sql`p_client_id => ${p.clientId}::text, p_method => ${p.method}::text,
       p_secret_hash => ${p.secretHash}::text,
       p_dpop_jti_hash => ${p.dpop?.jtiHash ?? null}::text,
       p_dpop_expires_at => ${p.dpop?.expiresAt.toISOString() ?? null}::timestamptz,
       p_assertion_jti_hash => ${p.assertion?.jtiHash ?? null}::text,
       p_assertion_expires_at => ${p.assertion?.expiresAt.toISOString() ?? null}::timestamptz,
-      p_assertion_jwk => ${key.jwk}::jsonb, p_assertion_jwks_uri => ${key.uri}::text,
-      p_now => ${now.toISOString()}::timestamptz, p_hour_start => ${hourStart(now).toISOString()}::timestamptz`
+      p_assertion_jwk => ${key?.kind === 'jwk' ? JSON.stringify(key.jwk) : null}::jsonb,
+      p_assertion_jwks_uri => ${key?.kind === 'jwks_uri' ? key.uri : null}::text,
+      p_now => ${now.toISOString()}::timestamptz`
+}
+
+/** The grant functions' arguments: the presented client and the usage counter's hour. */
+function grantArgs(p: PresentedClient, now: Date): SQL {
+  return sql`${clientArgs(p, now)}, p_hour_start => ${hourStart(now).toISOString()}::timestamptz`
+}
+
+// A grant statement still sent as text reads its client from the same helper as the functions.
+function clientCte(p: PresentedClient, now: Date): SQL {
+  return sql`client as (
+      select * from portcullis_authenticate_client(${clientArgs(p, now)}, p_grant_type => ${p.grantType}::text)
+    )`
 }
 
 /**
@@ -249,7 +225,7 @@ export async function consumeAuthorizationCode(
   const refresh = input.refresh
   const [row] = await queryRows<Record<string, unknown>>(
     x,
-    sql`select * from portcullis_exchange_authorization_code(${clientArgs(input.client, input.now)},
+    sql`select * from portcullis_exchange_authorization_code(${grantArgs(input.client, input.now)},
       p_dpop_jkt => ${input.client.dpop?.jkt ?? null}::text,
       p_code_hash => ${input.codeHash}::text, p_code_challenge => ${input.codeChallenge}::text,
       p_redirect_uri => ${input.redirectUri}::text,
@@ -362,7 +338,7 @@ export async function rotateRefreshToken(
 ): Promise<{ client: GrantClient; rotated: RotatedRefresh | undefined } | undefined> {
   const [row] = await queryRows<Record<string, unknown>>(
     x,
-    sql`select * from portcullis_rotate_refresh_token(${clientArgs(input.client, input.now)},
+    sql`select * from portcullis_rotate_refresh_token(${grantArgs(input.client, input.now)},
       p_dpop_jkt => ${input.client.dpop?.jkt ?? null}::text,
       p_token_hash => ${input.tokenHash}::text, p_requested_scope => ${input.requestedScope}::text,
       p_target_identifier => ${input.target?.identifier ?? null}::text,
@@ -774,7 +750,7 @@ export async function authenticateForClientCredentials(
 ): Promise<GrantClient | undefined> {
   const [row] = await queryRows<Record<string, unknown>>(
     x,
-    sql`select * from portcullis_client_credentials(${clientArgs(input.client, input.now)},
+    sql`select * from portcullis_client_credentials(${grantArgs(input.client, input.now)},
       p_requested_scope => ${input.requestedScope}::text, p_ip => ${input.audit.ip}::text)`,
   )
   return row === undefined ? undefined : toGrantClient(row)
