@@ -1,6 +1,7 @@
 import { and, eq, type SQL, sql } from 'drizzle-orm'
 import { type Executor, queryRows } from '../client'
 import { authorizationCodes, deviceCodes, oauthConsents } from '../schema'
+import { KEY_EPOCH } from './oauth-keys'
 
 /**
  * The client as it presented itself at the token endpoint. The grant statement authenticates it
@@ -151,6 +152,19 @@ function toGrantClient(row: Record<string, unknown>): GrantClient {
   }
 }
 
+/**
+ * What a grant statement read of the signing-key set's epoch (`KEY_EPOCH`, migration 0023) beside
+ * its own result. The handler hands it to `confirmKeyRing` before it signs, so a cached ring of
+ * that epoch costs no second round trip.
+ */
+export interface KeyEpochSeen {
+  keyEpoch: number | null
+}
+
+function keyEpochOf(row: Record<string, unknown>): number | null {
+  return row.key_epoch === null || row.key_epoch === undefined ? null : Number(row.key_epoch)
+}
+
 /** The user behind a grant, as the token response needs it (id_token claims). */
 export interface Grantee {
   userId: string
@@ -221,11 +235,11 @@ export async function consumeAuthorizationCode(
     audit: GrantAudit
     now: Date
   },
-): Promise<{ client: GrantClient; code: ConsumedCode | undefined } | undefined> {
+): Promise<({ client: GrantClient; code: ConsumedCode | undefined } & KeyEpochSeen) | undefined> {
   const refresh = input.refresh
   const [row] = await queryRows<Record<string, unknown>>(
     x,
-    sql`select * from portcullis_exchange_authorization_code(${grantArgs(input.client, input.now)},
+    sql`select *, ${KEY_EPOCH} as key_epoch from portcullis_exchange_authorization_code(${grantArgs(input.client, input.now)},
       p_dpop_jkt => ${input.client.dpop?.jkt ?? null}::text,
       p_code_hash => ${input.codeHash}::text, p_code_challenge => ${input.codeChallenge}::text,
       p_redirect_uri => ${input.redirectUri}::text,
@@ -236,11 +250,13 @@ export async function consumeAuthorizationCode(
     return undefined
   }
   const client = toGrantClient(row)
+  const keyEpoch = keyEpochOf(row)
   if (row.code_id === null || row.code_id === undefined) {
-    return { client, code: undefined }
+    return { client, code: undefined, keyEpoch }
   }
   return {
     client,
+    keyEpoch,
     code: {
       codeId: String(row.code_id),
       userId: String(row.user_id),
@@ -335,10 +351,10 @@ export async function rotateRefreshToken(
     audit: GrantAudit
     now: Date
   },
-): Promise<{ client: GrantClient; rotated: RotatedRefresh | undefined } | undefined> {
+): Promise<({ client: GrantClient; rotated: RotatedRefresh | undefined } & KeyEpochSeen) | undefined> {
   const [row] = await queryRows<Record<string, unknown>>(
     x,
-    sql`select * from portcullis_rotate_refresh_token(${grantArgs(input.client, input.now)},
+    sql`select *, ${KEY_EPOCH} as key_epoch from portcullis_rotate_refresh_token(${grantArgs(input.client, input.now)},
       p_dpop_jkt => ${input.client.dpop?.jkt ?? null}::text,
       p_token_hash => ${input.tokenHash}::text, p_requested_scope => ${input.requestedScope}::text,
       p_target_identifier => ${input.target?.identifier ?? null}::text,
@@ -350,11 +366,13 @@ export async function rotateRefreshToken(
     return undefined
   }
   const client = toGrantClient(row)
+  const keyEpoch = keyEpochOf(row)
   if (row.previous_id === null || row.previous_id === undefined) {
-    return { client, rotated: undefined }
+    return { client, rotated: undefined, keyEpoch }
   }
   return {
     client,
+    keyEpoch,
     rotated: {
       previousId: String(row.previous_id),
       familyId: String(row.family_id),
@@ -663,7 +681,7 @@ export async function pollDeviceCode(
     audit: GrantAudit
     now: Date
   },
-): Promise<{ client: GrantClient; poll: DevicePoll | undefined } | undefined> {
+): Promise<({ client: GrantClient; poll: DevicePoll | undefined } & KeyEpochSeen) | undefined> {
   const refresh = input.refresh
   const [row] = await queryRows<Record<string, unknown>>(
     x,
@@ -706,18 +724,21 @@ export async function pollDeviceCode(
     select ${CLIENT_COLUMNS}, g.id::text as device_id, g.prev_status, g.interval_seconds, g.user_id::text as user_id,
            g.scope, g.resource, g.expired, g.slow_down, g.user_status, g.email, g.display_name,
            g.email_verified_at is not null as email_verified,
-           floor(extract(epoch from g.tokens_valid_after))::float8 as tokens_valid_after, (select count(*) from issued)::int as refresh_issued
+           floor(extract(epoch from g.tokens_valid_after))::float8 as tokens_valid_after, (select count(*) from issued)::int as refresh_issued,
+           ${KEY_EPOCH} as key_epoch
     from client cl left join grantee g on true`,
   )
   if (row === undefined) {
     return undefined
   }
   const client = toGrantClient(row)
+  const keyEpoch = keyEpochOf(row)
   if (row.device_id === null || row.device_id === undefined) {
-    return { client, poll: undefined }
+    return { client, poll: undefined, keyEpoch }
   }
   return {
     client,
+    keyEpoch,
     poll: {
       deviceId: String(row.device_id),
       previousStatus: String(row.prev_status),
@@ -747,13 +768,13 @@ export async function pollDeviceCode(
 export async function authenticateForClientCredentials(
   x: Executor,
   input: { client: PresentedClient; requestedScope: string | null; audit: GrantAudit; now: Date },
-): Promise<GrantClient | undefined> {
+): Promise<({ client: GrantClient } & KeyEpochSeen) | undefined> {
   const [row] = await queryRows<Record<string, unknown>>(
     x,
-    sql`select * from portcullis_client_credentials(${grantArgs(input.client, input.now)},
+    sql`select *, ${KEY_EPOCH} as key_epoch from portcullis_client_credentials(${grantArgs(input.client, input.now)},
       p_requested_scope => ${input.requestedScope}::text, p_ip => ${input.audit.ip}::text)`,
   )
-  return row === undefined ? undefined : toGrantClient(row)
+  return row === undefined ? undefined : { client: toGrantClient(row), keyEpoch: keyEpochOf(row) }
 }
 
 /**

@@ -1,22 +1,38 @@
-import { and, eq, lt, ne, sql } from 'drizzle-orm'
+import { and, eq, getTableColumns, lt, ne, sql } from 'drizzle-orm'
 import type { Executor, HttpDb } from '../client'
 import type { SigningAlgorithm } from '../schema'
-import { signingKeys } from '../schema'
+import { signingKeyEpoch, signingKeys } from '../schema'
 
 export type SigningKeyRow = typeof signingKeys.$inferSelect
 export type NewSigningKey = typeof signingKeys.$inferInsert
 
 /**
- * Keys that may belong in the JWKS: active, and retiring ones whose tokens may not all have
- * expired yet. One round trip.
+ * The key set's epoch as a column of another statement: the grants select it beside their own
+ * result so an isolate can confirm its cached ring without reading it (`confirmKeyRing`).
  */
-export async function loadPublishedKeys(x: Executor, now: Date): Promise<SigningKeyRow[]> {
-  return x
-    .select()
+export const KEY_EPOCH = sql<
+  number | null
+>`(select ${signingKeyEpoch.epoch} from ${signingKeyEpoch} where ${signingKeyEpoch.id} = 1)`.mapWith(
+  (value: unknown) => (value === null ? null : Number(value)),
+)
+
+/**
+ * Keys that may belong in the JWKS: active, and retiring ones whose tokens may not all have
+ * expired yet, with the key set's epoch (migration 0023) read in the same statement, so the
+ * epoch names exactly this set. `epoch` is null when no key exists. One round trip.
+ */
+export async function loadPublishedKeys(
+  x: Executor,
+  now: Date,
+): Promise<{ rows: SigningKeyRow[]; epoch: number | null }> {
+  const found = await x
+    .select({ ...getTableColumns(signingKeys), epoch: KEY_EPOCH })
     .from(signingKeys)
     .where(
       sql`${signingKeys.status} = 'active' or (${signingKeys.status} = 'retiring' and ${signingKeys.retireAfter} > ${now})`,
     )
+  const rows = found.map(({ epoch: _epoch, ...row }) => row)
+  return { rows, epoch: found[0]?.epoch ?? null }
 }
 
 /** Marks retiring keys past `retireAfter` retired (they leave the JWKS). */

@@ -258,6 +258,21 @@ export const signingKeys = pgTable(
 )
 
 /**
+ * One row: a counter that every change to `signing_keys` bumps (a trigger, migration 0023). The
+ * token grants read it in their own statement, so an isolate whose cached key ring carries the
+ * same epoch knows the ring is still the database's key set without reading it again
+ * (`confirmKeyRing`, functions/tokens/keys.ts).
+ */
+export const signingKeyEpoch = pgTable(
+  'signing_key_epoch',
+  {
+    id: integer('id').primaryKey().default(1),
+    epoch: bigint('epoch', { mode: 'number' }).notNull().default(0),
+  },
+  (t) => [check('signing_key_epoch_one_row_ck', sql`${t.id} = 1`)],
+)
+
+/**
  * Token-endpoint usage of agent clients (`private_key_jwt`, issue 15) per UTC hour and grant
  * type: successes bumped by the grant statement itself (no extra round trip), failures by the
  * statement that explains them. Read by the client's tenant admins and platform admins.

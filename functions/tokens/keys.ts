@@ -21,7 +21,8 @@ export const KEY_CACHE_TTL_SECONDS = 60
 /**
  * From this age a request that finds the key set still fresh starts re-reading it in the
  * background (waitUntil), so a busy isolate replaces its copy before the TTL and no request waits
- * for the read. An isolate idle past the TTL reads it on the request path, as before.
+ * for the read. An isolate idle past the TTL reads it on the request path, unless a token grant's
+ * statement confirmed it by the key set's epoch first (confirmKeyRing).
  */
 export const KEY_REFRESH_AHEAD_SECONDS = KEY_CACHE_TTL_SECONDS / 2
 
@@ -110,7 +111,12 @@ export interface SigningKey {
 }
 
 interface KeyRing {
+  /** When the ring was last known to be the database's key set: read, or confirmed by epoch. */
   loadedAt: number
+  /** The key set's epoch read with it (migration 0023); null when it was read empty. */
+  epoch: number | null
+  /** A grant statement saw another epoch: the ring is out of date whatever its age. */
+  superseded: boolean
   keys: SigningKey[]
 }
 
@@ -192,17 +198,43 @@ async function newSealedKey(
 // The request path only reads: rotation is the cron's (rotateDueSigningKeys). The one write
 // left here is a deployment's very first key per algorithm, created once, guarded in the database.
 async function loadRing(db: Db, config: Config, now: Date): Promise<KeyRing> {
-  let rows = await loadPublishedKeys(db.http, now)
+  let loaded = await loadPublishedKeys(db.http, now)
   const missing = requiredAlgorithms(config).filter(
-    (alg) => !rows.some((r) => r.alg === alg && r.status === 'active'),
+    (alg) => !loaded.rows.some((r) => r.alg === alg && r.status === 'active'),
   )
   if (missing.length > 0) {
     for (const alg of missing) {
       await createFirstKey(db, config, alg, now)
     }
-    rows = await loadPublishedKeys(db.http, now)
+    loaded = await loadPublishedKeys(db.http, now)
   }
-  return { loadedAt: now.getTime(), keys: rows.map((row) => toSigningKey(row, config)) }
+  return {
+    loadedAt: now.getTime(),
+    epoch: loaded.epoch,
+    superseded: false,
+    keys: loaded.rows.map((row) => toSigningKey(row, config)),
+  }
+}
+
+/**
+ * A token grant's statement read the key set's epoch (`KEY_EPOCH`) at `at`, before the request
+ * signs anything. The same epoch as the ring's means no key was created, rotated, retired or
+ * deleted since the ring was read, so the ring is the database's key set as of `at` and counts
+ * as read then: an isolate that sat idle past KEY_CACHE_TTL_SECONDS signs without a second
+ * round trip. Another epoch means the ring is out of date (a rotation, an emergency one
+ * included, reached the database): the next keyRing re-reads it, on this request's path, before
+ * anything is signed with it. `at` must not be later than the statement that read the epoch.
+ */
+export function confirmKeyRing(epoch: number | null, at: Date): void {
+  const current = ring
+  if (current === undefined || epoch === null) {
+    return
+  }
+  if (current.epoch !== epoch) {
+    ring = { ...current, superseded: true }
+  } else if (!current.superseded && at.getTime() > current.loadedAt) {
+    ring = { ...current, loadedAt: at.getTime() }
+  }
 }
 
 /**
@@ -215,7 +247,7 @@ export async function rotateDueSigningKeys(
   config: Config,
   now = new Date(),
 ): Promise<RotationReport[]> {
-  const rows = await loadPublishedKeys(db.http, now)
+  const { rows } = await loadPublishedKeys(db.http, now)
   const reports: RotationReport[] = []
   for (const alg of requiredAlgorithms(config)) {
     const newest = rows
@@ -238,8 +270,9 @@ export async function rotateDueSigningKeys(
 }
 
 /**
- * The published key set, cached per isolate for KEY_CACHE_TTL_SECONDS: no database access on a
- * warm isolate; one round trip (more only on first use or scheduled rotation) when cold.
+ * The published key set, cached per isolate for KEY_CACHE_TTL_SECONDS from when it was read or
+ * last confirmed by epoch: no database access on a warm isolate; one round trip (more only on
+ * first use) when cold or superseded.
  *
  * No request ever awaits a load another request started: workerd cancels such continuations
  * when the starting request ends ("the script will never generate a response", a 500 for every
@@ -252,13 +285,14 @@ export async function keyRing(db: Db, config: Config, now = new Date()): Promise
     current !== undefined && now.getTime() - current.loadedAt < MAX_STALE_KEY_RING_SECONDS * 1000
   if (current !== undefined) {
     const age = now.getTime() - current.loadedAt
-    if (age < KEY_CACHE_TTL_SECONDS * 1000) {
+    // A superseded ring is re-read by the request that would sign with it, not served meanwhile.
+    if (age < KEY_CACHE_TTL_SECONDS * 1000 && !current.superseded) {
       if (age >= KEY_REFRESH_AHEAD_SECONDS * 1000 && !refreshRunning(now) && !refreshRecentlyFailed(now)) {
         db.defer(withRequestScope(KEY_RING_REFRESH_SCOPE, () => refreshInBackground(db, config, now)))
       }
       return current.keys
     }
-    if (refreshRunning(now)) {
+    if (refreshRunning(now) && !current.superseded) {
       return current.keys
     }
     if (servableStale && refreshRecentlyFailed(now)) {

@@ -1,10 +1,27 @@
 import { sql } from 'drizzle-orm'
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose'
 import { describe, expect, it } from 'vitest'
-import { queryRows } from '../../db/client'
+import { createDb, queryRows } from '../../db/client'
+import { loadPublishedKeys, retireExpiredKeys } from '../../db/queries/oauth-keys'
+import { parseConfig } from '../../functions/config'
+import {
+  KEY_CACHE_TTL_SECONDS,
+  KEY_PUBLISH_LEAD_SECONDS,
+  keyRing,
+  resetKeyCache,
+  rotateSigningKey,
+} from '../../functions/tokens/keys'
 import { testDb } from '../helpers/db'
-import { adminClient, basicAuth, clientCredentialsToken, ISSUER } from '../helpers/oauth'
-import { adminHeaders, call, describeResponse, postJson, useIsolatedDatabase } from '../helpers/worker'
+import { adminClient, basicAuth, clientCredentialsToken, ISSUER, postForm } from '../helpers/oauth'
+import { expectRoundTrips } from '../helpers/round-trips'
+import {
+  adminHeaders,
+  call,
+  describeResponse,
+  fileEnv,
+  postJson,
+  useIsolatedDatabase,
+} from '../helpers/worker'
 
 // Rotation (an immediate one included) changes the signing keys of the whole database: this
 // file runs on a database of its own so other files' tokens are not signed under their feet.
@@ -84,5 +101,86 @@ describe('discovery and signing keys', () => {
 
   it('rotation needs the admin', async () => {
     expect((await postJson('/admin/signing-keys/rotate', {})).status).toBe(401)
+  })
+})
+
+/** This file's database handle and config, as a request of the Worker under test has them. */
+function isolateDb() {
+  const config = parseConfig(fileEnv())
+  const db = createDb({
+    databaseUrl: config.databaseUrl,
+    gatewayUrl: config.dbGatewayUrl,
+    waitUntil: () => {},
+  })
+  return { config, db }
+}
+
+async function keyEpoch(): Promise<number> {
+  const [row] = await queryRows<{ epoch: string }>(
+    testDb(),
+    sql`select epoch from signing_key_epoch where id = 1`,
+  )
+  return Number(row?.epoch)
+}
+
+// The grants read the key set's epoch in their own statement (migration 0023): an isolate's ring
+// is confirmed without a read however long it sat idle, and a change made anywhere else reaches
+// the isolate on its next grant, before it signs.
+describe('the key ring and the key set epoch', () => {
+  it('an isolate idle past the ring TTL signs its next token in one round trip in all', async () => {
+    const client = await adminClient({ grant_types: ['client_credentials'], scope: 'apikeys:verify' })
+    await clientCredentialsToken(client)
+    // The ring as an isolate left it five TTLs ago (keyRing records `now` as its read time).
+    const { config, db } = isolateDb()
+    resetKeyCache()
+    const idle = new Date(Date.now() - 5 * KEY_CACHE_TTL_SECONDS * 1000)
+    const old = await keyRing(db, config, idle)
+    const cc = await postForm('/oauth/token', { grant_type: 'client_credentials' }, basicAuth(client))
+    expect(cc.status, await describeResponse(cc)).toBe(200)
+    await expectRoundTrips(cc, { httpRequests: 1 })
+    // Confirmed, not re-read: the same ring, now current.
+    expect(await keyRing(db, config)).toBe(old)
+    const { access_token } = (await cc.json()) as { access_token: string }
+    const es256 = old.filter((k) => k.alg === 'ES256' && k.activatesAt.getTime() <= Date.now())
+    expect(es256.map((k) => k.kid)).toContain(decodeProtectedHeader(access_token).kid)
+  })
+
+  it('a change to the key set made elsewhere reaches a fresh ring on the next grant, before it signs', async () => {
+    const client = await adminClient({ grant_types: ['client_credentials'], scope: 'apikeys:verify' })
+    const { config, db } = isolateDb()
+    // A key published now that signs in an hour; the ring read after it still signs with the old.
+    const pending = await rotateSigningKey(db, config, 'ES256', 3600)
+    const signing = decodeProtectedHeader(await clientCredentialsToken(client)).kid
+    expect(signing).not.toBe(pending.kid)
+    const ring = await keyRing(db, config)
+    expect(ring.map((k) => k.kid)).toContain(pending.kid)
+    // Another writer (another isolate, an operator) brings the activation forward: the epoch moves.
+    const before = await keyEpoch()
+    await queryRows(testDb(), sql`update signing_keys set activates_at = now() where kid = ${pending.kid}`)
+    expect(await keyEpoch()).toBe(before + 1)
+    // The ring is seconds old, well inside its TTL, yet the next grant re-reads it and signs with
+    // the new key: its statement and the re-read.
+    const cc = await postForm('/oauth/token', { grant_type: 'client_credentials' }, basicAuth(client))
+    expect(cc.status, await describeResponse(cc)).toBe(200)
+    await expectRoundTrips(cc, { httpRequests: 2 })
+    const { access_token } = (await cc.json()) as { access_token: string }
+    expect(decodeProtectedHeader(access_token).kid).toBe(pending.kid)
+    expect(await keyRing(db, config)).not.toBe(ring)
+    // Current again: the grant after it is one round trip.
+    const next = await postForm('/oauth/token', { grant_type: 'client_credentials' }, basicAuth(client))
+    expect(next.status).toBe(200)
+    await expectRoundTrips(next, { httpRequests: 1 })
+  })
+
+  it('moves with every row a statement changes, and not for a statement that changes none', async () => {
+    const { config, db } = isolateDb()
+    const before = await keyEpoch()
+    await retireExpiredKeys(db.http, new Date(0))
+    expect(await keyEpoch()).toBe(before)
+    const rotation = await rotateSigningKey(db, config, 'RS256', KEY_PUBLISH_LEAD_SECONDS)
+    // The insert and every key the rotation moved to retiring, in the rotation's own transaction.
+    expect(await keyEpoch()).toBe(before + 1 + rotation.retiring.length + rotation.retired.length)
+    const { epoch } = await loadPublishedKeys(db.http, new Date())
+    expect(epoch).toBe(await keyEpoch())
   })
 })

@@ -1,6 +1,7 @@
 import { consumeAuthorizationCode, revokeReplayedCode } from '../../../db/queries/oauth-grants'
 import { sha256Hex } from '../../crypto/hash'
 import { OAuthError } from '../../errors/oauth'
+import { confirmKeyRing } from '../../tokens/keys'
 import { type OAuthParams, param, requiredParam } from '../form'
 import { s256Challenge, verifyPkceS256 } from '../pkce'
 import { MAX_RESOURCES, narrowGrant, resolveResources } from '../resources'
@@ -48,6 +49,7 @@ export async function authorizationCodeGrant(ctx: GrantContext, params: OAuthPar
     return refuseClient(ctx)
   }
   const { client, code: consumed } = result
+  confirmKeyRing(result.keyEpoch, ctx.now)
   if (consumed === undefined) {
     // RFC 6749 §10.5, RFC 9700 §4.5: a used code comes back → revoke what it issued.
     const replay = await revokeReplayedCode(ctx.db.http, {

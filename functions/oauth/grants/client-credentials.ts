@@ -1,5 +1,6 @@
 import { authenticateForClientCredentials } from '../../../db/queries/oauth-grants'
 import { OAuthError } from '../../errors/oauth'
+import { confirmKeyRing } from '../../tokens/keys'
 import { accessTokenAudience, mintAccessToken } from '../../tokens/mint'
 import { type OAuthParams, param } from '../form'
 import { resolveResource } from '../resources'
@@ -19,15 +20,18 @@ export async function clientCredentialsGrant(ctx: GrantContext, params: OAuthPar
   // RFC 8707: unknown → invalid_target before the statement (none for the issuer or a cached one).
   const target = await resolveResource(ctx.db.http, ctx.config, param(params, 'resource'))
   const resource = target?.identifier ?? null
-  const client = await authenticateForClientCredentials(ctx.db.http, {
+  const result = await authenticateForClientCredentials(ctx.db.http, {
     client: ctx.presented,
     requestedScope: asked,
     audit: ctx.audit,
     now: ctx.now,
   })
-  if (client === undefined) {
+  if (result === undefined) {
     return refuseClient(ctx)
   }
+  const { client } = result
+  // Before it signs: the ring is current as of the statement, or re-read (keys.ts).
+  confirmKeyRing(result.keyEpoch, ctx.now)
   if (client.tokenEndpointAuthMethod === 'none') {
     throw new OAuthError('unauthorized_client', { description: 'This client may not use client_credentials' })
   }

@@ -1,6 +1,7 @@
 import { pollDeviceCode } from '../../../db/queries/oauth-grants'
 import { sha256Hex } from '../../crypto/hash'
 import { OAuthError } from '../../errors/oauth'
+import { confirmKeyRing } from '../../tokens/keys'
 import { type OAuthParams, requiredParam } from '../form'
 import { narrowGrant } from '../resources'
 import { type GrantContext, type GrantOutcome, issueUserTokens, newRefreshToken, refuseClient } from './issue'
@@ -24,6 +25,7 @@ export async function deviceCodeGrant(ctx: GrantContext, params: OAuthParams): P
     return refuseClient(ctx)
   }
   const { client, poll } = result
+  confirmKeyRing(result.keyEpoch, ctx.now)
   if (poll === undefined) {
     throw new OAuthError('invalid_grant', { description: 'The device code is invalid' })
   }

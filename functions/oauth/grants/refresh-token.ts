@@ -5,6 +5,7 @@ import {
 } from '../../../db/queries/oauth-grants'
 import { sha256Hex } from '../../crypto/hash'
 import { OAuthError } from '../../errors/oauth'
+import { confirmKeyRing } from '../../tokens/keys'
 import { type OAuthParams, param, requiredParam } from '../form'
 import { MAX_RESOURCES, narrowGrant, resolveResources } from '../resources'
 import { parseScope } from '../scope'
@@ -64,6 +65,7 @@ export async function refreshTokenGrant(ctx: GrantContext, params: OAuthParams):
     return refuseClient(ctx)
   }
   const { client, rotated } = result
+  confirmKeyRing(result.keyEpoch, ctx.now)
   if (rotated === undefined) {
     const why = await explainRefreshFailure(ctx.db.http, {
       tokenHash,
