@@ -1,5 +1,5 @@
 import type { MiddlewareHandler } from 'hono'
-import { secretsEqual } from '../crypto/compare'
+import { equalsConfiguredSecret } from '../crypto/compare'
 import type { AppEnv } from '../env'
 import { OAuthError } from '../errors/oauth'
 import { ProblemError } from '../errors/problem'
@@ -65,7 +65,7 @@ export function authenticateVerifier(): MiddlewareHandler<AppEnv> {
     if (credential === undefined || token === undefined) {
       throw unauthenticated('Send the admin token or an access token with scope apikeys:verify', undefined)
     }
-    if (credential.scheme === 'Bearer' && (await secretsEqual(token, c.var.config.adminToken))) {
+    if (credential.scheme === 'Bearer' && (await equalsConfiguredSecret(token, c.var.config.adminToken))) {
       c.set('callerGuard', undefined)
       c.set('serviceKeyHash', undefined)
       c.set('callerProof', undefined)

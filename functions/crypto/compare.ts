@@ -9,6 +9,29 @@ export async function secretsEqual(presented: string, expected: string): Promise
   return bytesEqual(a, b)
 }
 
+// Digests of configured secrets (the admin token), per isolate: a deployment has one or two, and
+// a change of configuration is a new deployment, so the bound is only a guard.
+const configuredDigests = new Map<string, Promise<Uint8Array>>()
+const MAX_CONFIGURED_DIGESTS = 8
+
+/**
+ * secretsEqual against a secret of the deployment's configuration: the same constant-time
+ * comparison of digests, with the configured side's digest computed once per isolate rather than
+ * on every request that presents a bearer token.
+ */
+export async function equalsConfiguredSecret(presented: string, configured: string): Promise<boolean> {
+  let expected = configuredDigests.get(configured)
+  if (expected === undefined) {
+    if (configuredDigests.size >= MAX_CONFIGURED_DIGESTS) {
+      configuredDigests.clear()
+    }
+    expected = sha256Bytes(configured)
+    configuredDigests.set(configured, expected)
+  }
+  const [a, b] = await Promise.all([sha256Bytes(presented), expected])
+  return bytesEqual(a, b)
+}
+
 /** Constant-time equality of two byte strings of equal length (false for unequal lengths). */
 export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) {

@@ -3,7 +3,7 @@ import { getCookie } from 'hono/cookie'
 import { findLiveSession } from '../../db/queries/sessions'
 import { type Principal, SESSION_SCOPES } from '../auth/principal'
 import { sessionCookieName, slideSession } from '../auth/session-cookie'
-import { secretsEqual } from '../crypto/compare'
+import { equalsConfiguredSecret } from '../crypto/compare'
 import { sha256Hex } from '../crypto/hash'
 import type { AppEnv } from '../env'
 import { OAuthError } from '../errors/oauth'
@@ -57,7 +57,7 @@ async function resolvePrincipal(
     if (
       credential.scheme === 'Bearer' &&
       accepts.has('admin_token') &&
-      (await secretsEqual(token, c.var.config.adminToken))
+      (await equalsConfiguredSecret(token, c.var.config.adminToken))
     ) {
       return { kind: 'admin' }
     }

@@ -10,7 +10,7 @@ import { resourceScopeNames } from '../../db/queries/resource-servers'
 import { claimAttempts, retryAfterSeconds } from '../../db/queries/throttle'
 import { SECRETLESS_AUTH_METHODS } from '../../db/schema/constants'
 import { auditStatement } from '../audit/record'
-import { secretsEqual } from '../crypto/compare'
+import { equalsConfiguredSecret, secretsEqual } from '../crypto/compare'
 import { sha256Hex } from '../crypto/hash'
 import type { AppEnv } from '../env'
 import { OAuthError } from '../errors/oauth'
@@ -114,7 +114,7 @@ export const register = new Hono<AppEnv>()
   .post('/', async (c) => {
     const now = new Date()
     const initial = bearerToken(c.req.header('authorization'))
-    const vouched = initial !== undefined && (await secretsEqual(initial, c.var.config.adminToken))
+    const vouched = initial !== undefined && (await equalsConfiguredSecret(initial, c.var.config.adminToken))
     if (c.var.config.registrationPolicy === 'token' && !vouched) {
       throw new OAuthError('invalid_token', {
         description: 'An initial access token is required',
