@@ -5,7 +5,7 @@ import { apiKeyUsage, serviceKeys } from '../../db/schema'
 import { checksumOf } from '../../functions/apikeys/key-format'
 import { sha256Hex } from '../../functions/crypto/hash'
 import { createKey, createKeyAsAdmin, quotaUsed, verify } from '../helpers/apikeys'
-import { testDb } from '../helpers/db'
+import { testDb, unique } from '../helpers/db'
 import { adminClient, basicAuth, clientCredentialsToken, postForm } from '../helpers/oauth'
 import { expectRoundTrips } from '../helpers/round-trips'
 import { adminHeaders, call, describeResponse, postJson } from '../helpers/worker'
@@ -89,35 +89,38 @@ describe('service keys: issuing', () => {
   })
 
   it('refuses bad bodies and non-admins, writing nothing', async () => {
-    const before = await queryRows(testDb(), sql`select count(*)::int as n from service_keys`)
+    // Other files issue service keys meanwhile: count only the names this test sends.
+    const name = unique('refused')
+    const written = sql`select count(*)::int as n from service_keys where service_name in (${name}, '')`
+    const before = await queryRows(testDb(), written)
     for (const body of [
       { service_name: '' },
-      { service_name: 'x', expires_at: '2001-01-01T00:00:00Z' },
-      { service_name: 'x', expires_at: new Date(Date.now() + 400 * 86_400_000).toISOString() },
-      { service_name: 'x', expires_at: 'tomorrow' },
-      { service_name: 'x', skip_rate_limit: 'yes' },
-      { service_name: 'x', tenant_id: crypto.randomUUID() },
+      { service_name: name, expires_at: '2001-01-01T00:00:00Z' },
+      { service_name: name, expires_at: new Date(Date.now() + 400 * 86_400_000).toISOString() },
+      { service_name: name, expires_at: 'tomorrow' },
+      { service_name: name, skip_rate_limit: 'yes' },
+      { service_name: name, tenant_id: crypto.randomUUID() },
     ]) {
       const res = await postJson('/admin/service-keys', body, adminHeaders())
       expect(res.status, JSON.stringify(body)).toBe(400)
     }
     const t = await seedTenant()
-    const asOwner = await postJson('/admin/service-keys', { service_name: 'x' }, { cookie: t.owner.cookie })
+    const asOwner = await postJson('/admin/service-keys', { service_name: name }, { cookie: t.owner.cookie })
     expect(asOwner.status).toBe(401)
     const asMember = await postJson(
       `/tenants/${t.id}/service-keys`,
-      { service_name: 'x' },
+      { service_name: name },
       { cookie: t.member.cookie },
     )
     expect(asMember.status).toBe(403)
     const other = await seedTenant()
     const foreign = await postJson(
       `/tenants/${other.id}/service-keys`,
-      { service_name: 'x' },
+      { service_name: name },
       { cookie: t.owner.cookie },
     )
     expect(foreign.status).toBe(404)
-    const after = await queryRows(testDb(), sql`select count(*)::int as n from service_keys`)
+    const after = await queryRows(testDb(), written)
     expect(after[0]?.n).toBe(before[0]?.n)
   })
 })
