@@ -31,7 +31,7 @@ export async function accountPost(user: SeededUser, path: string, fields: Record
 /** Enrols TOTP through /account like a person would: the secret and the ten recovery codes. */
 export async function enrol(
   user: SeededUser,
-): Promise<{ secret: string; recovery: string[]; uri: string; setupHtml: string }> {
+): Promise<{ secret: string; recovery: string[]; uri: string; setupHtml: string; confirmedStep: number }> {
   const setup = await accountPost(user, '/account/totp/start', {})
   const html = await setup.text()
   expect(setup.status).toBe(200)
@@ -43,14 +43,17 @@ export async function enrol(
   const wrong = await accountPost(user, '/account/totp/confirm', { code: await wrongCode(secret) })
   expect(wrong.status).toBe(400)
   // The current step's code: it stays valid until the step after next, however slow the request.
-  const confirmed = await accountPost(user, '/account/totp/confirm', { code: await codeAt(secret, 0) })
+  const confirmedStep = timeStep(new Date())
+  const confirmed = await accountPost(user, '/account/totp/confirm', {
+    code: await totpCode(secret, confirmedStep),
+  })
   const page = await confirmed.text()
   expect(confirmed.status).toBe(200)
   const recovery = [...page.matchAll(/<li><code>([a-z2-7]{5}-[a-z2-7]{5})<\/code><\/li>/g)].map(
     (m) => m[1] ?? '',
   )
   expect(recovery).toHaveLength(10)
-  return { secret, recovery, uri: uri ?? '', setupHtml: html }
+  return { secret, recovery, uri: uri ?? '', setupHtml: html, confirmedStep }
 }
 
 export async function firstStep(user: SeededUser): Promise<string> {
