@@ -158,11 +158,11 @@ function toGrantClient(row: Record<string, unknown>): GrantClient {
  * that epoch costs no second round trip.
  */
 export interface KeyEpochSeen {
-  keyEpoch: number | null
+  keyEpoch: string | null
 }
 
-function keyEpochOf(row: Record<string, unknown>): number | null {
-  return row.key_epoch === null || row.key_epoch === undefined ? null : Number(row.key_epoch)
+function keyEpochOf(row: Record<string, unknown>): string | null {
+  return row.key_epoch === null || row.key_epoch === undefined ? null : String(row.key_epoch)
 }
 
 /** The user behind a grant, as the token response needs it (id_token claims). */

@@ -1,19 +1,21 @@
 import { and, eq, getTableColumns, lt, ne, sql } from 'drizzle-orm'
 import type { Executor, HttpDb } from '../client'
 import type { SigningAlgorithm } from '../schema'
-import { signingKeyEpoch, signingKeys } from '../schema'
+import { signingKeys } from '../schema'
 
 export type SigningKeyRow = typeof signingKeys.$inferSelect
 export type NewSigningKey = typeof signingKeys.$inferInsert
 
 /**
- * The key set's epoch as a column of another statement: the grants select it beside their own
- * result so an isolate can confirm its cached ring without reading it (`confirmKeyRing`).
+ * The key set's epoch as a column of another statement: the largest row version and the row count
+ * of `signing_keys` (migration 0023), which change with every insert, update and delete. The grants
+ * select it beside their own result so an isolate can confirm its cached ring without reading it
+ * (`confirmKeyRing`). Null when the table is empty.
  */
 export const KEY_EPOCH = sql<
-  number | null
->`(select ${signingKeyEpoch.epoch} from ${signingKeyEpoch} where ${signingKeyEpoch.id} = 1)`.mapWith(
-  (value: unknown) => (value === null ? null : Number(value)),
+  string | null
+>`(select max(k.version) || '.' || count(*) from ${signingKeys} k)`.mapWith((value: unknown) =>
+  value === null || value === undefined ? null : String(value),
 )
 
 /**
@@ -24,7 +26,7 @@ export const KEY_EPOCH = sql<
 export async function loadPublishedKeys(
   x: Executor,
   now: Date,
-): Promise<{ rows: SigningKeyRow[]; epoch: number | null }> {
+): Promise<{ rows: SigningKeyRow[]; epoch: string | null }> {
   const found = await x
     .select({ ...getTableColumns(signingKeys), epoch: KEY_EPOCH })
     .from(signingKeys)

@@ -7,6 +7,7 @@ import {
   index,
   integer,
   jsonb,
+  pgSequence,
   pgTable,
   primaryKey,
   text,
@@ -234,6 +235,9 @@ export const deviceCodes = pgTable(
   ],
 )
 
+/** Versions of `signing_keys` rows (see `signingKeys.version`). */
+export const signingKeyVersions = pgSequence('signing_key_versions')
+
 export const signingKeys = pgTable(
   'signing_keys',
   {
@@ -249,27 +253,17 @@ export const signingKeys = pgTable(
     activatesAt: timestamp('activates_at', { withTimezone: true }).notNull().defaultNow(),
     retireAfter: timestamp('retire_after', { withTimezone: true }),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+    /**
+     * Drawn from `signing_key_versions` on insert and on every update (a trigger, migration 0023),
+     * so the largest version with the row count names the table's contents: KEY_EPOCH.
+     */
+    version: bigint('version', { mode: 'number' }).notNull().default(sql`nextval('signing_key_versions')`),
   },
   (t) => [
     index('signing_keys_status_idx').on(t.status, t.alg),
     check('signing_keys_alg_ck', sql`${t.alg} in (${sql.raw(inList(SIGNING_ALGORITHMS))})`),
     check('signing_keys_status_ck', sql`${t.status} in (${sql.raw(inList(SIGNING_KEY_STATUSES))})`),
   ],
-)
-
-/**
- * One row: a counter that every change to `signing_keys` bumps (a trigger, migration 0023). The
- * token grants read it in their own statement, so an isolate whose cached key ring carries the
- * same epoch knows the ring is still the database's key set without reading it again
- * (`confirmKeyRing`, functions/tokens/keys.ts).
- */
-export const signingKeyEpoch = pgTable(
-  'signing_key_epoch',
-  {
-    id: integer('id').primaryKey().default(1),
-    epoch: bigint('epoch', { mode: 'number' }).notNull().default(0),
-  },
-  (t) => [check('signing_key_epoch_one_row_ck', sql`${t.id} = 1`)],
 )
 
 /**

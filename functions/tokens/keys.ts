@@ -113,8 +113,8 @@ export interface SigningKey {
 interface KeyRing {
   /** When the ring was last known to be the database's key set: read, or confirmed by epoch. */
   loadedAt: number
-  /** The key set's epoch read with it (migration 0023); null when it was read empty. */
-  epoch: number | null
+  /** The key set's epoch read with it (`KEY_EPOCH`, migration 0023); null when it was read empty. */
+  epoch: string | null
   /** A grant statement saw another epoch: the ring is out of date whatever its age. */
   superseded: boolean
   keys: SigningKey[]
@@ -225,7 +225,7 @@ async function loadRing(db: Db, config: Config, now: Date): Promise<KeyRing> {
  * included, reached the database): the next keyRing re-reads it, on this request's path, before
  * anything is signed with it. `at` must not be later than the statement that read the epoch.
  */
-export function confirmKeyRing(epoch: number | null, at: Date): void {
+export function confirmKeyRing(epoch: string | null, at: Date): void {
   const current = ring
   if (current === undefined || epoch === null) {
     return
