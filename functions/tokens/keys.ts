@@ -371,6 +371,16 @@ export async function undecryptableSigningKeys(db: Db, config: Config, now = new
   return failed
 }
 
+/**
+ * Whether `key` is still published at `now`. A ring keeps a retiring key past its `retireAfter`
+ * until it is read again, and a ring confirmed by epoch (or served stale through an outage) can
+ * outlive that moment by far: nothing may sign or verify with such a key, as the JWKS no longer
+ * lists it and every token it legitimately signed has expired.
+ */
+function publishedAt(key: SigningKey, now: Date): boolean {
+  return key.retireAfter === null || key.retireAfter.getTime() > now.getTime()
+}
+
 /** The key that signs `alg` now: the newest one already activated. */
 export async function signingKeyFor(
   db: Db,
@@ -378,12 +388,13 @@ export async function signingKeyFor(
   alg: SigningAlgorithm,
   now = new Date(),
 ): Promise<SigningKey> {
-  let keys = (await keyRing(db, config, now)).filter((k) => k.alg === alg && k.status !== 'retired')
+  const usable = (k: SigningKey) => k.alg === alg && k.status !== 'retired' && publishedAt(k, now)
+  let keys = (await keyRing(db, config, now)).filter(usable)
   if (keys.length === 0) {
     // An algorithm outside the required set (a client registered EdDSA id_tokens): its first key.
     await createFirstKey(db, config, alg, now)
     resetKeyCache()
-    keys = (await keyRing(db, config, now)).filter((k) => k.alg === alg && k.status !== 'retired')
+    keys = (await keyRing(db, config, now)).filter(usable)
   }
   const newestOf = (list: SigningKey[]) =>
     list.reduce<SigningKey | undefined>(
@@ -416,15 +427,15 @@ export async function verificationKey(
   now = new Date(),
 ): Promise<SigningKey | undefined> {
   const keys = await keyRing(db, config, now)
-  const found = keys.find((k) => k.kid === kid)
-  if (found !== undefined || ring === undefined) {
-    return found
+  const known = keys.find((k) => k.kid === kid)
+  if (known !== undefined || ring === undefined) {
+    return known !== undefined && publishedAt(known, now) ? known : undefined
   }
   if (now.getTime() - ring.loadedAt < UNKNOWN_KID_REFRESH_SECONDS * 1000) {
     return undefined
   }
   ring = undefined
-  return (await keyRing(db, config, now)).find((k) => k.kid === kid)
+  return (await keyRing(db, config, now)).find((k) => k.kid === kid && publishedAt(k, now))
 }
 
 /** JWKS of active and retiring keys (RFC 7517), each with kid, alg and use. */
@@ -432,7 +443,7 @@ export async function publicJwks(db: Db, config: Config, now = new Date()): Prom
   const keys = await keyRing(db, config, now)
   return {
     keys: keys
-      .filter((k) => k.retireAfter === null || k.retireAfter.getTime() > now.getTime())
+      .filter((k) => publishedAt(k, now))
       .map((k) => ({ ...k.publicJwk, kid: k.kid, alg: k.alg, use: 'sig' })),
   }
 }

@@ -5,11 +5,15 @@ import { createDb, queryRows } from '../../db/client'
 import { KEY_EPOCH, loadPublishedKeys, retireExpiredKeys } from '../../db/queries/oauth-keys'
 import { parseConfig } from '../../functions/config'
 import {
+  confirmKeyRing,
   KEY_CACHE_TTL_SECONDS,
   KEY_PUBLISH_LEAD_SECONDS,
   keyRing,
+  publicJwks,
   resetKeyCache,
   rotateSigningKey,
+  signingKeyFor,
+  verificationKey,
 } from '../../functions/tokens/keys'
 import { testDb } from '../helpers/db'
 import { adminClient, basicAuth, clientCredentialsToken, ISSUER, postForm } from '../helpers/oauth'
@@ -167,6 +171,28 @@ describe('the key ring and the key set epoch', () => {
     const next = await postForm('/oauth/token', { grant_type: 'client_credentials' }, basicAuth(client))
     expect(next.status).toBe(200)
     await expectRoundTrips(next, { httpRequests: 1 })
+  })
+
+  it('a retiring key neither verifies nor signs past its retireAfter, though a confirmed ring still holds it', async () => {
+    const client = await adminClient({ grant_types: ['client_credentials'], scope: 'apikeys:verify' })
+    const oldKid = decodeProtectedHeader(await clientCredentialsToken(client)).kid ?? ''
+    const { config, db } = isolateDb()
+    // An emergency rotation: the old key retires at once, published until its tokens expire.
+    const rotation = await rotateSigningKey(db, config, 'ES256', 0)
+    const ring = await keyRing(db, config)
+    const retireAfter = ring.find((k) => k.kid === oldKid)?.retireAfter
+    expect(retireAfter).toBeInstanceOf(Date)
+    // Grants keep confirming the ring (nothing changed in the database) past that moment.
+    const past = new Date((retireAfter?.getTime() ?? 0) + 1000)
+    confirmKeyRing((await loadPublishedKeys(db.http, new Date())).epoch, past)
+    expect(await keyRing(db, config, past)).toBe(ring)
+    expect(ring.map((k) => k.kid)).toContain(oldKid)
+    // Yet the old key is gone for every use: a token forged with it would not verify.
+    expect(await verificationKey(db, config, oldKid, past)).toBeUndefined()
+    expect((await verificationKey(db, config, rotation.kid, past))?.kid).toBe(rotation.kid)
+    expect((await signingKeyFor(db, config, 'ES256', past)).kid).toBe(rotation.kid)
+    expect((await publicJwks(db, config, past)).keys.map((k) => k.kid)).not.toContain(oldKid)
+    resetKeyCache()
   })
 
   it('moves with every insert, update and delete, and not for a statement that changes nothing', async () => {
