@@ -1,6 +1,6 @@
 import { eq, getTableColumns, type SQL, sql } from 'drizzle-orm'
 import type { Executor } from '../client'
-import { oauthClients, revokedAccessTokens, tenants, users } from '../schema'
+import { oauthClients, revokedAccessTokens } from '../schema'
 import { isUuid } from '../uuid'
 
 export type OAuthClientRow = typeof oauthClients.$inferSelect
@@ -32,7 +32,9 @@ export interface AccessTokenState {
 /**
  * Everything an access-token check needs, as one statement for the caller's batch (its first
  * row is the state): a client row, whether the jti is revoked, the user's status (a suspended
- * user's tokens stop working) and the token's client.
+ * user's tokens stop working) and the token's client. The state is
+ * `portcullis_access_token_state` (migration 0024), whose plans each backend prepares once; no
+ * row when `clientId` names no client.
  */
 export function accessTokenStateStatement(
   x: Executor,
@@ -42,34 +44,20 @@ export function accessTokenStateStatement(
   return x
     .select({
       client: getTableColumns(oauthClients),
-      revoked: sql<boolean>`exists(select 1 from ${revokedAccessTokens} where ${revokedAccessTokens.jti} = ${input.jti})`,
-      userStatus: sql<
-        string | null
-      >`(select ${users.status} from ${users} where ${users.id} = ${userId}::uuid)`,
-      userTenantId: sql<
-        string | null
-      >`(select ${users.tenantId}::text from ${users} where ${users.id} = ${userId}::uuid)`,
-      userIsAdmin: sql<
-        boolean | null
-      >`(select ${users.isAdmin} from ${users} where ${users.id} = ${userId}::uuid)`,
-      userTokensValidAfter: sql<
-        number | null
-      >`(select floor(extract(epoch from ${users.tokensValidAfter}))::float8
-        from ${users} where ${users.id} = ${userId}::uuid)`,
-      tokenClientDisabled: sql<
-        boolean | null
-      >`(select c2.disabled_at is not null from oauth_clients c2 where c2.client_id = ${input.tokenClientId})`,
-      tokenClientTenantId: sql<
-        string | null
-      >`(select c2.tenant_id::text from oauth_clients c2 where c2.client_id = ${input.tokenClientId})`,
-      tokenTenantActive: sql<boolean | null>`(select t.active from oauth_clients c2 join ${tenants} t
-        on t.id = c2.tenant_id where c2.client_id = ${input.tokenClientId})`,
-      tokenTenantValidAfter: sql<
-        number | null
-      >`(select floor(extract(epoch from t.tokens_valid_after))::float8
-        from oauth_clients c2 join ${tenants} t on t.id = c2.tenant_id where c2.client_id = ${input.tokenClientId})`,
+      revoked: sql<boolean>`s.revoked`,
+      userStatus: sql<string | null>`s.user_status`,
+      userTenantId: sql<string | null>`s.user_tenant_id`,
+      userIsAdmin: sql<boolean | null>`s.user_is_admin`,
+      userTokensValidAfter: sql<number | null>`s.user_tokens_valid_after`,
+      tokenClientDisabled: sql<boolean | null>`s.token_client_disabled`,
+      tokenClientTenantId: sql<string | null>`s.token_client_tenant_id`,
+      tokenTenantActive: sql<boolean | null>`s.token_tenant_active`,
+      tokenTenantValidAfter: sql<number | null>`s.token_tenant_valid_after`,
     })
     .from(oauthClients)
+    .crossJoin(
+      sql`portcullis_access_token_state(${input.jti}::text, ${userId}::uuid, ${input.tokenClientId}::text) s`,
+    )
     .where(eq(oauthClients.clientId, input.clientId))
     .limit(1)
 }
