@@ -2,6 +2,7 @@ import { eq, getTableColumns, type SQL, sql } from 'drizzle-orm'
 import type { Executor } from '../client'
 import { oauthClients, revokedAccessTokens } from '../schema'
 import { isUuid } from '../uuid'
+import { KEY_EPOCH } from './oauth-keys'
 
 export type OAuthClientRow = typeof oauthClients.$inferSelect
 
@@ -34,7 +35,8 @@ export interface AccessTokenState {
  * row is the state): a client row, whether the jti is revoked, the user's status (a suspended
  * user's tokens stop working) and the token's client. The state is
  * `portcullis_access_token_state` (migration 0024), whose plans each backend prepares once; no
- * row when `clientId` names no client.
+ * row when `clientId` names no client. With the signing-key set's epoch, which introspection
+ * confirms its key ring with (`confirmedClaims`).
  */
 export function accessTokenStateStatement(
   x: Executor,
@@ -53,6 +55,7 @@ export function accessTokenStateStatement(
       tokenClientTenantId: sql<string | null>`s.token_client_tenant_id`,
       tokenTenantActive: sql<boolean | null>`s.token_tenant_active`,
       tokenTenantValidAfter: sql<number | null>`s.token_tenant_valid_after`,
+      keyEpoch: KEY_EPOCH,
     })
     .from(oauthClients)
     .crossJoin(

@@ -2,6 +2,7 @@ import { and, desc, eq, gt, ilike, inArray, isNull, or, type SQL, sql } from 'dr
 import type { Executor } from '../client'
 import { auditEvents, emailVerifications, passwordResets, type UserStatus, users } from '../schema'
 import { isUuid } from '../uuid'
+import { KEY_EPOCH } from './oauth-keys'
 
 export type UserRow = typeof users.$inferSelect
 export type NewUser = typeof users.$inferInsert
@@ -330,10 +331,18 @@ export async function selectUserClaimsIf(x: Executor, userId: string, guard: SQL
   return row
 }
 
-/** `selectUserClaimsIf` as a statement for the caller's batch; `userId` must be a uuid. */
+/**
+ * `selectUserClaimsIf` as a statement for the caller's batch; `userId` must be a uuid. With the
+ * signing-key set's epoch, which userinfo confirms its key ring with (`confirmedClaims`).
+ */
 export function selectUserClaimsIfStatement(x: Executor, userId: string, guard: SQL) {
   return x
-    .select({ email: users.email, displayName: users.displayName, emailVerifiedAt: users.emailVerifiedAt })
+    .select({
+      email: users.email,
+      displayName: users.displayName,
+      emailVerifiedAt: users.emailVerifiedAt,
+      keyEpoch: KEY_EPOCH,
+    })
     .from(users)
     .where(and(eq(users.id, userId), guard))
     .limit(1)

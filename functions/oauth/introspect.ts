@@ -13,9 +13,11 @@ import { documentRoute } from '../openapi/registry'
 import { serviceKeyCredential } from '../service-keys/authenticate'
 import {
   type AccessTokenClaims,
+  type ClaimsToConfirm,
+  confirmedClaims,
   isClientToken,
   principalFromState,
-  verifyAccessTokenSignature,
+  verifyAccessTokenSignatureToConfirm,
 } from '../tokens/verify-access-token'
 import { settleAgentAssertion, type VerifiedAssertion, verifyAgentAssertion } from './client-assertion'
 import { checkClientCredentials, readClientCredentials } from './client-auth'
@@ -86,8 +88,9 @@ export const introspect = new Hono<AppEnv>().post('/', async (c) => {
       ? checkClientCredentials(row, credentials, now)
       : settleAgentAssertion(c.var.config, row, spent, agent.input)
   if (looksLikeJwt(token)) {
-    const claims = await signedClaims(c.var, token, now)
-    if (claims !== undefined) {
+    const verified = await signedClaims(c.var, token, now)
+    if (verified !== undefined) {
+      const claims = verified.claims
       const stateQuery = accessTokenStateStatement(db, {
         clientId: credentials.clientId,
         jti: claims.jti,
@@ -100,6 +103,9 @@ export const introspect = new Hono<AppEnv>().post('/', async (c) => {
           : await db.batch([stateQuery, spendStatement(agent.verified)])
       const state = states[0]
       const caller = await callerFrom(state?.client, spent)
+      if (!(await settled(c.var, token, verified, state?.keyEpoch ?? null, now))) {
+        return c.json(INACTIVE, 200, NO_STORE)
+      }
       if (!mayIntrospect(caller, claims)) {
         return c.json(INACTIVE, 200, NO_STORE)
       }
@@ -170,17 +176,39 @@ function activeAccessToken(claims: AccessTokenClaims, tenantId: string | null) {
   }
 }
 
-/** The claims of one of our access tokens whose signature checks out, else undefined. */
+/**
+ * The claims of one of our access tokens whose signature checks out, else undefined. The check may
+ * use a key ring past its TTL: the state statement's key-set epoch settles it (`settled`).
+ */
 async function signedClaims(
   vars: AppEnv['Variables'],
   token: string,
   now: Date,
-): Promise<AccessTokenClaims | undefined> {
+): Promise<ClaimsToConfirm | undefined> {
   try {
-    return await verifyAccessTokenSignature(vars.db, vars.config, token, 'any', now)
+    return await verifyAccessTokenSignatureToConfirm(vars.db, vars.config, token, 'any', now)
   } catch (error) {
     if (error instanceof OAuthError) {
       return undefined
+    }
+    throw error
+  }
+}
+
+/** Whether the signature check stands once the state statement's key-set epoch is known. */
+async function settled(
+  vars: AppEnv['Variables'],
+  token: string,
+  verified: ClaimsToConfirm,
+  statementEpoch: string | null,
+  now: Date,
+): Promise<boolean> {
+  try {
+    await confirmedClaims(vars.db, vars.config, token, 'any', verified, statementEpoch, now)
+    return true
+  } catch (error) {
+    if (error instanceof OAuthError) {
+      return false
     }
     throw error
   }
@@ -212,13 +240,14 @@ async function introspectAsService(
   const token = requiredParam(params, 'token', 8192)
   const db = vars.db.http
   // The token's signature needs no database; the key and the token's state then share one batch.
-  const claims = looksLikeJwt(token) ? await signedClaims(vars, token, now) : undefined
-  if (claims === undefined) {
+  const verified = looksLikeJwt(token) ? await signedClaims(vars, token, now) : undefined
+  if (verified === undefined) {
     if ((await findLiveServiceKey(db, serviceKey.hash, now)) === undefined) {
       throw refused
     }
     return INACTIVE
   }
+  const claims = verified.claims
   const [keys, states] = await db.batch([
     findLiveServiceKeyStatement(db, serviceKey.hash, now),
     accessTokenStateStatement(db, {
@@ -233,6 +262,9 @@ async function introspectAsService(
     throw refused
   }
   const state = states[0]
+  if (!(await settled(vars, token, verified, state?.keyEpoch ?? null, now))) {
+    return INACTIVE
+  }
   const tenantId = state?.tokenClientTenantId ?? null
   if (caller.tenantId !== null && tenantId !== caller.tenantId) {
     return INACTIVE

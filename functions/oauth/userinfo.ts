@@ -8,10 +8,12 @@ import { OAuthError } from '../errors/oauth'
 import { accessCredential, dpopReplayed, senderConstraintProof } from '../middleware/access-credential'
 import { documentRoute } from '../openapi/registry'
 import {
-  type AccessTokenClaims,
+  type ClaimsToConfirm,
+  confirmedClaims,
   isClientToken,
+  ownAudiences,
   stillValidGuard,
-  verifyOwnAccessTokenSignature,
+  verifyAccessTokenSignatureToConfirm,
 } from '../tokens/verify-access-token'
 import { NO_STORE } from './token'
 
@@ -33,15 +35,26 @@ async function userinfo(c: Context<AppEnv>): Promise<Response> {
   if (credential === undefined) {
     throw new OAuthError('invalid_token', { description: 'A bearer access token is required', bearer: true })
   }
-  let claims: AccessTokenClaims
+  const now = new Date()
+  const audiences = ownAudiences(c.var.config)
+  let verified: ClaimsToConfirm
   try {
-    claims = await verifyOwnAccessTokenSignature(c.var.db, c.var.config, credential.token)
+    // An isolate idle past its key ring's TTL checks the signature with the ring it has; the
+    // statement below reads the key set's epoch, which settles it (confirmedClaims).
+    verified = await verifyAccessTokenSignatureToConfirm(
+      c.var.db,
+      c.var.config,
+      credential.token,
+      audiences,
+      now,
+    )
   } catch (error) {
     if (error instanceof OAuthError) {
       throw invalidToken(error)
     }
     throw error
   }
+  const claims = verified.claims
   // RFC 9449 §7: a DPoP-bound token needs the DPoP scheme and a fresh proof, whose jti is spent
   // in the batch that reads the user (still one round trip).
   const proof = await senderConstraintProof(c, credential, claims)
@@ -64,6 +77,14 @@ async function userinfo(c: Context<AppEnv>): Promise<Response> {
   const user = users[0]
   if (user === undefined) {
     throw invalidToken(undefined)
+  }
+  try {
+    await confirmedClaims(c.var.db, c.var.config, credential.token, audiences, verified, user.keyEpoch, now)
+  } catch (error) {
+    if (error instanceof OAuthError) {
+      throw invalidToken(error)
+    }
+    throw error
   }
   const answer: Record<string, unknown> = { sub: claims.sub }
   if (scopes.has('email')) {

@@ -225,16 +225,19 @@ async function loadRing(db: Db, config: Config, now: Date): Promise<KeyRing> {
  * included, reached the database): the next keyRing re-reads it, on this request's path, before
  * anything is signed with it. `at` must not be later than the statement that read the epoch.
  */
-export function confirmKeyRing(epoch: string | null, at: Date): void {
+export function confirmKeyRing(epoch: string | null, at: Date): boolean {
   const current = ring
   if (current === undefined || epoch === null) {
-    return
+    return false
   }
   if (current.epoch !== epoch) {
     ring = { ...current, superseded: true }
-  } else if (!current.superseded && at.getTime() > current.loadedAt) {
+    return false
+  }
+  if (!current.superseded && at.getTime() > current.loadedAt) {
     ring = { ...current, loadedAt: at.getTime() }
   }
+  return !current.superseded
 }
 
 /**
@@ -436,6 +439,37 @@ export async function verificationKey(
   }
   ring = undefined
   return (await keyRing(db, config, now)).find((k) => k.kid === kid && publishedAt(k, now))
+}
+
+/**
+ * verificationKey for a request that reads only, and reads the key set's epoch (`KEY_EPOCH`) in
+ * its own statement. A ring past its TTL (not superseded, younger than
+ * MAX_STALE_KEY_RING_SECONDS) that holds the kid is used as it is, without a read, and its epoch
+ * comes back with the key: the request must hand what its statement read to confirmKeyRing and,
+ * unless that confirms the ring, verify again (verificationKey then re-reads it). `epoch` is
+ * undefined when the key came from a current ring (nothing to confirm).
+ */
+export async function verificationKeyToConfirm(
+  db: Db,
+  config: Config,
+  kid: string,
+  now = new Date(),
+): Promise<{ key: SigningKey | undefined; epoch: string | undefined }> {
+  const current = ring
+  const age = current === undefined ? 0 : now.getTime() - current.loadedAt
+  if (
+    current !== undefined &&
+    current.epoch !== null &&
+    !current.superseded &&
+    age >= KEY_CACHE_TTL_SECONDS * 1000 &&
+    age < MAX_STALE_KEY_RING_SECONDS * 1000
+  ) {
+    const key = current.keys.find((k) => k.kid === kid && publishedAt(k, now))
+    if (key !== undefined) {
+      return { key, epoch: current.epoch }
+    }
+  }
+  return { key: await verificationKey(db, config, kid, now), epoch: undefined }
 }
 
 /** JWKS of active and retiring keys (RFC 7517), each with kid, alg and use. */

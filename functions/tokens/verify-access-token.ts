@@ -12,7 +12,7 @@ import type { Config } from '../config'
 import { OAuthError } from '../errors/oauth'
 import { dpopReplayed } from '../middleware/access-credential'
 import type { DpopProof } from './dpop'
-import { verificationKey } from './keys'
+import { confirmKeyRing, type SigningKey, verificationKey, verificationKeyToConfirm } from './keys'
 import { ACCESS_TOKEN_TYP } from './mint'
 
 /** Algorithms we sign with; anything else (`none` above all) is refused before any key lookup. */
@@ -45,12 +45,83 @@ function invalid(log: string, cause?: unknown): OAuthError {
  * Signature and claims only (no database): `audiences` is what the caller accepts, or 'any' for
  * introspection, where the resource server asking decides.
  */
-export async function verifyAccessTokenSignature(
+export function verifyAccessTokenSignature(
   db: Db,
   config: Config,
   token: string,
   audiences: readonly string[] | 'any',
   now = new Date(),
+): Promise<AccessTokenClaims> {
+  return verifyWithKey((kid) => verificationKey(db, config, kid, now), config, token, audiences, now)
+}
+
+/** Claims verified with a key ring that the request's own statement must still confirm. */
+export interface ClaimsToConfirm {
+  claims: AccessTokenClaims
+  /** The epoch of the ring past its TTL the signature was checked with; undefined: nothing to confirm. */
+  ringEpoch: string | undefined
+}
+
+/**
+ * verifyAccessTokenSignature for a request that only reads and selects `KEY_EPOCH` in the
+ * statement it sends anyway: an isolate whose ring is past its TTL checks the signature with it
+ * instead of reading the ring first, and `confirmedClaims` settles it with that statement's epoch.
+ */
+export async function verifyAccessTokenSignatureToConfirm(
+  db: Db,
+  config: Config,
+  token: string,
+  audiences: readonly string[] | 'any',
+  now = new Date(),
+): Promise<ClaimsToConfirm> {
+  let ringEpoch: string | undefined
+  const claims = await verifyWithKey(
+    async (kid) => {
+      const found = await verificationKeyToConfirm(db, config, kid, now)
+      ringEpoch = found.epoch
+      return found.key
+    },
+    config,
+    token,
+    audiences,
+    now,
+  )
+  return { claims, ringEpoch }
+}
+
+/**
+ * The claims once the statement's `KEY_EPOCH` is known: the same epoch as the ring's confirms the
+ * check (and refreshes the ring for free); another one means the key set changed since the ring
+ * was read, so the token is checked again against a fresh read of it (one more round trip), and
+ * throws OAuthError('invalid_token') as verifyAccessTokenSignature would.
+ */
+export async function confirmedClaims(
+  db: Db,
+  config: Config,
+  token: string,
+  audiences: readonly string[] | 'any',
+  verified: ClaimsToConfirm,
+  statementEpoch: string | null,
+  now: Date,
+): Promise<AccessTokenClaims> {
+  if (verified.ringEpoch === undefined) {
+    return verified.claims
+  }
+  if (statementEpoch === verified.ringEpoch && confirmKeyRing(statementEpoch, now)) {
+    return verified.claims
+  }
+  confirmKeyRing(statementEpoch, now)
+  return verifyAccessTokenSignature(db, config, token, audiences, now)
+}
+
+type KeyLookup = (kid: string) => Promise<SigningKey | undefined>
+
+async function verifyWithKey(
+  lookup: KeyLookup,
+  config: Config,
+  token: string,
+  audiences: readonly string[] | 'any',
+  now: Date,
 ): Promise<AccessTokenClaims> {
   if (token.length > MAX_TOKEN_LENGTH || token.split('.').length !== 3) {
     throw invalid('not a compact JWS')
@@ -59,7 +130,7 @@ export async function verifyAccessTokenSignature(
     const { payload } = await jwtVerify(
       token,
       async (header) => {
-        const key = header.kid === undefined ? undefined : await verificationKey(db, config, header.kid, now)
+        const key = header.kid === undefined ? undefined : await lookup(header.kid)
         if (key === undefined || key.alg !== header.alg) {
           throw invalid('unknown kid or alg mismatch')
         }
@@ -155,14 +226,18 @@ export function issuedBeforeCredentialEvent(
   return tokensValidAfterSeconds !== null && !(claims.iat > tokensValidAfterSeconds)
 }
 
+/** The audiences of a token meant for our own APIs: the issuer, and DEFAULT_AUDIENCE if set. */
+export function ownAudiences(config: Config): string[] {
+  return [config.issuer, ...(config.defaultAudience ? [config.defaultAudience] : [])]
+}
+
 /** Signature and claims of a token meant for our own APIs (aud = issuer or DEFAULT_AUDIENCE). No database. */
 export function verifyOwnAccessTokenSignature(
   db: Db,
   config: Config,
   token: string,
 ): Promise<AccessTokenClaims> {
-  const audiences = [config.issuer, ...(config.defaultAudience ? [config.defaultAudience] : [])]
-  return verifyAccessTokenSignature(db, config, token, audiences)
+  return verifyAccessTokenSignature(db, config, token, ownAudiences(config))
 }
 
 /**

@@ -16,7 +16,18 @@ import {
   verificationKey,
 } from '../../functions/tokens/keys'
 import { testDb } from '../helpers/db'
-import { adminClient, basicAuth, clientCredentialsToken, ISSUER, postForm } from '../helpers/oauth'
+import {
+  adminClient,
+  basicAuth,
+  clientCredentialsToken,
+  exchangeCode,
+  ISSUER,
+  obtainCode,
+  postForm,
+  seedUser,
+  type TokenSet,
+  webClient,
+} from '../helpers/oauth'
 import { expectRoundTrips } from '../helpers/round-trips'
 import {
   adminHeaders,
@@ -195,6 +206,31 @@ describe('the key ring and the key set epoch', () => {
     resetKeyCache()
   })
 
+  it('userinfo and introspection on an isolate idle past the ring TTL: one round trip in all', async () => {
+    const client = await webClient()
+    const user = await seedUser()
+    const tokens = (await (await exchangeCode(client, await obtainCode(client, user))).json()) as TokenSet
+    const { config, db } = isolateDb()
+    const idle = () => new Date(Date.now() - 5 * KEY_CACHE_TTL_SECONDS * 1000)
+    resetKeyCache()
+    let old = await keyRing(db, config, idle())
+    const info = await call('/oauth/userinfo', {
+      headers: { authorization: `Bearer ${tokens.access_token}` },
+    })
+    expect(info.status, await describeResponse(info)).toBe(200)
+    expect(await info.json()).toMatchObject({ sub: user.id })
+    await expectRoundTrips(info, { httpRequests: 1 })
+    // The statement's epoch confirmed the ring: current again, not re-read.
+    expect(await keyRing(db, config)).toBe(old)
+
+    resetKeyCache()
+    old = await keyRing(db, config, idle())
+    const intro = await postForm('/oauth/introspect', { token: tokens.access_token }, basicAuth(client))
+    expect(await intro.json()).toMatchObject({ active: true, sub: user.id })
+    await expectRoundTrips(intro, { httpRequests: 1 })
+    expect(await keyRing(db, config)).toBe(old)
+  })
+
   it('moves with every insert, update and delete, and not for a statement that changes nothing', async () => {
     const { config, db } = isolateDb()
     const start = await keyEpoch()
@@ -210,6 +246,25 @@ describe('the key ring and the key set epoch', () => {
     const deleted = await keyEpoch()
     expect(deleted).not.toBe(rotated)
     expect(deleted).not.toBe(start)
+    resetKeyCache()
+  })
+  it('a key removed elsewhere while the ring sat idle: the check is not confirmed, the token refused', async () => {
+    const machine = await adminClient({ grant_types: ['client_credentials'], scope: 'apikeys:verify' })
+    const token = await clientCredentialsToken(machine)
+    const kid = decodeProtectedHeader(token).kid ?? ''
+    const { config, db } = isolateDb()
+    // A successor signs from now on, so the key set stays complete without the removed key.
+    await rotateSigningKey(db, config, 'ES256', 0)
+    resetKeyCache()
+    const idle = await keyRing(db, config, new Date(Date.now() - 5 * KEY_CACHE_TTL_SECONDS * 1000))
+    expect(idle.map((k) => k.kid)).toContain(kid)
+    // An operator deletes the key (a compromise): the isolate's ring still holds it.
+    await queryRows(testDb(), sql`delete from signing_keys where kid = ${kid}`)
+    const intro = await postForm('/oauth/introspect', { token }, basicAuth(machine))
+    expect(await intro.json()).toEqual({ active: false })
+    // The state statement, then the ring read again because its epoch moved.
+    await expectRoundTrips(intro, { httpRequests: 2 })
+    expect((await keyRing(db, config)).map((k) => k.kid)).not.toContain(kid)
     resetKeyCache()
   })
 })
