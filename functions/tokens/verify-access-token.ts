@@ -92,8 +92,9 @@ export async function verifyAccessTokenSignatureToConfirm(
 /**
  * The claims once the statement's `KEY_EPOCH` is known: the same epoch as the ring's confirms the
  * check (and refreshes the ring for free); another one means the key set changed since the ring
- * was read, so the token is checked again against a fresh read of it (one more round trip), and
- * throws OAuthError('invalid_token') as verifyAccessTokenSignature would.
+ * was read, so a check made with a ring past its TTL is made again against a fresh read of it
+ * (one more round trip), and throws OAuthError('invalid_token') as verifyAccessTokenSignature
+ * would. A check made with a current ring stands, as it always did within the TTL.
  */
 export async function confirmedClaims(
   db: Db,
@@ -105,6 +106,9 @@ export async function confirmedClaims(
   now: Date,
 ): Promise<AccessTokenClaims> {
   if (verified.ringEpoch === undefined) {
+    // Checked with a current ring: the epoch still tells the isolate about a change made elsewhere
+    // (the next use re-reads the ring) or keeps the ring current.
+    confirmKeyRing(statementEpoch, now)
     return verified.claims
   }
   if (statementEpoch === verified.ringEpoch && confirmKeyRing(statementEpoch, now)) {

@@ -229,6 +229,17 @@ describe('the key ring and the key set epoch', () => {
     expect(await intro.json()).toMatchObject({ active: true, sub: user.id })
     await expectRoundTrips(intro, { httpRequests: 1 })
     expect(await keyRing(db, config)).toBe(old)
+
+    // A current ring and a change made elsewhere: the answer stands (within the TTL, as always),
+    // and the epoch it read makes the isolate re-read its ring on the next use.
+    await queryRows(
+      testDb(),
+      sql`update signing_keys set created_at = created_at where kid = ${old[0]?.kid ?? ''}`,
+    )
+    const again = await postForm('/oauth/introspect', { token: tokens.access_token }, basicAuth(client))
+    expect(await again.json()).toMatchObject({ active: true })
+    await expectRoundTrips(again, { httpRequests: 1 })
+    expect(await keyRing(db, config)).not.toBe(old)
   })
 
   it('moves with every insert, update and delete, and not for a statement that changes nothing', async () => {
