@@ -260,8 +260,8 @@ export function stillValidGuard(claims: AccessTokenClaims): SQL {
 /**
  * Verifies one of our RFC 9068 access tokens for our own APIs (aud = issuer or DEFAULT_AUDIENCE)
  * and returns who it speaks for. Throws OAuthError('invalid_token') for anything not valid now.
- * Round trips: one (revocation, user status and client state together, and a DPoP proof's `jti`
- * spent in the same batch).
+ * Round trips: one (revocation, user status and client state together, the key set's epoch, and a
+ * DPoP proof's `jti` spent in the same batch), however long the isolate's key ring sat idle.
  */
 export async function verifyAccessToken(
   db: Db,
@@ -273,7 +273,11 @@ export async function verifyAccessToken(
    */
   proofFor?: (claims: AccessTokenClaims) => Promise<DpopProof | null>,
 ): Promise<Principal> {
-  const claims = await verifyOwnAccessTokenSignature(db, config, token)
+  const now = new Date()
+  const audiences = ownAudiences(config)
+  // A ring past its TTL checks the signature as it is; the state statement's epoch settles it.
+  const verified = await verifyAccessTokenSignatureToConfirm(db, config, token, audiences, now)
+  const claims = verified.claims
   const proof = (await proofFor?.(claims)) ?? null
   const x = db.http
   const stateQuery = accessTokenStateStatement(x, {
@@ -286,5 +290,9 @@ export async function verifyAccessToken(
   if (!proofSpent) {
     throw dpopReplayed()
   }
-  return principalFromState(claims, rows[0])
+  const state = rows[0]
+  if (state !== undefined) {
+    await confirmedClaims(db, config, token, audiences, verified, state.keyEpoch, now)
+  }
+  return principalFromState(claims, state)
 }

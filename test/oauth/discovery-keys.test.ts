@@ -28,7 +28,7 @@ import {
   type TokenSet,
   webClient,
 } from '../helpers/oauth'
-import { expectRoundTrips } from '../helpers/round-trips'
+import { expectRoundTrips, roundTripsOnceAtLeast } from '../helpers/round-trips'
 import {
   adminHeaders,
   call,
@@ -206,7 +206,7 @@ describe('the key ring and the key set epoch', () => {
     resetKeyCache()
   })
 
-  it('userinfo and introspection on an isolate idle past the ring TTL: one round trip in all', async () => {
+  it('userinfo, introspection and bearer-authenticated APIs on an isolate idle past the ring TTL: no extra round trip', async () => {
     const client = await webClient()
     const user = await seedUser()
     const tokens = (await (await exchangeCode(client, await obtainCode(client, user))).json()) as TokenSet
@@ -228,6 +228,22 @@ describe('the key ring and the key set epoch', () => {
     const intro = await postForm('/oauth/introspect', { token: tokens.access_token }, basicAuth(client))
     expect(await intro.json()).toMatchObject({ active: true, sub: user.id })
     await expectRoundTrips(intro, { httpRequests: 1 })
+    expect(await keyRing(db, config)).toBe(old)
+
+    // Any API a bearer token opens settles an idle ring the same way: no more round trips than warm.
+    const manager = await webClient({ first_party: true, scope: 'openid apikeys:write' })
+    const managing = (await (
+      await exchangeCode(manager, await obtainCode(manager, user, { scope: 'openid apikeys:write' }))
+    ).json()) as TokenSet
+    const bearer = { headers: { authorization: `Bearer ${managing.access_token}` } }
+    const warm = await call('/api-keys', bearer)
+    expect(warm.status, await describeResponse(warm)).toBe(200)
+    const warmTrips = await roundTripsOnceAtLeast(warm, 1)
+    resetKeyCache()
+    old = await keyRing(db, config, idle())
+    const listed = await call('/api-keys', bearer)
+    expect(listed.status).toBe(200)
+    await expectRoundTrips(listed, { httpRequests: warmTrips.httpRequests })
     expect(await keyRing(db, config)).toBe(old)
 
     // A current ring and a change made elsewhere: the answer stands (within the TTL, as always),
