@@ -1,3 +1,4 @@
+import { CpuLedger, type CpuPerRequest, type CpuReading } from './cpu'
 import type { LoadResult, LoadSpec } from './load'
 import type { RequestShape, Scenario } from './scenarios'
 
@@ -136,6 +137,8 @@ export interface ThroughputFigure {
   /** Median of the round ratios: what the verdicts use. */
   ratio: number
   failed: number
+  /** CPU per request by process group over the measured runs (Linux only). */
+  cpu?: CpuPerRequest
 }
 
 export interface ThroughputPlan {
@@ -158,22 +161,36 @@ export async function interleavedThroughput(
   plan: ThroughputPlan,
   run: (shape: RequestShape, connections: number, seconds: number) => Promise<LoadResult>,
   log: (message: string) => void,
+  cpu?: { read(): CpuReading | undefined; cores: number },
 ): Promise<{ floor: ThroughputFigure; scenarios: ThroughputFigure[] }> {
   const peaks = new Map<string, number[]>([floor, ...scenarios].map((scenario) => [scenario.id, []]))
   const ratios = new Map<string, number[]>(scenarios.map((scenario) => [scenario.id, []]))
   const failed = new Map<string, number>([floor, ...scenarios].map((scenario) => [scenario.id, 0]))
+  const ledgers = new Map<string, CpuLedger>(
+    [floor, ...scenarios].map((scenario) => [scenario.id, new CpuLedger()]),
+  )
   const warmConnections = plan.connections[0] ?? 1
-  const measure = async (scenario: Scenario, connections: number, seconds: number): Promise<number> => {
+  const measure = async (
+    scenario: Scenario,
+    connections: number,
+    seconds: number,
+    warmup = false,
+  ): Promise<number> => {
     const shape = await scenario.shape(connections)
     if (!shape.ok) {
       return 0
     }
+    const before = warmup ? undefined : cpu?.read()
     const result = await run(shape.value, connections, seconds)
+    const after = before === undefined ? undefined : cpu?.read()
+    if (before !== undefined && after !== undefined) {
+      ledgers.get(scenario.id)?.add(before, after, result.requests)
+    }
     failed.set(scenario.id, (failed.get(scenario.id) ?? 0) + result.non2xx + result.errors + result.timeouts)
     return result.rps
   }
   for (const scenario of [floor, ...scenarios]) {
-    await measure(scenario, warmConnections, plan.warmupSeconds)
+    await measure(scenario, warmConnections, plan.warmupSeconds, true)
   }
   for (const id of failed.keys()) {
     failed.set(id, 0)
@@ -197,12 +214,14 @@ export async function interleavedThroughput(
   }
   const figure = (id: string): ThroughputFigure => {
     const roundRatios = ratios.get(id) ?? []
+    const spent = cpu === undefined ? undefined : ledgers.get(id)?.perRequest(cpu.cores)
     return {
       id,
       roundPeaks: peaks.get(id) ?? [],
       roundRatios,
       ratio: median(roundRatios),
       failed: failed.get(id) ?? 0,
+      ...(spent === undefined ? {} : { cpu: spent }),
     }
   }
   return { floor: figure(floor.id), scenarios: scenarios.map((scenario) => figure(scenario.id)) }

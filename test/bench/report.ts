@@ -1,3 +1,4 @@
+import { type CpuPerRequest, cpuBound, describeCpu } from './cpu'
 import type { FloodResult } from './flood'
 import type { LatencyFigure, LatencyPlan, ThroughputFigure, ThroughputPlan } from './interleaved'
 import type { RoundTripReport } from './round-trips'
@@ -545,6 +546,11 @@ function floorRatioVerdicts(report: BenchReport): string[] {
     out.push(
       `info  SELECT 1 floor on ${measured.runtime}: peak req/s by round ${measured.floor.roundPeaks.map(fmtRps).join(', ')} (${plan.rounds} interleaved rounds; in each, every scenario runs ${plan.seconds} s at c=${plan.connections.join('/')}, each right after the floor at the same concurrency; a ratio is the scenario's peak over those floor runs' peak, the verdict their median over the rounds)`,
     )
+    if (measured.floor.cpu !== undefined) {
+      out.push(
+        `info  CPU of every process on the machine over the measured runs (/proc), per request. SELECT 1: ${describeCpu(measured.floor.cpu)}. When the cores are saturated, req/s is cores ÷ CPU per request, so a ratio follows from these figures`,
+      )
+    }
   }
   if (measured === undefined && (report.dbRttMs ?? 0) > 0) {
     return [
@@ -558,6 +564,7 @@ function floorRatioVerdicts(report: BenchReport): string[] {
       const spread = `${fmtRatio(Math.min(...figure.roundRatios))}–${fmtRatio(Math.max(...figure.roundRatios))}`
       out.push(
         `${verdict(figure.ratio, target)}  ${id} on workerd: ${fmtRatio(figure.ratio)} the SELECT 1 floor, peak req/s, median of ${figure.roundRatios.length} interleaved rounds (rounds ${spread}; target ≥ ${target}×)${figure.failed > 0 ? `; ${figure.failed} requests failed` : ''}`,
+        ...cpuLines(measured?.floor.cpu, figure.cpu),
       )
       continue
     }
@@ -568,6 +575,18 @@ function floorRatioVerdicts(report: BenchReport): string[] {
     )
   }
   return out
+}
+
+// Where each request's CPU went on the shared cores, and what that allows the ratio to be.
+function cpuLines(floor: CpuPerRequest | undefined, scenario: CpuPerRequest | undefined): string[] {
+  if (floor === undefined || scenario === undefined) {
+    return []
+  }
+  const bound = cpuBound(floor, scenario)
+  return [
+    `        CPU: ${describeCpu(scenario)}`,
+    `        the ratio from CPU alone ${fmtRatio(bound.fromCpu)}; with the Worker costing no more than SELECT 1's route, at most ${fmtRatio(bound.runtimeAtFloor)}`,
+  ]
 }
 
 function latencyOf(report: BenchReport, runtime: string, id: string): number | undefined {

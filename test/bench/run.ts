@@ -1,13 +1,14 @@
 import { type ChildProcess, fork, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
-import { cpus, freemem, loadavg, platform, release, tmpdir, totalmem } from 'node:os'
+import { availableParallelism, cpus, freemem, loadavg, platform, release, tmpdir, totalmem } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { gzipSync } from 'node:zlib'
 import { type Gateway, type SqlStatement, startGateway } from '../../db/local/gateway'
 import { migrateDatabase } from '../../db/migrate'
 import { freePort } from '../setup/free-port'
+import { describeCpu, readCpu } from './cpu'
 import { type FloodResult, runFlood } from './flood'
 import {
   interleavedLatency,
@@ -182,6 +183,11 @@ class LoadProcess {
       this.#pending.set(id, { resolve: resolveRun, reject })
       this.#child.send({ id, spec })
     })
+  }
+
+  /** Its process id, so the CPU it spends can be told apart from the rest. */
+  get pid(): number | undefined {
+    return this.#child.pid
   }
 
   close(): void {
@@ -739,11 +745,17 @@ async function measureFloorRatios(
     plan,
     (shape, connections, seconds) => ctx.load.run(loadSpecFor(ctx.base, shape, connections, seconds)),
     log,
+    { read: () => readCpu({ gateway: process.pid, load: ctx.load.pid }), cores: availableParallelism() },
   )
   for (const figure of figures.scenarios) {
     process.stderr.write(
       `  ${ctx.runtime.padEnd(12)} ${figure.id.padEnd(16)} ${figure.ratio.toFixed(2)}× the floor (rounds ${figure.roundRatios.map((r) => r.toFixed(2)).join(' ')})\n`,
     )
+  }
+  for (const figure of [figures.floor, ...figures.scenarios]) {
+    if (figure.cpu !== undefined) {
+      process.stderr.write(`  ${ctx.runtime.padEnd(12)} ${figure.id.padEnd(16)} ${describeCpu(figure.cpu)}\n`)
+    }
   }
   return { runtime: ctx.runtime, plan, ...figures }
 }
