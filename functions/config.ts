@@ -114,7 +114,13 @@ export interface Config {
    * (the default for every plan) is none. A tenant's own `monthly_quota` overrides it.
    */
   tenantMonthlyQuotas: Readonly<Record<TenantPlan, number | null>>
+  /** Hourly usage counters (what `/api-keys/{id}/usage` reads) are purged after this many days. */
   usageRetentionDays: number
+  /**
+   * USAGE_DETAIL_RETENTION_DAYS: raw usage rows (one per verify) are purged after this many days;
+   * 0 writes none at all. Defaults to USAGE_RETENTION_DAYS.
+   */
+  usageDetailRetentionDays: number
   auditRetentionDays: number
   argon2: Argon2Params
   /** Most requests that may wait for a password hash at once per isolate (beyond: 503). */
@@ -296,6 +302,7 @@ function readConfig(env: Bindings, problems: ConfigError[]): Config {
     }
   }
   const issuer = read.url('ISSUER', 'http://127.0.0.1:8787').replace(/\/+$/, '')
+  const usageRetentionDays = read.integer('USAGE_RETENTION_DAYS', 90, 1)
   return {
     issuer,
     databaseUrl: read.postgresUrl('DATABASE_URL'),
@@ -352,7 +359,8 @@ function readConfig(env: Bindings, problems: ConfigError[]): Config {
       () => parseQuotas('TENANT_MONTHLY_QUOTAS', TENANT_PLANS, NO_TENANT_QUOTAS, env.TENANT_MONTHLY_QUOTAS),
       NO_TENANT_QUOTAS,
     ),
-    usageRetentionDays: read.integer('USAGE_RETENTION_DAYS', 90, 1),
+    usageRetentionDays,
+    usageDetailRetentionDays: read.integer('USAGE_DETAIL_RETENTION_DAYS', usageRetentionDays, 0),
     auditRetentionDays: read.integer('AUDIT_RETENTION_DAYS', 365, 1),
     argon2: {
       memoryKib: read.integer('ARGON2_MEMORY_KIB', 19_456, 8),

@@ -2,7 +2,10 @@ import { type SQL, sql } from 'drizzle-orm'
 
 export interface PurgeWindow {
   now: Date
+  /** Hourly usage counters (API keys, agent clients). */
   usageRetentionDays: number
+  /** Raw usage rows; 0 keeps none (the verify writes none then either). */
+  usageDetailRetentionDays: number
   auditRetentionDays: number
 }
 
@@ -57,11 +60,13 @@ export const PURGE_RULES: readonly PurgeRule[] = [
   { table: 'webauthn_challenges', expired: ({ now }) => sql`expires_at < ${now}` },
   // Accepted invitations go too once expired: membership is the lasting record, audit the history.
   { table: 'tenant_invitations', expired: ({ now }) => sql`expires_at < ${now}` },
+  // Raw usage rows, optional detail beside the counters with their own retention.
   {
     table: 'api_key_usage',
-    expired: ({ now, usageRetentionDays }) => sql`created_at < ${daysBefore(now, usageRetentionDays)}`,
+    expired: ({ now, usageDetailRetentionDays }) =>
+      sql`created_at < ${daysBefore(now, usageDetailRetentionDays)}`,
   },
-  // The hourly counters /api-keys/{id}/usage reads: kept as long as the raw rows they summarise.
+  // The hourly counters /api-keys/{id}/usage reads.
   {
     table: 'api_key_usage_counters',
     expired: ({ now, usageRetentionDays }) => sql`hour_start < ${daysBefore(now, usageRetentionDays)}`,

@@ -8,6 +8,7 @@ export async function runPurge(x: Executor, config: Config, now: Date): Promise<
   const report = await purgeExpired(x, {
     now,
     usageRetentionDays: config.usageRetentionDays,
+    usageDetailRetentionDays: config.usageDetailRetentionDays,
     auditRetentionDays: config.auditRetentionDays,
   })
   log('info', 'purge_completed', { ...report })

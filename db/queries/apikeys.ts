@@ -371,6 +371,11 @@ export type KeyCheckCode = 'VALID' | 'REVOKED' | 'EXPIRED' | 'DISABLED' | 'QUOTA
 export interface KeyCheckInput {
   keyHash: string
   now: Date
+  /**
+   * Also write the raw `api_key_usage` row (optional detail, USAGE_DETAIL_RETENTION_DAYS > 0); the
+   * hourly counter counts every call either way.
+   */
+  recordDetail: boolean
   /** Start of the current UTC month: the quota period. */
   periodStart: Date
   /** Monthly quota per tier; null is unlimited. */
@@ -476,10 +481,11 @@ interface RawKeyCheckRow {
  * driver, and all-or-nothing: if any part fails, nothing of it happened): spends a DPoP caller's
  * proof `jti`, finds the key by hash, decides whether it is live, charges the rate window, the
  * tenant-wide and the key's monthly quota with conditional upserts (concurrent calls never
- * overshoot a limit) and records the outcome (usage row, hourly counter, `last_used_at`).
+ * overshoot a limit) and records the outcome (hourly counter, `last_used_at`, and the raw usage
+ * row unless `recordDetail` is false).
  *
- * The statement calls `portcullis_verify_api_key` (migration 0019, where its order and locking
- * are explained): as a PL/pgSQL function its plan is prepared once per database backend, where
+ * The statement calls `portcullis_verify_api_key` (migration 0019 explains its order and locking;
+ * 0025 made the raw row optional): as a PL/pgSQL function its plan is prepared once per database backend, where
  * the same SQL sent as text was parsed and planned on every call (about 80% of its database
  * time). The caller's own check (`callerGuard`) is evaluated by this statement as the function's
  * `p_caller_ok` argument, so it still rides in the same round trip.
@@ -505,7 +511,8 @@ export async function checkAndChargeKey(x: Executor, input: KeyCheckInput): Prom
           p_service_key_hash => ${input.serviceKeyHash ?? null}::text,
           p_proof_jti_hash => ${proof?.jtiHash ?? null}::text,
           p_proof_expires_at => ${proof?.expiresAt.toISOString() ?? null}::timestamptz,
-          p_last_used_resolution_seconds => ${LAST_USED_RESOLUTION_SECONDS}::int)`,
+          p_last_used_resolution_seconds => ${LAST_USED_RESOLUTION_SECONDS}::int,
+          p_record_detail => ${input.recordDetail}::boolean)`,
     ),
   )
   if (row === undefined || row.proof_ok !== true) {

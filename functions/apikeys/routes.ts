@@ -256,6 +256,7 @@ export const apiKeys = new Hono<AppEnv>()
       {
         tierQuotas: c.var.config.tierQuotas,
         tenantQuotas: c.var.config.tenantMonthlyQuotas,
+        recordDetail: c.var.config.usageDetailRetentionDays > 0,
         now,
         callerGuard: c.var.callerGuard,
         serviceKeyHash: c.var.serviceKeyHash,

@@ -78,6 +78,8 @@ export interface VerifyOptions {
   endpoint: string | null
   /** When the request arrived, epoch milliseconds (for the usage row's response time). */
   startedAtMs: number
+  /** Write the raw usage row beside the hourly counter (USAGE_DETAIL_RETENTION_DAYS > 0). */
+  recordDetail: boolean
 }
 
 /** Distinct unknown key hashes remembered per isolate. */
@@ -140,6 +142,7 @@ export async function verifyApiKey(
     tenantQuotas: options.tenantQuotas,
     endpoint: options.endpoint,
     elapsedMs: Date.now() - options.startedAtMs,
+    recordDetail: options.recordDetail,
     ...(options.callerGuard === undefined ? {} : { callerGuard: options.callerGuard }),
     ...(options.serviceKeyHash === undefined ? {} : { serviceKeyHash: options.serviceKeyHash }),
     ...(proof === undefined ? {} : { proofJti: { jtiHash: proof.jtiHash, expiresAt: proof.expiresAt } }),

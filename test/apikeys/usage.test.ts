@@ -1,9 +1,17 @@
 import { sql } from 'drizzle-orm'
 import { describe, expect, it } from 'vitest'
 import { apiKeyUsage, apiKeyUsageCounters } from '../../db/schema'
-import { createKey, createKeyAsAdmin, getJson, seedUser, verifyKey } from '../helpers/apikeys'
+import {
+  createKey,
+  createKeyAsAdmin,
+  getJson,
+  roundTrips,
+  seedUser,
+  usageRows,
+  verifyKey,
+} from '../helpers/apikeys'
 import { testDb } from '../helpers/db'
-import { adminHeaders, describeResponse } from '../helpers/worker'
+import { adminHeaders, callWith, describeResponse } from '../helpers/worker'
 
 interface UsageAnswer {
   key_id: string
@@ -138,6 +146,32 @@ describe('GET /api-keys/{id}/usage', () => {
     const res = await getJson(`/api-keys/${key.id}/usage`, adminHeaders())
     const body = (await res.json()) as UsageAnswer
     expect(body.totals).toEqual({ success: 1, failure: 0 })
+  })
+
+  it('with USAGE_DETAIL_RETENTION_DAYS=0 counts every verify and writes no raw row, in one round trip', async () => {
+    const key = await createKeyAsAdmin({ rate_limit: { limit: 1, window_seconds: 3600 } })
+    const detailOff = { USAGE_DETAIL_RETENTION_DAYS: '0' }
+    const answers: string[] = []
+    for (let i = 0; i < 2; i++) {
+      const res = await callWith(detailOff, '/api-keys/verify', {
+        method: 'POST',
+        headers: { ...adminHeaders(), 'content-type': 'application/json' },
+        body: JSON.stringify({ key: key.key, endpoint: 'tool:quiet' }),
+      })
+      expect(res.status, await describeResponse(res)).toBe(200)
+      answers.push(((await res.json()) as { code: string }).code)
+      // callWith waited for anything deferred: this is the request's whole count.
+      expect((await roundTrips(res)).httpRequests).toBe(1)
+    }
+    expect(answers).toEqual(['VALID', 'RATE_LIMITED'])
+    expect(await usageRows(key.id)).toHaveLength(0)
+    const res = await getJson(`/api-keys/${key.id}/usage`, adminHeaders())
+    const body = (await res.json()) as UsageAnswer
+    expect(body.totals).toEqual({ success: 1, failure: 1 })
+    expect(body.endpoints).toEqual([{ endpoint: 'tool:quiet', success: 1, failure: 1 }])
+    // The default still keeps the detail.
+    await verifyKey(key.key, 'tool:loud')
+    expect((await usageRows(key.id)).map((row) => row.endpoint)).toEqual(['tool:loud'])
   })
 
   it('answers 404 for an unknown key', async () => {

@@ -60,6 +60,18 @@ describe('config check (issue 12: every problem at once)', () => {
     expect((thrown as InvalidConfigError).problems).toHaveLength(problems.length - 2)
   })
 
+  it('reads USAGE_DETAIL_RETENTION_DAYS: defaults to USAGE_RETENTION_DAYS, 0 turns raw rows off', () => {
+    expect(parseConfig({ ...GOOD, USAGE_RETENTION_DAYS: '45' }).usageDetailRetentionDays).toBe(45)
+    const off = parseConfig({ ...GOOD, USAGE_DETAIL_RETENTION_DAYS: '0' })
+    expect([off.usageRetentionDays, off.usageDetailRetentionDays]).toEqual([90, 0])
+    for (const value of ['-1', '7.5', 'none']) {
+      const { problems } = checkConfig({ ...GOOD, USAGE_DETAIL_RETENTION_DAYS: value })
+      expect(problems.map((p) => [p.variable, p.message])).toEqual([
+        ['USAGE_DETAIL_RETENTION_DAYS', expect.stringContaining('integer >= 0')],
+      ])
+    }
+  })
+
   it('refuses the example.com placeholder issuer and a public issuer without mail', () => {
     const { problems } = checkConfig({
       ...GOOD,

@@ -25,7 +25,8 @@ useIsolatedDatabase('purge')
 const NOW = new Date('2001-06-01T00:00:00Z')
 const DAY = 86_400_000
 const at = (offsetDays: number) => new Date(NOW.getTime() + offsetDays * DAY)
-const WINDOW = { now: NOW, usageRetentionDays: 90, auditRetentionDays: 365 }
+// Raw usage rows keep their own (shorter) retention beside the counters'.
+const WINDOW = { now: NOW, usageRetentionDays: 90, usageDetailRetentionDays: 30, auditRetentionDays: 365 }
 const hash = () => `${unique('h')}-${crypto.randomUUID()}`
 
 interface Seeded {
@@ -241,7 +242,8 @@ async function seedEveryTarget(): Promise<Seeded> {
   const usage = await db
     .insert(s.apiKeyUsage)
     .values(
-      [at(-91), at(-91), at(-89)].map((createdAt) => ({
+      // Past the detail retention (30 days) though within the counters' (90): it goes too.
+      [at(-91), at(-31), at(-29)].map((createdAt) => ({
         keyId: key.id,
         createdAt,
         success: true,
@@ -249,7 +251,7 @@ async function seedEveryTarget(): Promise<Seeded> {
       })),
     )
     .returning({ id: s.apiKeyUsage.id, createdAt: s.apiKeyUsage.createdAt })
-  keep('api_key_usage', usage.find((r) => r.createdAt > at(-90))?.id)
+  keep('api_key_usage', usage.find((r) => r.createdAt > at(-30))?.id)
 
   const counters = await db
     .insert(s.apiKeyUsageCounters)
@@ -404,6 +406,35 @@ describe('purge', () => {
     expect(await leftExpired()).toBe(0)
   })
 
+  it('with USAGE_DETAIL_RETENTION_DAYS=0 deletes every raw usage row and keeps the counters', async () => {
+    const db = testDb()
+    const [user] = await db
+      .insert(s.users)
+      .values({ email: `${unique('detail')}@example.com`, passwordHash: 'x' })
+      .returning({ id: s.users.id })
+    const [key] = await db
+      .insert(s.apiKeys)
+      .values({
+        keyHash: hash(),
+        prefix: 'pk_test_x',
+        last4: 'abcd',
+        name: 'detail',
+        ownerUserId: user?.id ?? '',
+      })
+      .returning({ id: s.apiKeys.id })
+    const keyId = key?.id ?? ''
+    await db.insert(s.apiKeyUsage).values([
+      { keyId, createdAt: at(-1), success: true, code: 'VALID' },
+      { keyId, createdAt: new Date(NOW.getTime() - 1), success: false, code: 'RATE_LIMITED' },
+    ])
+    const endpoint = `detail-${crypto.randomUUID()}`
+    await db.insert(s.apiKeyUsageCounters).values({ keyId, hourStart: at(-1), endpoint, success: 1 })
+    const report = await purgeExpired(db, { ...WINDOW, usageDetailRetentionDays: 0 })
+    expect(report.deleted.api_key_usage).toBeGreaterThanOrEqual(2)
+    expect(await db.select().from(s.apiKeyUsage).where(eq(s.apiKeyUsage.keyId, keyId))).toHaveLength(0)
+    expect(await surviving('api_key_usage_counters', [endpoint])).toBe(1)
+  })
+
   it('is a no-op when nothing has expired, and idempotent', async () => {
     const before = new Date('1990-01-01T00:00:00Z')
     const report = await purgeExpired(testDb(), { ...WINDOW, now: before })
@@ -475,11 +506,14 @@ describe('cron trigger', () => {
   it('runs the purge at the scheduled time', async () => {
     const seeded = await seedEveryTarget()
     const ctx = createExecutionContext()
-    await worker.scheduled(
-      createScheduledController({ scheduledTime: NOW, cron: '*/15 * * * *' }),
-      fileEnv(),
-      ctx,
-    )
+    // The retention WINDOW uses, as a deployment would configure it.
+    const env = {
+      ...fileEnv(),
+      USAGE_RETENTION_DAYS: '90',
+      USAGE_DETAIL_RETENTION_DAYS: '30',
+      AUDIT_RETENTION_DAYS: '365',
+    }
+    await worker.scheduled(createScheduledController({ scheduledTime: NOW, cron: '*/15 * * * *' }), env, ctx)
     await waitOnExecutionContext(ctx)
     expect(await leftExpired()).toBe(0)
     for (const [table, keys] of Object.entries(seeded.live)) {
