@@ -87,10 +87,17 @@ async function findBodyFault(c: Context<AppEnv>): Promise<TextFault | undefined>
   if (type === 'application/x-www-form-urlencoded') {
     return findFormTextFault(bytes, 'body')
   }
-  const text = decodeUtf8(bytes)
-  if (text === undefined) {
+  const decoded = decodeUtf8(bytes)
+  if (decoded === undefined) {
     return { field: 'body' }
   }
+  // The text the route will read: Request.text() drops a leading byte order mark (and so JSON
+  // behind one parses there), so the check reads the same text. Handed to Hono's body cache, the
+  // route's text() and json() take it as it is instead of decoding the bytes again through a new
+  // Response. The cache holds promises (HonoRequest stores `raw.text()` itself there), whatever
+  // its declared type says.
+  const text = decoded.charCodeAt(0) === 0xfeff ? decoded.slice(1) : decoded
+  ;(c.req.bodyCache as { text?: Promise<string> }).text = Promise.resolve(text)
   let parsed: unknown
   try {
     parsed = JSON.parse(text)

@@ -118,6 +118,30 @@ const ATTACKS: Attack[] = [
     path: '/oauth/register',
     body: { type: JSON_TYPE, text: '{"client_name":"a\\u0000","redirect_uris":["https://a.example/cb"]}' },
   },
+  // A leading byte order mark: the route's JSON parse skips it, so the check must too.
+  {
+    name: 'register client_name behind a byte order mark',
+    method: 'POST',
+    path: '/oauth/register',
+    body: {
+      type: JSON_TYPE,
+      text: '\ufeff{"client_name":"a\\u0000","redirect_uris":["https://a.example/cb"]}',
+    },
+  },
+  {
+    name: 'api-key metadata behind a byte order mark',
+    method: 'POST',
+    path: '/api-keys',
+    auth: 'session',
+    body: { type: JSON_TYPE, text: '\ufeff{"name":"k","metadata":{"tags":["bad\\u0000"]}}' },
+  },
+  {
+    name: 'verify endpoint behind a byte order mark',
+    method: 'POST',
+    path: '/api-keys/verify',
+    auth: 'admin',
+    body: { type: JSON_TYPE, text: '\ufeff{"key":"pk_test_x","endpoint":"a\\u0000"}' },
+  },
   {
     name: 'register redirect_uris[0]',
     method: 'POST',
@@ -312,6 +336,24 @@ describe('invalid text is refused at the edge (issue 9 item 9)', () => {
   it('lets a literal % and + through in a query string', async () => {
     const res = await call('/admin/users?q=100%25+%&limit=5', { headers: adminHeaders() })
     expect(res.status, await describeResponse(res)).toBe(200)
+  })
+
+  it('reads JSON behind a byte order mark as the route does: checked at the edge, parsed by the route', async () => {
+    const post = (text: string) =>
+      call('/api-keys/verify', {
+        method: 'POST',
+        headers: { ...adminHeaders(), 'content-type': JSON_TYPE },
+        body: `\ufeff${text}`,
+      })
+    const refused = await post('{"key":"pk_test_x","endpoint":"a\\u0000"}')
+    expect(refused.status, await describeResponse(refused)).toBe(400)
+    // body.endpoint: the edge's check, not the route schema's (which names `endpoint`).
+    expect(((await refused.json()) as { errors: { field: string }[] }).errors).toEqual([
+      { field: 'body.endpoint', message: expect.any(String) },
+    ])
+    const parsed = await post('{"key":"pk_test_x","endpoint":"/ok"}')
+    expect(parsed.status, await describeResponse(parsed)).toBe(200)
+    expect(((await parsed.json()) as { code: string }).code).toBe('MALFORMED')
   })
 
   it('leaves malformed JSON to the route (malformed_json, not a text error)', async () => {
