@@ -82,4 +82,21 @@ describe.skipIf(!realPostgres)('API-key verify under concurrency (real Postgres)
     expect(counted.reduce((n, c) => n + c.success, 0)).toBe(30)
     expect(counted.reduce((n, c) => n + c.failure, 0)).toBe(70)
   })
+
+  describe('with raw usage rows off (USAGE_DETAIL_RETENTION_DAYS=0)', () => {
+    useBindings({ USAGE_DETAIL_RETENTION_DAYS: '0' })
+
+    it('200 concurrent verifies with 150 left: exactly 150 VALID, 50 QUOTA_EXCEEDED, the counters say so', async () => {
+      const key = await createKeyAsAdmin()
+      await setQuotaUsed(key.id, 10_000 - 150)
+      const codes = await verifyConcurrently(key.key, 200)
+      expect(Object.fromEntries(codes)).toEqual({ VALID: 150, QUOTA_EXCEEDED: 50 })
+      expect(await quotaUsed(key.id)).toBe(10_000)
+      const counted = await usageCounters(key.id)
+      expect(counted.reduce((n, c) => n + c.success, 0)).toBe(150)
+      expect(counted.reduce((n, c) => n + c.failure, 0)).toBe(50)
+      expect(counted.map((c) => c.endpoint).sort()).toEqual(['e0', 'e1', 'e2'])
+      expect(await usageRows(key.id)).toHaveLength(0)
+    })
+  })
 })
