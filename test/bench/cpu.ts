@@ -191,20 +191,20 @@ export class CpuLedger {
 }
 
 /**
- * What the CPU figures say about a ratio to the floor when every run saturates the machine:
- * req/s is then cores ÷ CPU per request, so the ratio is the floor's CPU per request over the
- * scenario's (`fromCpu`), and `runtimeAtFloor` is that ratio if the Worker cost no more per
- * request than the floor's own route: the most any Worker-side change could give.
+ * The most a scenario's ratio to the floor could be if the Worker cost no more per request than
+ * the floor's own route: its CPU per request with workerd's share replaced by the floor's, and
+ * every core of the machine busy (req/s ≤ cores ÷ CPU per request), over the floor's measured
+ * peak req/s. What the rest of the machine spends per request (Postgres, the gateway, the load
+ * generator) then bounds the ratio, whatever any change inside the Worker does.
  */
-export function cpuBound(
-  floor: CpuPerRequest,
+export function ratioCeiling(
+  floor: { cpu: CpuPerRequest; peakRps: number },
   scenario: CpuPerRequest,
-): { fromCpu: number; runtimeAtFloor: number } {
-  const withFloorRuntime = scenario.totalMs - scenario.perRequest.runtime + floor.perRequest.runtime
-  return {
-    fromCpu: scenario.totalMs > 0 ? floor.totalMs / scenario.totalMs : 0,
-    runtimeAtFloor: withFloorRuntime > 0 ? floor.totalMs / withFloorRuntime : 0,
-  }
+  cores: number,
+): { maxRps: number; ratio: number } {
+  const perRequestMs = scenario.totalMs - scenario.perRequest.runtime + floor.cpu.perRequest.runtime
+  const maxRps = perRequestMs > 0 ? (cores * 1000) / perRequestMs : 0
+  return { maxRps, ratio: floor.peakRps > 0 ? Math.min(1, maxRps / floor.peakRps) : 0 }
 }
 
 const LABELS: Record<keyof CpuShares, string> = {

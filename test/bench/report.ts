@@ -1,6 +1,12 @@
-import { type CpuPerRequest, cpuBound, describeCpu } from './cpu'
+import { type CpuPerRequest, describeCpu, ratioCeiling } from './cpu'
 import type { FloodResult } from './flood'
-import type { LatencyFigure, LatencyPlan, ThroughputFigure, ThroughputPlan } from './interleaved'
+import {
+  type LatencyFigure,
+  type LatencyPlan,
+  median,
+  type ThroughputFigure,
+  type ThroughputPlan,
+} from './interleaved'
 import type { RoundTripReport } from './round-trips'
 import { type ExplainedStatement, type ScaleCounts, SEEDED_TABLES } from './scale'
 
@@ -548,7 +554,7 @@ function floorRatioVerdicts(report: BenchReport): string[] {
     )
     if (measured.floor.cpu !== undefined) {
       out.push(
-        `info  CPU of every process on the machine over the measured runs (/proc), per request. SELECT 1: ${describeCpu(measured.floor.cpu)}. When the cores are saturated, req/s is cores ÷ CPU per request, so a ratio follows from these figures`,
+        `info  CPU of every process on the machine over the measured runs (/proc), per request. SELECT 1: ${describeCpu(measured.floor.cpu)}; at its median peak of ${fmtRps(median(measured.floor.roundPeaks))} req/s workerd keeps ${((measured.floor.cpu.perRequest.runtime * median(measured.floor.roundPeaks)) / 1000).toFixed(2)} of ${report.machine.cores} cores busy`,
       )
     }
   }
@@ -564,7 +570,11 @@ function floorRatioVerdicts(report: BenchReport): string[] {
       const spread = `${fmtRatio(Math.min(...figure.roundRatios))}–${fmtRatio(Math.max(...figure.roundRatios))}`
       out.push(
         `${verdict(figure.ratio, target)}  ${id} on workerd: ${fmtRatio(figure.ratio)} the SELECT 1 floor, peak req/s, median of ${figure.roundRatios.length} interleaved rounds (rounds ${spread}; target ≥ ${target}×)${figure.failed > 0 ? `; ${figure.failed} requests failed` : ''}`,
-        ...cpuLines(measured?.floor.cpu, figure.cpu),
+        ...cpuLines(
+          { cpu: measured?.floor.cpu, peakRps: median(measured?.floor.roundPeaks ?? []) },
+          figure.cpu,
+          report.machine.cores,
+        ),
       )
       continue
     }
@@ -577,15 +587,19 @@ function floorRatioVerdicts(report: BenchReport): string[] {
   return out
 }
 
-// Where each request's CPU went on the shared cores, and what that allows the ratio to be.
-function cpuLines(floor: CpuPerRequest | undefined, scenario: CpuPerRequest | undefined): string[] {
-  if (floor === undefined || scenario === undefined) {
+// Where each request's CPU went on the shared cores, and what that leaves the ratio.
+function cpuLines(
+  floor: { cpu: CpuPerRequest | undefined; peakRps: number },
+  scenario: CpuPerRequest | undefined,
+  cores: number,
+): string[] {
+  if (floor.cpu === undefined || scenario === undefined) {
     return []
   }
-  const bound = cpuBound(floor, scenario)
+  const ceiling = ratioCeiling({ cpu: floor.cpu, peakRps: floor.peakRps }, scenario, cores)
   return [
     `        CPU: ${describeCpu(scenario)}`,
-    `        the ratio from CPU alone ${fmtRatio(bound.fromCpu)}; with the Worker costing no more than SELECT 1's route, at most ${fmtRatio(bound.runtimeAtFloor)}`,
+    `        with the Worker costing no more per request than SELECT 1's route and every core busy: at most ${fmtRps(ceiling.maxRps)} req/s, ${fmtRatio(ceiling.ratio)} the floor`,
   ]
 }
 

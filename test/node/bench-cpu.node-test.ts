@@ -5,9 +5,9 @@ import {
   CpuLedger,
   type CpuPerRequest,
   type CpuReading,
-  cpuBound,
   parseMachineBusy,
   parseProcStat,
+  ratioCeiling,
   readCpu,
   spentBetween,
 } from '../bench/cpu'
@@ -71,16 +71,19 @@ describe('bench CPU accounting', () => {
     assert.equal(cpu?.utilisation, 0.8)
   })
 
-  it('bounds the ratio by CPU, and by CPU with the Worker at the floor route cost', () => {
+  it('bounds the ratio by the rest of the machine once the Worker costs what the floor route does', () => {
     const perRequest = (runtime: number, postgres: number): CpuPerRequest => ({
       perRequest: { runtime, postgres, gateway: 0, load: 0, other: 0 },
       totalMs: runtime + postgres,
       utilisation: 1,
       requests: 1,
     })
-    const bound = cpuBound(perRequest(2, 1), perRequest(4, 2))
-    assert.equal(bound.fromCpu, 0.5)
-    assert.equal(bound.runtimeAtFloor, 0.75)
+    // 2 cores; the scenario with a 1 ms Worker would cost 1 + 3 = 4 ms: at most 500 req/s.
+    const ceiling = ratioCeiling({ cpu: perRequest(1, 0.5), peakRps: 1_000 }, perRequest(5, 3), 2)
+    assert.equal(ceiling.maxRps, 500)
+    assert.equal(ceiling.ratio, 0.5)
+    // Never above the floor itself.
+    assert.equal(ratioCeiling({ cpu: perRequest(1, 0), peakRps: 10 }, perRequest(1, 0), 2).ratio, 1)
   })
 
   it('finds this process on Linux', { skip: !existsSync('/proc/self/stat') }, () => {
