@@ -16,7 +16,7 @@ import {
 } from '../helpers/apikeys'
 import { testDb, unique } from '../helpers/db'
 import { expectRoundTrips } from '../helpers/round-trips'
-import { adminHeaders, describeResponse, postJson } from '../helpers/worker'
+import { adminHeaders, callWith, describeResponse, postJson } from '../helpers/worker'
 
 function madeUpKey(): string {
   const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789'
@@ -213,6 +213,45 @@ describe('a verify is one statement in all: check, charge and record', () => {
     expect((await keyRow(key.id))?.lastUsedAt).toBeNull()
     // The same key works once the fault is gone.
     expect((await verifyKey(key.key, 'e')).code).toBe('VALID')
+  })
+
+  it('with raw usage rows off, leaves nothing behind when the counter fails after the charge', async () => {
+    const key = await createKeyAsAdmin({ rate_limit: { limit: 10 } })
+    const trigger = `fail_counter_${key.id.replaceAll('-', '')}`
+    const db = testDb()
+    // With no raw row to fail on, the fault goes into the hourly counter, for this key only.
+    await db.execute(
+      sql.raw(`create function ${trigger}() returns trigger language plpgsql as
+        $$ begin raise exception 'injected fault'; end $$`),
+    )
+    await db.execute(
+      sql.raw(`create trigger ${trigger} before insert on api_key_usage_counters for each row
+        when (new.key_id = '${key.id}') execute function ${trigger}()`),
+    )
+    const detailOff = { USAGE_DETAIL_RETENTION_DAYS: '0' }
+    const verifyDetailOff = () =>
+      callWith(detailOff, '/api-keys/verify', {
+        method: 'POST',
+        headers: { ...adminHeaders(), 'content-type': 'application/json' },
+        body: JSON.stringify({ key: key.key, endpoint: 'e' }),
+      })
+    try {
+      const res = await verifyDetailOff()
+      expect(res.status, await describeResponse(res)).toBeGreaterThanOrEqual(500)
+    } finally {
+      await db.execute(sql.raw(`drop trigger ${trigger} on api_key_usage_counters`))
+      await db.execute(sql.raw(`drop function ${trigger}()`))
+    }
+    expect(await quotaUsed(key.id)).toBeUndefined()
+    expect(await db.select().from(apiKeyRateWindows).where(eq(apiKeyRateWindows.keyId, key.id))).toHaveLength(
+      0,
+    )
+    expect(await counters(key.id)).toHaveLength(0)
+    expect((await keyRow(key.id))?.lastUsedAt).toBeNull()
+    const res = await verifyDetailOff()
+    expect(((await res.json()) as { code: string }).code).toBe('VALID')
+    expect(await counters(key.id)).toHaveLength(1)
+    expect(await usageRows(key.id)).toHaveLength(0)
   })
 
   it('serves usage from the counters: equal to the usage rows and the charges', async () => {
