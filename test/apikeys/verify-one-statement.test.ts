@@ -1,4 +1,4 @@
-import { and, eq, sql } from 'drizzle-orm'
+import { eq, sql } from 'drizzle-orm'
 import { describe, expect, it } from 'vitest'
 import { apiKeyRateWindows, apiKeys, apiKeyUsageCounters, tenants, users } from '../../db/schema'
 import { checksumOf } from '../../functions/apikeys/key-format'
@@ -27,6 +27,40 @@ function madeUpKey(): string {
 
 async function counters(keyId: string) {
   return testDb().select().from(apiKeyUsageCounters).where(eq(apiKeyUsageCounters.keyId, keyId))
+}
+
+/**
+ * Runs `work` while every insert into `table` for this key fails (a trigger raising an error):
+ * a fault injected into one part of the verify statement, for this key only, so other tests'
+ * keys are untouched. The trigger is gone afterwards.
+ */
+async function withFailingInserts(table: string, keyId: string, work: () => Promise<void>): Promise<void> {
+  const trigger = `fail_${table}_${keyId.replaceAll('-', '')}`
+  const db = testDb()
+  await db.execute(
+    sql.raw(`create function ${trigger}() returns trigger language plpgsql as
+      $$ begin raise exception 'injected fault'; end $$`),
+  )
+  await db.execute(
+    sql.raw(`create trigger ${trigger} before insert on ${table} for each row
+      when (new.key_id = '${keyId}') execute function ${trigger}()`),
+  )
+  try {
+    await work()
+  } finally {
+    await db.execute(sql.raw(`drop trigger ${trigger} on ${table}`))
+    await db.execute(sql.raw(`drop function ${trigger}()`))
+  }
+}
+
+/** No charge, no rate window, no counter, no last_used_at: the failed statement left nothing. */
+async function expectNothingRecorded(keyId: string): Promise<void> {
+  expect(await quotaUsed(keyId)).toBeUndefined()
+  expect(
+    await testDb().select().from(apiKeyRateWindows).where(eq(apiKeyRateWindows.keyId, keyId)),
+  ).toHaveLength(0)
+  expect(await counters(keyId)).toHaveLength(0)
+  expect((await keyRow(keyId))?.lastUsedAt).toBeNull()
 }
 
 async function setStatus(userId: string, action: 'suspend' | 'reinstate' | 'approve') {
@@ -184,70 +218,29 @@ describe('a verify is one statement in all: check, charge and record', () => {
 
   it('leaves nothing behind when the statement fails between charging and recording', async () => {
     const key = await createKeyAsAdmin({ rate_limit: { limit: 10 } })
-    const trigger = `fail_usage_${key.id.replaceAll('-', '')}`
-    const db = testDb()
-    // A fault injected into the usage insert, for this key only (other tests' keys are untouched).
-    await db.execute(
-      sql.raw(`create function ${trigger}() returns trigger language plpgsql as
-        $$ begin raise exception 'injected fault'; end $$`),
-    )
-    await db.execute(
-      sql.raw(`create trigger ${trigger} before insert on api_key_usage for each row
-        when (new.key_id = '${key.id}') execute function ${trigger}()`),
-    )
-    try {
+    await withFailingInserts('api_key_usage', key.id, async () => {
       const res = await verify({ key: key.key, endpoint: 'e' })
       expect(res.status, await describeResponse(res)).toBeGreaterThanOrEqual(500)
-    } finally {
-      await db.execute(sql.raw(`drop trigger ${trigger} on api_key_usage`))
-      await db.execute(sql.raw(`drop function ${trigger}()`))
-    }
-    expect(await quotaUsed(key.id)).toBeUndefined()
-    expect(
-      await db
-        .select()
-        .from(apiKeyRateWindows)
-        .where(and(eq(apiKeyRateWindows.keyId, key.id))),
-    ).toHaveLength(0)
-    expect(await counters(key.id)).toHaveLength(0)
-    expect((await keyRow(key.id))?.lastUsedAt).toBeNull()
+    })
+    await expectNothingRecorded(key.id)
     // The same key works once the fault is gone.
     expect((await verifyKey(key.key, 'e')).code).toBe('VALID')
   })
 
   it('with raw usage rows off, leaves nothing behind when the counter fails after the charge', async () => {
     const key = await createKeyAsAdmin({ rate_limit: { limit: 10 } })
-    const trigger = `fail_counter_${key.id.replaceAll('-', '')}`
-    const db = testDb()
-    // With no raw row to fail on, the fault goes into the hourly counter, for this key only.
-    await db.execute(
-      sql.raw(`create function ${trigger}() returns trigger language plpgsql as
-        $$ begin raise exception 'injected fault'; end $$`),
-    )
-    await db.execute(
-      sql.raw(`create trigger ${trigger} before insert on api_key_usage_counters for each row
-        when (new.key_id = '${key.id}') execute function ${trigger}()`),
-    )
-    const detailOff = { USAGE_DETAIL_RETENTION_DAYS: '0' }
     const verifyDetailOff = () =>
-      callWith(detailOff, '/api-keys/verify', {
+      callWith({ USAGE_DETAIL_RETENTION_DAYS: '0' }, '/api-keys/verify', {
         method: 'POST',
         headers: { ...adminHeaders(), 'content-type': 'application/json' },
         body: JSON.stringify({ key: key.key, endpoint: 'e' }),
       })
-    try {
+    // With no raw row to fail on, the fault goes into the hourly counter.
+    await withFailingInserts('api_key_usage_counters', key.id, async () => {
       const res = await verifyDetailOff()
       expect(res.status, await describeResponse(res)).toBeGreaterThanOrEqual(500)
-    } finally {
-      await db.execute(sql.raw(`drop trigger ${trigger} on api_key_usage_counters`))
-      await db.execute(sql.raw(`drop function ${trigger}()`))
-    }
-    expect(await quotaUsed(key.id)).toBeUndefined()
-    expect(await db.select().from(apiKeyRateWindows).where(eq(apiKeyRateWindows.keyId, key.id))).toHaveLength(
-      0,
-    )
-    expect(await counters(key.id)).toHaveLength(0)
-    expect((await keyRow(key.id))?.lastUsedAt).toBeNull()
+    })
+    await expectNothingRecorded(key.id)
     const res = await verifyDetailOff()
     expect(((await res.json()) as { code: string }).code).toBe('VALID')
     expect(await counters(key.id)).toHaveLength(1)

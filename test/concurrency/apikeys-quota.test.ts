@@ -32,6 +32,16 @@ async function verifyConcurrently(key: string, times: number): Promise<Map<strin
   return codes
 }
 
+/** A key 150 verifies short of its monthly quota of 10,000, then 200 at once: exactly 150 pass. */
+async function spendLast150With200(): Promise<{ id: string; key: string }> {
+  const key = await createKeyAsAdmin()
+  await setQuotaUsed(key.id, 10_000 - 150)
+  const codes = await verifyConcurrently(key.key, 200)
+  expect(Object.fromEntries(codes)).toEqual({ VALID: 150, QUOTA_EXCEEDED: 50 })
+  expect(await quotaUsed(key.id)).toBe(10_000)
+  return key
+}
+
 describe.skipIf(!realPostgres)('API-key verify under concurrency (real Postgres)', () => {
   // Exactness, not latency, is under test: the statements queue on one key's counter row. A
   // database of its own keeps the queue out of the other files' connection pool, and a deadline
@@ -40,11 +50,7 @@ describe.skipIf(!realPostgres)('API-key verify under concurrency (real Postgres)
   useBindings({ DB_TIMEOUT_MS: '30000' })
 
   it('200 concurrent verifies with 150 left: exactly 150 VALID, 50 QUOTA_EXCEEDED, counters = usage rows', async () => {
-    const key = await createKeyAsAdmin()
-    await setQuotaUsed(key.id, 10_000 - 150)
-    const codes = await verifyConcurrently(key.key, 200)
-    expect(Object.fromEntries(codes)).toEqual({ VALID: 150, QUOTA_EXCEEDED: 50 })
-    expect(await quotaUsed(key.id)).toBe(10_000)
+    const key = await spendLast150With200()
     const rows = await eventually(
       () => usageRows(key.id),
       (r) => r.length >= 200,
@@ -87,11 +93,7 @@ describe.skipIf(!realPostgres)('API-key verify under concurrency (real Postgres)
     useBindings({ USAGE_DETAIL_RETENTION_DAYS: '0' })
 
     it('200 concurrent verifies with 150 left: exactly 150 VALID, 50 QUOTA_EXCEEDED, the counters say so', async () => {
-      const key = await createKeyAsAdmin()
-      await setQuotaUsed(key.id, 10_000 - 150)
-      const codes = await verifyConcurrently(key.key, 200)
-      expect(Object.fromEntries(codes)).toEqual({ VALID: 150, QUOTA_EXCEEDED: 50 })
-      expect(await quotaUsed(key.id)).toBe(10_000)
+      const key = await spendLast150With200()
       const counted = await usageCounters(key.id)
       expect(counted.reduce((n, c) => n + c.success, 0)).toBe(150)
       expect(counted.reduce((n, c) => n + c.failure, 0)).toBe(50)

@@ -35,13 +35,27 @@ interface Seeded {
   expired: Record<string, number>
 }
 
-/** One user, client and key, then expired and live rows in every table the purge touches. */
-async function seedEveryTarget(): Promise<Seeded> {
+/** A user and an API key of theirs, created long before NOW. */
+async function seedUserWithKey(name: string): Promise<{ user: { id: string }; key: { id: string } }> {
   const db = testDb()
   const [user] = await db
     .insert(s.users)
-    .values({ email: `${unique('purge')}@example.com`, passwordHash: 'x', createdAt: at(-900) })
+    .values({ email: `${unique(name)}@example.com`, passwordHash: 'x', createdAt: at(-900) })
     .returning({ id: s.users.id })
+  const [key] = await db
+    .insert(s.apiKeys)
+    .values({ keyHash: hash(), prefix: 'pk_test_x', last4: 'abcd', name, ownerUserId: user?.id ?? '' })
+    .returning({ id: s.apiKeys.id })
+  if (user === undefined || key === undefined) {
+    throw new Error('seed failed')
+  }
+  return { user, key }
+}
+
+/** One user, client and key, then expired and live rows in every table the purge touches. */
+async function seedEveryTarget(): Promise<Seeded> {
+  const db = testDb()
+  const { user, key } = await seedUserWithKey('purge')
   const [client] = await db
     .insert(s.oauthClients)
     .values({
@@ -50,17 +64,7 @@ async function seedEveryTarget(): Promise<Seeded> {
       redirectUris: ['https://a.example/cb'],
     })
     .returning({ id: s.oauthClients.id })
-  const [key] = await db
-    .insert(s.apiKeys)
-    .values({
-      keyHash: hash(),
-      prefix: 'pk_test_x',
-      last4: 'abcd',
-      name: 'purge',
-      ownerUserId: user?.id ?? '',
-    })
-    .returning({ id: s.apiKeys.id })
-  if (user === undefined || client === undefined || key === undefined) {
+  if (client === undefined) {
     throw new Error('seed failed')
   }
   const live: Record<string, string[]> = {}
@@ -408,21 +412,7 @@ describe('purge', () => {
 
   it('with USAGE_DETAIL_RETENTION_DAYS=0 deletes every raw usage row and keeps the counters', async () => {
     const db = testDb()
-    const [user] = await db
-      .insert(s.users)
-      .values({ email: `${unique('detail')}@example.com`, passwordHash: 'x' })
-      .returning({ id: s.users.id })
-    const [key] = await db
-      .insert(s.apiKeys)
-      .values({
-        keyHash: hash(),
-        prefix: 'pk_test_x',
-        last4: 'abcd',
-        name: 'detail',
-        ownerUserId: user?.id ?? '',
-      })
-      .returning({ id: s.apiKeys.id })
-    const keyId = key?.id ?? ''
+    const keyId = (await seedUserWithKey('detail')).key.id
     await db.insert(s.apiKeyUsage).values([
       { keyId, createdAt: at(-1), success: true, code: 'VALID' },
       { keyId, createdAt: new Date(NOW.getTime() - 1), success: false, code: 'RATE_LIMITED' },
