@@ -547,6 +547,7 @@ function latencyLines(report: BenchReport): string[] {
 function floorRatioVerdicts(report: BenchReport): string[] {
   const out: string[] = []
   const measured = report.floorRatios
+  const floorPeak = median(measured?.floor.roundPeaks ?? [])
   if (measured !== undefined) {
     const plan = measured.plan
     out.push(
@@ -554,7 +555,7 @@ function floorRatioVerdicts(report: BenchReport): string[] {
     )
     if (measured.floor.cpu !== undefined) {
       out.push(
-        `info  CPU of every process on the machine over the measured runs (/proc), per request. SELECT 1: ${describeCpu(measured.floor.cpu)}; at its median peak of ${fmtRps(median(measured.floor.roundPeaks))} req/s workerd keeps ${((measured.floor.cpu.perRequest.runtime * median(measured.floor.roundPeaks)) / 1000).toFixed(2)} of ${report.machine.cores} cores busy`,
+        `info  CPU of every process on the machine over the measured runs (/proc), per request. SELECT 1: ${describeCpu(measured.floor.cpu)}; at its median peak of ${fmtRps(floorPeak)} req/s workerd keeps ${((measured.floor.cpu.perRequest.runtime * floorPeak) / 1000).toFixed(2)} of ${report.machine.cores} cores busy`,
       )
     }
   }
@@ -570,11 +571,7 @@ function floorRatioVerdicts(report: BenchReport): string[] {
       const spread = `${fmtRatio(Math.min(...figure.roundRatios))}–${fmtRatio(Math.max(...figure.roundRatios))}`
       out.push(
         `${verdict(figure.ratio, target)}  ${id} on workerd: ${fmtRatio(figure.ratio)} the SELECT 1 floor, peak req/s, median of ${figure.roundRatios.length} interleaved rounds (rounds ${spread}; target ≥ ${target}×)${figure.failed > 0 ? `; ${figure.failed} requests failed` : ''}`,
-        ...cpuLines(
-          { cpu: measured?.floor.cpu, peakRps: median(measured?.floor.roundPeaks ?? []) },
-          figure.cpu,
-          report.machine.cores,
-        ),
+        ...cpuLines({ cpu: measured?.floor.cpu, peakRps: floorPeak }, figure.cpu, report.machine.cores),
       )
       continue
     }

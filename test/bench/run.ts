@@ -1,7 +1,7 @@
 import { type ChildProcess, fork, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
-import { availableParallelism, cpus, freemem, loadavg, platform, release, tmpdir, totalmem } from 'node:os'
+import { cpus, freemem, loadavg, platform, release, tmpdir, totalmem } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { gzipSync } from 'node:zlib'
@@ -745,7 +745,8 @@ async function measureFloorRatios(
     plan,
     (shape, connections, seconds) => ctx.load.run(loadSpecFor(ctx.base, shape, connections, seconds)),
     log,
-    { read: () => readCpu({ gateway: process.pid, load: ctx.load.pid }), cores: availableParallelism() },
+    // The same core count as the report's machine line, which the ceiling divides by.
+    { read: () => readCpu({ gateway: process.pid, load: ctx.load.pid }), cores: cpus().length },
   )
   for (const figure of figures.scenarios) {
     process.stderr.write(
