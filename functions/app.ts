@@ -34,6 +34,7 @@ import { homePage } from './pages/home'
 import { loginPage } from './pages/login'
 import { passkeyPages } from './pages/passkeys'
 import { signupPage } from './pages/signup'
+import { StaticPathCachingRouter } from './router'
 import { serviceKeysAdmin } from './service-keys/routes'
 import { tenantsAdmin } from './tenants/admin'
 import { tenants } from './tenants/routes'
@@ -46,7 +47,7 @@ import { PROTECTED_RESOURCE_PATH, protectedResource, resourceChallenge } from '.
  * `onError` is the one renderer for every failure.
  */
 export function createApp(): Hono<AppEnv> {
-  const app = new Hono<AppEnv>()
+  const app = new Hono<AppEnv>({ router: new StaticPathCachingRouter() })
   // CORS first: a preflight is answered before any config, database or body work.
   app.use(cors())
   app.use(requestContext())
