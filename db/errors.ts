@@ -3,7 +3,7 @@
  * statement Postgres rejected. The HTTP edge answers them with 503 and Retry-After.
  */
 export class DatabaseUnavailableError extends Error {
-  override name = this.constructor.name
+  override name = 'DatabaseUnavailableError'
   readonly code = 'database_unavailable'
   /** `timeout`: the call outlived its deadline; `unreachable`: it failed to connect or stay connected. */
   readonly reason: DatabaseUnavailableReason

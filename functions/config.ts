@@ -157,7 +157,7 @@ export function isLoopbackIssuer(issuer: string): boolean {
 
 /** A configuration variable that is missing or invalid; names the variable, never its value. */
 export class ConfigError extends Error {
-  override name = this.constructor.name
+  override name = 'ConfigError'
   readonly code = 'invalid_config'
   constructor(
     readonly variable: string,
@@ -169,6 +169,7 @@ export class ConfigError extends Error {
 
 /** Every problem with the configuration at once; `variable` is the first one's. */
 export class InvalidConfigError extends ConfigError {
+  override name = 'InvalidConfigError'
   constructor(readonly problems: readonly [ConfigError, ...ConfigError[]]) {
     super(problems[0].variable, problems[0].message.slice(problems[0].variable.length + 1))
     this.message = problems.map((p) => p.message).join('; ')

@@ -131,5 +131,5 @@ export async function completeEnrolmentLogin(
 
 /** Another request finished this sign-in first: the transaction rolls back (the factor stays pending). */
 class EnrolmentRaced extends Error {
-  override name = this.constructor.name
+  override name = 'EnrolmentRaced'
 }

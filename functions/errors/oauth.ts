@@ -53,7 +53,7 @@ export interface OAuthErrorOptions {
 }
 
 export class OAuthError extends Error {
-  override name = this.constructor.name
+  override name = 'OAuthError'
   readonly status: number
   constructor(
     readonly code: OAuthErrorCode,

@@ -58,7 +58,7 @@ export interface ProblemOptions {
 }
 
 export class ProblemError extends Error {
-  override name = this.constructor.name
+  override name = 'ProblemError'
   readonly status: number
   constructor(
     readonly code: ProblemCode,

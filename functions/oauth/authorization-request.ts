@@ -43,7 +43,7 @@ export interface AuthorizationRequest {
 
 /** An error the client should learn about through its (validated) redirect URI. */
 export class RedirectableError extends Error {
-  override name = this.constructor.name
+  override name = 'RedirectableError'
   constructor(
     readonly code: OAuthErrorCode | 'login_required' | 'consent_required' | 'interaction_required',
     readonly description: string,

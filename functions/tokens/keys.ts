@@ -62,7 +62,7 @@ const STALE_RETRY_SECONDS = 5
  * changed, or a key id is missing). Names the key id only; the edge answers 503.
  */
 export class SigningKeyUnavailableError extends Error {
-  override name = this.constructor.name
+  override name = 'SigningKeyUnavailableError'
   readonly code = 'signing_key_unavailable'
   constructor(
     readonly kid: string,
