@@ -14,14 +14,24 @@ export function fromBase64Url(encoded: string): Uint8Array | undefined {
   }
   try {
     const binary = atob(encoded.replace(/-/g, '+').replace(/_/g, '/').replace(/=+$/, ''))
-    return Uint8Array.from(binary, (ch) => ch.charCodeAt(0))
+    const bytes = new Uint8Array(binary.length)
+    for (let i = 0; i < binary.length; i++) {
+      bytes[i] = binary.charCodeAt(i)
+    }
+    return bytes
   } catch {
     return undefined
   }
 }
 
+const HEX = Array.from({ length: 256 }, (_, byte) => byte.toString(16).padStart(2, '0'))
+
 export function toHex(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('')
+  let hex = ''
+  for (const byte of bytes) {
+    hex += HEX[byte]
+  }
+  return hex
 }
 
 const encoder = new TextEncoder()
