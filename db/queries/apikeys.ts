@@ -487,8 +487,8 @@ interface RawKeyCheckRow {
  * The statement calls `portcullis_verify_api_key` (migration 0019 explains its order and
  * locking; 0025 made the raw row optional): as a PL/pgSQL function its plan is prepared once per
  * database backend, where the same SQL sent as text was parsed and planned on every call (about
- * 80% of its database time). The caller's own check (`callerGuard`) is evaluated by this statement as the function's
- * `p_caller_ok` argument, so it still rides in the same round trip.
+ * 80% of its database time). The caller's own check (`callerGuard`) is evaluated by this
+ * statement as the function's `p_caller_ok` argument, so it still rides in the same round trip.
  */
 export async function checkAndChargeKey(x: Executor, input: KeyCheckInput): Promise<KeyCheckOutcome> {
   const now = input.now.toISOString()
