@@ -152,16 +152,34 @@ const ROUND_TRIP_BUDGET: Record<string, { max: number; note: string }> = {
   'token-cc': { max: 1, note: 'one statement in all: client authentication and the audit row' },
   'token-refresh': { max: 1, note: 'one statement in all: client authentication, rotation, audit row' },
   'token-code': { max: 1, note: 'one statement in all: code consumption, tokens, audit row' },
+  'token-device': { max: 1, note: 'one statement in all: the poll, code consumption, audit row' },
+  'token-exchange': { max: 1, note: 'one statement in all: client, subject token state, audit row' },
   introspect: { max: 1, note: 'at most the caller and revocation state, in one statement' },
   userinfo: { max: 1, note: 'at most the user and revocation state, in one statement' },
   jwks: { max: 0, note: 'none on a warm isolate' },
   discovery: { max: 0, note: 'none on a warm isolate' },
 }
 // Issue 16, with --db-rtt: p50 at c=1 within one round trip plus this many ms.
-const RTT_TARGET_IDS = ['verify-valid', 'token-cc', 'token-refresh', 'token-code', 'introspect', 'userinfo']
+const RTT_TARGET_IDS = [
+  'verify-valid',
+  'token-cc',
+  'token-refresh',
+  'token-code',
+  'token-device',
+  'token-exchange',
+  'introspect',
+  'userinfo',
+]
 const RTT_SLACK_MS = 5
 // Hot paths whose one statement writes (and so commits with a WAL flush); the others only read.
-const WRITING_IDS = new Set(['verify-valid', 'token-cc', 'token-refresh', 'token-code'])
+const WRITING_IDS = new Set([
+  'verify-valid',
+  'token-cc',
+  'token-refresh',
+  'token-code',
+  'token-device',
+  'token-exchange',
+])
 const USAGE_READ_TARGET_MS = 50
 
 function comparisons(): Comparison[] {

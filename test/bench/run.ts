@@ -46,12 +46,14 @@ import {
   workersOAuthProviderScenarios,
 } from './scenarios'
 import {
+  approvedDeviceCode,
   authorizeAndExchange,
   authorizeCode,
   clientCredentialsToken,
   exchangeCode,
   type OurSeed,
   type Outcome,
+  pollDeviceCode,
   seedOurs,
   signIn,
   withClient,
@@ -374,6 +376,7 @@ const HOT_IDS = [
   'verify-unknown',
   'token-cc',
   'token-refresh',
+  'token-exchange',
   'introspect',
   'userinfo',
   'usage-read',
@@ -476,39 +479,76 @@ async function hotProbe(
   }
 }
 
+type Redeem = () => Promise<{ status: number; text: string; headers: Headers }>
+
 /**
- * authorization_code, which single-use codes keep out of the load generator: each code is
- * issued first (not timed), then exchanged alone, timed at c=1 and its round trips counted by its
- * request id.
+ * A grant whose credential is spent by its one use, which keeps it out of the load generator:
+ * each credential is issued first (not timed), then redeemed alone.
  */
-async function measureCodeExchange(
+interface SingleUseGrant {
+  id: string
+  title: string
+  /** Issues one credential and answers the request that spends it; or why the grant cannot run. */
+  issue: Outcome<() => Promise<Outcome<Redeem>>>
+  accepts(status: number, body: string): boolean
+}
+
+/** authorization_code (PKCE) and device_code (an approved code, polled once). */
+function singleUseGrants(base: string, seed: OurSeed, runtime: OurRuntimeSeed): SingleUseGrant[] {
+  const cookie = runtime.cookie
+  function issuing(
+    client: Outcome<{ clientId: string }>,
+    issue: (clientId: string, cookie: string) => Promise<Outcome<Redeem>>,
+  ): Outcome<() => Promise<Outcome<Redeem>>> {
+    if (!client.ok) {
+      return client
+    }
+    if (!cookie.ok) {
+      return cookie
+    }
+    return { ok: true, value: () => issue(client.value.clientId, cookie.value) }
+  }
+  return [
+    {
+      id: 'token-code',
+      title: 'token: authorization_code (PKCE), c=1, one code per exchange',
+      issue: issuing(seed.browserClient, async (clientId, session) => {
+        const grant = await authorizeCode(base, clientId, session)
+        return grant.ok ? { ok: true, value: () => exchangeCode(base, clientId, grant.value) } : grant
+      }),
+      accepts: (status, body) => status === 200 && body.includes('refresh_token'),
+    },
+    {
+      id: 'token-device',
+      title: 'token: device_code (RFC 8628), c=1, one approved code per poll',
+      issue: issuing(seed.deviceClient, async (clientId, session) => {
+        const deviceCode = await approvedDeviceCode(base, clientId, session)
+        return deviceCode.ok
+          ? { ok: true, value: () => pollDeviceCode(base, clientId, deviceCode.value) }
+          : deviceCode
+      }),
+      accepts: (status, body) => status === 200 && body.includes('refresh_token'),
+    },
+  ]
+}
+
+/** One single-use grant, redeemed `samples` times at c=1, its round trips counted by request id. */
+async function measureSingleUse(
   ctx: MeasureContext,
-  seed: OurSeed,
-  runtime: OurRuntimeSeed,
+  grant: SingleUseGrant,
   statements: StatementLog,
 ): Promise<{ record: ScenarioRecord; probe?: ProbeOutcome }> {
   const record: ScenarioRecord = {
-    id: 'token-code',
-    title: 'token: authorization_code (PKCE), c=1, one code per exchange',
+    id: grant.id,
+    title: grant.title,
     kind: 'ours',
     runtime: ctx.runtime,
     status: 'measured',
     rounds: [],
   }
-  if (!seed.browserClient.ok || !runtime.cookie.ok) {
-    return {
-      record: {
-        ...record,
-        status: 'n/a',
-        reason: !seed.browserClient.ok
-          ? seed.browserClient.reason
-          : runtime.cookie.ok
-            ? ''
-            : runtime.cookie.reason,
-      },
-    }
+  if (!grant.issue.ok) {
+    return { record: { ...record, status: 'n/a', reason: grant.issue.reason } }
   }
-  const clientId = seed.browserClient.value.clientId
   const samples = Math.max(HOT_PROBE_SAMPLES, ctx.timing.roundTripSamples)
   const times: number[] = []
   let ok = 0
@@ -517,21 +557,21 @@ async function measureCodeExchange(
   let counted = { httpRequests: 0, httpQueries: 0, wsConnections: 0, wsClientMessages: 0 }
   const statusCodes: Record<string, number> = {}
   for (let i = 0; i < samples; i++) {
-    const grant = await authorizeCode(ctx.base, clientId, runtime.cookie.value)
-    if (!grant.ok) {
-      return { record: { ...record, status: 'n/a', reason: grant.reason } }
+    const redeem = await grant.issue.value()
+    if (!redeem.ok) {
+      return { record: { ...record, status: 'n/a', reason: redeem.reason } }
     }
     await new Promise((resolveWait) => setTimeout(resolveWait, 50))
     const started = performance.now()
-    const res = await exchangeCode(ctx.base, clientId, grant.value)
+    const res = await redeem.value()
     times.push(performance.now() - started)
-    // Counted by the exchange's own request id, after its waitUntil work has landed, as every
-    // other scenario is: the gateway's totals also held the authorize request's late writes and
+    // Counted by the redeeming request's own id, after its waitUntil work has landed, as every
+    // other scenario is: the gateway's totals also held the issuing requests' late writes and
     // the key ring's background refresh (its own scope), which are not this request's.
     await new Promise((resolveWait) => setTimeout(resolveWait, 50))
     const requestId = res.headers.get('x-request-id')
     if (requestId === null) {
-      throw new Error('the code exchange answered without an x-request-id')
+      throw new Error(`${grant.id} answered without an x-request-id`)
     }
     const delta = await readGatewayCounts(ctx.gateway.url, requestId)
     counted = {
@@ -541,7 +581,7 @@ async function measureCodeExchange(
       wsClientMessages: counted.wsClientMessages + delta.wsClientMessages,
     }
     statusCodes[String(res.status)] = (statusCodes[String(res.status)] ?? 0) + 1
-    if (res.status === 200 && res.text.includes('refresh_token')) {
+    if (grant.accepts(res.status, res.text)) {
       ok++
     }
     lastId = requestId
@@ -570,12 +610,12 @@ async function measureCodeExchange(
     tagged: samples,
   }
   process.stderr.write(
-    `  ${ctx.runtime.padEnd(12)} token-code       c=1   p50 ${median(times).toFixed(1)} ms  ${ok}/${samples} ok\n`,
+    `  ${ctx.runtime.padEnd(12)} ${grant.id.padEnd(16)} c=1   p50 ${median(times).toFixed(1)} ms  ${ok}/${samples} ok\n`,
   )
   return {
     record,
     probe: {
-      probe: { id: 'token-code', samples, ok, p50Ms: median(times), ...ctx.databaseTimes.medianOf(ids) },
+      probe: { id: grant.id, samples, ok, p50Ms: median(times), ...ctx.databaseTimes.medianOf(ids) },
       statements: statements.get(lastId),
     },
   }
@@ -597,15 +637,17 @@ async function hotProbes(
       out.push(probed)
     }
   }
-  const code = await measureCodeExchange(ctx, seed, runtime, statements)
-  if (code.probe !== undefined) {
-    out.push(code.probe)
+  for (const grant of singleUseGrants(ctx.base, seed, runtime)) {
+    const measured = await measureSingleUse(ctx, grant, statements)
+    if (measured.probe !== undefined) {
+      out.push(measured.probe)
+    }
   }
   return out
 }
 
-// The hot paths the issue's --db-rtt target names, plus the unknown key (one lookup, then none).
-const LATENCY_IDS = ['verify-valid', 'token-cc', 'token-refresh', 'introspect', 'userinfo']
+// The load generator's hot paths the issue's --db-rtt target names (the single-use grants are added apart).
+const LATENCY_IDS = ['verify-valid', 'token-cc', 'token-refresh', 'token-exchange', 'introspect', 'userinfo']
 
 function scenarioProbe(base: string, scenario: Scenario, shape: RequestShape): LatencyProbe {
   const send = senderFor(base, shape)
@@ -683,30 +725,27 @@ async function measureLatency(
     }
     probes.push(scenarioProbe(ctx.base, scenario, shape.value))
   }
-  if (seed.browserClient.ok && runtime.cookie.ok) {
-    const clientId = seed.browserClient.value.clientId
-    const cookie = runtime.cookie.value
+  for (const grant of singleUseGrants(ctx.base, seed, runtime)) {
+    const issue = grant.issue
+    if (!issue.ok) {
+      skipped[grant.id] = issue.reason
+      continue
+    }
     probes.push({
-      id: 'token-code',
-      // The code is issued untimed; only its exchange is timed.
+      id: grant.id,
+      // The credential is issued untimed; only its redemption is timed.
       prepare: async () => {
-        const grant = await authorizeCode(ctx.base, clientId, cookie)
+        const redeem = await issue.value()
         return async () => {
-          if (!grant.ok) {
-            return { status: 0, text: grant.reason }
+          if (!redeem.ok) {
+            return { status: 0, text: redeem.reason }
           }
-          const res = await exchangeCode(ctx.base, clientId, grant.value)
+          const res = await redeem.value()
           return { ...res, requestId: res.headers.get('x-request-id') }
         }
       },
-      accepts: (status, body) => status === 200 && body.includes('refresh_token'),
+      accepts: grant.accepts,
     })
-  } else {
-    skipped['token-code'] = !seed.browserClient.ok
-      ? seed.browserClient.reason
-      : runtime.cookie.ok
-        ? ''
-        : runtime.cookie.reason
   }
   log(
     `latency at c=1 on ${ctx.runtime}: ${ctx.timing.latency.rounds} interleaved rounds of ${ctx.timing.latency.perRound} sequential requests per path`,
@@ -1082,8 +1121,10 @@ async function main(): Promise<void> {
         for (const scenario of selected(options, [...floorScenarios(), ...ours])) {
           scenarios.push(await measure(ctx, scenario))
         }
-        if (options.only === undefined || options.only.has('token-code')) {
-          scenarios.push((await measureCodeExchange(ctx, seed, perRuntime, statements)).record)
+        for (const grant of singleUseGrants(worker.url, seed, perRuntime)) {
+          if (options.only === undefined || options.only.has(grant.id)) {
+            scenarios.push((await measureSingleUse(ctx, grant, statements)).record)
+          }
         }
         if (options.floodKeys > 0 && runtime === extrasRuntime && perRuntime.verifierAuth.ok) {
           log(`flood of ${options.floodKeys} made-up well-formed keys, each sent twice, on ${runtime}`)

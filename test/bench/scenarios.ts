@@ -1,5 +1,6 @@
 import type { LoadSpec } from './load'
 import {
+  ACCESS_TOKEN_TYPE,
   type AuthorizedTokens,
   authorizeAndExchange,
   BENCH_PASSWORD,
@@ -9,6 +10,7 @@ import {
   type Outcome,
   peerAuthorizeAndExchange,
   reasonOf,
+  TOKEN_EXCHANGE_GRANT,
 } from './seed'
 
 /** What a scenario asks of the load generator, minus connections and duration. */
@@ -132,6 +134,8 @@ export function ourScenarios(base: string, seed: OurSeed, runtime: OurRuntimeSee
     : seed.unknownKey
   const machine = seed.machineClient
   const browser = seed.browserClient
+  const exchanger = seed.exchangeClient
+  const userTokens = runtime.userTokens
   const cookie = runtime.cookie
   return [
     verifyScenario('verify-valid', 'API-key verify: valid key', runtime.verifierAuth, seed.apiKeys, 'VALID'),
@@ -202,6 +206,29 @@ export function ourScenarios(base: string, seed: OurSeed, runtime: OurRuntimeSee
       accepts: (status, body) => status === 200 && typeof json(body).refresh_token === 'string',
     },
     {
+      id: 'token-exchange',
+      title: 'token: token exchange (RFC 8693), the user token re-issued to the exchanger',
+      kind: 'ours',
+      countRoundTrips: true,
+      shape:
+        !exchanger.ok || !userTokens.ok
+          ? unavailable(!exchanger.ok ? exchanger.reason : userTokens.ok ? '' : userTokens.reason)
+          : fixed({
+              path: '/oauth/token',
+              method: 'POST',
+              headers: {
+                ...FORM,
+                authorization: basicAuth(exchanger.value.clientId, exchanger.value.clientSecret),
+              },
+              body: new URLSearchParams({
+                grant_type: TOKEN_EXCHANGE_GRANT,
+                subject_token_type: ACCESS_TOKEN_TYPE,
+                subject_token: userTokens.value.accessToken,
+              }).toString(),
+            }),
+      accepts: (status, body) => status === 200 && typeof json(body).access_token === 'string',
+    },
+    {
       id: 'introspect',
       title: 'introspection of our JWT',
       kind: 'ours',
@@ -227,12 +254,12 @@ export function ourScenarios(base: string, seed: OurSeed, runtime: OurRuntimeSee
       title: 'bearer-protected route: GET /oauth/userinfo',
       kind: 'ours',
       countRoundTrips: true,
-      shape: !runtime.userTokens.ok
-        ? unavailable(runtime.userTokens.reason)
+      shape: !userTokens.ok
+        ? unavailable(userTokens.reason)
         : fixed({
             path: '/oauth/userinfo',
             method: 'GET',
-            headers: { authorization: `Bearer ${runtime.userTokens.value.accessToken}` },
+            headers: { authorization: `Bearer ${userTokens.value.accessToken}` },
           }),
       accepts: (status, body) => status === 200 && typeof json(body).sub === 'string',
     },

@@ -14,6 +14,9 @@ export const NOT_IMPLEMENTED = 'not implemented'
 export const BENCH_PASSWORD = 'bench-Password-correct-horse-42'
 export const BENCH_REDIRECT_URI = 'http://127.0.0.1:9/callback'
 const VERIFY_KEY_COUNT = 50
+export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange'
+export const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token'
+const DEVICE_CODE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code'
 
 export interface OurSeed {
   user: Outcome<{ id: string; email: string }>
@@ -23,6 +26,10 @@ export interface OurSeed {
   accessToken: Outcome<string>
   /** First-party public client for authorization_code + refresh_token. */
   browserClient: Outcome<{ clientId: string }>
+  /** Confidential client that exchanges the bench user's access token (RFC 8693). */
+  exchangeClient: Outcome<{ clientId: string; clientSecret: string }>
+  /** Public client of the device authorization grant (RFC 8628). */
+  deviceClient: Outcome<{ clientId: string }>
   /** Enterprise (unlimited quota) keys, one per connection. */
   apiKeys: Outcome<string[]>
   /** The id of the first of apiKeys (its usage is what the bench reads). */
@@ -147,6 +154,23 @@ async function createClient(
   }
 }
 
+/** A confidential client's credentials, or why there are none. */
+function confidential(
+  created: Outcome<{ clientId: string; clientSecret?: string }>,
+): Outcome<{ clientId: string; clientSecret: string }> {
+  if (!created.ok) {
+    return created
+  }
+  return created.value.clientSecret === undefined
+    ? { ok: false, reason: 'no client_secret for a confidential client' }
+    : { ok: true, value: { clientId: created.value.clientId, clientSecret: created.value.clientSecret } }
+}
+
+/** A public client's id, or why there is none. */
+function publicClient(created: Outcome<{ clientId: string }>): Outcome<{ clientId: string }> {
+  return created.ok ? { ok: true, value: { clientId: created.value.clientId } } : created
+}
+
 export async function clientCredentialsToken(
   base: string,
   client: { clientId: string; clientSecret: string },
@@ -225,11 +249,7 @@ export async function seedOurs(base: string, adminToken: string, databaseUrl: st
     token_endpoint_auth_method: 'client_secret_basic',
     scope: 'apikeys:verify',
   })
-  const machineClient: OurSeed['machineClient'] = !machine.ok
-    ? machine
-    : machine.value.clientSecret === undefined
-      ? { ok: false, reason: 'no client_secret for a confidential client' }
-      : { ok: true, value: { clientId: machine.value.clientId, clientSecret: machine.value.clientSecret } }
+  const machineClient = confidential(machine)
   const accessToken = machineClient.ok
     ? await clientCredentialsToken(base, machineClient.value)
     : { ok: false as const, reason: machineClient.reason }
@@ -243,9 +263,27 @@ export async function seedOurs(base: string, adminToken: string, databaseUrl: st
     first_party: true,
     application_type: 'web',
   })
-  const browserClient: OurSeed['browserClient'] = browser.ok
-    ? { ok: true, value: { clientId: browser.value.clientId } }
-    : browser
+  const browserClient = publicClient(browser)
+  const exchangeClient = confidential(
+    await createClient(base, adminToken, {
+      client_name: 'bench token-exchange client',
+      grant_types: [TOKEN_EXCHANGE_GRANT],
+      response_types: [],
+      redirect_uris: [],
+      token_endpoint_auth_method: 'client_secret_basic',
+      scope: 'openid',
+    }),
+  )
+  const deviceClient = publicClient(
+    await createClient(base, adminToken, {
+      client_name: 'bench device client',
+      grant_types: [DEVICE_CODE_GRANT, 'refresh_token'],
+      response_types: [],
+      redirect_uris: [],
+      token_endpoint_auth_method: 'none',
+      scope: 'openid offline_access',
+    }),
+  )
   const created = user.ok
     ? await createApiKeys(base, adminToken, user.value.id)
     : { ok: false as const, reason: user.reason }
@@ -258,7 +296,17 @@ export async function seedOurs(base: string, adminToken: string, databaseUrl: st
   const unknownKey = user.ok
     ? await createUnknownKey(base, adminToken, user.value.id, databaseUrl)
     : { ok: false as const, reason: user.reason }
-  return { user, machineClient, accessToken, browserClient, apiKeys, usageKeyId, unknownKey }
+  return {
+    user,
+    machineClient,
+    accessToken,
+    browserClient,
+    exchangeClient,
+    deviceClient,
+    apiKeys,
+    usageKeyId,
+    unknownKey,
+  }
 }
 
 /** Signs the bench user in; answers the Cookie header value for later requests. */
@@ -323,6 +371,57 @@ export function exchangeCode(
       client_id: clientId,
       code_verifier: grant.verifier,
     }),
+  )
+}
+
+/**
+ * A device code the signed-in bench user has approved (RFC 8628): the device asks for a code,
+ * the user enters it at /device and approves through the form and its CSRF token.
+ */
+export async function approvedDeviceCode(
+  base: string,
+  clientId: string,
+  cookie: string,
+): Promise<Outcome<string>> {
+  const started = await send(
+    base,
+    '/oauth/device_authorization',
+    formInit({ client_id: clientId, scope: 'openid offline_access' }),
+  )
+  const { device_code: deviceCode, user_code: userCode } = parseJson(started.text)
+  if (started.status !== 200 || typeof deviceCode !== 'string' || typeof userCode !== 'string') {
+    return { ok: false, reason: `device_authorization: ${reasonOf(started.status, started.text)}` }
+  }
+  const page = await send(base, `/device?user_code=${encodeURIComponent(userCode)}`, { headers: { cookie } })
+  const field = /name="csrf_token" value="([^"]+)"/.exec(page.text)?.[1]
+  const csrfCookie = page.headers.get('set-cookie')?.match(/((?:__Host-)?portcullis_csrf=[^;]+)/)?.[1]
+  if (page.status !== 200 || field === undefined || csrfCookie === undefined) {
+    return { ok: false, reason: `device page: ${reasonOf(page.status, page.text)}` }
+  }
+  const decided = await send(
+    base,
+    '/device',
+    formInit(
+      { user_code: userCode, csrf_token: field, decision: 'approve' },
+      { cookie: `${cookie}; ${csrfCookie}` },
+    ),
+  )
+  if (decided.status !== 200) {
+    return { ok: false, reason: `device approval: ${reasonOf(decided.status, decided.text)}` }
+  }
+  return { ok: true, value: deviceCode }
+}
+
+/** The device grant's poll for an approved code (the raw answer, for timing and counting). */
+export function pollDeviceCode(
+  base: string,
+  clientId: string,
+  deviceCode: string,
+): Promise<{ status: number; text: string; headers: Headers }> {
+  return send(
+    base,
+    '/oauth/token',
+    formInit({ grant_type: DEVICE_CODE_GRANT, device_code: deviceCode, client_id: clientId }),
   )
 }
 

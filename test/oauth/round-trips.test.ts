@@ -4,6 +4,10 @@ import {
   adminClient,
   basicAuth,
   clientCredentialsToken,
+  DEVICE_GRANT,
+  deviceDecide,
+  devicePoll,
+  deviceStart,
   exchangeCode,
   ISSUER,
   obtainCode,
@@ -41,6 +45,46 @@ describe('round trips to Postgres per request', () => {
 
     const jwks = await call('/.well-known/jwks.json')
     await expectRoundTrips(jwks, { httpRequests: 0 })
+  })
+
+  it('device_code and token exchange are 1 in all too, pending polls included', async () => {
+    const device = await adminClient({
+      grant_types: [DEVICE_GRANT, 'refresh_token'],
+      token_endpoint_auth_method: 'none',
+      scope: 'openid offline_access',
+    })
+    const started = await deviceStart(device.client_id)
+    const pending = await devicePoll(device.client_id, started.device_code)
+    expect(await pending.json()).toMatchObject({ error: 'authorization_pending' })
+    await expectRoundTrips(pending, { httpRequests: 1 })
+    const user = await seedUser()
+    const approved = await deviceDecide(user, started.user_code, 'approve')
+    expect(approved.status, await describeResponse(approved)).toBe(200)
+    const polled = await devicePoll(device.client_id, started.device_code)
+    expect(polled.status, await describeResponse(polled)).toBe(200)
+    expect(await polled.json()).toMatchObject({
+      refresh_token: expect.any(String),
+      id_token: expect.any(String),
+    })
+    await expectRoundTrips(polled, { httpRequests: 1 })
+
+    // RFC 8693: the subject token's signature is checked in the Worker, its state in the statement.
+    const app = await webClient()
+    const tokens = (await (await exchangeCode(app, await obtainCode(app, user))).json()) as TokenSet
+    const exchanger = await adminClient({
+      grant_types: ['urn:ietf:params:oauth:grant-type:token-exchange'],
+      scope: 'openid',
+    })
+    const form = {
+      grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+      subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+      subject_token: tokens.access_token,
+    }
+    for (let i = 0; i < 2; i++) {
+      const exchanged = await postForm('/oauth/token', form, basicAuth(exchanger))
+      expect(exchanged.status, await describeResponse(exchanged)).toBe(200)
+      await expectRoundTrips(exchanged, { httpRequests: 1 })
+    }
   })
 
   it('userinfo: 1 (the token state rides in the statement that reads the user)', async () => {
