@@ -49,6 +49,7 @@ import {
   approvedDeviceCode,
   authorizeAndExchange,
   authorizeCode,
+  clearLoopbackSignInFailures,
   clientCredentialsToken,
   exchangeCode,
   type OurSeed,
@@ -849,13 +850,19 @@ async function runScale(
   }
 }
 
-async function runtimeSeed(base: string, seed: OurSeed, adminToken: string): Promise<OurRuntimeSeed> {
+async function runtimeSeed(
+  base: string,
+  seed: OurSeed,
+  adminToken: string,
+  databaseUrl: string,
+): Promise<OurRuntimeSeed> {
   const accessToken = seed.machineClient.ok
     ? await clientCredentialsToken(base, seed.machineClient.value)
     : { ok: false as const, reason: seed.machineClient.reason }
   const verifierAuth: Outcome<string> = accessToken.ok
     ? { ok: true, value: `Bearer ${accessToken.value}` }
     : { ok: true, value: `Bearer ${adminToken}` }
+  await clearLoopbackSignInFailures(databaseUrl)
   const cookie = seed.user.ok
     ? await signIn(base, seed.user.value.email)
     : { ok: false as const, reason: seed.user.reason }
@@ -1106,7 +1113,7 @@ async function main(): Promise<void> {
       runtimes[runtime] = worker.label
       try {
         seed ??= await seedOurs(worker.url, adminToken, databaseUrl)
-        const perRuntime = await runtimeSeed(worker.url, seed, adminToken)
+        const perRuntime = await runtimeSeed(worker.url, seed, adminToken, databaseUrl)
         const ctx: MeasureContext = { base: worker.url, runtime, gateway, load, timing, databaseTimes }
         const ours = ourScenarios(worker.url, seed, perRuntime)
         if (options.scale !== undefined && runtime === extrasRuntime) {
