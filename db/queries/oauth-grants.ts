@@ -94,10 +94,10 @@ function clientCte(p: PresentedClient, now: Date): SQL {
  * `token_issued` row) counts a success in the client's hourly counter, for `private_key_jwt`
  * clients only. Part of the same statement, so it costs no round trip and cannot drift.
  */
-function usageCte(p: PresentedClient, now: Date): SQL {
+function usageCte(grantType: string, now: Date): SQL {
   return sql`usage as (
       insert into oauth_client_usage_counters as u (client_id, hour_start, grant_type, success, failure, last_used_at)
-      select cl.id, ${hourStart(now)}::timestamptz, ${p.grantType}, 1, 0, ${now}::timestamptz from client cl
+      select cl.id, ${hourStart(now)}::timestamptz, ${grantType}, 1, 0, ${now}::timestamptz from client cl
       where cl.token_endpoint_auth_method = 'private_key_jwt' and exists (select 1 from audited)
       on conflict (client_id, hour_start, grant_type)
       do update set success = u.success + 1, last_used_at = greatest(u.last_used_at, excluded.last_used_at)
@@ -720,7 +720,7 @@ export async function pollDeviceCode(
              jsonb_build_object('grant_type', ${input.client.grantType}::text, 'grant_id', g.id)
       from ok g cross join client cl
       returning id
-    ), ${usageCte(input.client, input.now)}
+    ), ${usageCte(input.client.grantType, input.now)}
     select ${CLIENT_COLUMNS}, g.id::text as device_id, g.prev_status, g.interval_seconds, g.user_id::text as user_id,
            g.scope, g.resource, g.expired, g.slow_down, g.user_status, g.email, g.display_name,
            g.email_verified_at is not null as email_verified,
@@ -777,41 +777,78 @@ export async function authenticateForClientCredentials(
   return row === undefined ? undefined : { client: toGrantClient(row), keyEpoch: keyEpochOf(row) }
 }
 
+/** What a token exchange records: the subject token, where it goes, and the exchanging request. */
+export interface TokenExchangeRecord {
+  /** The subject token's database state (`stillValidGuard`): not revoked, client and user fine. */
+  subjectValid: SQL
+  subject: { jti: string; sub: string; userId: string | null }
+  audience: string
+  scope: string
+  audit: GrantAudit
+  now: Date
+}
+
 /**
- * Token exchange (RFC 8693) in ONE statement: authenticates the confidential client registered
- * for the grant and, when the subject token is still good in the database (`subjectValid`: not
- * revoked, its client enabled, its user active and the token newer than the user's last
- * credential event), writes `token_issued` naming the subject token. No row: the client did not
- * authenticate; `issued` false: the subject token is no longer valid.
+ * The exchange's `token_issued` row (and an agent client's usage), written by the `client` CTE's
+ * confidential client while the subject token is good in the database and, when `ringEpoch` is
+ * given, the key set still has that epoch.
  */
-export async function authenticateForTokenExchange(
-  x: Executor,
-  input: {
-    client: PresentedClient
-    subjectValid: SQL
-    subject: { jti: string; sub: string; userId: string | null }
-    audience: string
-    scope: string
-    audit: GrantAudit
-    now: Date
-  },
-): Promise<{ client: GrantClient; issued: boolean } | undefined> {
-  const [row] = await queryRows<Record<string, unknown>>(
-    x,
-    sql`with ${clientCte(input.client, input.now)}, audited as (
+function tokenExchangeWrites(grantType: string, input: TokenExchangeRecord, ringEpoch: string | null): SQL {
+  return sql`audited as (
       insert into audit_events (type, actor, user_id, tenant_id, client_id, ip, metadata)
       select 'token_issued', 'client:' || cl.client_id, ${input.subject.userId}::uuid, cl.tenant_id, cl.client_id, ${input.audit.ip},
-             jsonb_build_object('grant_type', ${input.client.grantType}::text, 'subject_jti', ${input.subject.jti}::text,
+             jsonb_build_object('grant_type', ${grantType}::text, 'subject_jti', ${input.subject.jti}::text,
                                 'subject', ${input.subject.sub}::text, 'audience', ${input.audience}::text,
                                 'scope', ${input.scope}::text)
       from client cl
       where cl.token_endpoint_auth_method <> 'none' and ${input.subjectValid}
+        and (${ringEpoch}::text is null or ${KEY_EPOCH} = ${ringEpoch}::text)
       returning id
-    ), ${usageCte(input.client, input.now)}
-    select ${CLIENT_COLUMNS}, (select count(*) from audited)::int as issued from client cl`,
+    ), ${usageCte(grantType, input.now)}`
+}
+
+/**
+ * Token exchange (RFC 8693) in ONE statement: authenticates the confidential client registered
+ * for the grant and, when the subject token is still good in the database (`subjectValid`: not
+ * revoked, its client enabled, its user active and the token newer than the user's last
+ * credential event), writes `token_issued` naming the subject token. It reads the key set's
+ * epoch too. `ringEpoch` is the epoch of an idle key ring the subject token's signature was
+ * checked with: when the key set has another one now, nothing is written, as that check does
+ * not stand (recordTokenExchange writes it once the signature is checked again). No row: the
+ * client did not authenticate; `issued` false: the subject token is no longer valid, or the
+ * epoch moved.
+ */
+export async function authenticateForTokenExchange(
+  x: Executor,
+  input: TokenExchangeRecord & { client: PresentedClient; ringEpoch: string | undefined },
+): Promise<({ client: GrantClient; issued: boolean } & KeyEpochSeen) | undefined> {
+  const [row] = await queryRows<Record<string, unknown>>(
+    x,
+    sql`with ${clientCte(input.client, input.now)}, ${tokenExchangeWrites(input.client.grantType, input, input.ringEpoch ?? null)}
+    select ${CLIENT_COLUMNS}, (select count(*) from audited)::int as issued, ${KEY_EPOCH} as key_epoch
+    from client cl`,
   )
   if (row === undefined) {
     return undefined
   }
-  return { client: toGrantClient(row), issued: Number(row.issued) > 0 }
+  return { client: toGrantClient(row), issued: Number(row.issued) > 0, keyEpoch: keyEpochOf(row) }
+}
+
+/**
+ * The exchange's writes for a client this request has already authenticated (its proofs and
+ * assertion are spent, so it is not authenticated twice): the second statement of an exchange
+ * whose first saw the key set's epoch move. `issued` false: the subject token is no longer valid.
+ */
+export async function recordTokenExchange(
+  x: Executor,
+  input: TokenExchangeRecord & { client: GrantClient; grantType: string },
+): Promise<{ issued: boolean } & KeyEpochSeen> {
+  const [row] = await queryRows<Record<string, unknown>>(
+    x,
+    sql`with client as (
+      select id, client_id, tenant_id, token_endpoint_auth_method from oauth_clients where id = ${input.client.id}::uuid
+    ), ${tokenExchangeWrites(input.grantType, input, null)}
+    select (select count(*) from audited)::int as issued, ${KEY_EPOCH} as key_epoch`,
+  )
+  return { issued: Number(row?.issued ?? 0) > 0, keyEpoch: row === undefined ? null : keyEpochOf(row) }
 }

@@ -16,6 +16,7 @@ import {
   verificationKey,
 } from '../../functions/tokens/keys'
 import { testDb } from '../helpers/db'
+import { dpopKey, dpopProof } from '../helpers/dpop'
 import {
   adminClient,
   basicAuth,
@@ -128,6 +129,17 @@ function isolateDb() {
     waitUntil: () => {},
   })
   return { config, db }
+}
+
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange'
+
+/** Audit rows of this type for this client, read the moment the response is in. */
+async function auditRows(type: string, clientId: string): Promise<number> {
+  const [row] = await queryRows<{ n: number }>(
+    testDb(),
+    sql`select count(*)::int as n from audit_events where type = ${type} and client_id = ${clientId}`,
+  )
+  return Number(row?.n ?? 0)
 }
 
 async function keyEpoch(): Promise<string | null> {
@@ -258,6 +270,45 @@ describe('the key ring and the key set epoch', () => {
     expect(await keyRing(db, config)).not.toBe(old)
   })
 
+  it('token exchange on an isolate idle past the ring TTL: one round trip; a key set changed meanwhile is re-read first', async () => {
+    const app = await webClient()
+    const user = await seedUser()
+    const tokens = (await (await exchangeCode(app, await obtainCode(app, user))).json()) as TokenSet
+    const exchanger = await adminClient({ grant_types: [TOKEN_EXCHANGE], scope: 'openid' })
+    const form = {
+      grant_type: TOKEN_EXCHANGE,
+      subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+      subject_token: tokens.access_token,
+    }
+    const { config, db } = isolateDb()
+    const idle = () => new Date(Date.now() - 5 * KEY_CACHE_TTL_SECONDS * 1000)
+    resetKeyCache()
+    const old = await keyRing(db, config, idle())
+    const exchanged = await postForm('/oauth/token', form, basicAuth(exchanger))
+    expect(exchanged.status, await describeResponse(exchanged)).toBe(200)
+    await expectRoundTrips(exchanged, { httpRequests: 1 })
+    // The statement's epoch confirmed the ring the subject token was checked with.
+    expect(await keyRing(db, config)).toBe(old)
+    expect(await auditRows('token_issued', exchanger.client_id)).toBe(1)
+
+    // Idle again, and the key set changes elsewhere meanwhile: the statement sees another epoch and
+    // writes nothing; the subject token is checked against a fresh ring, then the exchange is
+    // recorded without authenticating the client twice (its DPoP proof is already spent).
+    resetKeyCache()
+    const stale = await keyRing(db, config, idle())
+    await queryRows(
+      testDb(),
+      sql`update signing_keys set created_at = created_at where kid = ${stale[0]?.kid ?? ''}`,
+    )
+    const proof = await dpopProof(await dpopKey(), { htu: `${ISSUER}/oauth/token` })
+    const again = await postForm('/oauth/token', form, { ...basicAuth(exchanger), dpop: proof })
+    expect(again.status, await describeResponse(again)).toBe(200)
+    expect(await again.json()).toMatchObject({ token_type: 'DPoP' })
+    await expectRoundTrips(again, { httpRequests: 3 })
+    expect(await keyRing(db, config)).not.toBe(stale)
+    expect(await auditRows('token_issued', exchanger.client_id)).toBe(2)
+  })
+
   it('moves with every insert, update and delete, and not for a statement that changes nothing', async () => {
     const { config, db } = isolateDb()
     const start = await keyEpoch()
@@ -291,6 +342,37 @@ describe('the key ring and the key set epoch', () => {
     expect(await intro.json()).toEqual({ active: false })
     // The state statement, then the ring read again because its epoch moved.
     await expectRoundTrips(intro, { httpRequests: 2 })
+    expect((await keyRing(db, config)).map((k) => k.kid)).not.toContain(kid)
+    resetKeyCache()
+  })
+
+  it('a key removed elsewhere while the ring sat idle: token exchange refuses its subject token and records nothing', async () => {
+    const app = await webClient()
+    const tokens = (await (
+      await exchangeCode(app, await obtainCode(app, await seedUser()))
+    ).json()) as TokenSet
+    const kid = decodeProtectedHeader(tokens.access_token).kid ?? ''
+    const exchanger = await adminClient({ grant_types: [TOKEN_EXCHANGE], scope: 'openid' })
+    const { config, db } = isolateDb()
+    await rotateSigningKey(db, config, 'ES256', 0)
+    resetKeyCache()
+    const idle = await keyRing(db, config, new Date(Date.now() - 5 * KEY_CACHE_TTL_SECONDS * 1000))
+    expect(idle.map((k) => k.kid)).toContain(kid)
+    await queryRows(testDb(), sql`delete from signing_keys where kid = ${kid}`)
+    const refused = await postForm(
+      '/oauth/token',
+      {
+        grant_type: TOKEN_EXCHANGE,
+        subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+        subject_token: tokens.access_token,
+      },
+      basicAuth(exchanger),
+    )
+    expect(refused.status).toBe(400)
+    expect(await refused.json()).toMatchObject({ error: 'invalid_grant' })
+    // The statement saw another epoch and wrote nothing; the ring read again no longer holds the key.
+    await expectRoundTrips(refused, { httpRequests: 2 })
+    expect(await auditRows('token_issued', exchanger.client_id)).toBe(0)
     expect((await keyRing(db, config)).map((k) => k.kid)).not.toContain(kid)
     resetKeyCache()
   })

@@ -1,11 +1,12 @@
-import { authenticateForTokenExchange } from '../../../db/queries/oauth-grants'
+import { authenticateForTokenExchange, recordTokenExchange } from '../../../db/queries/oauth-grants'
 import { OAuthError } from '../../errors/oauth'
+import { confirmKeyRing } from '../../tokens/keys'
 import { accessTokenAudience, mintAccessToken } from '../../tokens/mint'
 import {
-  type AccessTokenClaims,
   isClientToken,
   stillValidGuard,
   verifyAccessTokenSignature,
+  verifyAccessTokenSignatureToConfirm,
 } from '../../tokens/verify-access-token'
 import { type OAuthParams, param, requiredParam } from '../form'
 import { resolveResource } from '../resources'
@@ -21,7 +22,10 @@ export const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token'
  * issuer or DEFAULT_AUDIENCE), carries only scopes the subject token had, names the exchanging
  * client in `act` (nested when the subject token already had an actor) and ends no later than
  * the subject token. `actor_token` is not supported. Round trips: ONE statement (client
- * authentication, subject state, `token_issued`), plus one for an uncached resource lookup.
+ * authentication, subject state, `token_issued`, the key set's epoch), plus one for an uncached
+ * resource lookup. An isolate whose key ring sat idle checks the subject token's signature with
+ * it and lets the statement's epoch confirm it; if the key set changed meanwhile, the statement
+ * writes nothing, and the exchange is recorded only once the signature holds against a fresh ring.
  */
 export async function tokenExchangeGrant(ctx: GrantContext, params: OAuthParams): Promise<GrantOutcome> {
   const subjectToken = requiredParam(params, 'subject_token', 8192)
@@ -46,18 +50,10 @@ export async function tokenExchangeGrant(ctx: GrantContext, params: OAuthParams)
   }
   const target = await resolveResource(ctx.db.http, ctx.config, resourceParam ?? audienceParam)
   const audience = accessTokenAudience(ctx.config, target?.identifier ?? null)
-  let subject: AccessTokenClaims
-  try {
-    subject = await verifyAccessTokenSignature(ctx.db, ctx.config, subjectToken, 'any', ctx.now)
-  } catch (error) {
-    if (error instanceof OAuthError) {
-      throw new OAuthError('invalid_grant', {
-        description: 'subject_token is not a valid access token',
-        cause: error,
-      })
-    }
-    throw error
-  }
+  const verified = await subjectSignature(() =>
+    verifyAccessTokenSignatureToConfirm(ctx.db, ctx.config, subjectToken, 'any', ctx.now),
+  )
+  const subject = verified.claims
   // On the user's behalf (issue 15): a client's own token has no user to act for.
   if (isClientToken(subject)) {
     throw new OAuthError('invalid_grant', { description: 'subject_token must be a user’s access token' })
@@ -75,25 +71,43 @@ export async function tokenExchangeGrant(ctx: GrantContext, params: OAuthParams)
     throw new OAuthError('invalid_scope', { description: `${widened} is not in the subject token` })
   }
   const scope = scopes.join(' ')
-  const outcome = await authenticateForTokenExchange(ctx.db.http, {
-    client: ctx.presented,
+  const record = {
     subjectValid: stillValidGuard(subject),
     subject: { jti: subject.jti, sub: subject.sub, userId: subject.sub },
     audience,
     scope,
     audit: ctx.audit,
     now: ctx.now,
+  }
+  const authenticated = await authenticateForTokenExchange(ctx.db.http, {
+    ...record,
+    client: ctx.presented,
+    ringEpoch: verified.ringEpoch,
   })
-  if (outcome === undefined) {
+  if (authenticated === undefined) {
     return refuseClient(ctx)
   }
-  if (outcome.client.tokenEndpointAuthMethod === 'none') {
+  const client = authenticated.client
+  if (client.tokenEndpointAuthMethod === 'none') {
     throw new OAuthError('unauthorized_client', { description: 'Token exchange needs a confidential client' })
   }
+  let outcome: { issued: boolean; keyEpoch: string | null } = authenticated
+  if (verified.ringEpoch !== undefined && outcome.keyEpoch !== verified.ringEpoch) {
+    // The key set changed while the ring sat idle and the statement wrote nothing: the ring is
+    // read again, the signature checked against it, and only then is the exchange recorded.
+    confirmKeyRing(outcome.keyEpoch, ctx.now)
+    await subjectSignature(() => verifyAccessTokenSignature(ctx.db, ctx.config, subjectToken, 'any', ctx.now))
+    outcome = await recordTokenExchange(ctx.db.http, {
+      ...record,
+      client,
+      grantType: ctx.presented.grantType,
+    })
+  }
+  confirmKeyRing(outcome.keyEpoch, ctx.now)
   if (!outcome.issued) {
     throw new OAuthError('invalid_grant', { description: 'subject_token is no longer valid' })
   }
-  const actor: Record<string, unknown> = { sub: outcome.client.clientId }
+  const actor: Record<string, unknown> = { sub: client.clientId }
   if (subject.act !== undefined) {
     actor.act = subject.act
   }
@@ -101,8 +115,8 @@ export async function tokenExchangeGrant(ctx: GrantContext, params: OAuthParams)
     subject: subject.sub,
     audience,
     // RFC 9068 §2.2: client_id is the client that requested this token (the exchanging one).
-    clientId: outcome.client.clientId,
-    tenantId: outcome.client.tenantId,
+    clientId: client.clientId,
+    tenantId: client.tenantId,
     scope,
     jti: crypto.randomUUID(),
     now: ctx.now,
@@ -121,5 +135,20 @@ export async function tokenExchangeGrant(ctx: GrantContext, params: OAuthParams)
       expires_in: access.expiresIn,
       scope,
     },
+  }
+}
+
+/** A subject token whose signature or claims do not verify is the grant's fault: invalid_grant. */
+async function subjectSignature<T>(check: () => Promise<T>): Promise<T> {
+  try {
+    return await check()
+  } catch (error) {
+    if (error instanceof OAuthError) {
+      throw new OAuthError('invalid_grant', {
+        description: 'subject_token is not a valid access token',
+        cause: error,
+      })
+    }
+    throw error
   }
 }
