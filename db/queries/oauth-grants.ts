@@ -128,14 +128,6 @@ export function clientFailureStatement(
   )
 }
 
-/**
- * RFC 9449 §5: refresh tokens issued to a public client with a DPoP proof are bound to its key
- * (a confidential client's are bound by its authentication instead).
- */
-function publicJkt(p: PresentedClient): SQL {
-  return sql`case when cl.token_endpoint_auth_method = 'none' then ${p.dpop?.jkt ?? null}::text end`
-}
-
 const CLIENT_COLUMNS = sql`cl.id::text as cl_id, cl.client_id as cl_client_id, cl.tenant_id::text as cl_tenant_id,
   cl.scope as cl_scope, array_to_string(cl.grant_types, ' ') as cl_grant_types,
   cl.token_endpoint_auth_method as cl_method, cl.id_token_signed_response_alg as cl_alg`
@@ -667,10 +659,11 @@ export interface DevicePoll extends Grantee {
 }
 
 /**
- * RFC 8628 §3.4-3.5 in ONE statement: authenticates the client, records the poll, grows the
- * interval by 5 s when polled too fast, and consumes an approved code (starting a refresh family
- * when the client uses refresh tokens, and writing `token_issued`). No row: the client did not
- * authenticate; `poll` undefined: no such device code for this client.
+ * RFC 8628 §3.4-3.5 in ONE statement, `portcullis_poll_device_code` (migration 0026, a PL/pgSQL
+ * function so its plan is prepared once per backend): authenticates the client, records the
+ * poll, grows the interval by 5 s when polled too fast, and consumes an approved code (starting a
+ * refresh family when the client uses refresh tokens, and writing `token_issued`). No row: the
+ * client did not authenticate; `poll` undefined: no such device code for this client.
  */
 export async function pollDeviceCode(
   x: Executor,
@@ -685,48 +678,10 @@ export async function pollDeviceCode(
   const refresh = input.refresh
   const [row] = await queryRows<Record<string, unknown>>(
     x,
-    sql`with ${clientCte(input.client, input.now)}, prev as (
-      select id, status, user_id, scope, resource, interval_seconds, last_polled_at, expires_at
-      from device_codes where device_code_hash = ${input.deviceCodeHash} and client_id = (select id from client)
-      for update
-    ), polled as (
-      update device_codes d set
-        last_polled_at = ${input.now},
-        status = case when p.status = 'approved' and p.expires_at > ${input.now} then 'consumed' else d.status end,
-        interval_seconds = case
-          when p.status = 'pending' and p.last_polled_at is not null
-               and p.last_polled_at + make_interval(secs => p.interval_seconds) > ${input.now}
-          then d.interval_seconds + 5 else d.interval_seconds end
-      from prev p where d.id = p.id
-      returning d.id, p.status as prev_status, d.interval_seconds, d.user_id, d.scope, d.resource,
-        p.expires_at <= ${input.now} as expired,
-        (p.status = 'pending' and p.last_polled_at is not null
-          and p.last_polled_at + make_interval(secs => p.interval_seconds) > ${input.now}) as slow_down
-    ), grantee as (
-      select p.*, u.status as user_status, u.email, u.display_name, u.email_verified_at, u.tokens_valid_after
-      from polled p left join users u on u.id = p.user_id
-    ), ok as (
-      select g.* from grantee g where g.prev_status = 'approved' and not g.expired and g.user_status = 'active'
-    ), issued as (
-      insert into refresh_tokens (id, token_hash, family_id, client_id, user_id, scope, resource, auth_time, expires_at, dpop_jkt)
-      select ${refresh.id}::uuid, ${refresh.tokenHash}, g.id, cl.id,
-             g.user_id, g.scope, g.resource, ${input.now}, ${refresh.expiresAt}::timestamptz, ${publicJkt(input.client)}
-      from ok g cross join client cl
-      where 'refresh_token' = any(cl.grant_types)
-      returning id
-    ), audited as (
-      insert into audit_events (type, actor, user_id, tenant_id, client_id, ip, metadata)
-      select 'token_issued', 'client:' || cl.client_id, g.user_id, cl.tenant_id, cl.client_id, ${input.audit.ip},
-             jsonb_build_object('grant_type', ${input.client.grantType}::text, 'grant_id', g.id)
-      from ok g cross join client cl
-      returning id
-    ), ${usageCte(input.client.grantType, input.now)}
-    select ${CLIENT_COLUMNS}, g.id::text as device_id, g.prev_status, g.interval_seconds, g.user_id::text as user_id,
-           g.scope, g.resource, g.expired, g.slow_down, g.user_status, g.email, g.display_name,
-           g.email_verified_at is not null as email_verified,
-           floor(extract(epoch from g.tokens_valid_after))::float8 as tokens_valid_after, (select count(*) from issued)::int as refresh_issued,
-           ${KEY_EPOCH} as key_epoch
-    from client cl left join grantee g on true`,
+    sql`select *, ${KEY_EPOCH} as key_epoch from portcullis_poll_device_code(${grantArgs(input.client, input.now)},
+      p_dpop_jkt => ${input.client.dpop?.jkt ?? null}::text, p_device_code_hash => ${input.deviceCodeHash}::text,
+      p_refresh_id => ${refresh.id}::uuid, p_refresh_token_hash => ${refresh.tokenHash}::text,
+      p_refresh_expires_at => ${refresh.expiresAt.toISOString()}::timestamptz, p_ip => ${input.audit.ip}::text)`,
   )
   if (row === undefined) {
     return undefined
