@@ -1,9 +1,14 @@
 import { sql } from 'drizzle-orm'
 import { describe, expect, it } from 'vitest'
+import { queryRows } from '../../db/client'
 import { testDb } from '../helpers/db'
 import {
   adminClient,
   basicAuth,
+  DEVICE_GRANT,
+  deviceDecide,
+  devicePoll,
+  deviceStart,
   exchangeCode,
   obtainCode,
   postForm,
@@ -111,6 +116,28 @@ describe('issue 16: each grant is one statement — authentication, the grant an
     expect(await refreshTokenCount(client.client_id)).toBe(0)
     const retried = await exchangeCode(client, result)
     expect(retried.status, await describeResponse(retried)).toBe(200)
+    expect(await auditCount('token_issued', client.client_id)).toBe(1)
+  })
+
+  it('a failed device poll leaves the code approved and no refresh token; the next poll issues', async () => {
+    const client = await adminClient({
+      grant_types: [DEVICE_GRANT, 'refresh_token'],
+      token_endpoint_auth_method: 'none',
+      scope: 'openid offline_access',
+    })
+    const device = await deviceStart(client.client_id)
+    expect((await deviceDecide(await seedUser(), device.user_code, 'approve')).status).toBe(200)
+    const failed = await withFailingAudit(client, () => devicePoll(client.client_id, device.device_code))
+    expect(failed.status, await describeResponse(failed)).toBeGreaterThanOrEqual(500)
+    const [code] = await queryRows<{ status: string }>(
+      testDb(),
+      sql`select status from device_codes where device_code_hash = encode(sha256(${device.device_code}::bytea), 'hex')`,
+    )
+    expect(code?.status).toBe('approved')
+    expect(await refreshTokenCount(client.client_id)).toBe(0)
+    const retried = await devicePoll(client.client_id, device.device_code)
+    expect(retried.status, await describeResponse(retried)).toBe(200)
+    expect(await refreshTokenCount(client.client_id)).toBe(1)
     expect(await auditCount('token_issued', client.client_id)).toBe(1)
   })
 
