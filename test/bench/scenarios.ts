@@ -1,6 +1,7 @@
+import { TOKEN_EXCHANGE_GRANT } from '../../functions/oauth/client-metadata'
+import { ACCESS_TOKEN_TYPE } from '../../functions/oauth/grants/token-exchange'
 import type { LoadSpec } from './load'
 import {
-  ACCESS_TOKEN_TYPE,
   type AuthorizedTokens,
   authorizeAndExchange,
   BENCH_PASSWORD,
@@ -10,7 +11,6 @@ import {
   type Outcome,
   peerAuthorizeAndExchange,
   reasonOf,
-  TOKEN_EXCHANGE_GRANT,
 } from './seed'
 
 /** What a scenario asks of the load generator, minus connections and duration. */

@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto'
 import pg from 'pg'
+import { DEVICE_CODE_GRANT, TOKEN_EXCHANGE_GRANT } from '../../functions/oauth/client-metadata'
 
 /**
  * Seeds what the bench's scenarios need, through the public API wherever one exists (admin
@@ -14,9 +15,6 @@ export const NOT_IMPLEMENTED = 'not implemented'
 export const BENCH_PASSWORD = 'bench-Password-correct-horse-42'
 export const BENCH_REDIRECT_URI = 'http://127.0.0.1:9/callback'
 const VERIFY_KEY_COUNT = 50
-export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange'
-export const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token'
-const DEVICE_CODE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code'
 
 export interface OurSeed {
   user: Outcome<{ id: string; email: string }>

@@ -1,6 +1,8 @@
 import { sql } from 'drizzle-orm'
 import { createLocalJWKSet, type JSONWebKeySet, type JWTPayload, jwtVerify } from 'jose'
 import { randomToken } from '../../functions/crypto/random'
+import { DEVICE_CODE_GRANT, TOKEN_EXCHANGE_GRANT } from '../../functions/oauth/client-metadata'
+import { ACCESS_TOKEN_TYPE } from '../../functions/oauth/grants/token-exchange'
 import { s256Challenge } from '../../functions/oauth/pkce'
 import { type SeededUser, seedUser as seedAccount } from './accounts'
 import { testDb, unique } from './db'
@@ -8,9 +10,10 @@ import { adminHeaders, call, postJson } from './worker'
 
 /** The issuer the Worker under test uses (wrangler.toml default); requests reach SELF whatever the host. */
 export const ISSUER = 'http://127.0.0.1:8787'
-export const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code'
+export const DEVICE_GRANT = DEVICE_CODE_GRANT
 
 export type { SeededUser } from './accounts'
+export { ACCESS_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT }
 
 /** A user row plus a live session: the suite's one seedUser (test/helpers/accounts.ts). */
 export function seedUser(
@@ -73,6 +76,19 @@ export function postForm(
     headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
     body: new URLSearchParams(form).toString(),
   })
+}
+
+/** RFC 8693: `client` exchanges an access token (`form` carries subject_token and the rest). */
+export function tokenExchange(
+  client: TestClient,
+  form: Record<string, string>,
+  headers: Record<string, string> = {},
+): Promise<Response> {
+  return postForm(
+    '/oauth/token',
+    { grant_type: TOKEN_EXCHANGE_GRANT, subject_token_type: ACCESS_TOKEN_TYPE, ...form },
+    { ...basicAuth(client), ...headers },
+  )
 }
 
 export async function clientCredentialsToken(client: TestClient, scope?: string): Promise<string> {

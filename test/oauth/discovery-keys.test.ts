@@ -26,7 +26,9 @@ import {
   obtainCode,
   postForm,
   seedUser,
+  TOKEN_EXCHANGE_GRANT,
   type TokenSet,
+  tokenExchange,
   webClient,
 } from '../helpers/oauth'
 import { expectRoundTrips, roundTripsOnceAtLeast } from '../helpers/round-trips'
@@ -130,8 +132,6 @@ function isolateDb() {
   })
   return { config, db }
 }
-
-const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange'
 
 /** Audit rows of this type for this client, read the moment the response is in. */
 async function auditRows(type: string, clientId: string): Promise<number> {
@@ -274,17 +274,13 @@ describe('the key ring and the key set epoch', () => {
     const app = await webClient()
     const user = await seedUser()
     const tokens = (await (await exchangeCode(app, await obtainCode(app, user))).json()) as TokenSet
-    const exchanger = await adminClient({ grant_types: [TOKEN_EXCHANGE], scope: 'openid' })
-    const form = {
-      grant_type: TOKEN_EXCHANGE,
-      subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',
-      subject_token: tokens.access_token,
-    }
+    const exchanger = await adminClient({ grant_types: [TOKEN_EXCHANGE_GRANT], scope: 'openid' })
+    const form = { subject_token: tokens.access_token }
     const { config, db } = isolateDb()
     const idle = () => new Date(Date.now() - 5 * KEY_CACHE_TTL_SECONDS * 1000)
     resetKeyCache()
     const old = await keyRing(db, config, idle())
-    const exchanged = await postForm('/oauth/token', form, basicAuth(exchanger))
+    const exchanged = await tokenExchange(exchanger, form)
     expect(exchanged.status, await describeResponse(exchanged)).toBe(200)
     await expectRoundTrips(exchanged, { httpRequests: 1 })
     // The statement's epoch confirmed the ring the subject token was checked with.
@@ -301,7 +297,7 @@ describe('the key ring and the key set epoch', () => {
       sql`update signing_keys set created_at = created_at where kid = ${stale[0]?.kid ?? ''}`,
     )
     const proof = await dpopProof(await dpopKey(), { htu: `${ISSUER}/oauth/token` })
-    const again = await postForm('/oauth/token', form, { ...basicAuth(exchanger), dpop: proof })
+    const again = await tokenExchange(exchanger, form, { dpop: proof })
     expect(again.status, await describeResponse(again)).toBe(200)
     expect(await again.json()).toMatchObject({ token_type: 'DPoP' })
     await expectRoundTrips(again, { httpRequests: 3 })
@@ -352,22 +348,14 @@ describe('the key ring and the key set epoch', () => {
       await exchangeCode(app, await obtainCode(app, await seedUser()))
     ).json()) as TokenSet
     const kid = decodeProtectedHeader(tokens.access_token).kid ?? ''
-    const exchanger = await adminClient({ grant_types: [TOKEN_EXCHANGE], scope: 'openid' })
+    const exchanger = await adminClient({ grant_types: [TOKEN_EXCHANGE_GRANT], scope: 'openid' })
     const { config, db } = isolateDb()
     await rotateSigningKey(db, config, 'ES256', 0)
     resetKeyCache()
     const idle = await keyRing(db, config, new Date(Date.now() - 5 * KEY_CACHE_TTL_SECONDS * 1000))
     expect(idle.map((k) => k.kid)).toContain(kid)
     await queryRows(testDb(), sql`delete from signing_keys where kid = ${kid}`)
-    const refused = await postForm(
-      '/oauth/token',
-      {
-        grant_type: TOKEN_EXCHANGE,
-        subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',
-        subject_token: tokens.access_token,
-      },
-      basicAuth(exchanger),
-    )
+    const refused = await tokenExchange(exchanger, { subject_token: tokens.access_token })
     expect(refused.status).toBe(400)
     expect(await refused.json()).toMatchObject({ error: 'invalid_grant' })
     // The statement saw another epoch and wrote nothing; the ring read again no longer holds the key.

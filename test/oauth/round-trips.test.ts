@@ -14,7 +14,9 @@ import {
   postForm,
   refresh,
   seedUser,
+  TOKEN_EXCHANGE_GRANT,
   type TokenSet,
+  tokenExchange,
   webClient,
 } from '../helpers/oauth'
 import { expectRoundTrips } from '../helpers/round-trips'
@@ -71,17 +73,9 @@ describe('round trips to Postgres per request', () => {
     // RFC 8693: the subject token's signature is checked in the Worker, its state in the statement.
     const app = await webClient()
     const tokens = (await (await exchangeCode(app, await obtainCode(app, user))).json()) as TokenSet
-    const exchanger = await adminClient({
-      grant_types: ['urn:ietf:params:oauth:grant-type:token-exchange'],
-      scope: 'openid',
-    })
-    const form = {
-      grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
-      subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',
-      subject_token: tokens.access_token,
-    }
+    const exchanger = await adminClient({ grant_types: [TOKEN_EXCHANGE_GRANT], scope: 'openid' })
     for (let i = 0; i < 2; i++) {
-      const exchanged = await postForm('/oauth/token', form, basicAuth(exchanger))
+      const exchanged = await tokenExchange(exchanger, { subject_token: tokens.access_token })
       expect(exchanged.status, await describeResponse(exchanged)).toBe(200)
       await expectRoundTrips(exchanged, { httpRequests: 1 })
     }

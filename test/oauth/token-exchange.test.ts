@@ -3,6 +3,7 @@ import { decodeJwt } from 'jose'
 import { describe, expect, it } from 'vitest'
 import { testDb, unique } from '../helpers/db'
 import {
+  ACCESS_TOKEN_TYPE,
   adminClient,
   basicAuth,
   clientCredentialsToken,
@@ -12,13 +13,15 @@ import {
   postForm,
   seedUser,
   type TestClient,
+  TOKEN_EXCHANGE_GRANT,
   type TokenSet,
+  tokenExchange,
   webClient,
 } from '../helpers/oauth'
 import { adminHeaders, call, postJson } from '../helpers/worker'
 
-const EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange'
-const ACCESS = 'urn:ietf:params:oauth:token-type:access_token'
+const EXCHANGE = TOKEN_EXCHANGE_GRANT
+const ACCESS = ACCESS_TOKEN_TYPE
 
 async function issuedTo(clientId: string): Promise<number> {
   const result = await testDb().execute(
@@ -40,13 +43,7 @@ function exchanger(extra: Record<string, unknown> = {}): Promise<TestClient> {
   return adminClient({ client_name: 'Orders API', grant_types: [EXCHANGE], scope: 'openid', ...extra })
 }
 
-function exchange(client: TestClient, form: Record<string, string>): Promise<Response> {
-  return postForm(
-    '/oauth/token',
-    { grant_type: EXCHANGE, subject_token_type: ACCESS, ...form },
-    basicAuth(client),
-  )
-}
+const exchange = tokenExchange
 
 async function downstream(): Promise<string> {
   const identifier = `https://${unique('billing')}.example.com/`
