@@ -82,29 +82,6 @@ function grantArgs(p: PresentedClient, now: Date): SQL {
   return sql`${clientArgs(p, now)}, p_hour_start => ${hourStart(now).toISOString()}::timestamptz`
 }
 
-// A grant statement still sent as text reads its client from the same helper as the functions.
-function clientCte(p: PresentedClient, now: Date): SQL {
-  return sql`client as (
-      select * from portcullis_authenticate_client(${clientArgs(p, now)}, p_grant_type => ${p.grantType}::text)
-    )`
-}
-
-/**
- * Agent clients' usage (issue 15): a grant statement that issued (`audited` holds its
- * `token_issued` row) counts a success in the client's hourly counter, for `private_key_jwt`
- * clients only. Part of the same statement, so it costs no round trip and cannot drift.
- */
-function usageCte(grantType: string, now: Date): SQL {
-  return sql`usage as (
-      insert into oauth_client_usage_counters as u (client_id, hour_start, grant_type, success, failure, last_used_at)
-      select cl.id, ${hourStart(now)}::timestamptz, ${grantType}, 1, 0, ${now}::timestamptz from client cl
-      where cl.token_endpoint_auth_method = 'private_key_jwt' and exists (select 1 from audited)
-      on conflict (client_id, hour_start, grant_type)
-      do update set success = u.success + 1, last_used_at = greatest(u.last_used_at, excluded.last_used_at)
-      returning 1
-    )`
-}
-
 /** The start of `now`'s UTC hour (the usage counters' bucket). */
 export function hourStart(now: Date): Date {
   return new Date(Math.floor(now.getTime() / 3_600_000) * 3_600_000)
@@ -127,10 +104,6 @@ export function clientFailureStatement(
         do update set failure = u.failure + 1, last_used_at = greatest(u.last_used_at, excluded.last_used_at)`,
   )
 }
-
-const CLIENT_COLUMNS = sql`cl.id::text as cl_id, cl.client_id as cl_client_id, cl.tenant_id::text as cl_tenant_id,
-  cl.scope as cl_scope, array_to_string(cl.grant_types, ' ') as cl_grant_types,
-  cl.token_endpoint_auth_method as cl_method, cl.id_token_signed_response_alg as cl_alg`
 
 function toGrantClient(row: Record<string, unknown>): GrantClient {
   return {
@@ -734,44 +707,33 @@ export async function authenticateForClientCredentials(
 
 /** What a token exchange records: the subject token, where it goes, and the exchanging request. */
 export interface TokenExchangeRecord {
-  /** The subject token's database state (`stillValidGuard`): not revoked, client and user fine. */
-  subjectValid: SQL
-  subject: { jti: string; sub: string; userId: string | null }
+  /** The subject token (a user's access token, signature checked): its state is read in the statement. */
+  subject: { jti: string; clientId: string; userId: string; issuedAt: number }
   audience: string
   scope: string
   audit: GrantAudit
   now: Date
 }
 
-/**
- * The exchange's `token_issued` row (and an agent client's usage), written by the `client` CTE's
- * confidential client while the subject token is good in the database and, when `ringEpoch` is
- * given, the key set still has that epoch.
- */
-function tokenExchangeWrites(grantType: string, input: TokenExchangeRecord, ringEpoch: string | null): SQL {
-  return sql`audited as (
-      insert into audit_events (type, actor, user_id, tenant_id, client_id, ip, metadata)
-      select 'token_issued', 'client:' || cl.client_id, ${input.subject.userId}::uuid, cl.tenant_id, cl.client_id, ${input.audit.ip},
-             jsonb_build_object('grant_type', ${grantType}::text, 'subject_jti', ${input.subject.jti}::text,
-                                'subject', ${input.subject.sub}::text, 'audience', ${input.audience}::text,
-                                'scope', ${input.scope}::text)
-      from client cl
-      where cl.token_endpoint_auth_method <> 'none' and ${input.subjectValid}
-        and (${ringEpoch}::text is null or ${KEY_EPOCH} = ${ringEpoch}::text)
-      returning id
-    ), ${usageCte(grantType, input.now)}`
+/** What the token-exchange functions take of the subject token and the request, by name, beside the time. */
+function exchangeArgs(input: TokenExchangeRecord, ringEpoch: string | null): SQL {
+  const { subject } = input
+  return sql`p_subject_jti => ${subject.jti}::text, p_subject_client_id => ${subject.clientId}::text,
+      p_subject_user_id => ${subject.userId}::uuid, p_subject_issued_at => ${subject.issuedAt}::bigint,
+      p_audience => ${input.audience}::text, p_scope => ${input.scope}::text,
+      p_ring_epoch => ${ringEpoch}::text, p_ip => ${input.audit.ip}::text`
 }
 
 /**
- * Token exchange (RFC 8693) in ONE statement: authenticates the confidential client registered
- * for the grant and, when the subject token is still good in the database (`subjectValid`: not
+ * Token exchange (RFC 8693) in ONE statement, `portcullis_token_exchange` (migration 0027, a
+ * PL/pgSQL function so its plan is prepared once per backend): authenticates the confidential
+ * client registered for the grant and, when the subject token is still good in the database (not
  * revoked, its client enabled, its user active and the token newer than the user's last
- * credential event), writes `token_issued` naming the subject token. It reads the key set's
- * epoch too. `ringEpoch` is the epoch of an idle key ring the subject token's signature was
- * checked with: when the key set has another one now, nothing is written, as that check does
- * not stand (recordTokenExchange writes it once the signature is checked again). No row: the
- * client did not authenticate; `issued` false: the subject token is no longer valid, or the
- * epoch moved.
+ * credential event), writes `token_issued` naming the subject token. It reads the key set's epoch
+ * too. `ringEpoch` is the epoch of an idle key ring the subject token's signature was checked
+ * with: when the key set has another one now, nothing is written, as that check does not stand
+ * (recordTokenExchange writes it once the signature is checked again). No row: the client did not
+ * authenticate; `issued` false: the subject token is no longer valid, or the epoch moved.
  */
 export async function authenticateForTokenExchange(
   x: Executor,
@@ -779,9 +741,8 @@ export async function authenticateForTokenExchange(
 ): Promise<({ client: GrantClient; issued: boolean } & KeyEpochSeen) | undefined> {
   const [row] = await queryRows<Record<string, unknown>>(
     x,
-    sql`with ${clientCte(input.client, input.now)}, ${tokenExchangeWrites(input.client.grantType, input, input.ringEpoch ?? null)}
-    select ${CLIENT_COLUMNS}, (select count(*) from audited)::int as issued, ${KEY_EPOCH} as key_epoch
-    from client cl`,
+    sql`select * from portcullis_token_exchange(${grantArgs(input.client, input.now)},
+      ${exchangeArgs(input, input.ringEpoch ?? null)})`,
   )
   if (row === undefined) {
     return undefined
@@ -796,14 +757,12 @@ export async function authenticateForTokenExchange(
  */
 export async function recordTokenExchange(
   x: Executor,
-  input: TokenExchangeRecord & { client: GrantClient; grantType: string },
+  input: TokenExchangeRecord & { client: GrantClient },
 ): Promise<{ issued: boolean } & KeyEpochSeen> {
   const [row] = await queryRows<Record<string, unknown>>(
     x,
-    sql`with client as (
-      select id, client_id, tenant_id, token_endpoint_auth_method from oauth_clients where id = ${input.client.id}::uuid
-    ), ${tokenExchangeWrites(input.grantType, input, null)}
-    select (select count(*) from audited)::int as issued, ${KEY_EPOCH} as key_epoch`,
+    sql`select * from portcullis_record_token_exchange(p_client => ${input.client.id}::uuid, ${exchangeArgs(input, null)},
+      p_now => ${input.now.toISOString()}::timestamptz, p_hour_start => ${hourStart(input.now).toISOString()}::timestamptz)`,
   )
   return { issued: Number(row?.issued ?? 0) > 0, keyEpoch: row === undefined ? null : keyEpochOf(row) }
 }

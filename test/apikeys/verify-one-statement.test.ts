@@ -15,6 +15,7 @@ import {
   verifyKey,
 } from '../helpers/apikeys'
 import { testDb, unique } from '../helpers/db'
+import { withFailingInserts } from '../helpers/faults'
 import { expectRoundTrips } from '../helpers/round-trips'
 import { adminHeaders, callWith, describeResponse, postJson } from '../helpers/worker'
 
@@ -27,30 +28,6 @@ function madeUpKey(): string {
 
 async function counters(keyId: string) {
   return testDb().select().from(apiKeyUsageCounters).where(eq(apiKeyUsageCounters.keyId, keyId))
-}
-
-/**
- * Runs `work` while every insert into `table` for this key fails (a trigger raising an error):
- * a fault injected into one part of the verify statement, for this key only, so other tests'
- * keys are untouched. The trigger is gone afterwards.
- */
-async function withFailingInserts(table: string, keyId: string, work: () => Promise<void>): Promise<void> {
-  const trigger = `fail_${table}_${keyId.replaceAll('-', '')}`
-  const db = testDb()
-  await db.execute(
-    sql.raw(`create function ${trigger}() returns trigger language plpgsql as
-      $$ begin raise exception 'injected fault'; end $$`),
-  )
-  await db.execute(
-    sql.raw(`create trigger ${trigger} before insert on ${table} for each row
-      when (new.key_id = '${keyId}') execute function ${trigger}()`),
-  )
-  try {
-    await work()
-  } finally {
-    await db.execute(sql.raw(`drop trigger ${trigger} on ${table}`))
-    await db.execute(sql.raw(`drop function ${trigger}()`))
-  }
 }
 
 /** No charge, no rate window, no counter, no last_used_at: the failed statement left nothing. */
@@ -218,7 +195,7 @@ describe('a verify is one statement in all: check, charge and record', () => {
 
   it('leaves nothing behind when the statement fails between charging and recording', async () => {
     const key = await createKeyAsAdmin({ rate_limit: { limit: 10 } })
-    await withFailingInserts('api_key_usage', key.id, async () => {
+    await withFailingInserts('api_key_usage', { keyId: key.id }, async () => {
       const res = await verify({ key: key.key, endpoint: 'e' })
       expect(res.status, await describeResponse(res)).toBeGreaterThanOrEqual(500)
     })
@@ -236,7 +213,7 @@ describe('a verify is one statement in all: check, charge and record', () => {
         body: JSON.stringify({ key: key.key, endpoint: 'e' }),
       })
     // With no raw row to fail on, the fault goes into the hourly counter.
-    await withFailingInserts('api_key_usage_counters', key.id, async () => {
+    await withFailingInserts('api_key_usage_counters', { keyId: key.id }, async () => {
       const res = await verifyDetailOff()
       expect(res.status, await describeResponse(res)).toBeGreaterThanOrEqual(500)
     })

@@ -3,6 +3,7 @@ import { exportJWK, generateKeyPair } from 'jose'
 import { describe, expect, it } from 'vitest'
 import { type Agent, ASSERTION_TYPE, agent, assertion, tokenWith } from '../helpers/agents'
 import { testDb } from '../helpers/db'
+import { withFailingInserts } from '../helpers/faults'
 import {
   adminClient,
   basicAuth,
@@ -252,29 +253,10 @@ describe('agent clients (private_key_jwt): one round trip, keys that cannot go s
   it('the usage count is part of the grant: when it fails (fault injected) nothing is issued and the jti is not spent', async () => {
     const a = await agent()
     const signed = await assertion(a)
-    const db = testDb()
-    const name = `fail_usage_${crypto.randomUUID().replace(/-/g, '_')}`
-    await db.execute(
-      sql.raw(`create function ${name}() returns trigger language plpgsql as $$
-        begin
-          if new.client_id = (select id from oauth_clients where client_id = '${a.client.client_id}') then
-            raise exception 'injected fault';
-          end if;
-          return new;
-        end $$`),
-    )
-    await db.execute(
-      sql.raw(
-        `create trigger ${name} before insert on oauth_client_usage_counters for each row execute function ${name}()`,
-      ),
-    )
-    try {
+    await withFailingInserts('oauth_client_usage_counters', { clientId: a.client.client_id }, async () => {
       const failed = await tokenWith(signed, { scope: 'apikeys:verify' })
       expect(failed.status).toBe(500)
-    } finally {
-      await db.execute(sql.raw(`drop trigger ${name} on oauth_client_usage_counters`))
-      await db.execute(sql.raw(`drop function ${name}()`))
-    }
+    })
     expect(await issued(a.client.client_id)).toBe(0)
     // Nothing of the failed statement happened: the same assertion still works, once.
     const retried = await tokenWith(signed, { scope: 'apikeys:verify' })

@@ -2,6 +2,7 @@ import { sql } from 'drizzle-orm'
 import { describe, expect, it } from 'vitest'
 import { queryRows } from '../../db/client'
 import { testDb } from '../helpers/db'
+import { withFailingInserts } from '../helpers/faults'
 import {
   adminClient,
   basicAuth,
@@ -14,7 +15,6 @@ import {
   postForm,
   refresh,
   seedUser,
-  type TestClient,
   type TokenSet,
   webClient,
 } from '../helpers/oauth'
@@ -43,34 +43,6 @@ async function unconsumedCodes(clientId: string): Promise<number> {
         where c.client_id = ${clientId} and a.consumed_at is null`,
   )
   return Number((result.rows[0] as { n: number } | undefined)?.n ?? 0)
-}
-
-/**
- * Fault injection between the parts of a grant: the audit insert of this client (only) fails,
- * after the statement's other writes ran. Removed when `work` ends.
- */
-async function withFailingAudit<T>(client: TestClient, work: () => Promise<T>): Promise<T> {
-  if (!/^[A-Za-z0-9_-]+$/.test(client.client_id)) {
-    throw new Error('unexpected client_id shape')
-  }
-  const name = `fail_audit_${client.client_id.replace(/-/g, '_').toLowerCase()}`
-  const db = testDb()
-  await db.execute(
-    sql.raw(`create function ${name}() returns trigger language plpgsql as $$
-      begin
-        if new.client_id = '${client.client_id}' then raise exception 'injected fault'; end if;
-        return new;
-      end $$`),
-  )
-  await db.execute(
-    sql.raw(`create trigger ${name} before insert on audit_events for each row execute function ${name}()`),
-  )
-  try {
-    return await work()
-  } finally {
-    await db.execute(sql.raw(`drop trigger ${name} on audit_events`))
-    await db.execute(sql.raw(`drop function ${name}()`))
-  }
 }
 
 describe('issue 16: each grant is one statement — authentication, the grant and its audit row', () => {
@@ -110,7 +82,9 @@ describe('issue 16: each grant is one statement — authentication, the grant an
   it('a failed code-exchange statement leaves the code unused and no refresh token; the code then works', async () => {
     const client = await webClient()
     const result = await obtainCode(client, await seedUser())
-    const failed = await withFailingAudit(client, () => exchangeCode(client, result))
+    const failed = await withFailingInserts('audit_events', { clientId: client.client_id }, () =>
+      exchangeCode(client, result),
+    )
     expect(failed.status, await describeResponse(failed)).toBeGreaterThanOrEqual(500)
     expect(await unconsumedCodes(client.client_id)).toBe(1)
     expect(await refreshTokenCount(client.client_id)).toBe(0)
@@ -127,7 +101,9 @@ describe('issue 16: each grant is one statement — authentication, the grant an
     })
     const device = await deviceStart(client.client_id)
     expect((await deviceDecide(await seedUser(), device.user_code, 'approve')).status).toBe(200)
-    const failed = await withFailingAudit(client, () => devicePoll(client.client_id, device.device_code))
+    const failed = await withFailingInserts('audit_events', { clientId: client.client_id }, () =>
+      devicePoll(client.client_id, device.device_code),
+    )
     expect(failed.status, await describeResponse(failed)).toBeGreaterThanOrEqual(500)
     const [code] = await queryRows<{ status: string }>(
       testDb(),
@@ -146,7 +122,9 @@ describe('issue 16: each grant is one statement — authentication, the grant an
     const tokens = (await (
       await exchangeCode(client, await obtainCode(client, await seedUser()))
     ).json()) as TokenSet
-    const failed = await withFailingAudit(client, () => refresh(client, tokens.refresh_token ?? ''))
+    const failed = await withFailingInserts('audit_events', { clientId: client.client_id }, () =>
+      refresh(client, tokens.refresh_token ?? ''),
+    )
     expect(failed.status, await describeResponse(failed)).toBeGreaterThanOrEqual(500)
     expect(await refreshTokenCount(client.client_id)).toBe(1)
     const retried = await refresh(client, tokens.refresh_token ?? '')

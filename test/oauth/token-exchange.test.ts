@@ -1,7 +1,9 @@
 import { sql } from 'drizzle-orm'
 import { decodeJwt } from 'jose'
 import { describe, expect, it } from 'vitest'
+import { agent, assertion, tokenWith } from '../helpers/agents'
 import { testDb, unique } from '../helpers/db'
+import { withFailingInserts } from '../helpers/faults'
 import {
   ACCESS_TOKEN_TYPE,
   adminClient,
@@ -18,7 +20,7 @@ import {
   tokenExchange,
   webClient,
 } from '../helpers/oauth'
-import { adminHeaders, call, postJson } from '../helpers/worker'
+import { adminHeaders, call, describeResponse, postJson } from '../helpers/worker'
 
 const EXCHANGE = TOKEN_EXCHANGE_GRANT
 const ACCESS = ACCESS_TOKEN_TYPE
@@ -123,6 +125,40 @@ describe('token exchange (RFC 8693)', () => {
     const own = await exchange(rs, { subject_token: await clientCredentialsToken(machine) })
     expect(((await own.json()) as { error: string }).error).toBe('invalid_grant')
     expect(await issuedTo(rs.client_id)).toBe(0)
+  })
+
+  it('an agent’s exchange is counted with its token_issued row; a failing count (fault injected) records nothing and spends no assertion', async () => {
+    const { token } = await userToken()
+    const a = await agent('ES256', { grant_types: [EXCHANGE], scope: 'openid' })
+    const counted = async (): Promise<number> => {
+      const rows = await testDb().execute(
+        sql`select coalesce(sum(u.success), 0)::int as n from oauth_client_usage_counters u
+            join oauth_clients c on c.id = u.client_id
+            where c.client_id = ${a.client.client_id} and u.grant_type = ${EXCHANGE}`,
+      )
+      return Number((rows.rows[0] as { n: number } | undefined)?.n ?? 0)
+    }
+    const form = { grant_type: EXCHANGE, subject_token: token, subject_token_type: ACCESS }
+    const first = await tokenWith(await assertion(a), form)
+    expect(first.status, await describeResponse(first)).toBe(200)
+    expect(await issuedTo(a.client.client_id)).toBe(1)
+    expect(await counted()).toBe(1)
+
+    const signed = await assertion(a)
+    await withFailingInserts('oauth_client_usage_counters', { clientId: a.client.client_id }, async () => {
+      const failed = await tokenWith(signed, form)
+      expect(failed.status).toBe(500)
+    })
+    // Nothing of the failed statement happened: no audit row, and the same assertion works, once.
+    expect(await issuedTo(a.client.client_id)).toBe(1)
+    expect(await counted()).toBe(1)
+    const retried = await tokenWith(signed, form)
+    expect(retried.status, await describeResponse(retried)).toBe(200)
+    expect(await issuedTo(a.client.client_id)).toBe(2)
+    expect(await counted()).toBe(2)
+    const replayed = await tokenWith(signed, form)
+    expect(replayed.status).toBe(401)
+    expect(await issuedTo(a.client.client_id)).toBe(2)
   })
 
   it('is off by default: a client without the grant gets unauthorized_client; public or anonymous registration is refused', async () => {

@@ -1,10 +1,10 @@
 import { authenticateForTokenExchange, recordTokenExchange } from '../../../db/queries/oauth-grants'
+import { isUuid } from '../../../db/uuid'
 import { OAuthError } from '../../errors/oauth'
 import { confirmKeyRing } from '../../tokens/keys'
 import { accessTokenAudience, mintAccessToken } from '../../tokens/mint'
 import {
   isClientToken,
-  stillValidGuard,
   verifyAccessTokenSignature,
   verifyAccessTokenSignatureToConfirm,
 } from '../../tokens/verify-access-token'
@@ -54,8 +54,9 @@ export async function tokenExchangeGrant(ctx: GrantContext, params: OAuthParams)
     verifyAccessTokenSignatureToConfirm(ctx.db, ctx.config, subjectToken, 'any', ctx.now),
   )
   const subject = verified.claims
-  // On the user's behalf (issue 15): a client's own token has no user to act for.
-  if (isClientToken(subject)) {
+  // On the user's behalf (issue 15): a client's own token has no user to act for, and a user's
+  // token names one of our user ids.
+  if (isClientToken(subject) || !isUuid(subject.sub)) {
     throw new OAuthError('invalid_grant', { description: 'subject_token must be a user’s access token' })
   }
   // A DPoP-bound subject token is usable only by its key holder; an exchange would unbind it.
@@ -72,8 +73,13 @@ export async function tokenExchangeGrant(ctx: GrantContext, params: OAuthParams)
   }
   const scope = scopes.join(' ')
   const record = {
-    subjectValid: stillValidGuard(subject),
-    subject: { jti: subject.jti, sub: subject.sub, userId: subject.sub },
+    subject: {
+      jti: subject.jti,
+      clientId: subject.client_id,
+      userId: subject.sub,
+      // jose checks that iat is a number; the statement takes whole seconds.
+      issuedAt: Number.isSafeInteger(subject.iat) ? subject.iat : 0,
+    },
     audience,
     scope,
     audit: ctx.audit,
@@ -97,11 +103,7 @@ export async function tokenExchangeGrant(ctx: GrantContext, params: OAuthParams)
     // read again, the signature checked against it, and only then is the exchange recorded.
     confirmKeyRing(outcome.keyEpoch, ctx.now)
     await subjectSignature(() => verifyAccessTokenSignature(ctx.db, ctx.config, subjectToken, 'any', ctx.now))
-    outcome = await recordTokenExchange(ctx.db.http, {
-      ...record,
-      client,
-      grantType: ctx.presented.grantType,
-    })
+    outcome = await recordTokenExchange(ctx.db.http, { ...record, client })
   }
   confirmKeyRing(outcome.keyEpoch, ctx.now)
   if (!outcome.issued) {
