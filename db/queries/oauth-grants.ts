@@ -2,6 +2,7 @@ import { and, eq, type SQL, sql } from 'drizzle-orm'
 import { type Executor, queryRows } from '../client'
 import { authorizationCodes, deviceCodes, oauthConsents } from '../schema'
 import { KEY_EPOCH } from './oauth-keys'
+import { issuedAtSeconds } from './oauth-tokens'
 
 /**
  * The client as it presented itself at the token endpoint. The grant statement authenticates it
@@ -707,7 +708,10 @@ export async function authenticateForClientCredentials(
 
 /** What a token exchange records: the subject token, where it goes, and the exchanging request. */
 export interface TokenExchangeRecord {
-  /** The subject token (a user's access token, signature checked): its state is read in the statement. */
+  /**
+   * The subject token (a user's access token, signature checked): its state is read in the
+   * statement. `issuedAt` is its `iat`.
+   */
   subject: { jti: string; clientId: string; userId: string; issuedAt: number }
   audience: string
   scope: string
@@ -719,7 +723,7 @@ export interface TokenExchangeRecord {
 function exchangeArgs(input: TokenExchangeRecord, ringEpoch: string | null): SQL {
   const { subject } = input
   return sql`p_subject_jti => ${subject.jti}::text, p_subject_client_id => ${subject.clientId}::text,
-      p_subject_user_id => ${subject.userId}::uuid, p_subject_issued_at => ${subject.issuedAt}::bigint,
+      p_subject_user_id => ${subject.userId}::uuid, p_subject_issued_at => ${issuedAtSeconds(subject.issuedAt)}::bigint,
       p_audience => ${input.audience}::text, p_scope => ${input.scope}::text,
       p_ring_epoch => ${ringEpoch}::text, p_ip => ${input.audit.ip}::text`
 }

@@ -84,9 +84,16 @@ export function accessTokenStillValid(input: {
   if (input.userId !== null && !isUuid(input.userId)) {
     return sql`false`
   }
-  const issuedAt = Number.isSafeInteger(input.issuedAt) ? input.issuedAt : 0
   return sql`portcullis_access_token_live(${input.jti}::text, ${input.tokenClientId}::text,
-    ${input.userId}::uuid, ${issuedAt}::bigint)`
+    ${input.userId}::uuid, ${issuedAtSeconds(input.issuedAt)}::bigint)`
+}
+
+/**
+ * A token's `iat` as the liveness check takes it: whole epoch seconds. jose only checks that it
+ * is a number; anything else counts as issued at 0, older than any credential event.
+ */
+export function issuedAtSeconds(iat: number): number {
+  return Number.isSafeInteger(iat) ? iat : 0
 }
 
 /** The same insert as a statement for the caller's batch (with its audit row). */

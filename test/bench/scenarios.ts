@@ -54,6 +54,16 @@ function unavailable(reason: string): (connections: number) => Promise<Outcome<R
   return async () => ({ ok: false, reason })
 }
 
+/** Why a scenario cannot run: the reason of the first of its inputs that is missing. */
+function firstReason(...inputs: Outcome<unknown>[]): string {
+  for (const input of inputs) {
+    if (!input.ok) {
+      return input.reason
+    }
+  }
+  return ''
+}
+
 function verifyScenario(
   id: string,
   title: string,
@@ -68,7 +78,7 @@ function verifyScenario(
     countRoundTrips: true,
     shape:
       !keys.ok || !auth.ok
-        ? unavailable(!keys.ok ? keys.reason : auth.ok ? '' : auth.reason)
+        ? unavailable(firstReason(keys, auth))
         : fixed({
             path: '/api-keys/verify',
             method: 'POST',
@@ -212,7 +222,7 @@ export function ourScenarios(base: string, seed: OurSeed, runtime: OurRuntimeSee
       countRoundTrips: true,
       shape:
         !exchanger.ok || !userTokens.ok
-          ? unavailable(!exchanger.ok ? exchanger.reason : userTokens.ok ? '' : userTokens.reason)
+          ? unavailable(firstReason(exchanger, userTokens))
           : fixed({
               path: '/oauth/token',
               method: 'POST',
@@ -235,9 +245,7 @@ export function ourScenarios(base: string, seed: OurSeed, runtime: OurRuntimeSee
       countRoundTrips: true,
       shape:
         !machine.ok || !runtime.accessToken.ok
-          ? unavailable(
-              !machine.ok ? machine.reason : runtime.accessToken.ok ? '' : runtime.accessToken.reason,
-            )
+          ? unavailable(firstReason(machine, runtime.accessToken))
           : fixed({
               path: '/oauth/introspect',
               method: 'POST',

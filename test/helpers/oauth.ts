@@ -296,6 +296,15 @@ export interface DeviceStart {
   interval: number
 }
 
+/** A public client of the device grant (RFC 8628) that also uses refresh tokens. */
+export function publicDeviceClient(): Promise<TestClient> {
+  return adminClient({
+    grant_types: [DEVICE_GRANT, 'refresh_token'],
+    token_endpoint_auth_method: 'none',
+    scope: 'openid offline_access',
+  })
+}
+
 /** POST /oauth/device_authorization for a public client. */
 export async function deviceStart(clientId: string, scope = 'openid offline_access'): Promise<DeviceStart> {
   const res = await postForm('/oauth/device_authorization', { client_id: clientId, scope })

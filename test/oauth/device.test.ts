@@ -13,6 +13,7 @@ import {
   deviceStart,
   ISSUER,
   postForm,
+  publicDeviceClient,
   type SeededUser,
   seedUser,
   setUserStatus,
@@ -38,11 +39,7 @@ const decide = deviceDecide
 
 describe('device authorization (RFC 8628)', () => {
   it('pending → slow_down → approved → tokens, then the code is spent', async () => {
-    const client = await adminClient({
-      grant_types: [DEVICE_GRANT, 'refresh_token'],
-      token_endpoint_auth_method: 'none',
-      scope: 'openid offline_access',
-    })
+    const client = await publicDeviceClient()
     const device = await start(client.client_id)
     expect(device.user_code).toMatch(/^[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}$/)
     expect(device.verification_uri).toMatch(/\/device$/)
@@ -91,11 +88,7 @@ describe('device authorization (RFC 8628)', () => {
   })
 
   it('binds a public client’s refresh token to its DPoP key; a confidential client polls with its secret', async () => {
-    const publicClient = await adminClient({
-      grant_types: [DEVICE_GRANT, 'refresh_token'],
-      token_endpoint_auth_method: 'none',
-      scope: 'openid offline_access',
-    })
+    const publicClient = await publicDeviceClient()
     const user = await seedUser()
     const device = await start(publicClient.client_id)
     expect((await decide(user, device.user_code, 'approve')).status).toBe(200)
@@ -147,11 +140,7 @@ describe('device authorization (RFC 8628)', () => {
   })
 
   it('an approved code of a user suspended since is consumed without tokens', async () => {
-    const client = await adminClient({
-      grant_types: [DEVICE_GRANT, 'refresh_token'],
-      token_endpoint_auth_method: 'none',
-      scope: 'openid offline_access',
-    })
+    const client = await publicDeviceClient()
     const user = await seedUser()
     const device = await start(client.client_id)
     expect((await decide(user, device.user_code, 'approve')).status).toBe(200)

@@ -142,6 +142,24 @@ async function auditRows(type: string, clientId: string): Promise<number> {
   return Number(row?.n ?? 0)
 }
 
+/**
+ * The isolate's ring sat idle past its TTL holding the key `kid`, and then the key was deleted
+ * elsewhere (a compromise); a successor signs meanwhile, so the key set stays complete.
+ */
+async function deleteKeyBehindIdleRing(kid: string): Promise<ReturnType<typeof isolateDb>> {
+  const isolate = isolateDb()
+  await rotateSigningKey(isolate.db, isolate.config, 'ES256', 0)
+  resetKeyCache()
+  const idle = await keyRing(
+    isolate.db,
+    isolate.config,
+    new Date(Date.now() - 5 * KEY_CACHE_TTL_SECONDS * 1000),
+  )
+  expect(idle.map((k) => k.kid)).toContain(kid)
+  await queryRows(testDb(), sql`delete from signing_keys where kid = ${kid}`)
+  return isolate
+}
+
 async function keyEpoch(): Promise<string | null> {
   const [row] = await queryRows<{ epoch: string | null }>(testDb(), sql`select ${KEY_EPOCH} as epoch`)
   return row?.epoch ?? null
@@ -326,14 +344,8 @@ describe('the key ring and the key set epoch', () => {
     const machine = await adminClient({ grant_types: ['client_credentials'], scope: 'apikeys:verify' })
     const token = await clientCredentialsToken(machine)
     const kid = decodeProtectedHeader(token).kid ?? ''
-    const { config, db } = isolateDb()
-    // A successor signs from now on, so the key set stays complete without the removed key.
-    await rotateSigningKey(db, config, 'ES256', 0)
-    resetKeyCache()
-    const idle = await keyRing(db, config, new Date(Date.now() - 5 * KEY_CACHE_TTL_SECONDS * 1000))
-    expect(idle.map((k) => k.kid)).toContain(kid)
     // An operator deletes the key (a compromise): the isolate's ring still holds it.
-    await queryRows(testDb(), sql`delete from signing_keys where kid = ${kid}`)
+    const { config, db } = await deleteKeyBehindIdleRing(kid)
     const intro = await postForm('/oauth/introspect', { token }, basicAuth(machine))
     expect(await intro.json()).toEqual({ active: false })
     // The state statement, then the ring read again because its epoch moved.
@@ -349,12 +361,7 @@ describe('the key ring and the key set epoch', () => {
     ).json()) as TokenSet
     const kid = decodeProtectedHeader(tokens.access_token).kid ?? ''
     const exchanger = await adminClient({ grant_types: [TOKEN_EXCHANGE_GRANT], scope: 'openid' })
-    const { config, db } = isolateDb()
-    await rotateSigningKey(db, config, 'ES256', 0)
-    resetKeyCache()
-    const idle = await keyRing(db, config, new Date(Date.now() - 5 * KEY_CACHE_TTL_SECONDS * 1000))
-    expect(idle.map((k) => k.kid)).toContain(kid)
-    await queryRows(testDb(), sql`delete from signing_keys where kid = ${kid}`)
+    const { config, db } = await deleteKeyBehindIdleRing(kid)
     const refused = await tokenExchange(exchanger, { subject_token: tokens.access_token })
     expect(refused.status).toBe(400)
     expect(await refused.json()).toMatchObject({ error: 'invalid_grant' })

@@ -6,13 +6,13 @@ import { withFailingInserts } from '../helpers/faults'
 import {
   adminClient,
   basicAuth,
-  DEVICE_GRANT,
   deviceDecide,
   devicePoll,
   deviceStart,
   exchangeCode,
   obtainCode,
   postForm,
+  publicDeviceClient,
   refresh,
   seedUser,
   type TokenSet,
@@ -94,11 +94,7 @@ describe('issue 16: each grant is one statement — authentication, the grant an
   })
 
   it('a failed device poll leaves the code approved and no refresh token; the next poll issues', async () => {
-    const client = await adminClient({
-      grant_types: [DEVICE_GRANT, 'refresh_token'],
-      token_endpoint_auth_method: 'none',
-      scope: 'openid offline_access',
-    })
+    const client = await publicDeviceClient()
     const device = await deviceStart(client.client_id)
     expect((await deviceDecide(await seedUser(), device.user_code, 'approve')).status).toBe(200)
     const failed = await withFailingInserts('audit_events', { clientId: client.client_id }, () =>

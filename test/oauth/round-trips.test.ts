@@ -4,7 +4,6 @@ import {
   adminClient,
   basicAuth,
   clientCredentialsToken,
-  DEVICE_GRANT,
   deviceDecide,
   devicePoll,
   deviceStart,
@@ -12,6 +11,7 @@ import {
   ISSUER,
   obtainCode,
   postForm,
+  publicDeviceClient,
   refresh,
   seedUser,
   TOKEN_EXCHANGE_GRANT,
@@ -50,11 +50,7 @@ describe('round trips to Postgres per request', () => {
   })
 
   it('device_code and token exchange are 1 in all too, pending polls included', async () => {
-    const device = await adminClient({
-      grant_types: [DEVICE_GRANT, 'refresh_token'],
-      token_endpoint_auth_method: 'none',
-      scope: 'openid offline_access',
-    })
+    const device = await publicDeviceClient()
     const started = await deviceStart(device.client_id)
     const pending = await devicePoll(device.client_id, started.device_code)
     expect(await pending.json()).toMatchObject({ error: 'authorization_pending' })

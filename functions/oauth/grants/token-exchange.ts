@@ -77,8 +77,7 @@ export async function tokenExchangeGrant(ctx: GrantContext, params: OAuthParams)
       jti: subject.jti,
       clientId: subject.client_id,
       userId: subject.sub,
-      // jose checks that iat is a number; the statement takes whole seconds.
-      issuedAt: Number.isSafeInteger(subject.iat) ? subject.iat : 0,
+      issuedAt: subject.iat,
     },
     audience,
     scope,
